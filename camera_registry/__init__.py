@@ -1,0 +1,5 @@
+"""The device registry domain: device types, jurisdictions, events. No I/O."""
+
+from camera_registry.events import DEVICE_ID_PATTERN, DeviceEvent, Severity, validate_device_id
+
+__all__ = ["DEVICE_ID_PATTERN", "DeviceEvent", "Severity", "validate_device_id"]
