@@ -1,5 +1,17 @@
 """The device registry domain: device types, jurisdictions, events. No I/O."""
 
-from camera_registry.events import DEVICE_ID_PATTERN, DeviceEvent, Severity, validate_device_id
+from camera_registry.events import (
+    DEVICE_ID_PATTERN,
+    DeviceEvent,
+    RejectedMessage,
+    Severity,
+    validate_device_id,
+)
 
-__all__ = ["DEVICE_ID_PATTERN", "DeviceEvent", "Severity", "validate_device_id"]
+__all__ = [
+    "DEVICE_ID_PATTERN",
+    "DeviceEvent",
+    "RejectedMessage",
+    "Severity",
+    "validate_device_id",
+]

@@ -11,7 +11,13 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["DEVICE_ID_PATTERN", "DeviceEvent", "Severity", "validate_device_id"]
+__all__ = [
+    "DEVICE_ID_PATTERN",
+    "DeviceEvent",
+    "RejectedMessage",
+    "Severity",
+    "validate_device_id",
+]
 
 #: A device id is a GB/T 28181 20-digit code or a safe free id; both match this.
 DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -69,3 +75,26 @@ class DeviceEvent:
             raise ValueError("dedup_key must be 1..200 characters")
         object.__setattr__(self, "severity", Severity(self.severity))
         object.__setattr__(self, "payload", _freeze(self.payload))
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedMessage:
+    """Input that could not become an event, kept with the reason so nothing is lost silently.
+
+    `payload` holds the raw bytes (capped by the producer); `origin` says where it
+    came from (an MQTT topic, an ONVIF endpoint, an import file row).
+    """
+
+    time: datetime
+    source: str
+    origin: str
+    reason: str
+    payload: bytes = b""
+    device_id: str | None = None
+    message_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    def __post_init__(self) -> None:
+        if self.time.tzinfo is None or self.time.utcoffset() != timedelta(0):
+            raise ValueError("RejectedMessage.time must be timezone-aware UTC")
+        if not self.reason:
+            raise ValueError("a rejected message needs a reason")
