@@ -1,0 +1,429 @@
+"""OASIS Common Alerting Protocol (CAP) 1.2 encoding of alarms, and a checker.
+
+Pure: builds an `xml.etree` tree from an alarm revision and serialises it.
+One alarm is one CAP incident: revision 1 is an `Alert`, later revisions are
+`Update`s referencing it, and a closed or false alarm is a `Cancel`.
+
+`validate_alert` checks the structural rules of the CAP 1.2 schema and
+specification (element order and multiplicity, enumerations, date-time
+format, identifier characters, scope-dependent elements, circle syntax), so a
+receiver's schema validation will not reject what we send.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from alarms.models import Alarm, AlarmCategory, AlarmState, HistoryEntry, Location
+
+__all__ = [
+    "CAP_NS",
+    "CapOptions",
+    "build_alert",
+    "cap_identifier",
+    "encode_alert",
+    "format_cap_time",
+    "validate_alert",
+]
+
+CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
+_HEADLINE_MAX = 160
+
+_CATEGORY = {
+    AlarmCategory.SECURITY: "Security",
+    AlarmCategory.EMERGENCY: "Safety",
+    AlarmCategory.MAINTENANCE: "Infra",
+}
+#: priority level -> (urgency, severity)
+_URGENCY_SEVERITY = {
+    1: ("Immediate", "Extreme"),
+    2: ("Immediate", "Severe"),
+    3: ("Expected", "Moderate"),
+    4: ("Future", "Minor"),
+}
+
+_STATUS = {"Actual", "Exercise", "System", "Test", "Draft"}
+_MSG_TYPE = {"Alert", "Update", "Cancel", "Ack", "Error"}
+_SCOPE = {"Public", "Restricted", "Private"}
+_CATEGORIES = {
+    "Geo",
+    "Met",
+    "Safety",
+    "Security",
+    "Rescue",
+    "Fire",
+    "Health",
+    "Env",
+    "Transport",
+    "Infra",
+    "CBRNE",
+    "Other",
+}
+_RESPONSE_TYPES = {
+    "Shelter",
+    "Evacuate",
+    "Prepare",
+    "Execute",
+    "Avoid",
+    "Monitor",
+    "Assess",
+    "AllClear",
+    "None",
+}
+_URGENCIES = {"Immediate", "Expected", "Future", "Past", "Unknown"}
+_SEVERITIES = {"Extreme", "Severe", "Moderate", "Minor", "Unknown"}
+_CERTAINTIES = {"Observed", "Likely", "Possible", "Unlikely", "Unknown"}
+_CAP_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[-+]\d{2}:\d{2}")
+_NUMBER = r"-?\d+(?:\.\d+)?"
+_CIRCLE = re.compile(rf"({_NUMBER}),\s*({_NUMBER})\s+(\d+(?:\.\d+)?)")
+
+# (element, min occurrences, max occurrences or None for unbounded), in schema order.
+_Spec = tuple[tuple[str, int, int | None], ...]
+_ALERT_SPEC: _Spec = (
+    ("identifier", 1, 1),
+    ("sender", 1, 1),
+    ("sent", 1, 1),
+    ("status", 1, 1),
+    ("msgType", 1, 1),
+    ("source", 0, 1),
+    ("scope", 1, 1),
+    ("restriction", 0, 1),
+    ("addresses", 0, 1),
+    ("code", 0, None),
+    ("note", 0, 1),
+    ("references", 0, 1),
+    ("incidents", 0, 1),
+    ("info", 0, None),
+)
+_INFO_SPEC: _Spec = (
+    ("language", 0, 1),
+    ("category", 1, None),
+    ("event", 1, 1),
+    ("responseType", 0, None),
+    ("urgency", 1, 1),
+    ("severity", 1, 1),
+    ("certainty", 1, 1),
+    ("audience", 0, 1),
+    ("eventCode", 0, None),
+    ("effective", 0, 1),
+    ("onset", 0, 1),
+    ("expires", 0, 1),
+    ("senderName", 0, 1),
+    ("headline", 0, 1),
+    ("description", 0, 1),
+    ("instruction", 0, 1),
+    ("web", 0, 1),
+    ("contact", 0, 1),
+    ("parameter", 0, None),
+    ("resource", 0, None),
+    ("area", 0, None),
+)
+_RESOURCE_SPEC: _Spec = (
+    ("resourceDesc", 1, 1),
+    ("mimeType", 1, 1),
+    ("size", 0, 1),
+    ("uri", 0, 1),
+    ("derefUri", 0, 1),
+    ("digest", 0, 1),
+)
+_AREA_SPEC: _Spec = (
+    ("areaDesc", 1, 1),
+    ("polygon", 0, None),
+    ("circle", 0, None),
+    ("geocode", 0, None),
+    ("altitude", 0, 1),
+    ("ceiling", 0, 1),
+)
+_VALUE_PAIR_SPEC: _Spec = (("valueName", 1, 1), ("value", 1, 1))
+_ENUMS = {
+    "status": _STATUS,
+    "msgType": _MSG_TYPE,
+    "scope": _SCOPE,
+    "category": _CATEGORIES,
+    "responseType": _RESPONSE_TYPES,
+    "urgency": _URGENCIES,
+    "severity": _SEVERITIES,
+    "certainty": _CERTAINTIES,
+}
+_TIMES = {"sent", "effective", "onset", "expires"}
+
+
+@dataclass(frozen=True, slots=True)
+class CapOptions:
+    """Per-sink CAP settings (from the sink's config)."""
+
+    sender: str
+    sender_name: str = "GridWatch"
+    scope: str = "Restricted"
+    restriction: str | None = "For public-safety dispatch and governance-center use only"
+    addresses: str | None = None
+    language: str = "en-US"
+    timezone: tzinfo = UTC
+    contact: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.sender or re.search(r"[\s,<&]", self.sender):
+            raise ValueError("CAP sender must be non-empty, without spaces, commas, < or &")
+        if self.scope not in _SCOPE:
+            raise ValueError(f"CAP scope must be one of {sorted(_SCOPE)}, got {self.scope!r}")
+        if self.scope == "Restricted" and not self.restriction:
+            raise ValueError("CAP scope Restricted needs a restriction text")
+        if self.scope == "Private" and not self.addresses:
+            raise ValueError("CAP scope Private needs addresses")
+
+
+def format_cap_time(value: datetime, tz: tzinfo = UTC) -> str:
+    """CAP date-time: local offset, whole seconds, UTC written as -00:00 (never Z)."""
+    if value.tzinfo is None:
+        raise ValueError("CAP times need a timezone-aware datetime")
+    local = value.astimezone(tz).replace(microsecond=0)
+    text = local.isoformat()
+    if local.utcoffset() == timedelta(0):
+        # CAP 1.2 3.3.2: UTC is represented as "-00:00".
+        text = text[:-6] + "-00:00"
+    return text
+
+
+def cap_identifier(alarm: Alarm, revision: int | None = None) -> str:
+    """The CAP identifier of one alarm revision (unique per sender)."""
+    return f"gridwatch-{alarm.id}-{alarm.revision if revision is None else revision}"
+
+
+def _msg_type(alarm: Alarm) -> str:
+    if alarm.revision == 1:
+        return "Alert"
+    if alarm.state in (AlarmState.CLOSED, AlarmState.FALSE_ALARM):
+        return "Cancel"
+    return "Update"
+
+
+def _response_type(alarm: Alarm) -> str:
+    if alarm.state is AlarmState.FALSE_ALARM:
+        return "None"
+    if alarm.state in (AlarmState.RESOLVED, AlarmState.CLOSED):
+        return "AllClear"
+    if alarm.category is AlarmCategory.MAINTENANCE or alarm.priority.level > 2:
+        return "Assess"
+    # The SOP in <instruction> is the pre-planned activity "Execute" refers to.
+    return "Execute"
+
+
+def _sub(parent: ET.Element, name: str, text: str | None = None) -> ET.Element:
+    element = ET.SubElement(parent, f"{{{CAP_NS}}}{name}")
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _pair(parent: ET.Element, name: str, value_name: str, value: str) -> None:
+    element = _sub(parent, name)
+    _sub(element, "valueName", value_name)
+    _sub(element, "value", value)
+
+
+def _description(alarm: Alarm, options: CapOptions) -> str:
+    lines = [
+        f"{alarm.title}.",
+        f"Device {alarm.device_id}, priority {alarm.priority}, state {alarm.state.value}.",
+        f"Opened {format_cap_time(alarm.opened_at, options.timezone)}, "
+        f"last seen {format_cap_time(alarm.last_seen_at, options.timezone)}, "
+        f"triggered {alarm.count} time(s).",
+    ]
+    if alarm.department or alarm.assignee:
+        handler = ", ".join(part for part in (alarm.department, alarm.assignee) if part)
+        lines.append(f"Handled by {handler}.")
+    if alarm.closed_reason:
+        lines.append(f"Closed: {alarm.closed_reason}.")
+    return "\n".join(lines)
+
+
+def _circle(location: Location) -> str:
+    # CAP circle: "lat,lon radius" in WGS 84 degrees and kilometres.
+    radius_km = location.radius_m / 1000.0
+    return f"{location.latitude:.6f},{location.longitude:.6f} {radius_km:g}"
+
+
+def build_alert(
+    alarm: Alarm,
+    change: HistoryEntry,
+    options: CapOptions,
+    *,
+    location: Location | None = None,
+    area_desc: str | None = None,
+) -> ET.Element:
+    """The CAP `<alert>` element for `alarm` at the revision `change` produced."""
+    if change.alarm_id != alarm.id or change.revision != alarm.revision:
+        raise ValueError("the history entry must be the one that produced this alarm revision")
+    tz = options.timezone
+    alert = ET.Element(f"{{{CAP_NS}}}alert")
+    _sub(alert, "identifier", cap_identifier(alarm))
+    _sub(alert, "sender", options.sender)
+    _sub(alert, "sent", format_cap_time(change.at, tz))
+    _sub(alert, "status", "Exercise" if alarm.is_drill else "Actual")
+    msg_type = _msg_type(alarm)
+    _sub(alert, "msgType", msg_type)
+    _sub(alert, "scope", options.scope)
+    if options.scope == "Restricted":
+        _sub(alert, "restriction", options.restriction)
+    if options.addresses:
+        _sub(alert, "addresses", options.addresses)
+    note = alarm.closed_reason if msg_type == "Cancel" else change.note
+    if note:
+        _sub(alert, "note", note)
+    if msg_type != "Alert":
+        # The first revision's `sent` is the alarm's opening time, so it can be rebuilt.
+        original = (
+            f"{options.sender},{cap_identifier(alarm, 1)},{format_cap_time(alarm.opened_at, tz)}"
+        )
+        _sub(alert, "references", original)
+    _sub(alert, "incidents", str(alarm.id))
+
+    info = _sub(alert, "info")
+    _sub(info, "language", options.language)
+    _sub(info, "category", _CATEGORY[alarm.category])
+    _sub(info, "event", alarm.type)
+    _sub(info, "responseType", _response_type(alarm))
+    urgency, severity = _URGENCY_SEVERITY[alarm.priority.level]
+    _sub(info, "urgency", urgency)
+    _sub(info, "severity", severity)
+    _sub(info, "certainty", "Unlikely" if alarm.state is AlarmState.FALSE_ALARM else "Observed")
+    _pair(info, "eventCode", "gridwatch:type", alarm.type)
+    _pair(info, "eventCode", "gridwatch:priority", str(alarm.priority))
+    _sub(info, "onset", format_cap_time(alarm.opened_at, tz))
+    _sub(info, "senderName", options.sender_name)
+    _sub(info, "headline", alarm.title[:_HEADLINE_MAX])
+    _sub(info, "description", _description(alarm, options))
+    if alarm.sop:
+        _sub(info, "instruction", alarm.sop)
+    if options.contact:
+        _sub(info, "contact", options.contact)
+    _pair(info, "parameter", "gridwatch:state", alarm.state.value)
+    _pair(info, "parameter", "gridwatch:revision", str(alarm.revision))
+    _pair(info, "parameter", "gridwatch:device_id", alarm.device_id)
+    _pair(info, "parameter", "gridwatch:count", str(alarm.count))
+    _pair(info, "parameter", "gridwatch:escalation_level", str(alarm.escalation_level))
+    if alarm.department:
+        _pair(info, "parameter", "gridwatch:department", alarm.department)
+    if alarm.assignee:
+        _pair(info, "parameter", "gridwatch:assignee", alarm.assignee)
+
+    area = _sub(info, "area")
+    described = (location.description if location else None) or area_desc
+    _sub(area, "areaDesc", described or alarm.jurisdiction or f"device {alarm.device_id}")
+    if location is not None:
+        _sub(area, "circle", _circle(location))
+    if alarm.jurisdiction:
+        _pair(area, "geocode", "gridwatch:jurisdiction", alarm.jurisdiction)
+    return alert
+
+
+def encode_alert(
+    alarm: Alarm,
+    change: HistoryEntry,
+    options: CapOptions,
+    *,
+    location: Location | None = None,
+    area_desc: str | None = None,
+) -> bytes:
+    """CAP 1.2 XML document (UTF-8, with declaration) for one alarm revision."""
+    alert = build_alert(alarm, change, options, location=location, area_desc=area_desc)
+    document: bytes = ET.tostring(
+        alert, encoding="utf-8", xml_declaration=True, default_namespace=CAP_NS
+    )
+    return document
+
+
+def _local(element: ET.Element, path: str, errors: list[str]) -> str | None:
+    tag = element.tag
+    if not isinstance(tag, str) or not tag.startswith(f"{{{CAP_NS}}}"):
+        errors.append(f"{path}: element {tag!r} is not in the CAP 1.2 namespace")
+        return None
+    return tag[len(CAP_NS) + 2 :]
+
+
+def _check_sequence(parent: ET.Element, spec: _Spec, path: str, errors: list[str]) -> None:
+    order = {name: index for index, (name, _, _) in enumerate(spec)}
+    counts = dict.fromkeys(order, 0)
+    position = 0
+    for child in parent:
+        name = _local(child, path, errors)
+        if name is None:
+            continue
+        if name not in order:
+            errors.append(f"{path}: unexpected element <{name}>")
+            continue
+        if order[name] < position:
+            errors.append(f"{path}: <{name}> is out of order (schema order: {list(order)})")
+        position = max(position, order[name])
+        counts[name] += 1
+    for name, low, high in spec:
+        if counts[name] < low:
+            errors.append(f"{path}: required element <{name}> is missing")
+        if high is not None and counts[name] > high:
+            errors.append(f"{path}: <{name}> appears {counts[name]} times, at most {high}")
+
+
+def _children(parent: ET.Element, name: str) -> list[ET.Element]:
+    return parent.findall(f"{{{CAP_NS}}}{name}")
+
+
+def _check_values(element: ET.Element, path: str, errors: list[str]) -> None:
+    for child in element:
+        name = _local(child, path, errors)
+        if name is None or len(child):
+            continue
+        text = (child.text or "").strip()
+        if not text:
+            errors.append(f"{path}/{name}: empty value")
+        elif name in _ENUMS and text not in _ENUMS[name]:
+            errors.append(f"{path}/{name}: {text!r} is not one of {sorted(_ENUMS[name])}")
+        elif name in _TIMES and not _CAP_TIME.fullmatch(text):
+            errors.append(f"{path}/{name}: {text!r} is not a CAP date-time (no Z, no fraction)")
+        elif name in ("identifier", "sender") and re.search(r"[\s,<&]", text):
+            errors.append(f"{path}/{name}: must not contain spaces, commas, < or &")
+        elif name == "circle":
+            _check_circle(text, f"{path}/circle", errors)
+
+
+def _check_circle(text: str, path: str, errors: list[str]) -> None:
+    match = _CIRCLE.fullmatch(text)
+    if match is None:
+        errors.append(f"{path}: {text!r} is not 'lat,lon radius'")
+        return
+    latitude, longitude = float(match.group(1)), float(match.group(2))
+    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+        errors.append(f"{path}: coordinates out of range in {text!r}")
+
+
+def validate_alert(alert: ET.Element) -> list[str]:
+    """Problems that make `alert` invalid CAP 1.2; an empty list means valid."""
+    errors: list[str] = []
+    if alert.tag != f"{{{CAP_NS}}}alert":
+        return [f"root element is {alert.tag!r}, expected {{{CAP_NS}}}alert"]
+    _check_sequence(alert, _ALERT_SPEC, "alert", errors)
+    _check_values(alert, "alert", errors)
+    scope = alert.findtext(f"{{{CAP_NS}}}scope")
+    if scope == "Restricted" and not _children(alert, "restriction"):
+        errors.append("alert: scope Restricted requires <restriction>")
+    if scope == "Private" and not _children(alert, "addresses"):
+        errors.append("alert: scope Private requires <addresses>")
+    for info in _children(alert, "info"):
+        _check_sequence(info, _INFO_SPEC, "alert/info", errors)
+        _check_values(info, "alert/info", errors)
+        for name in ("eventCode", "parameter"):
+            for pair in _children(info, name):
+                _check_sequence(pair, _VALUE_PAIR_SPEC, f"alert/info/{name}", errors)
+                _check_values(pair, f"alert/info/{name}", errors)
+        for resource in _children(info, "resource"):
+            _check_sequence(resource, _RESOURCE_SPEC, "alert/info/resource", errors)
+            _check_values(resource, "alert/info/resource", errors)
+        for area in _children(info, "area"):
+            _check_sequence(area, _AREA_SPEC, "alert/info/area", errors)
+            _check_values(area, "alert/info/area", errors)
+            for pair in _children(area, "geocode"):
+                _check_sequence(pair, _VALUE_PAIR_SPEC, "alert/info/area/geocode", errors)
+                _check_values(pair, "alert/info/area/geocode", errors)
+    return errors

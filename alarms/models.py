@@ -1,0 +1,277 @@
+"""Alarm value types: priority, state, category, the alarm itself and its history.
+
+Every type here is frozen and checks its values when built, so the rest of the
+domain never re-validates what it receives.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+from camera_registry.events import validate_device_id
+
+__all__ = [
+    "ACTIVE_STATES",
+    "FINISHED_STATES",
+    "Alarm",
+    "AlarmAction",
+    "AlarmCategory",
+    "AlarmState",
+    "HistoryEntry",
+    "Location",
+    "Priority",
+    "require_utc",
+]
+
+_TYPE_PATTERN = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)*")
+_MAX_TEXT = 4000
+_MAX_KEY = 200
+
+
+def require_utc(value: datetime, name: str) -> datetime:
+    """Return `value` if it is timezone-aware UTC, else raise ValueError naming `name`."""
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError(f"{name} must be a timezone-aware UTC datetime")
+    if value.utcoffset() != timedelta(0):
+        raise ValueError(f"{name} must be in UTC, got offset {value.utcoffset()}")
+    return value
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Priority:
+    """Alarm priority 1..4, 1 the most urgent (GB/T 28181 alarm priority levels).
+
+    Ordering follows the level number, so `sorted()` puts P1 first and
+    `Priority(1) < Priority(2)` reads "P1 comes before P2".
+    """
+
+    level: int
+
+    HIGHEST: ClassVar[int] = 1
+    LOWEST: ClassVar[int] = 4
+
+    def __post_init__(self) -> None:
+        # bool is an int subclass; True as a priority is a config mistake, not P1.
+        if isinstance(self.level, bool) or not isinstance(self.level, int):
+            raise ValueError(f"priority must be an integer 1..4, got {self.level!r}")
+        if not self.HIGHEST <= self.level <= self.LOWEST:
+            raise ValueError(f"priority must be 1..4 (1 highest), got {self.level}")
+
+    @classmethod
+    def parse(cls, value: int | str | Priority) -> Priority:
+        """Build a priority from 1..4, "1".."4", "P1".."P4" or a Priority."""
+        if isinstance(value, Priority):
+            return value
+        if isinstance(value, str):
+            text = value.strip().upper().removeprefix("P")
+            if not text.isdigit():
+                raise ValueError(f"priority must be P1..P4 or 1..4, got {value!r}")
+            return cls(int(text))
+        return cls(value)
+
+    def raised(self) -> Priority:
+        """One step more urgent (P1 stays P1)."""
+        return Priority(max(self.HIGHEST, self.level - 1))
+
+    @property
+    def is_highest(self) -> bool:
+        """True for P1, the priority that is never delayed or grouped."""
+        return self.level == self.HIGHEST
+
+    def __str__(self) -> str:
+        return f"P{self.level}"
+
+
+class AlarmState(StrEnum):
+    """Where an alarm is in its lifecycle."""
+
+    NEW = "new"
+    ACKNOWLEDGED = "acknowledged"
+    DISPATCHED = "dispatched"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    FALSE_ALARM = "false_alarm"
+
+
+#: States in which the condition is still being handled: repeats, SLA and
+#: escalation apply only here.
+ACTIVE_STATES: frozenset[AlarmState] = frozenset(
+    {AlarmState.NEW, AlarmState.ACKNOWLEDGED, AlarmState.DISPATCHED}
+)
+#: States that carry a `closed_reason`.
+FINISHED_STATES: frozenset[AlarmState] = frozenset({AlarmState.CLOSED, AlarmState.FALSE_ALARM})
+
+
+class AlarmCategory(StrEnum):
+    """What kind of response an alarm calls for."""
+
+    SECURITY = "security"
+    EMERGENCY = "emergency"
+    MAINTENANCE = "maintenance"
+
+
+class AlarmAction(StrEnum):
+    """What happened to an alarm; each history entry names one."""
+
+    OPEN = "open"
+    ACKNOWLEDGE = "acknowledge"
+    ASSIGN = "assign"
+    DISPATCH = "dispatch"
+    RESOLVE = "resolve"
+    CLOSE = "close"
+    FALSE_ALARM = "false_alarm"
+    REOPEN = "reopen"
+    NOTE = "note"
+    ESCALATE = "escalate"
+    AUTO_CLOSE = "auto_close"
+    REPEAT = "repeat"
+
+
+def _check_text(value: str | None, name: str, *, required: bool, limit: int = _MAX_TEXT) -> None:
+    if value is None:
+        if required:
+            raise ValueError(f"{name} is required")
+        return
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string")
+    if required and not value.strip():
+        raise ValueError(f"{name} must not be empty")
+    if len(value) > limit:
+        raise ValueError(f"{name} is longer than {limit} characters")
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where an alarm happened: WGS 84 point, an uncertainty radius, and a description."""
+
+    latitude: float
+    longitude: float
+    radius_m: float = 50.0
+    description: str | None = None
+
+    def __post_init__(self) -> None:
+        if not -90.0 <= self.latitude <= 90.0:
+            raise ValueError(f"latitude must be -90..90, got {self.latitude}")
+        if not -180.0 <= self.longitude <= 180.0:
+            raise ValueError(f"longitude must be -180..180, got {self.longitude}")
+        if not 0.0 <= self.radius_m <= 1_000_000.0:
+            raise ValueError(f"radius_m must be 0..1000000, got {self.radius_m}")
+        _check_text(self.description, "description", required=False, limit=500)
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """One alarm: a condition on a device that people must handle.
+
+    `revision` starts at 1 and grows by one with every change; together with
+    the id it names exactly one version of the alarm (outbox idempotency).
+    `ack_due`/`resolve_due` are the stored SLA deadlines; escalation compares
+    them with the current time, so they survive a restart.
+    """
+
+    id: uuid.UUID
+    type: str
+    priority: Priority
+    state: AlarmState
+    category: AlarmCategory
+    device_id: str
+    jurisdiction: str | None
+    title: str
+    sop: str
+    dedup_key: str
+    opened_at: datetime
+    last_seen_at: datetime
+    count: int = 1
+    assignee: str | None = None
+    department: str | None = None
+    ack_due: datetime | None = None
+    resolve_due: datetime | None = None
+    escalation_level: int = 0
+    revision: int = 1
+    is_drill: bool = False
+    closed_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, uuid.UUID):
+            raise ValueError("alarm id must be a UUID")
+        if not _TYPE_PATTERN.fullmatch(self.type) or len(self.type) > 64:
+            raise ValueError(f"invalid alarm type {self.type!r}: expected dotted lower-case")
+        if not isinstance(self.priority, Priority):
+            raise ValueError("priority must be a Priority")
+        object.__setattr__(self, "state", AlarmState(self.state))
+        object.__setattr__(self, "category", AlarmCategory(self.category))
+        validate_device_id(self.device_id)
+        _check_text(self.jurisdiction, "jurisdiction", required=False, limit=64)
+        _check_text(self.title, "title", required=True, limit=500)
+        _check_text(self.sop, "sop", required=False)
+        _check_text(self.dedup_key, "dedup_key", required=True, limit=_MAX_KEY)
+        require_utc(self.opened_at, "opened_at")
+        require_utc(self.last_seen_at, "last_seen_at")
+        if self.last_seen_at < self.opened_at:
+            raise ValueError("last_seen_at must not be before opened_at")
+        for name in ("ack_due", "resolve_due"):
+            due = getattr(self, name)
+            if due is not None:
+                require_utc(due, name)
+        if isinstance(self.count, bool) or self.count < 1:
+            raise ValueError(f"count must be >= 1, got {self.count}")
+        if isinstance(self.revision, bool) or self.revision < 1:
+            raise ValueError(f"revision must be >= 1, got {self.revision}")
+        if isinstance(self.escalation_level, bool) or self.escalation_level < 0:
+            raise ValueError(f"escalation_level must be >= 0, got {self.escalation_level}")
+        _check_text(self.assignee, "assignee", required=False, limit=128)
+        _check_text(self.department, "department", required=False, limit=128)
+        _check_text(self.closed_reason, "closed_reason", required=False)
+        if self.state in FINISHED_STATES and not self.closed_reason:
+            raise ValueError(f"an alarm in state {self.state} needs a closed_reason")
+        if self.state not in FINISHED_STATES and self.closed_reason is not None:
+            raise ValueError(f"an alarm in state {self.state} cannot have a closed_reason")
+        if self.state is AlarmState.DISPATCHED and not (self.assignee or self.department):
+            raise ValueError("a dispatched alarm needs an assignee or a department")
+
+    @property
+    def is_active(self) -> bool:
+        """True while the condition is being handled (new, acknowledged, dispatched)."""
+        return self.state in ACTIVE_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One line of an alarm's append-only history: who did what, when.
+
+    `revision` is the alarm revision this entry produced, so the history of an
+    alarm is numbered 1, 2, 3, ... without gaps.
+    """
+
+    alarm_id: uuid.UUID
+    at: datetime
+    actor: str
+    action: AlarmAction
+    from_state: AlarmState | None
+    to_state: AlarmState
+    note: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+    revision: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.alarm_id, uuid.UUID):
+            raise ValueError("alarm_id must be a UUID")
+        require_utc(self.at, "at")
+        _check_text(self.actor, "actor", required=True, limit=128)
+        object.__setattr__(self, "action", AlarmAction(self.action))
+        if self.from_state is not None:
+            object.__setattr__(self, "from_state", AlarmState(self.from_state))
+        elif self.action is not AlarmAction.OPEN:
+            raise ValueError("only an 'open' entry may have no from_state")
+        object.__setattr__(self, "to_state", AlarmState(self.to_state))
+        _check_text(self.note, "note", required=False)
+        if isinstance(self.revision, bool) or self.revision < 1:
+            raise ValueError(f"revision must be >= 1, got {self.revision}")
+        object.__setattr__(self, "details", MappingProxyType(dict(self.details)))

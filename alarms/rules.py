@@ -1,0 +1,614 @@
+"""Alarm rules: which device events open, repeat or auto-close which alarms.
+
+Rules are configuration (pydantic models, loadable from YAML) and `evaluate`
+is a pure function: given one event, the device it came from, the open alarms
+by dedup key, the rules and the current time, it returns the decisions the
+caller stores in one transaction.
+
+Semantics worth knowing:
+
+* Rules are tried in order; the **first** enabled rule whose `match` fits an
+  event opens or repeats the alarm. Auto-close is checked on every rule.
+* A repeat of an active alarm (same dedup key) updates that alarm (count + 1,
+  last seen) instead of opening another. Within the dedup window the repeat is
+  recorded quietly (`notify=False`); after a quiet spell longer than the window
+  it is announced again. A P1 repeat is always announced: P1 is never delayed
+  or grouped.
+* Drill events (payload `drill: true`) open alarms flagged `is_drill`, under a
+  separate dedup key (`drill:` prefix) so a drill never merges with a real alarm.
+* Alarm ids are derived from the event id and rule name, so evaluating the same
+  event twice yields the same alarm id, which storage dedup absorbs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from alarms.models import (
+    ACTIVE_STATES,
+    Alarm,
+    AlarmAction,
+    AlarmCategory,
+    AlarmState,
+    HistoryEntry,
+    Location,
+    Priority,
+    require_utc,
+)
+from alarms.sla import DEFAULT_SLA_POLICY, SlaPolicy, deadlines_for
+from alarms.workflow import apply, open_alarm
+from camera_registry.events import DeviceEvent, validate_device_id
+
+__all__ = [
+    "DEFAULT_RULES",
+    "AlarmRule",
+    "BroadcastAction",
+    "CloseAlarm",
+    "Decision",
+    "DeviceContext",
+    "EventMatch",
+    "LinkageConfig",
+    "LinkagePlan",
+    "OpenAlarm",
+    "RuleSet",
+    "UpdateAlarm",
+    "evaluate",
+    "render_template",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Namespace for alarm ids derived from (event id, rule name).
+ALARM_ID_NAMESPACE = uuid.UUID("6f1c2a9e-4d3b-5e8a-9c7d-2b1e0f3a4c5d")
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)(?:\.([A-Za-z0-9_\-]+))?\}")
+_PLAIN_FIELDS = frozenset(
+    {"type", "device_id", "device_name", "kind", "project", "jurisdiction", "priority"}
+)
+_NAME_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$"
+_GLOB_PATTERN = r"^[a-z0-9_.*?\[\]!]+$"
+_MAX_TITLE = 500
+_MAX_KEY = 200
+_AUTO_CLOSE_FROM = ACTIVE_STATES | {AlarmState.RESOLVED}
+
+PayloadValue = bool | int | float | str
+
+
+def _check_template(template: str) -> str:
+    """Refuse placeholders that would render as nothing useful or leak attributes."""
+    for match in _PLACEHOLDER.finditer(template):
+        name, sub = match.group(1), match.group(2)
+        if name == "payload":
+            if sub is None:
+                raise ValueError("use {payload.<field>} to insert a payload field")
+        elif name not in _PLAIN_FIELDS or sub is not None:
+            allowed = ", ".join(sorted(_PLAIN_FIELDS))
+            raise ValueError(
+                f"unknown placeholder {match.group(0)!r}; use {allowed} or payload.<field>"
+            )
+    leftover = _PLACEHOLDER.sub("", template)
+    if "{" in leftover or "}" in leftover:
+        raise ValueError(f"unbalanced or malformed braces in template {template!r}")
+    return template
+
+
+def render_template(template: str, values: Mapping[str, str], payload: Mapping[str, Any]) -> str:
+    """Fill `{name}` and `{payload.field}` placeholders; missing values render empty."""
+
+    def fill(match: re.Match[str]) -> str:
+        name, sub = match.group(1), match.group(2)
+        if name == "payload":
+            value = payload.get(sub or "")
+            return "" if value is None else str(value)
+        return values.get(name, "")
+
+    return _PLACEHOLDER.sub(fill, template)
+
+
+class EventMatch(BaseModel):
+    """Which events a rule applies to. Empty lists mean "any"."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kinds: list[str] = Field(
+        min_length=1,
+        description="Event kinds, shell-style globs allowed (`onvif.*`, `vqd.*`).",
+    )
+    exclude_kinds: list[str] = Field(
+        default_factory=list, description="Event kinds (globs) that never match this rule."
+    )
+    device_kinds: list[str] = Field(
+        default_factory=list, description="Only devices of these kinds (e.g. camera, panic)."
+    )
+    projects: list[str] = Field(
+        default_factory=list, description="Only devices of these projects (e.g. sharp_eyes)."
+    )
+    device_ids: list[str] = Field(default_factory=list, description="Only these devices.")
+    payload_equals: dict[str, PayloadValue] = Field(
+        default_factory=dict,
+        description="Payload fields that must equal these values exactly (type included).",
+    )
+
+    @field_validator("kinds", "exclude_kinds")
+    @classmethod
+    def _globs(cls, value: list[str]) -> list[str]:
+        for glob in value:
+            if not re.fullmatch(_GLOB_PATTERN, glob):
+                raise ValueError(f"invalid event kind pattern {glob!r}")
+        return value
+
+    def matches(self, event: DeviceEvent, device: DeviceContext | None) -> bool:
+        """True if `event` from `device` falls under this rule."""
+        if not any(fnmatch.fnmatchcase(event.kind, glob) for glob in self.kinds):
+            return False
+        if any(fnmatch.fnmatchcase(event.kind, glob) for glob in self.exclude_kinds):
+            return False
+        if self.device_ids and event.device_id not in self.device_ids:
+            return False
+        if self.device_kinds and (device is None or device.kind not in self.device_kinds):
+            return False
+        if self.projects and (device is None or device.project not in self.projects):
+            return False
+        return all(
+            _same_value(event.payload.get(key), expected)
+            for key, expected in self.payload_equals.items()
+        )
+
+
+def _same_value(actual: object, expected: PayloadValue) -> bool:
+    # True == 1 in Python; a rule asking for `true` must not match the number 1.
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return actual is expected
+    return actual == expected
+
+
+class BroadcastAction(BaseModel):
+    """Play a message on speakers when the alarm opens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    message: str = Field(
+        min_length=1,
+        max_length=500,
+        description="Text to speak (TTS); placeholders like the title are allowed.",
+    )
+    linked_speakers: bool = Field(
+        default=True, description="Use the speakers linked to the device in the registry."
+    )
+    speakers: list[str] = Field(
+        default_factory=list, description="Further speaker device ids to broadcast on."
+    )
+    volume: int | None = Field(
+        default=None, ge=0, le=100, description="Volume in percent; empty keeps the unit's."
+    )
+
+    @field_validator("message")
+    @classmethod
+    def _message_template(cls, value: str) -> str:
+        return _check_template(value)
+
+
+class LinkageConfig(BaseModel):
+    """What runs when an alarm opens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    snapshot_device: bool = Field(
+        default=False, description="Take a snapshot from the device itself (it is a camera)."
+    )
+    snapshot_linked_cameras: bool = Field(
+        default=True, description="Take snapshots from the cameras linked to the device."
+    )
+    broadcast: BroadcastAction | None = Field(
+        default=None, description="Broadcast a message to speakers; empty means none."
+    )
+
+
+class AlarmRule(BaseModel):
+    """One rule: matching events -> an alarm of this type, priority and SOP."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=_NAME_PATTERN, max_length=64, description="Unique rule name.")
+    enabled: bool = Field(default=True, description="Disabled rules are skipped.")
+    match: EventMatch = Field(description="Which events this rule applies to.")
+    type: str = Field(
+        pattern=_NAME_PATTERN, max_length=64, description="Alarm type, e.g. panic, intrusion."
+    )
+    priority: int = Field(ge=1, le=4, description="Priority 1..4, 1 the most urgent.")
+    category: AlarmCategory = Field(description="security, emergency or maintenance.")
+    title: str = Field(
+        min_length=1,
+        max_length=_MAX_TITLE,
+        description="Title template, e.g. 'Panic alarm at {device_name}'.",
+    )
+    sop: str = Field(
+        default="", max_length=4000, description="What the operator must do (shown as is)."
+    )
+    dedup_key: str = Field(
+        default="{type}:{device_id}",
+        min_length=1,
+        max_length=_MAX_KEY,
+        description="Template of the key that makes repeats update one open alarm.",
+    )
+    dedup_window: timedelta = Field(
+        default=timedelta(minutes=10),
+        ge=timedelta(0),
+        description="Repeats within this time of the last one are recorded without "
+        "a new notification (P1 is always notified).",
+    )
+    auto_close_on: list[str] = Field(
+        default_factory=list,
+        description="Event kinds (globs) that close this rule's open maintenance "
+        "alarms on the same device, e.g. health.online.",
+    )
+    linkage: LinkageConfig = Field(
+        default_factory=LinkageConfig, description="Actions run when the alarm opens."
+    )
+
+    @field_validator("title", "dedup_key")
+    @classmethod
+    def _templates(cls, value: str) -> str:
+        return _check_template(value)
+
+    @field_validator("auto_close_on")
+    @classmethod
+    def _auto_close_globs(cls, value: list[str]) -> list[str]:
+        for glob in value:
+            if not re.fullmatch(_GLOB_PATTERN, glob):
+                raise ValueError(f"invalid event kind pattern {glob!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _auto_close_only_maintenance(self) -> AlarmRule:
+        if self.auto_close_on and self.category is not AlarmCategory.MAINTENANCE:
+            raise ValueError(
+                "auto_close_on is only for maintenance rules; security and emergency "
+                "alarms are always closed by a person"
+            )
+        return self
+
+    def closes_on(self, kind: str) -> bool:
+        """True if an event of `kind` closes this rule's open alarms."""
+        return any(fnmatch.fnmatchcase(kind, glob) for glob in self.auto_close_on)
+
+
+class RuleSet(BaseModel):
+    """An ordered list of rules; the first match wins."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rules: list[AlarmRule] = Field(description="Rules in the order they are tried.")
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, value: list[AlarmRule]) -> list[AlarmRule]:
+        seen: set[str] = set()
+        for rule in value:
+            if rule.name in seen:
+                raise ValueError(f"rule name {rule.name!r} is used twice")
+            seen.add(rule.name)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceContext:
+    """What the rules need to know about the device an event came from."""
+
+    device_id: str
+    kind: str
+    project: str | None = None
+    jurisdiction: str | None = None
+    name: str | None = None
+    linked_cameras: tuple[str, ...] = ()
+    linked_speakers: tuple[str, ...] = ()
+    location: Location | None = None
+
+    def __post_init__(self) -> None:
+        validate_device_id(self.device_id)
+        if not self.kind:
+            raise ValueError("device kind must not be empty")
+        object.__setattr__(self, "linked_cameras", tuple(self.linked_cameras))
+        object.__setattr__(self, "linked_speakers", tuple(self.linked_speakers))
+        for linked in (*self.linked_cameras, *self.linked_speakers):
+            validate_device_id(linked)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkagePlan:
+    """The linkage actions an opened alarm asks the hub to run."""
+
+    snapshot_cameras: tuple[str, ...] = ()
+    broadcast_speakers: tuple[str, ...] = ()
+    broadcast_message: str | None = None
+    broadcast_volume: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlarm:
+    """Store a new alarm and its first history entry, then run `linkage`."""
+
+    alarm: Alarm
+    history: HistoryEntry
+    rule: str
+    linkage: LinkagePlan
+    notify: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateAlarm:
+    """Store the repeated alarm; deliver it only when `notify` is set."""
+
+    alarm: Alarm
+    history: HistoryEntry
+    notify: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CloseAlarm:
+    """Store the auto-closed maintenance alarm (always delivered)."""
+
+    alarm: Alarm
+    history: HistoryEntry
+    notify: bool = True
+
+
+Decision = OpenAlarm | UpdateAlarm | CloseAlarm
+
+
+def _dedupe(values: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(values))
+
+
+def _linkage(
+    rule: AlarmRule, event: DeviceEvent, device: DeviceContext | None, text: str
+) -> LinkagePlan:
+    cameras: list[str] = []
+    if rule.linkage.snapshot_device:
+        cameras.append(event.device_id)
+    if rule.linkage.snapshot_linked_cameras and device is not None:
+        cameras.extend(device.linked_cameras)
+    broadcast = rule.linkage.broadcast
+    if broadcast is None:
+        return LinkagePlan(snapshot_cameras=_dedupe(cameras))
+    speakers = list(broadcast.speakers)
+    if broadcast.linked_speakers and device is not None:
+        speakers.extend(device.linked_speakers)
+    return LinkagePlan(
+        snapshot_cameras=_dedupe(cameras),
+        broadcast_speakers=_dedupe(speakers),
+        broadcast_message=text if speakers else None,
+        broadcast_volume=broadcast.volume if speakers else None,
+    )
+
+
+def _bounded_key(key: str) -> str:
+    if len(key) <= _MAX_KEY:
+        return key
+    # Keep long keys unique but storable: a readable prefix plus a digest of the rest.
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"{key[: _MAX_KEY - 17]}#{digest}"
+
+
+def _event_details(event: DeviceEvent, rule: AlarmRule | None) -> dict[str, Any]:
+    details: dict[str, Any] = {
+        "event_id": str(event.event_id),
+        "event_kind": event.kind,
+        "event_time": event.time.isoformat(),
+        "event_source": event.source,
+    }
+    if rule is not None:
+        details["rule"] = rule.name
+    return details
+
+
+def _auto_closes(
+    event: DeviceEvent,
+    open_alarms: Mapping[str, Alarm],
+    rules: Sequence[AlarmRule],
+    now: datetime,
+) -> list[CloseAlarm]:
+    closing = [rule for rule in rules if rule.enabled and rule.closes_on(event.kind)]
+    if not closing:
+        return []
+    types = {rule.type for rule in closing}
+    decisions: list[CloseAlarm] = []
+    for alarm in open_alarms.values():
+        if (
+            alarm.device_id != event.device_id
+            or alarm.type not in types
+            or alarm.category is not AlarmCategory.MAINTENANCE
+            or alarm.state not in _AUTO_CLOSE_FROM
+        ):
+            continue
+        closed, entry = apply(
+            alarm,
+            AlarmAction.AUTO_CLOSE,
+            "system",
+            now,
+            note=f"auto-closed: device recovered ({event.kind})",
+            details=_event_details(event, None),
+        )
+        decisions.append(CloseAlarm(closed, entry))
+    return decisions
+
+
+def evaluate(
+    event: DeviceEvent,
+    device: DeviceContext | None,
+    open_alarms: Mapping[str, Alarm],
+    rules: RuleSet | Sequence[AlarmRule],
+    now: datetime,
+    *,
+    sla: SlaPolicy = DEFAULT_SLA_POLICY,
+) -> list[Decision]:
+    """Decide what `event` does to alarms: open, repeat, or auto-close.
+
+    `open_alarms` maps dedup key -> the current alarm for that key (pass at
+    least the device's active and resolved alarms). Auto-close decisions come
+    first, then at most one open or repeat decision.
+    """
+    require_utc(now, "now")
+    rule_list = rules.rules if isinstance(rules, RuleSet) else list(rules)
+    decisions: list[Decision] = list(_auto_closes(event, open_alarms, rule_list, now))
+    closed_ids = {decision.alarm.id for decision in decisions}
+
+    rule = next(
+        (rule for rule in rule_list if rule.enabled and rule.match.matches(event, device)), None
+    )
+    if rule is None:
+        logger.debug("no alarm rule for event", extra={"kind": event.kind})
+        return decisions
+
+    priority = Priority(rule.priority)
+    is_drill = event.payload.get("drill") is True
+    values = {
+        "type": rule.type,
+        "device_id": event.device_id,
+        "device_name": (device.name if device and device.name else event.device_id),
+        "kind": event.kind,
+        "project": (device.project or "") if device else "",
+        "jurisdiction": (device.jurisdiction or "") if device else "",
+        "priority": str(priority),
+    }
+    key = render_template(rule.dedup_key, values, event.payload)
+    dedup_key = _bounded_key(f"drill:{key}" if is_drill else key)
+
+    existing = open_alarms.get(dedup_key)
+    if existing is not None and existing.is_active and existing.id not in closed_ids:
+        quiet = now - existing.last_seen_at > rule.dedup_window
+        repeated, entry = apply(
+            existing, AlarmAction.REPEAT, "rules", now, details=_event_details(event, rule)
+        )
+        decisions.append(UpdateAlarm(repeated, entry, notify=existing.priority.is_highest or quiet))
+        return decisions
+
+    title = render_template(rule.title, values, event.payload)[:_MAX_TITLE].strip()
+    deadlines = deadlines_for(priority, now, sla)
+    alarm, entry = open_alarm(
+        alarm_id=uuid.uuid5(ALARM_ID_NAMESPACE, f"{event.event_id}:{rule.name}"),
+        type=rule.type,
+        priority=priority,
+        category=rule.category,
+        device_id=event.device_id,
+        jurisdiction=device.jurisdiction if device else None,
+        title=title or rule.type,
+        sop=rule.sop,
+        dedup_key=dedup_key,
+        at=now,
+        ack_due=deadlines.ack_due,
+        resolve_due=deadlines.resolve_due,
+        is_drill=is_drill,
+        details={**_event_details(event, rule), "severity": event.severity.value},
+    )
+    message = ""
+    if rule.linkage.broadcast is not None:
+        message = render_template(rule.linkage.broadcast.message, values, event.payload)
+    decisions.append(OpenAlarm(alarm, entry, rule.name, _linkage(rule, event, device, message)))
+    return decisions
+
+
+_SNAPSHOT_SELF = LinkageConfig(snapshot_device=True, snapshot_linked_cameras=True)
+
+#: The rules a fresh hub starts with; a site replaces them from its YAML config.
+DEFAULT_RULES = RuleSet(
+    rules=[
+        AlarmRule(
+            name="panic_press",
+            match=EventMatch(kinds=["panic.press"]),
+            type="panic",
+            priority=1,
+            category=AlarmCategory.EMERGENCY,
+            title="Panic alarm: {device_name}",
+            sop=(
+                "1. Open the linked cameras and look at the scene. "
+                "2. Call the school security desk at once. "
+                "3. Dispatch the nearest police unit and stay on the line until it arrives. "
+                "4. Record what you saw and did in the alarm notes."
+            ),
+            dedup_window=timedelta(minutes=5),
+            linkage=LinkageConfig(snapshot_linked_cameras=True),
+        ),
+        AlarmRule(
+            name="onvif_intrusion",
+            match=EventMatch(kinds=["onvif.intrusion", "onvif.line_crossing"]),
+            type="intrusion",
+            priority=2,
+            category=AlarmCategory.SECURITY,
+            title="Intrusion detected: {device_name}",
+            sop=(
+                "Check the snapshot and live view. If a person is in the protected area, "
+                "dispatch the grid officer or police; otherwise mark it a false alarm "
+                "and note the cause (animal, shadow, vehicle)."
+            ),
+            dedup_window=timedelta(minutes=5),
+            linkage=_SNAPSHOT_SELF,
+        ),
+        AlarmRule(
+            name="camera_tamper",
+            match=EventMatch(kinds=["onvif.tamper"]),
+            type="tamper",
+            priority=2,
+            category=AlarmCategory.SECURITY,
+            title="Camera tampering: {device_name}",
+            sop=(
+                "Look at the neighbouring cameras for the person responsible. "
+                "Dispatch the grid officer to inspect the camera and note its condition."
+            ),
+            linkage=LinkageConfig(snapshot_linked_cameras=True),
+        ),
+        AlarmRule(
+            name="video_loss",
+            match=EventMatch(kinds=["onvif.video_loss", "vqd.signal_loss"]),
+            type="video_loss",
+            priority=2,
+            category=AlarmCategory.SECURITY,
+            title="Video lost: {device_name}",
+            sop=(
+                "Check the neighbouring cameras for cut cables or sabotage. "
+                "If nothing is seen, assign it to maintenance with the time it went dark."
+            ),
+            linkage=LinkageConfig(snapshot_linked_cameras=True),
+        ),
+        AlarmRule(
+            name="device_offline",
+            match=EventMatch(kinds=["health.offline"]),
+            type="device_offline",
+            priority=3,
+            category=AlarmCategory.MAINTENANCE,
+            title="Device offline: {device_name}",
+            sop=(
+                "Check power and network at the site; assign to the maintenance contractor. "
+                "Closes itself when the device is back online."
+            ),
+            dedup_window=timedelta(hours=1),
+            auto_close_on=["health.online"],
+            linkage=LinkageConfig(snapshot_linked_cameras=False),
+        ),
+        AlarmRule(
+            name="quality_fault",
+            match=EventMatch(kinds=["vqd.*"], exclude_kinds=["vqd.ok", "vqd.signal_loss"]),
+            type="quality_fault",
+            priority=4,
+            category=AlarmCategory.MAINTENANCE,
+            title="Picture quality fault ({kind}): {device_name}",
+            sop=(
+                "Assign to the maintenance contractor (clean, refocus or re-aim the camera). "
+                "Closes itself when the picture is good again."
+            ),
+            dedup_key="{type}:{device_id}:{kind}",
+            dedup_window=timedelta(hours=1),
+            auto_close_on=["vqd.ok", "health.online"],
+            linkage=LinkageConfig(snapshot_device=True, snapshot_linked_cameras=False),
+        ),
+    ]
+)
