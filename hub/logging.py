@@ -1,0 +1,101 @@
+"""Logging set-up with a redaction layer: no secret reaches a log line.
+
+Redacted: the password in URLs (`rtsp://user:pass@host`, also URL-encoded as
+`rtsp%3A%2F%2Fuser%3Apass%40host`), and the values of fields whose name says
+password, passwd, secret, token, api_key or authorization, whether written
+`key=value`, `key: value` or as JSON `"key": "value"`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["REDACTED", "RedactingFormatter", "RedactionFilter", "configure_logging", "redact"]
+
+REDACTED = "***"
+
+# scheme://user:password@host — the password is everything up to the last '@'
+# before the host part (a password may itself contain ':' or '@' when mangled).
+_URL_USERINFO = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@]*:)[^\s/]*(?=@)")
+_ENCODED_USERINFO = re.compile(
+    r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*%3A%2F%2F[^\s%/@]*%3A).*?(?=%40)", re.IGNORECASE
+)
+_SECRET_NAMES = r"(?:password|passwd|pwd|secret|token|api[_-]?key|authorization|credentials?)"  # noqa: S105 - names, not a secret
+_JSON_FIELD = re.compile(
+    r'(?P<head>"[A-Za-z0-9_\-]*' + _SECRET_NAMES + r'[A-Za-z0-9_\-]*"\s*:\s*)"(?:[^"\\]|\\.)*"',
+    re.IGNORECASE,
+)
+_REPR_FIELD = re.compile(
+    r"(?P<head>'[A-Za-z0-9_\-]*" + _SECRET_NAMES + r"[A-Za-z0-9_\-]*'\s*:\s*)'(?:[^'\\]|\\.)*'",
+    re.IGNORECASE,
+)
+_KV_FIELD = re.compile(
+    r"(?P<head>\b[A-Za-z0-9_\-]*" + _SECRET_NAMES + r"[A-Za-z0-9_\-]*\s*[=:]\s*)"
+    r"(?!\*\*\*)(?:(?:Bearer|Basic|Digest)\s+)?(?:\"[^\"]*\"|'[^']*'|[^\s,;&}\]]+)",
+    re.IGNORECASE,
+)
+
+
+_AUTH_SCHEME = re.compile(r"(?P<head>\b(?:Bearer|Basic|Digest)\s+)[A-Za-z0-9+/=._~\-]{6,}")
+
+
+def redact(text: str) -> str:
+    """Return `text` with every recognisable secret replaced by `***`."""
+    text = _AUTH_SCHEME.sub(lambda m: m.group("head") + REDACTED, text)
+    text = _URL_USERINFO.sub(lambda m: m.group("head") + REDACTED, text)
+    text = _ENCODED_USERINFO.sub(lambda m: m.group("head") + REDACTED, text)
+    text = _JSON_FIELD.sub(lambda m: m.group("head") + f'"{REDACTED}"', text)
+    text = _REPR_FIELD.sub(lambda m: m.group("head") + f"'{REDACTED}'", text)
+    return _KV_FIELD.sub(lambda m: m.group("head") + REDACTED, text)
+
+
+class RedactionFilter(logging.Filter):
+    """Rewrites a record's message (with its arguments applied) through `redact`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+class RedactingFormatter(logging.Formatter):
+    """A formatter whose whole output, tracebacks included, goes through `redact`."""
+
+    def __init__(self, *, json_lines: bool = False) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.json_lines = json_lines
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not self.json_lines:
+            return redact(super().format(record))
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(entry, ensure_ascii=False))
+
+
+def configure_logging(level: str = "INFO", *, json_lines: bool = False) -> None:
+    """Install one redacting stderr handler on the root logger."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter(json_lines=json_lines))
+    handler.addFilter(RedactionFilter())
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)

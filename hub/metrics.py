@@ -1,0 +1,51 @@
+"""Prometheus metrics of one hub, on its own registry (so tests can build many hubs)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    """Every metric the hub exports at /metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events_stored = Counter(
+            "gridwatch_events_stored", "Events committed to storage", ["source"], registry=r
+        )
+        self.events_duplicate = Counter(
+            "gridwatch_events_duplicate", "Events dropped as duplicates by dedup key", registry=r
+        )
+        self.messages_rejected = Counter(
+            "gridwatch_messages_rejected",
+            "Input stored as rejected, by source",
+            ["source"],
+            registry=r,
+        )
+        self.writer_queue = Gauge(
+            "gridwatch_writer_queue_depth", "Events waiting for the writer", registry=r
+        )
+        self.writer_batch = Histogram(
+            "gridwatch_writer_batch_size",
+            "Events per committed batch",
+            buckets=(1, 5, 10, 50, 100, 500, 1000, 5000),
+            registry=r,
+        )
+        self.writer_commit_seconds = Histogram(
+            "gridwatch_writer_commit_seconds",
+            "Time to commit one batch",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+            registry=r,
+        )
+        self.writer_failures = Counter(
+            "gridwatch_writer_commit_failures",
+            "Batches that failed to commit and were retried",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,241 @@
+"""The PostgreSQL backend (psycopg 3, async pool), with TimescaleDB when present.
+
+At start-up the store looks for the `timescaledb` extension. Where it can be
+created, `events` becomes a compressed hypertable with a retention policy;
+otherwise the same schema runs on plain PostgreSQL and retention deletes rows.
+Events are written with binary COPY, never one round trip per event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from camera_registry.events import DeviceEvent
+from hub.storage.base import Backend, Json, Row, SqlStore, StorageError, Tx
+
+__all__ = ["PostgresStore"]
+
+log = logging.getLogger(__name__)
+
+# One session-level lock id for "migrating GridWatch's schema" across hub nodes.
+_MIGRATION_LOCK = 0x6772_6964  # "grid"
+_COPY_EVENTS = (
+    "COPY events (time, event_id, device_id, kind, severity, source, dedup_key, payload)"
+    " FROM STDIN (FORMAT BINARY)"
+)
+_COPY_TYPES = ["timestamptz", "uuid", "text", "text", "text", "text", "text", "jsonb"]
+
+
+def _adapt(value: Any) -> Any:
+    if isinstance(value, Json):
+        return Jsonb(value.value)
+    return Jsonb(value) if isinstance(value, dict) else value
+
+
+class _PgTx:
+    """A psycopg connection seen through the backend-neutral `Tx` interface."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; return the affected row count."""
+        cursor = await self.conn.execute(sql, [_adapt(p) for p in params])
+        return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for each parameter row (pipelined by psycopg)."""
+        if not rows:
+            return
+        async with self.conn.cursor() as cursor:
+            await cursor.executemany(sql, [[_adapt(p) for p in row] for row in rows])
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run a query and return all rows."""
+        cursor = await self.conn.execute(sql, [_adapt(p) for p in params])
+        return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """Run a query and return its first row, if any."""
+        cursor = await self.conn.execute(sql, [_adapt(p) for p in params])
+        row: Row | None = await cursor.fetchone()
+        return row
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.execute("SET TIME ZONE 'UTC'")
+    await conn.commit()
+
+
+class PostgresStore(SqlStore):
+    """PostgreSQL or TimescaleDB through a psycopg connection pool."""
+
+    dialect = "postgresql"
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        pool_size: int = 8,
+        retention_days: int = 180,
+        compress_after_days: int = 7,
+        use_timescale: bool | None = None,
+    ) -> None:
+        self._conninfo = conninfo
+        self.retention_days = retention_days
+        self.compress_after_days = compress_after_days
+        self._use_timescale = use_timescale
+        self._timescale = False
+        self._pool = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            configure=_configure,
+            name="gridwatch",
+            timeout=30,
+        )
+
+    @property
+    def backend(self) -> Backend:
+        """`timescaledb` when events are a hypertable, else `postgresql`."""
+        return "timescaledb" if self._timescale else "postgresql"
+
+    async def open(self) -> None:
+        """Open the pool, detect TimescaleDB, apply migrations and policies."""
+        try:
+            await self._pool.open(wait=True, timeout=30)
+        except Exception as exc:
+            raise StorageError(f"cannot connect to PostgreSQL: {type(exc).__name__}") from exc
+        async with self.transaction() as tx:
+            assert isinstance(tx, _PgTx)  # noqa: S101 - only this backend's transactions
+            await tx.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            self._timescale = await self._enable_timescale(tx)
+            applied = await self._migrate(tx, timescale=self._timescale, now=datetime.now(UTC))
+            if self._timescale:
+                await self._apply_policies(tx)
+        if applied:
+            log.info("applied schema migrations %s", applied)
+        if self._timescale:
+            log.info(
+                "storage: TimescaleDB — events are a hypertable, compressed after %d days, "
+                "kept %d days",
+                self.compress_after_days,
+                self.retention_days,
+            )
+        else:
+            log.info(
+                "storage: plain PostgreSQL (no timescaledb extension) — retention by delete "
+                "after %d days",
+                self.retention_days,
+            )
+
+    async def _enable_timescale(self, tx: _PgTx) -> bool:
+        if self._use_timescale is False:
+            return False
+        available = await tx.fetchone(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+        )
+        if available is None:
+            if self._use_timescale:
+                raise StorageError("timescaledb was requested but is not available")
+            return False
+        await tx.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        existing = await tx.fetchone("SELECT to_regclass('events') IS NOT NULL")
+        if not (existing and existing[0]):
+            return True
+        # A database first created without TimescaleDB keeps its plain tables.
+        hyper = await tx.fetchone(
+            "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = 'events'"
+        )
+        return hyper is not None
+
+    async def _apply_policies(self, tx: _PgTx) -> None:
+        await tx.fetchall("SELECT remove_retention_policy('events', if_exists => true)")
+        await tx.fetchall(
+            "SELECT add_retention_policy('events', make_interval(days => %s))",
+            (self.retention_days,),
+        )
+        await tx.fetchall("SELECT remove_compression_policy('events', if_exists => true)")
+        await tx.fetchall(
+            "SELECT add_compression_policy('events', make_interval(days => %s))",
+            (self.compress_after_days,),
+        )
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """A pooled connection inside BEGIN … COMMIT."""
+        async with self._pool.connection() as conn, conn.transaction():
+            yield _PgTx(conn)
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Tx]:
+        """A pooled connection for queries."""
+        async with self._pool.connection() as conn:
+            yield _PgTx(conn)
+
+    async def _insert_events(self, tx: Tx, events: Sequence[DeviceEvent]) -> None:
+        assert isinstance(tx, _PgTx)  # noqa: S101 - only this backend's transactions
+        async with tx.conn.cursor() as cursor, cursor.copy(_COPY_EVENTS) as copy:
+            copy.set_types(_COPY_TYPES)
+            for e in events:
+                await copy.write_row(
+                    (
+                        e.time,
+                        e.event_id,
+                        e.device_id,
+                        e.kind,
+                        e.severity.value,
+                        e.source,
+                        e.dedup_key,
+                        dict(e.payload),
+                    )
+                )
+
+    async def _claim_keys(self, tx: Tx, events: Sequence[DeviceEvent]) -> set[str]:
+        rows = await tx.fetchall(
+            "INSERT INTO event_keys (dedup_key, time, event_id)"
+            " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::uuid[])"
+            " ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key",
+            (
+                [e.dedup_key for e in events],
+                [e.time for e in events],
+                [e.event_id for e in events],
+            ),
+        )
+        return {row[0] for row in rows}
+
+    async def apply_retention(self, now: datetime) -> int:
+        """Run the TimescaleDB retention job, or delete old rows on plain PostgreSQL."""
+        cutoff = now - timedelta(days=self.retention_days)
+        async with self.transaction() as tx:
+            if not self._timescale:
+                return await self._delete_expired_events(tx, cutoff)
+            dropped = await tx.fetchall("SELECT drop_chunks('events', older_than => %s)", (cutoff,))
+            await tx.execute("DELETE FROM event_keys WHERE time < %s", (cutoff,))
+            return len(dropped)
+
+    async def compress_old_events(self, now: datetime) -> int:
+        """Compress event chunks past the compression age now (TimescaleDB only)."""
+        if not self._timescale:
+            return 0
+        cutoff = now - timedelta(days=self.compress_after_days)
+        async with self.transaction() as tx:
+            rows = await tx.fetchall(
+                "SELECT compress_chunk(c, if_not_compressed => true)"
+                " FROM show_chunks('events', older_than => %s) c",
+                (cutoff,),
+            )
+        return len(rows)

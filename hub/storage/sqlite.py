@@ -1,0 +1,269 @@
+"""The embedded SQLite backend (stdlib sqlite3, WAL).
+
+sqlite3 blocks, so every statement runs on a dedicated thread: one writer
+thread owns the read-write connection (SQLite allows one writer at a time), and
+a small pool of reader threads each owns a read connection, which WAL lets read
+while the writer commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import sqlite3
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+from camera_registry.events import DeviceEvent
+from hub.storage.base import Backend, Json, Row, SqlStore, StorageError, Tx
+
+__all__ = ["SQLiteStore"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_PLACEHOLDER = re.compile(r"%s")
+
+
+@lru_cache(maxsize=512)
+def _qmarks(sql: str) -> str:
+    return _PLACEHOLDER.sub("?", sql)
+
+
+def _param(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime passed to storage")
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Json):
+        value = value.value
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _params(values: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(_param(v) for v in values)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class _SQLiteTx:
+    """Statements of one transaction, each sent to the connection's own thread."""
+
+    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        self._conn = conn
+        self._executor = executor
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` with the raw connection on its thread (for multi-statement bulk work)."""
+        return await self._run(lambda: fn(self._conn))
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; return the affected row count."""
+        return await self._run(lambda: self._conn.execute(_qmarks(sql), _params(params)).rowcount)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for each parameter row."""
+        converted = [_params(r) for r in rows]
+        await self._run(lambda: self._conn.executemany(_qmarks(sql), converted))
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run a query and return all rows."""
+        return await self._run(lambda: self._conn.execute(_qmarks(sql), _params(params)).fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """Run a query and return its first row, if any."""
+        row: Row | None = await self._run(
+            lambda: self._conn.execute(_qmarks(sql), _params(params)).fetchone()
+        )
+        return row
+
+
+class SQLiteStore(SqlStore):
+    """SQLite in one file; the embedded default."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, *, retention_days: int = 180, readers: int = 2) -> None:
+        self.path = path
+        self.retention_days = retention_days
+        self._readers = readers
+        self._write_executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._read_executor = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
+        self._write_conn: sqlite3.Connection | None = None
+        self._read_local = threading.local()
+        self._read_conns: list[sqlite3.Connection] = []
+        self._read_lock = threading.Lock()
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def backend(self) -> Backend:
+        """Always `sqlite`."""
+        return "sqlite"
+
+    async def open(self) -> None:
+        """Create the file if needed and apply pending migrations."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Fresh threads each time, so a closed store can be opened again.
+        self._write_executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._read_executor = ThreadPoolExecutor(self._readers, thread_name_prefix="sqlite-reader")
+        self._read_local = threading.local()
+        loop = asyncio.get_running_loop()
+        try:
+            self._write_conn = await loop.run_in_executor(
+                self._write_executor, _connect, str(self.path)
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        async with self.transaction() as tx:
+            applied = await self._migrate(tx, timescale=False, now=datetime.now(UTC))
+        if applied:
+            log.info("applied schema migrations %s to %s", applied, self.path)
+        log.info("storage: SQLite at %s (WAL)", self.path)
+
+    async def close(self) -> None:
+        """Close every connection and stop the threads."""
+        loop = asyncio.get_running_loop()
+        if self._write_conn is not None:
+            conn, self._write_conn = self._write_conn, None
+            await loop.run_in_executor(self._write_executor, conn.close)
+        with self._read_lock:
+            conns, self._read_conns = self._read_conns, []
+        for conn in conns:
+            conn.close()
+        self._write_executor.shutdown(wait=True)
+        self._read_executor.shutdown(wait=True)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """BEGIN IMMEDIATE … COMMIT on the writer connection; ROLLBACK on error."""
+        if self._write_conn is None:
+            raise StorageError("SQLite store is not open")
+        async with self._write_lock:
+            tx = _SQLiteTx(self._write_conn, self._write_executor)
+            await tx.execute("BEGIN IMMEDIATE")
+            try:
+                yield tx
+            except BaseException:
+                await tx.execute("ROLLBACK")
+                raise
+            await tx.execute("COMMIT")
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._read_local, "conn", None)
+        if conn is None:
+            conn = _connect(str(self.path))
+            conn.execute("PRAGMA query_only=ON")
+            self._read_local.conn = conn
+            with self._read_lock:
+                self._read_conns.append(conn)
+        return conn
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Tx]:
+        """A session on one of the reader threads' connections."""
+        if self._write_conn is None:
+            raise StorageError("SQLite store is not open")
+        # Statements of one reading session may run on different reader threads,
+        # each with its own connection: fine for independent queries under WAL.
+        yield _ReaderTx(self)
+
+    async def _insert_events(self, tx: Tx, events: Sequence[DeviceEvent]) -> None:
+        await tx.executemany(
+            "INSERT INTO events (time, event_id, device_id, kind, severity, source,"
+            " dedup_key, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (
+                    e.time,
+                    e.event_id,
+                    e.device_id,
+                    e.kind,
+                    e.severity.value,
+                    e.source,
+                    e.dedup_key,
+                    dict(e.payload),
+                )
+                for e in events
+            ],
+        )
+
+    async def _claim_keys(self, tx: Tx, events: Sequence[DeviceEvent]) -> set[str]:
+        rows = [_params((e.dedup_key, e.time, e.event_id)) for e in events]
+
+        def claim(conn: sqlite3.Connection) -> set[str]:
+            fresh: set[str] = set()
+            for row in rows:
+                cursor = conn.execute(
+                    "INSERT INTO event_keys (dedup_key, time, event_id) VALUES (?, ?, ?)"
+                    " ON CONFLICT (dedup_key) DO NOTHING",
+                    row,
+                )
+                if cursor.rowcount:
+                    fresh.add(row[0])
+            return fresh
+
+        assert isinstance(tx, _SQLiteTx)  # noqa: S101 - only this backend's transactions
+        return await tx.call(claim)
+
+    async def apply_retention(self, now: datetime) -> int:
+        """Delete events older than the retention period."""
+        cutoff = now - timedelta(days=self.retention_days)
+        async with self.transaction() as tx:
+            return await self._delete_expired_events(tx, cutoff)
+
+
+class _ReaderTx:
+    """Read-only statements run on whichever reader thread is free."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        store = self._store
+        return await asyncio.get_running_loop().run_in_executor(
+            store._read_executor, lambda: fn(store._reader_conn())
+        )
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; return the affected row count."""
+        return await self._run(lambda c: c.execute(_qmarks(sql), _params(params)).rowcount)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Refused: a reading session does not write."""
+        raise StorageError("executemany in a read-only session")
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run a query and return all rows."""
+        return await self._run(lambda c: c.execute(_qmarks(sql), _params(params)).fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """Run a query and return its first row, if any."""
+        row: Row | None = await self._run(
+            lambda c: c.execute(_qmarks(sql), _params(params)).fetchone()
+        )
+        return row

@@ -1,0 +1,184 @@
+"""The batched event writer: the one path from adapters into storage.
+
+Producers `submit` events (and rejected messages) into a bounded queue and
+wait when it is full — backpressure, never a drop. The writer takes what is
+queued (up to `batch_max`, waiting at most `batch_delay` for a batch to fill),
+commits it in one transaction, and only then calls each item's
+`on_committed` callback and announces the stored events on the bus. A failed
+commit is retried with backoff until it succeeds or the writer is stopped; the
+callbacks of an uncommitted batch never fire, so the producer's source (an MQTT
+broker, say) redelivers after a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from camera_registry.events import DeviceEvent, RejectedMessage
+from hub.bus import EventBus
+from hub.metrics import Metrics
+from hub.storage.base import IngestResult, InTransaction, SqlStore
+
+__all__ = ["EventWriter", "OnCommitted", "WriterStopped"]
+
+log = logging.getLogger(__name__)
+
+OnCommitted = Callable[[], None]
+Item = DeviceEvent | RejectedMessage
+
+
+class WriterStopped(Exception):
+    """The writer no longer accepts events (it is stopping or stopped)."""
+
+
+@dataclass(slots=True)
+class _Entry:
+    item: Item
+    on_committed: OnCommitted | None
+
+
+class EventWriter:
+    """Bounded queue → batched transactional commits → callbacks → bus."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        *,
+        bus: EventBus[DeviceEvent] | None = None,
+        metrics: Metrics | None = None,
+        queue_size: int = 20_000,
+        batch_max: int = 2_000,
+        batch_delay: float = 0.005,
+        in_transaction: InTransaction | None = None,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._metrics = metrics
+        self._queue: asyncio.Queue[_Entry] = asyncio.Queue(queue_size)
+        self._batch_max = batch_max
+        self._batch_delay = batch_delay
+        self._in_transaction = in_transaction
+        self._task: asyncio.Task[None] | None = None
+        self._accepting = False
+        self.committed_batches = 0
+
+    async def submit(self, item: Item, on_committed: OnCommitted | None = None) -> None:
+        """Queue one event; waits while the queue is full. `on_committed` runs after commit."""
+        if not self._accepting:
+            raise WriterStopped("the event writer is not running")
+        await self._queue.put(_Entry(item, on_committed))
+        if self._metrics is not None:
+            self._metrics.writer_queue.set(self._queue.qsize())
+
+    async def submit_many(self, items: Sequence[Item]) -> None:
+        """Queue several events in order (each may wait for room)."""
+        for item in items:
+            await self.submit(item)
+
+    @property
+    def pending(self) -> int:
+        """Events queued and not yet committed."""
+        return self._queue.qsize()
+
+    async def start(self) -> None:
+        """Start the writer task."""
+        if self._task is not None:
+            return
+        self._accepting = True
+        self._task = asyncio.create_task(self._run(), name="event-writer")
+
+    async def stop(self) -> None:
+        """Stop accepting, commit everything already queued, then end the task."""
+        self._accepting = False
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def __aenter__(self) -> EventWriter:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def _next_batch(self) -> list[_Entry]:
+        batch = [await self._queue.get()]
+        deadline = time.monotonic() + self._batch_delay
+        while len(batch) < self._batch_max:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            result = await self._commit_until_done(batch)
+            self._after_commit(batch, result)
+            for _ in batch:
+                self._queue.task_done()
+
+    async def _commit_until_done(self, batch: list[_Entry]) -> IngestResult:
+        delay = 0.05
+        items = [entry.item for entry in batch]
+        while True:
+            started = time.perf_counter()
+            try:
+                result = await self._store.ingest(items, in_transaction=self._in_transaction)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if self._metrics is not None:
+                    self._metrics.writer_failures.inc()
+                log.exception(
+                    "committing a batch of %d events failed; retrying in %.2fs", len(items), delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.committed_batches += 1
+            if self._metrics is not None:
+                self._metrics.writer_commit_seconds.observe(time.perf_counter() - started)
+                self._metrics.writer_batch.observe(len(items))
+            return result
+
+    def _after_commit(self, batch: list[_Entry], result: IngestResult) -> None:
+        for entry in batch:
+            if entry.on_committed is None:
+                continue
+            try:
+                entry.on_committed()
+            except Exception:
+                log.exception("a committed-callback failed (the event is stored)")
+        if self._metrics is not None:
+            self._record(result, batch)
+        if self._bus is not None:
+            self._bus.publish_all(result.stored)
+
+    def _record(self, result: IngestResult, batch: list[_Entry]) -> None:
+        assert self._metrics is not None  # noqa: S101 - checked by the caller
+        for event in result.stored:
+            self._metrics.events_stored.labels(event.source).inc()
+        self._metrics.events_duplicate.inc(result.duplicates)
+        for entry in batch:
+            if isinstance(entry.item, RejectedMessage):
+                self._metrics.messages_rejected.labels(entry.item.source).inc()
+        self._metrics.writer_queue.set(self._queue.qsize())

@@ -1,0 +1,33 @@
+"""Small builders for test data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from camera_registry.events import DeviceEvent, Severity
+
+BASE_TIME = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+
+
+def make_event(
+    n: int = 0,
+    *,
+    device_id: str = "cam-001",
+    kind: str = "onvif.motion",
+    key: str | None = None,
+    at: datetime | None = None,
+    severity: Severity = Severity.INFO,
+    source: str = "test",
+    payload: dict[str, Any] | None = None,
+) -> DeviceEvent:
+    """The n-th test event, one second apart from BASE_TIME unless `at` is given."""
+    return DeviceEvent(
+        time=at or BASE_TIME + timedelta(seconds=n),
+        device_id=device_id,
+        kind=kind,
+        severity=severity,
+        source=source,
+        payload=payload if payload is not None else {"n": n},
+        dedup_key=key,
+    )

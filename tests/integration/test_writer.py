@@ -1,0 +1,132 @@
+"""The batched writer: commit, then announce; backpressure; retries; drain on stop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from camera_registry.events import DeviceEvent, RejectedMessage
+from hub.bus import EventBus
+from hub.metrics import Metrics
+from hub.storage import IngestResult, SqlStore
+from hub.writer import EventWriter, WriterStopped
+from tests.conftest import build_store
+from tests.helpers import BASE_TIME, make_event
+
+pytestmark = [pytest.mark.postgres]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def wstore(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    store = build_store(request.param, request, tmp_path)
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def test_callback_fires_only_when_the_event_is_readable(wstore: SqlStore) -> None:
+    seen_in_store: list[int] = []
+
+    async with EventWriter(wstore, batch_delay=0.001) as writer:
+        done = asyncio.Event()
+
+        def committed() -> None:
+            # Runs on the loop right after commit: record, then check from a task.
+            done.set()
+
+        await writer.submit(make_event(1, key="press-1"), committed)
+        await asyncio.wait_for(done.wait(), 5)
+        seen_in_store.append(await wstore.count_events())
+    assert seen_in_store == [1]
+
+
+async def test_bus_announces_committed_events_once(wstore: SqlStore) -> None:
+    bus: EventBus[DeviceEvent] = EventBus("events")
+    sub = bus.subscribe(maxsize=100)
+    async with EventWriter(wstore, bus=bus) as writer:
+        for i in range(5):
+            await writer.submit(make_event(i, key=f"k{i % 3}"))
+    received = [sub._queue.get_nowait() for _ in range(sub._queue.qsize())]
+    assert [e.dedup_key for e in received if isinstance(e, DeviceEvent)] == ["k0", "k1", "k2"]
+
+
+async def test_backpressure_waits_and_loses_nothing(wstore: SqlStore) -> None:
+    writer = EventWriter(wstore, queue_size=8, batch_max=4, batch_delay=0.0)
+    await writer.start()
+    max_seen = 0
+
+    async def produce(offset: int) -> None:
+        nonlocal max_seen
+        for i in range(150):
+            await writer.submit(make_event(offset + i, key=f"p{offset + i}"))
+            max_seen = max(max_seen, writer.pending)
+
+    await asyncio.gather(produce(0), produce(1000), produce(2000))
+    await writer.stop()
+    assert max_seen <= 8
+    assert await wstore.count_events() == 450
+
+
+async def test_stop_drains_the_queue(wstore: SqlStore) -> None:
+    writer = EventWriter(wstore, batch_max=10, batch_delay=0.05)
+    await writer.start()
+    for i in range(95):
+        await writer.submit(make_event(i))
+    await writer.stop()
+    assert await wstore.count_events() == 95
+    with pytest.raises(WriterStopped):
+        await writer.submit(make_event(999))
+
+
+class FlakyStore:
+    """The project's own store, failing its first commits (as a dropped connection would)."""
+
+    def __init__(self, inner: SqlStore, failures: int) -> None:
+        self.inner = inner
+        self.failures = failures
+        self.calls = 0
+
+    async def ingest(self, items: Sequence[DeviceEvent | RejectedMessage], **kw: Any) -> Any:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionError("server closed the connection unexpectedly")
+        result: IngestResult = await self.inner.ingest(items, **kw)
+        return result
+
+
+async def test_failed_commits_are_retried_and_callbacks_wait_for_success(
+    wstore: SqlStore,
+) -> None:
+    flaky = FlakyStore(wstore, failures=3)
+    metrics = Metrics()
+    writer = EventWriter(flaky, metrics=metrics, batch_delay=0.01)  # type: ignore[arg-type]
+    await writer.start()
+    acked: list[int] = []
+    for i in range(3):
+        await writer.submit(make_event(i), lambda i=i: acked.append(i))  # type: ignore[misc]
+    await asyncio.sleep(0.05)
+    assert acked == []  # nothing acknowledged while commits fail
+    await writer.stop()
+    assert sorted(acked) == [0, 1, 2]
+    assert await wstore.count_events() == 3
+    assert flaky.calls >= 4
+    assert b"gridwatch_writer_commit_failures_total 3.0" in metrics.render()
+
+
+async def test_rejected_messages_go_through_the_writer(wstore: SqlStore) -> None:
+    metrics = Metrics()
+    acked = asyncio.Event()
+    async with EventWriter(wstore, metrics=metrics) as writer:
+        await writer.submit(
+            RejectedMessage(
+                time=BASE_TIME, source="mqtt", origin="t", reason="not JSON", payload=b"x"
+            ),
+            acked.set,
+        )
+    assert acked.is_set()
+    assert [r.reason for r in await wstore.rejected_messages()] == ["not JSON"]
+    assert b'gridwatch_messages_rejected_total{source="mqtt"} 1.0' in metrics.render()
