@@ -38,7 +38,7 @@ def as_frame(picture: object) -> BgrFrame:
 
 
 def gaussian(frame: BgrFrame, sigma: float) -> BgrFrame:
-    return as_frame(gaussian(frame, sigma))
+    return as_frame(cv2.GaussianBlur(frame, (0, 0), sigma))
 
 
 def burst(count: int = 6, step: int = 8) -> list[BgrFrame]:
