@@ -43,6 +43,7 @@ from camera_registry.jurisdiction import (
     is_within,
     path_codes,
     path_of,
+    subtree_glob,
     subtree_pattern,
     validate_jurisdiction_code,
 )
@@ -118,6 +119,7 @@ __all__ = [
     "path_codes",
     "path_of",
     "strip_credentials",
+    "subtree_glob",
     "subtree_pattern",
     "template_csv",
     "template_xlsx",

@@ -46,6 +46,7 @@ from pydantic import ValidationError
 
 from camera_registry._kinds import DeviceKind
 from camera_registry.gb28181 import GbId, looks_like_gb_id
+from camera_registry.jurisdiction import validate_jurisdiction_code
 from camera_registry.models import DeviceFields, DeviceIn, Project, strip_credentials
 
 __all__ = [
@@ -397,8 +398,13 @@ def _shown(column: str, text: str | None) -> str | None:
     return text if len(text) <= _MAX_ERROR_VALUE else text[: _MAX_ERROR_VALUE - 1] + "…"
 
 
+def _is_escaped_byte(ch: str) -> bool:
+    """True for the lone surrogates that stand for undecodable bytes."""
+    return "\udc80" <= ch <= "\udcff"
+
+
 def _has_undecodable(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+    return any(map(_is_escaped_byte, text))
 
 
 # ---------------------------------------------------------------------------
@@ -477,6 +483,10 @@ class _Converter:
             else:
                 data["kind"] = implied
 
+        implied_kind = _implied_kind(device_id)
+        if "kind" in data and implied_kind is not None and data["kind"] != implied_kind:
+            fail("kind", f"the GB/T 28181 id's type code means {implied_kind}, not {data['kind']}")
+
         if "project" in text:
             data["project"] = _PROJECT_VALUES.get(_header_key(text["project"]), text["project"])
 
@@ -487,6 +497,10 @@ class _Converter:
                     fail(key, "not a number (decimal degrees expected, e.g. 111.749)")
                 else:
                     data[key] = number
+
+        for key, other in (("longitude", "latitude"), ("latitude", "longitude")):
+            if key in text and other not in text and other not in bad:
+                fail(other, f"{other} is required when {key} is given")
 
         if "rtsp_urls" in text:
             data["rtsp_urls"] = [
@@ -513,12 +527,11 @@ class _Converter:
         elif password is not None and "username" not in bad:
             fail("username", "a password needs a username")
 
-        if (
-            self.known_jurisdictions is not None
-            and "jurisdiction" in text
-            and text["jurisdiction"] not in self.known_jurisdictions
-        ):
-            fail("jurisdiction", "unknown jurisdiction code")
+        if self.known_jurisdictions is not None and "jurisdiction" in text:
+            code = _normalized_code(text["jurisdiction"])
+            # A malformed code is left to the model's own, more precise error.
+            if code is not None and code not in self.known_jurisdictions:
+                fail("jurisdiction", "unknown jurisdiction code")
 
         if device_id is not None and "id" not in bad:
             first = self.seen_ids.get(device_id)
@@ -537,7 +550,10 @@ class _Converter:
                     continue  # already explained, more precisely
                 reason = _error_reason(item)
                 if error_key is None:
-                    errors.append(RowError(row, None, None, reason))
+                    # Whole-row checks ran on a row missing its bad cells: only
+                    # trust them when every cell was usable.
+                    if not bad:
+                        errors.append(RowError(row, None, None, reason))
                     continue
                 loc = item["loc"]
                 shown: str | None = None
@@ -551,6 +567,13 @@ class _Converter:
             self.report.errors.extend(errors)
         elif device is not None:
             self.report.rows.append((row, device))
+
+
+def _normalized_code(text: str) -> str | None:
+    try:
+        return validate_jurisdiction_code(text)
+    except ValueError:
+        return None
 
 
 def _implied_kind(device_id: str | None) -> DeviceKind | None:
@@ -716,13 +739,16 @@ def _decode(data: bytes) -> tuple[str, str]:
         return data.decode("gb18030"), "GBK"
     except UnicodeDecodeError:
         pass
-    # Neither decodes cleanly: keep the one that leaves fewer bad bytes, and let the
-    # rows holding them be reported one by one.
+    # Neither decodes cleanly; the rows holding the bad bytes are reported one by one.
+    # GB18030 accepts most byte pairs, so UTF-8 text with a few bad bytes would
+    # "decode" as GBK gibberish: judge by UTF-8 instead. Real UTF-8 text has far more
+    # good multi-byte characters than bad bytes; GBK text read as UTF-8 has almost none.
     utf8 = data.decode("utf-8", "surrogateescape")
-    gbk = data.decode("gb18030", "surrogateescape")
-    if sum(map(_has_undecodable, gbk)) < sum(map(_has_undecodable, utf8)):
-        return gbk, "GBK"
-    return utf8, "UTF-8"
+    bad = sum(1 for ch in utf8 if _is_escaped_byte(ch))
+    good = sum(1 for ch in utf8 if ord(ch) > 0x7F and not _is_escaped_byte(ch))
+    if good >= bad:
+        return utf8, "UTF-8"
+    return data.decode("gb18030", "surrogateescape"), "GBK"
 
 
 def _sniff_delimiter(text: str) -> str:

@@ -1,9 +1,11 @@
 """The jurisdiction tree: levels, codes, nodes and materialized paths.
 
 **Codes.** A jurisdiction code is 1-32 characters from ASCII letters, digits and
-``-``, starting with a letter or digit. Codes are case-sensitive. They never
-contain ``/`` (the path separator) nor ``%`` / ``_`` (SQL ``LIKE`` wildcards), so a
-subtree pattern needs no ``ESCAPE`` clause. The recommended convention, which the
+``-``, starting with a letter or digit; letters are upper-cased on the way in, so
+case-insensitive ``LIKE`` (SQLite's default) and case-sensitive ``GLOB`` / ``LIKE``
+agree. Codes never contain ``/`` (the path separator), ``%`` / ``_`` (``LIKE``
+wildcards) nor ``*``, ``?``, ``[`` (``GLOB`` wildcards), so subtree patterns need
+no escaping. The recommended convention, which the
 reference district follows, is hierarchical digits: the district's 6-digit GB/T
 2260 code (``150102``), then three more digits per level, as in the national
 statistics division codes: town/street ``150102001``, village/community
@@ -13,8 +15,10 @@ The convention is not enforced: the tree is defined by `parent_code`.
 **Paths.** Each node's path lists the codes from the root down to the node,
 each followed by ``/``: ``/150102/150102001/150102001001/``. "Everything under
 this node" (the node included) is ``path LIKE '/150102/150102001/%'``, which a
-B-tree index on ``path`` answers on SQLite and (with ``text_pattern_ops`` or the
-``C`` collation) on PostgreSQL.
+B-tree index on ``path`` answers on PostgreSQL (with ``text_pattern_ops`` or the
+``C`` collation). On SQLite use ``path GLOB '/150102/150102001/*'`` (`subtree_glob`)
+with a plain index, or ``LIKE`` with ``PRAGMA case_sensitive_like = ON``: SQLite
+only uses an index for a ``LIKE`` prefix when it is case-sensitive.
 
 **Levels.** district → town (or street) → village (or community) → grid →
 micro-grid. A child's level is deeper than its parent's; a level may be skipped
@@ -44,13 +48,14 @@ __all__ = [
     "is_within",
     "path_codes",
     "path_of",
+    "subtree_glob",
     "subtree_pattern",
     "validate_jurisdiction_code",
 ]
 
-#: What a jurisdiction code looks like (see the module docstring).
-JURISDICTION_CODE_PATTERN = re.compile(r"[0-9A-Za-z][0-9A-Za-z\-]{0,31}")
-_PATH_PATTERN = re.compile(r"(/[0-9A-Za-z][0-9A-Za-z\-]{0,31})+/")
+#: What a jurisdiction code looks like once upper-cased (see the module docstring).
+JURISDICTION_CODE_PATTERN = re.compile(r"[0-9A-Z][0-9A-Z\-]{0,31}")
+_PATH_PATTERN = re.compile(r"(/[0-9A-Z][0-9A-Z\-]{0,31})+/")
 
 
 class JurisdictionLevel(StrEnum):
@@ -72,12 +77,13 @@ _LEVEL_ORDER: tuple[JurisdictionLevel, ...] = tuple(JurisdictionLevel)
 
 
 def validate_jurisdiction_code(value: str) -> str:
-    """Return `value` if it is a usable jurisdiction code, else raise ValueError."""
-    if not isinstance(value, str) or not JURISDICTION_CODE_PATTERN.fullmatch(value):
+    """Return `value` upper-cased if it is a usable jurisdiction code, else raise ValueError."""
+    code = value.upper() if isinstance(value, str) and value.isascii() else None
+    if code is None or not JURISDICTION_CODE_PATTERN.fullmatch(code):
         raise ValueError(
             f"invalid jurisdiction code {value!r}: expected 1-32 ASCII letters, digits or '-'"
         )
-    return value
+    return code
 
 
 #: A jurisdiction code inside pydantic models (a validated `str`).
@@ -91,7 +97,7 @@ class JurisdictionCode:
     value: str
 
     def __post_init__(self) -> None:
-        validate_jurisdiction_code(self.value)
+        object.__setattr__(self, "value", validate_jurisdiction_code(self.value))
 
     def __str__(self) -> str:
         return self.value
@@ -154,6 +160,12 @@ def subtree_pattern(path: str) -> str:
     """Return the SQL LIKE pattern matching `path` and everything under it."""
     path_codes(path)
     return f"{path}%"
+
+
+def subtree_glob(path: str) -> str:
+    """Return the SQL GLOB pattern matching `path` and everything under it."""
+    path_codes(path)
+    return f"{path}*"
 
 
 def is_within(path: str, ancestor_path: str) -> bool:
