@@ -1,0 +1,250 @@
+"""A device's health state machine: evidence in, transitions with reasons out. No I/O.
+
+States (`HealthState`):
+
+- `unknown`  after start-up, until the first conclusive evidence;
+- `online`   reachable and its picture (if judged) is fine;
+- `degraded` reachable but with a quality fault (blur, frozen, occlusion, ...);
+- `offline`  only after `failures_to_offline` consecutive failures, or
+  `missed_heartbeats_to_offline` heartbeat intervals with no evidence at all.
+
+A single lost probe never takes a device offline (no flapping); while the
+failures are counting up the device keeps its state, and `suspect` says so.
+Time is always passed in: the tracker never reads a clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from camera_registry.events import validate_device_id
+from camera_registry.models import HealthState
+
+__all__ = ["Evidence", "HealthPolicy", "HealthStatus", "HealthTracker", "Transition"]
+
+logger = logging.getLogger(__name__)
+
+
+class HealthPolicy(BaseModel):
+    """How much evidence moves a device between states."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    failures_to_offline: int = Field(
+        3,
+        ge=1,
+        le=100,
+        title="Failures to offline",
+        description="Consecutive failed probes before a device is declared offline.",
+    )
+    faults_to_degrade: int = Field(
+        1,
+        ge=1,
+        le=100,
+        title="Faults to degrade",
+        description="Consecutive probes with a quality fault before a device is degraded.",
+    )
+    heartbeat_interval_s: float | None = Field(
+        None,
+        gt=0,
+        title="Heartbeat interval (s)",
+        description="How often the device reports by itself; None if it never does.",
+    )
+    missed_heartbeats_to_offline: int = Field(
+        3,
+        ge=1,
+        le=100,
+        title="Missed heartbeats to offline",
+        description="Heartbeat intervals without any evidence before the device is offline.",
+    )
+
+
+def _require_utc(at: datetime) -> None:
+    if at.tzinfo is None or at.utcoffset() != timedelta(0):
+        raise ValueError("health times must be timezone-aware UTC")
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What one probe, heartbeat or device message said about a device.
+
+    `observed` is ONLINE (all good), DEGRADED (reachable, quality fault) or
+    OFFLINE (a failed attempt); `reason` is the sentence a maintainer reads;
+    `source` names who saw it (`rtsp_probe`, `mqtt_heartbeat`, `onvif`).
+    """
+
+    observed: HealthState
+    reason: str
+    source: str = "probe"
+    faults: tuple[str, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        observed = HealthState(self.observed)
+        if observed is HealthState.UNKNOWN:
+            raise ValueError("evidence cannot observe 'unknown'")
+        if not self.reason or len(self.reason) > 500:
+            raise ValueError("evidence needs a reason of 1..500 characters")
+        if not self.source or len(self.source) > 32:
+            raise ValueError("evidence source must be 1..32 characters")
+        if self.faults and observed is not HealthState.DEGRADED:
+            raise ValueError("only DEGRADED evidence carries faults")
+        object.__setattr__(self, "observed", observed)
+        object.__setattr__(self, "faults", tuple(self.faults))
+        object.__setattr__(self, "details", MappingProxyType(dict(self.details)))
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A device changed state at `at`, because of `reason` (stored as history)."""
+
+    device_id: str
+    previous: HealthState
+    state: HealthState
+    at: datetime
+    reason: str
+    evidence: Evidence | None = None
+
+    def __post_init__(self) -> None:
+        validate_device_id(self.device_id)
+        _require_utc(self.at)
+        if self.previous is self.state:
+            raise ValueError("a transition must change the state")
+
+
+@dataclass(frozen=True, slots=True)
+class HealthStatus:
+    """The tracker's current view of a device, for the registry list."""
+
+    device_id: str
+    state: HealthState
+    since: datetime
+    reason: str
+    last_evidence_at: datetime | None
+    consecutive_failures: int
+    consecutive_faults: int
+
+    @property
+    def suspect(self) -> bool:
+        """True while failures are counting up but have not yet reached offline."""
+        return self.state is not HealthState.OFFLINE and self.consecutive_failures > 0
+
+
+class HealthTracker:
+    """The health state machine of one device."""
+
+    def __init__(self, device_id: str, policy: HealthPolicy, started_at: datetime) -> None:
+        validate_device_id(device_id)
+        _require_utc(started_at)
+        self.device_id = device_id
+        self.policy = policy
+        self._state = HealthState.UNKNOWN
+        self._since = started_at
+        self._reason = "no evidence since start-up"
+        self._started_at = started_at
+        self._last_at: datetime | None = None
+        self._failures = 0
+        self._faults = 0
+
+    @property
+    def state(self) -> HealthState:
+        """The current state."""
+        return self._state
+
+    def status(self) -> HealthStatus:
+        """A snapshot of the current state, since when and why."""
+        return HealthStatus(
+            device_id=self.device_id,
+            state=self._state,
+            since=self._since,
+            reason=self._reason,
+            last_evidence_at=self._last_at,
+            consecutive_failures=self._failures,
+            consecutive_faults=self._faults,
+        )
+
+    def observe(
+        self, observed: HealthState, evidence: Evidence | str, at: datetime
+    ) -> Transition | None:
+        """Take one piece of evidence at `at`; return the transition it causes, if any.
+
+        `evidence` may be a plain reason string. Evidence older than the last
+        one taken is ignored (it arrived late and says nothing about now).
+        """
+        _require_utc(at)
+        if isinstance(evidence, str):
+            evidence = Evidence(observed=observed, reason=evidence)
+        elif evidence.observed is not HealthState(observed):
+            raise ValueError("observed state and evidence disagree")
+        if self._last_at is not None and at < self._last_at:
+            logger.debug("device %s: evidence from %s is older than the last", self.device_id, at)
+            return None
+        self._last_at = at
+
+        target: HealthState | None
+        if evidence.observed is HealthState.OFFLINE:
+            self._failures += 1
+            self._faults = 0
+            target = None
+            if self._failures >= self.policy.failures_to_offline:
+                target = HealthState.OFFLINE
+                reason = (
+                    f"{self._failures} consecutive failures, last: {evidence.reason}"
+                    if self._failures > 1
+                    else evidence.reason
+                )
+        elif evidence.observed is HealthState.DEGRADED:
+            self._failures = 0
+            self._faults += 1
+            reason = evidence.reason
+            if self._faults >= self.policy.faults_to_degrade:
+                target = HealthState.DEGRADED
+            elif self._state in (HealthState.UNKNOWN, HealthState.OFFLINE):
+                # It answers, so it is not offline; the fault is not confirmed yet.
+                target = HealthState.ONLINE
+                reason = f"reachable again ({evidence.reason}, not yet confirmed)"
+            else:
+                target = None
+        else:
+            self._failures = 0
+            self._faults = 0
+            target = HealthState.ONLINE
+            reason = evidence.reason
+        if target is None or target is self._state:
+            return None
+        return self._move(target, at, reason, evidence)
+
+    def check_heartbeat(self, at: datetime) -> Transition | None:
+        """Declare the device offline when it has been silent too long at `at`.
+
+        Silence counts from the last evidence, or from start-up if none came.
+        Does nothing without a `heartbeat_interval_s` in the policy.
+        """
+        _require_utc(at)
+        interval = self.policy.heartbeat_interval_s
+        if interval is None or self._state is HealthState.OFFLINE:
+            return None
+        last = self._last_at or self._started_at
+        silent = (at - last).total_seconds()
+        missed = int(silent // interval)
+        if missed < self.policy.missed_heartbeats_to_offline:
+            return None
+        reason = f"silent for {silent:.0f} s: {missed} heartbeats of {interval:g} s missed"
+        return self._move(HealthState.OFFLINE, at, reason, None)
+
+    def _move(
+        self, state: HealthState, at: datetime, reason: str, evidence: Evidence | None
+    ) -> Transition:
+        transition = Transition(self.device_id, self._state, state, at, reason, evidence)
+        logger.info(
+            "device %s: %s -> %s: %s", self.device_id, self._state.value, state.value, reason
+        )
+        self._state, self._since, self._reason = state, at, reason
+        return transition
