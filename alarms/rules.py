@@ -14,6 +14,8 @@ Semantics worth knowing:
   recorded quietly (`notify=False`); after a quiet spell longer than the window
   it is announced again. A P1 repeat is always announced: P1 is never delayed
   or grouped.
+* A retained MQTT message (payload `retained: true`) never opens a new alarm;
+  it may still repeat an active one or auto-close.
 * Drill events (payload `drill: true`) open alarms flagged `is_drill`, under a
   separate dedup key (`drill:` prefix) so a drill never merges with a real alarm.
 * Alarm ids are derived from the event id and rule name, so evaluating the same
@@ -492,6 +494,14 @@ def evaluate(
         decisions.append(UpdateAlarm(repeated, entry, notify=existing.priority.is_highest or quiet))
         return decisions
 
+    if event.payload.get("retained") is True:
+        # A retained MQTT message is the broker replaying old state on reconnect.
+        logger.info(
+            "retained message does not open an alarm",
+            extra={"device_id": event.device_id, "kind": event.kind},
+        )
+        return decisions
+
     title = render_template(rule.title, values, event.payload)[:_MAX_TITLE].strip()
     deadlines = deadlines_for(priority, now, sla)
     alarm, entry = open_alarm(
@@ -518,6 +528,13 @@ def evaluate(
 
 
 _SNAPSHOT_SELF = LinkageConfig(snapshot_device=True, snapshot_linked_cameras=True)
+# ONVIF events are property states: the same kind reports the condition starting
+# (state true) and ending (state false); only a start raises an alarm.
+_ONVIF_ON: dict[str, PayloadValue] = {"state": True}
+_VIDEO_LOSS_SOP = (
+    "Check the neighbouring cameras for cut cables or sabotage. "
+    "If nothing is seen, assign it to maintenance with the time it went dark."
+)
 
 #: The rules a fresh hub starts with; a site replaces them from its YAML config.
 DEFAULT_RULES = RuleSet(
@@ -540,7 +557,9 @@ DEFAULT_RULES = RuleSet(
         ),
         AlarmRule(
             name="onvif_intrusion",
-            match=EventMatch(kinds=["onvif.intrusion", "onvif.line_crossing"]),
+            match=EventMatch(
+                kinds=["onvif.intrusion", "onvif.line_crossing"], payload_equals=_ONVIF_ON
+            ),
             type="intrusion",
             priority=2,
             category=AlarmCategory.SECURITY,
@@ -555,7 +574,7 @@ DEFAULT_RULES = RuleSet(
         ),
         AlarmRule(
             name="camera_tamper",
-            match=EventMatch(kinds=["onvif.tamper"]),
+            match=EventMatch(kinds=["onvif.tamper"], payload_equals=_ONVIF_ON),
             type="tamper",
             priority=2,
             category=AlarmCategory.SECURITY,
@@ -567,16 +586,23 @@ DEFAULT_RULES = RuleSet(
             linkage=LinkageConfig(snapshot_linked_cameras=True),
         ),
         AlarmRule(
-            name="video_loss",
-            match=EventMatch(kinds=["onvif.video_loss", "vqd.signal_loss"]),
+            name="onvif_video_loss",
+            match=EventMatch(kinds=["onvif.video_loss"], payload_equals=_ONVIF_ON),
             type="video_loss",
             priority=2,
             category=AlarmCategory.SECURITY,
             title="Video lost: {device_name}",
-            sop=(
-                "Check the neighbouring cameras for cut cables or sabotage. "
-                "If nothing is seen, assign it to maintenance with the time it went dark."
-            ),
+            sop=_VIDEO_LOSS_SOP,
+            linkage=LinkageConfig(snapshot_linked_cameras=True),
+        ),
+        AlarmRule(
+            name="vqd_signal_loss",
+            match=EventMatch(kinds=["vqd.signal_loss"]),
+            type="video_loss",
+            priority=2,
+            category=AlarmCategory.SECURITY,
+            title="Video lost: {device_name}",
+            sop=_VIDEO_LOSS_SOP,
             linkage=LinkageConfig(snapshot_linked_cameras=True),
         ),
         AlarmRule(

@@ -53,6 +53,8 @@ GATE_CAMERA = DeviceContext(
 def event(
     kind: str, device: str = "cam-0042", after: timedelta = timedelta(0), **payload: Any
 ) -> DeviceEvent:
+    if kind.startswith("onvif.") and "state" not in payload:
+        payload["state"] = True  # ONVIF property events carry whether the condition holds
     return DeviceEvent(time=T0 + after, device_id=device, kind=kind, payload=payload)
 
 
@@ -375,3 +377,18 @@ def test_sla_policy_sets_the_stored_deadlines() -> None:
 def test_evaluate_refuses_naive_now() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         evaluate(event("panic.press"), None, {}, DEFAULT_RULES, T0.replace(tzinfo=None))
+
+
+@pytest.mark.parametrize("kind", ["onvif.intrusion", "onvif.tamper", "onvif.video_loss"])
+def test_onvif_condition_ending_opens_nothing(kind: str) -> None:
+    assert run(event(kind, state=False), GATE_CAMERA) == []
+    assert len(run(event(kind, state=True), GATE_CAMERA)) == 1
+
+
+def test_retained_message_never_opens_an_alarm_but_still_closes_one() -> None:
+    replayed = event("health.offline", retained=True)
+    assert run(replayed, GATE_CAMERA) == []
+    offline = only_open(run(event("health.offline"), GATE_CAMERA)).alarm
+    back = event("health.online", retained=True)
+    recovered = run(back, GATE_CAMERA, {offline.dedup_key: offline})
+    assert [type(d) for d in recovered] == [CloseAlarm]
