@@ -147,6 +147,7 @@ class AdapterMetrics:
     rejected: Counter[str] = field(default_factory=Counter)
     connects: int = 0
     refusals: int = 0
+    subscriptions_refused: int = 0
     disconnects: int = 0
     commands_sent: int = 0
     commands: Counter[str] = field(default_factory=Counter)
@@ -201,6 +202,7 @@ class MqttAdapter:
         self._generation = 0
         self._closed = False
         self._attempt = 0
+        self._subscribe_mid: int | None = None
         self._pending: dict[str, asyncio.Future[_Ack]] = {}
         self._unit_status: dict[str, UnitStatus] = {}
         self._liveness = LivenessTracker(settings.heartbeat_missed_intervals)
@@ -218,7 +220,7 @@ class MqttAdapter:
         return self._unit_status.get(device_id, UnitStatus.UNKNOWN)
 
     async def wait_connected(self, timeout: float) -> bool:  # noqa: ASYNC109 - a plain wait
-        """Wait until connected and subscribed; False on timeout."""
+        """Wait until connected and the broker confirmed the subscriptions; False on timeout."""
         try:
             await asyncio.wait_for(self._connected.wait(), timeout)
         except TimeoutError:
@@ -357,6 +359,7 @@ class MqttAdapter:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def _connect_properties(self) -> Properties | None:
@@ -411,8 +414,8 @@ class MqttAdapter:
                 self._call_in_loop(self._refused, str(reason_code))
                 return
             self._attempt = 0
-            self._subscribe(client)
             self._call_in_loop(self._connected_now, flags.session_present)
+            self._subscribe(client)
         except Exception:
             logger.exception("MQTT on_connect failed")
             raise
@@ -423,10 +426,24 @@ class MqttAdapter:
             # retainHandling=1: retained messages only for a new subscription, not on every
             # reconnect of the persistent session.
             options = SubscribeOptions(qos=self.settings.qos, retainHandling=1)
-            client.subscribe([(topic, options) for topic in topics])
+            _, mid = client.subscribe([(topic, options) for topic in topics])
         else:
             levels: list[tuple[str, int]] = [(topic, self.settings.qos) for topic in topics]
-            client.subscribe(levels)
+            _, mid = client.subscribe(levels)
+        self._subscribe_mid = mid
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[Any],
+        properties: Properties | None,
+    ) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        self._call_in_loop(self._subscribed, refused)
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         self._plan_reconnect(client)
@@ -477,10 +494,16 @@ class MqttAdapter:
         logger.error("MQTT broker %s refused the connection: %s", self.settings.host, reason)
         self._set_status(ConnectionState.REFUSED, reason)
 
+    def _subscribed(self, refused: list[str]) -> None:
+        if refused:
+            # The broker's ACL refused a filter: alarms on it would never arrive.
+            logger.error("MQTT broker refused subscriptions: %s", ", ".join(refused))
+            self.metrics.subscriptions_refused += len(refused)
+        self._connected.set()
+
     def _connected_now(self, session_present: bool) -> None:
         self.metrics.connects += 1
         self._set_status(ConnectionState.CONNECTED, None, session_present)
-        self._connected.set()
         logger.info(
             "MQTT connected to %s:%d (session present: %s)",
             self.settings.host,

@@ -71,6 +71,7 @@ class SimDevice:
             self._client.username_pw_set(username, password)
         self._client.will_set(self.topic("availability"), _OFFLINE, qos=1, retain=True)
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
 
     def topic(self, suffix: str) -> str:
         """This device's topic for `suffix` (event, heartbeat, availability, cmd, cmd/ack)."""
@@ -140,6 +141,10 @@ class SimDevice:
         self.publish("event", body, retain=retain)
         return msg_id
 
+    def pause_heartbeats(self) -> None:
+        """Stop sending heartbeats but stay connected (a hung device)."""
+        self._stop_heartbeats.set()
+
     def heartbeat(self, *, battery: int | None = None) -> None:
         """Publish one heartbeat."""
         body: dict[str, Any] = {
@@ -170,11 +175,17 @@ class SimDevice:
             logger.error("simulated device %s refused: %s", self.device_id, reason_code)
             return
         self._announce_online()
-        self._subscribe(client)
-        self._connected.set()
+        if not self._subscribe(client):
+            self._connected.set()
 
-    def _subscribe(self, client: paho.Client) -> None:
-        """Subscribe to what this device listens to (nothing for a plain device)."""
+    def _on_subscribe(
+        self, client: paho.Client, userdata: Any, mid: int, codes: Any, properties: Any
+    ) -> None:
+        self._connected.set()  # ready only once the broker confirmed the subscription
+
+    def _subscribe(self, client: paho.Client) -> bool:
+        """Subscribe to what this device listens to; False when it listens to nothing."""
+        return False
 
     def _heartbeats(self) -> None:
         interval = self.heartbeat_interval_s or 60.0
@@ -253,8 +264,9 @@ class BroadcastUnitSim(SimDevice):
         """Publish a ``broadcast.status`` event."""
         return self.event("broadcast.status", status=status)
 
-    def _subscribe(self, client: paho.Client) -> None:
+    def _subscribe(self, client: paho.Client) -> bool:
         client.subscribe(self.topic("cmd"), qos=1)
+        return True
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         try:
