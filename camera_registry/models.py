@@ -81,30 +81,30 @@ class HealthState(StrEnum):
 # URL credentials
 
 _URL_TERMINATORS = re.compile(r"[/?#]")
-_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s/?#@:\[\]]+)(:\d*)?")
+# "@" followed by what can only be a host: an IP literal, a dotted name or localhost,
+# then an optional port and the end of the authority.
+_AT_HOST = re.compile(
+    r"@(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+|localhost)(?::\d*)?(?=$|[/?#])"
+)
 
 
 def _userinfo_end(url: str) -> int | None:
-    """Index just past the ``userinfo@`` of `url`, or None if it has none."""
+    """Index just past the ``userinfo@`` of `url`, or None if it has none.
+
+    A password with an unescaped ``/``, ``?`` or ``#`` ends the authority early as
+    RFC 3986 reads it, so a later ``@`` followed by a host also counts as the end
+    of the userinfo. That can cut a URL whose path or query holds ``@example.com``
+    too short; it can never leave a password in place.
+    """
     scheme_end = url.find("://")
     if scheme_end < 0:
         return None
     start = scheme_end + 3
     terminator = _URL_TERMINATORS.search(url, start)
     end = terminator.start() if terminator else len(url)
-    at = url.rfind("@", start, end)
-    if at >= 0:
-        return at + 1
-    authority = url[start:end]
-    if _HOST_PORT.fullmatch(authority):
-        return None
-    # The authority is not host[:port]: most likely a password holding an unescaped
-    # '/', '?' or '#'. Cut at the last '@' before any query or fragment, so no part
-    # of the secret survives even if the rest of the URL is odd.
-    query = re.compile(r"[?#]").search(url, end)
-    limit = query.start() if query else len(url)
-    at = url.rfind("@", start, limit)
-    return at + 1 if at >= 0 else None
+    cut = url.rfind("@", start, end) + 1 or None
+    later = [m.start() + 1 for m in _AT_HOST.finditer(url, end)]
+    return later[-1] if later else cut
 
 
 def strip_credentials(url: str) -> str:
@@ -181,8 +181,8 @@ _CLEAN = (BeforeValidator(_strip), AfterValidator(_no_control_characters))
 Text64 = Annotated[str, StringConstraints(min_length=1, max_length=64), *_CLEAN]
 Text128 = Annotated[str, StringConstraints(min_length=1, max_length=128), *_CLEAN]
 Text256 = Annotated[str, StringConstraints(min_length=1, max_length=256), *_CLEAN]
-_TAG_PATTERN = re.compile(r"[^,;，；\s]{1,32}")
-_MQTT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+_TAG_PATTERN = re.compile(r"^[^,;，；\s]{1,32}$")
+_MQTT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
 
 def normalize_project(value: str) -> str:
