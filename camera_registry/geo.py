@@ -21,6 +21,8 @@ __all__ = [
 #: Mean Earth radius (IUGG), metres. A sphere is good to ~0.5 % - ample for "nearby".
 EARTH_RADIUS_M = 6_371_008.8
 
+_BOX_MARGIN_DEG = 1e-7
+
 K = TypeVar("K")
 
 
@@ -72,13 +74,14 @@ def bounding_box(center: GeoPoint, radius_m: float) -> BoundingBox:
     """
     if radius_m < 0 or not math.isfinite(radius_m):
         raise ValueError(f"radius {radius_m} must be a finite number of metres >= 0")
-    d_lat = math.degrees(radius_m / EARTH_RADIUS_M)
+    # The margin (~1 cm) absorbs floating-point rounding at the edges.
+    d_lat = math.degrees(radius_m / EARTH_RADIUS_M) + _BOX_MARGIN_DEG
     min_lat, max_lat = center.latitude - d_lat, center.latitude + d_lat
     if min_lat <= -90.0 or max_lat >= 90.0:
         return BoundingBox(max(min_lat, -90.0), -180.0, min(max_lat, 90.0), 180.0)
     # The widest longitude span is at the latitude edge nearest the pole.
     widest = math.radians(max(abs(min_lat), abs(max_lat)))
-    d_lon = math.degrees(radius_m / (EARTH_RADIUS_M * math.cos(widest)))
+    d_lon = math.degrees(radius_m / (EARTH_RADIUS_M * math.cos(widest))) + _BOX_MARGIN_DEG
     min_lon, max_lon = center.longitude - d_lon, center.longitude + d_lon
     if d_lon >= 180.0 or min_lon < -180.0 or max_lon > 180.0:
         return BoundingBox(min_lat, -180.0, max_lat, 180.0)
