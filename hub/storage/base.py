@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from camera_registry.events import DeviceEvent, RejectedMessage, Severity
-from hub.storage.schema import MIGRATIONS, Dialect, latest_version, render
+from hub.storage.migration import Dialect, render
+from hub.storage.migrations import MIGRATIONS, latest_version
 
 __all__ = [
     "Backend",

@@ -15,7 +15,7 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -43,17 +43,30 @@ def _param(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("naive datetime passed to storage")
-        return value.astimezone(UTC).isoformat(timespec="microseconds")
+        return _iso(value)
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, Json):
-        value = value.value
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return _dumps(value.value)
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return _dumps(value)
     if isinstance(value, bool):
         return int(value)
     return value
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _own(tx: Tx) -> _SQLiteTx:
+    if not isinstance(tx, _SQLiteTx):
+        raise StorageError("not a SQLite write transaction")
+    return tx
 
 
 def _params(values: Sequence[Any]) -> tuple[Any, ...]:
@@ -194,41 +207,56 @@ class SQLiteStore(SqlStore):
         yield _ReaderTx(self)
 
     async def _insert_events(self, tx: Tx, events: Sequence[DeviceEvent]) -> None:
-        await tx.executemany(
-            "INSERT INTO events (time, event_id, device_id, kind, severity, source,"
-            " dedup_key, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            [
-                (
-                    e.time,
-                    e.event_id,
-                    e.device_id,
-                    e.kind,
-                    e.severity.value,
-                    e.source,
-                    e.dedup_key,
-                    dict(e.payload),
-                )
-                for e in events
-            ],
-        )
+        def insert(conn: sqlite3.Connection) -> None:
+            # Converted here, on the writer thread, in one pass: not on the event loop.
+            conn.executemany(
+                "INSERT INTO events (time, event_id, device_id, kind, severity, source,"
+                " dedup_key, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        _iso(e.time),
+                        str(e.event_id),
+                        e.device_id,
+                        e.kind,
+                        e.severity.value,
+                        e.source,
+                        e.dedup_key,
+                        _dumps(dict(e.payload)),
+                    )
+                    for e in events
+                ],
+            )
+
+        await _own(tx).call(insert)
+
+    async def _touch_devices(self, tx: Tx, latest: Mapping[str, datetime]) -> None:
+        rows = [(_iso(at), device_id) for device_id, at in latest.items()]
+
+        def touch(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE device_state SET last_event_at = MAX(COALESCE(last_event_at, ?1), ?1),"
+                " last_seen_at = MAX(COALESCE(last_seen_at, ?1), ?1) WHERE device_id = ?2",
+                rows,
+            )
+
+        await _own(tx).call(touch)
 
     async def _claim_keys(self, tx: Tx, events: Sequence[DeviceEvent]) -> set[str]:
-        rows = [_params((e.dedup_key, e.time, e.event_id)) for e in events]
-
         def claim(conn: sqlite3.Connection) -> set[str]:
             fresh: set[str] = set()
-            for row in rows:
+            for e in events:
+                if e.dedup_key is None:
+                    continue
                 cursor = conn.execute(
                     "INSERT INTO event_keys (dedup_key, time, event_id) VALUES (?, ?, ?)"
                     " ON CONFLICT (dedup_key) DO NOTHING",
-                    row,
+                    (e.dedup_key, _iso(e.time), str(e.event_id)),
                 )
                 if cursor.rowcount:
-                    fresh.add(row[0])
+                    fresh.add(e.dedup_key)
             return fresh
 
-        assert isinstance(tx, _SQLiteTx)  # noqa: S101 - only this backend's transactions
-        return await tx.call(claim)
+        return await _own(tx).call(claim)
 
     async def apply_retention(self, now: datetime) -> int:
         """Delete events older than the retention period."""

@@ -8,7 +8,7 @@ import pytest
 
 from camera_registry.events import DeviceEvent, RejectedMessage, Severity
 from hub.storage import SchemaTooNew, SqlStore, Tx
-from hub.storage.schema import latest_version
+from hub.storage.migrations import latest_version
 from tests.helpers import BASE_TIME, make_event
 
 pytestmark = [pytest.mark.postgres]

@@ -1,9 +1,14 @@
-"""The `gridwatch` command."""
+"""The `gridwatch` command.
+
+Command groups live in their own modules under `hub.cli`, each with a
+`register(subparsers)` function; `COMMAND_GROUPS` lists them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -14,7 +19,7 @@ from hub.config import ConfigError, Settings, example_config, load_settings
 from hub.logging import configure_logging
 from hub.storage import StorageError, open_store
 
-__all__ = ["main"]
+__all__ = ["COMMAND_GROUPS", "build_parser", "main", "settings_from"]
 
 log = logging.getLogger("gridwatch")
 
@@ -75,6 +80,15 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings for a command: the --config file (if any) plus the environment."""
+    return _settings(args)
+
+
+# Modules with a `register(subparsers)` function adding their commands.
+COMMAND_GROUPS: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="gridwatch", description=__doc__)
@@ -97,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub.add_parser("example", help="print a commented example config").set_defaults(
         func=_cmd_config_example
     )
+    for module_name in COMMAND_GROUPS:
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
@@ -116,6 +132,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,60 +1,10 @@
-"""Versioned schema migrations, written once for both SQL dialects.
+"""Schema 1: devices, events, alarms, outbox, users, audit log."""
 
-A migration is a list of statements using a few type placeholders that each
-dialect fills in ({TS}, {JSON}, {UUID}, {BOOL}, {BLOB}, {ID}). Migrations are
-applied in order at start-up (and by `gridwatch migrate`), each in its own
-transaction together with its row in `schema_version`; a database whose schema
-is newer than this code refuses to open.
+from hub.storage.migration import Migration
 
-Later features append migrations here; never edit one that has shipped.
-"""
+__all__ = ["MIGRATION"]
 
-from __future__ import annotations
-
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
-
-__all__ = ["MIGRATIONS", "Dialect", "Migration", "latest_version", "render"]
-
-Dialect = Literal["sqlite", "postgresql"]
-
-_TYPES: dict[Dialect, dict[str, str]] = {
-    "sqlite": {
-        "TS": "TEXT",
-        "JSON": "TEXT",
-        "UUID": "TEXT",
-        "BOOL": "INTEGER",
-        "BLOB": "BLOB",
-        "ID": "INTEGER PRIMARY KEY AUTOINCREMENT",
-    },
-    "postgresql": {
-        "TS": "TIMESTAMPTZ",
-        "JSON": "JSONB",
-        "UUID": "UUID",
-        "BOOL": "BOOLEAN",
-        "BLOB": "BYTEA",
-        "ID": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-    },
-}
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One schema step; `timescale` statements run only where TimescaleDB is present."""
-
-    version: int
-    name: str
-    statements: Sequence[str]
-    timescale: Sequence[str] = ()
-
-
-def render(statement: str, dialect: Dialect) -> str:
-    """Fill a statement's type placeholders for `dialect`."""
-    return statement.format(**_TYPES[dialect])
-
-
-_FOUNDATION = Migration(
+MIGRATION = Migration(
     version=1,
     name="foundation",
     statements=[
@@ -197,10 +147,3 @@ _FOUNDATION = Migration(
         )""",
     ],
 )
-
-MIGRATIONS: tuple[Migration, ...] = (_FOUNDATION,)
-
-
-def latest_version() -> int:
-    """The schema version this code writes and understands."""
-    return MIGRATIONS[-1].version

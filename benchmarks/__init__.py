@@ -1,0 +1,1 @@
+"""Reproducible performance runs; each prints its figures and writes benchmarks/results/."""

@@ -1,0 +1,7 @@
+"""`python -m hub.cli` runs the `gridwatch` command."""
+
+import sys
+
+from hub.cli import main
+
+sys.exit(main())

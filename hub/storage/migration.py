@@ -1,0 +1,52 @@
+"""Versioned schema migrations, written once for both SQL dialects.
+
+A migration is a list of statements using a few type placeholders that each
+dialect fills in ({TS}, {JSON}, {UUID}, {BOOL}, {BLOB}, {ID}). Migrations are
+applied in order at start-up (and by `gridwatch migrate`) in one transaction
+together with their rows in `schema_version`; a database whose schema is newer
+than this code refuses to open. The list lives in `hub.storage.migrations`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Dialect", "Migration", "render"]
+
+Dialect = Literal["sqlite", "postgresql"]
+
+_TYPES: dict[Dialect, dict[str, str]] = {
+    "sqlite": {
+        "TS": "TEXT",
+        "JSON": "TEXT",
+        "UUID": "TEXT",
+        "BOOL": "INTEGER",
+        "BLOB": "BLOB",
+        "ID": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    },
+    "postgresql": {
+        "TS": "TIMESTAMPTZ",
+        "JSON": "JSONB",
+        "UUID": "UUID",
+        "BOOL": "BOOLEAN",
+        "BLOB": "BYTEA",
+        "ID": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step; `timescale` statements run only where TimescaleDB is present."""
+
+    version: int
+    name: str
+    statements: Sequence[str]
+    timescale: Sequence[str] = ()
+
+
+def render(statement: str, dialect: Dialect) -> str:
+    """Fill a statement's type placeholders for `dialect`."""
+    return statement.format(**_TYPES[dialect])
