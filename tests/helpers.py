@@ -31,3 +31,18 @@ def make_event(
         payload=payload if payload is not None else {"n": n},
         dedup_key=key,
     )
+
+
+def act_as(
+    app: Any, role: str = "admin", scope: tuple[str, ...] = ("/",), subject: str = "tester"
+) -> Any:
+    """Make every request to `app` come from this principal (overrides authentication)."""
+    from hub.api.auth import Principal, Role, current_principal
+
+    principal = Principal(subject=subject, role=Role(role), scope_paths=scope)
+
+    async def fixed() -> Principal:
+        return principal
+
+    app.dependency_overrides[current_principal] = fixed
+    return principal

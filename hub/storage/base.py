@@ -33,6 +33,7 @@ __all__ = [
     "from_json",
     "from_ts",
     "from_uuid",
+    "scope_condition",
 ]
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,19 @@ class Json:
 
 
 InTransaction = Callable[[Tx, list[DeviceEvent]], Awaitable[None]]
+
+
+def scope_condition(scope_paths: Sequence[str] | None, column: str) -> tuple[str, list[str]]:
+    """SQL restricting `column` (a materialized jurisdiction path) to a caller's subtrees.
+
+    `None` or a scope containing `/` means everything; an empty scope means nothing.
+    """
+    if scope_paths is None or "/" in scope_paths:
+        return "1 = 1", []
+    if not scope_paths:
+        return "1 = 0", []
+    clause = " OR ".join(f"{column} LIKE %s" for _ in scope_paths)
+    return f"({clause})", [path + "%" for path in scope_paths]
 
 
 def to_db_time(value: datetime) -> datetime:
