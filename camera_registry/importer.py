@@ -308,8 +308,9 @@ _PROJECT_VALUES: Mapping[str, str] = MappingProxyType(
 )
 _TRUE = frozenset({"是", "启用", "true", "yes", "y", "1", "t", "on", "√"})
 _FALSE = frozenset({"否", "停用", "禁用", "false", "no", "n", "0", "f", "off", "×"})
-_URL_SPLIT = re.compile(r"[;；\n]+")
-_LIST_SPLIT = re.compile(r"[;；,，、\n]+")
+_URL_SPLIT = re.compile(r"[;；\s]+")
+_LIST_SPLIT = re.compile(r"[;；,，、\s]+")
+_LINE_BREAKS = re.compile(r"[ \t]*[\r\n]+[ \t]*")
 # Formula starts that a spreadsheet would evaluate. '+'/'-' alone are common in
 # real data (negative numbers, "+86 ..."), so they count only before a function
 # call, a DDE pipe or a sheet reference.
@@ -382,7 +383,9 @@ def _cell_from_value(header: str, value: object) -> _Cell:
         return _Cell(header, text, False, value)
     if isinstance(value, datetime | date | time):
         return _Cell(header, value.isoformat(), False)
-    text = str(value).strip()
+    # Line breaks inside a cell (Alt+Enter in Excel) become spaces: stored values are
+    # single-line, and lists are split on whitespace as well as on separators.
+    text = _LINE_BREAKS.sub(" ", str(value)).strip()
     if text.startswith("'"):
         return _Cell(header, text[1:].strip() or None, True)
     return _Cell(header, text or None, False)
