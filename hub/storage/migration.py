@@ -1,7 +1,7 @@
 """Versioned schema migrations, written once for both SQL dialects.
 
 A migration is a list of statements using a few type placeholders that each
-dialect fills in ({TS}, {JSON}, {UUID}, {BOOL}, {BLOB}, {ID}). Migrations are
+dialect fills in ({TS}, {JSON}, {UUID}, {BOOL}, {BLOB}, {FLOAT}, {ID}). Migrations are
 applied in order at start-up (and by `gridwatch migrate`) in one transaction
 together with their rows in `schema_version`; a database whose schema is newer
 than this code refuses to open. The list lives in `hub.storage.migrations`.
@@ -24,6 +24,7 @@ _TYPES: dict[Dialect, dict[str, str]] = {
         "UUID": "TEXT",
         "BOOL": "INTEGER",
         "BLOB": "BLOB",
+        "FLOAT": "REAL",
         "ID": "INTEGER PRIMARY KEY AUTOINCREMENT",
     },
     "postgresql": {
@@ -32,6 +33,7 @@ _TYPES: dict[Dialect, dict[str, str]] = {
         "UUID": "UUID",
         "BOOL": "BOOLEAN",
         "BLOB": "BYTEA",
+        "FLOAT": "DOUBLE PRECISION",
         "ID": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
     },
 }
