@@ -401,13 +401,13 @@ def _shown(column: str, text: str | None) -> str | None:
     return text if len(text) <= _MAX_ERROR_VALUE else text[: _MAX_ERROR_VALUE - 1] + "…"
 
 
-def _is_escaped_byte(ch: str) -> bool:
-    """True for the lone surrogates that stand for undecodable bytes."""
-    return "\udc80" <= ch <= "\udcff"
+# Lone surrogates U+DC80..U+DCFF are what "surrogateescape" puts for undecodable bytes.
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+_NON_ASCII = re.compile("[^\x00-\x7f]")
 
 
 def _has_undecodable(text: str) -> bool:
-    return any(map(_is_escaped_byte, text))
+    return _ESCAPED_BYTE.search(text) is not None
 
 
 # ---------------------------------------------------------------------------
@@ -747,8 +747,8 @@ def _decode(data: bytes) -> tuple[str, str]:
     # "decode" as GBK gibberish: judge by UTF-8 instead. Real UTF-8 text has far more
     # good multi-byte characters than bad bytes; GBK text read as UTF-8 has almost none.
     utf8 = data.decode("utf-8", "surrogateescape")
-    bad = sum(1 for ch in utf8 if _is_escaped_byte(ch))
-    good = sum(1 for ch in utf8 if ord(ch) > 0x7F and not _is_escaped_byte(ch))
+    bad = len(_ESCAPED_BYTE.findall(utf8))
+    good = len(_NON_ASCII.findall(utf8)) - bad
     if good >= bad:
         return utf8, "UTF-8"
     return data.decode("gb18030", "surrogateescape"), "GBK"

@@ -81,6 +81,8 @@ class HealthState(StrEnum):
 # URL credentials
 
 _URL_TERMINATORS = re.compile(r"[/?#]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 # "@" followed by what can only be a host: an IP literal, a dotted name or localhost,
 # then an optional port and the end of the authority.
 _AT_HOST = re.compile(
@@ -133,7 +135,7 @@ def _url_validator(schemes: tuple[str, ...], label: str) -> Any:
             raise ValueError(
                 f"{label} must be a {' or '.join(s + '://' for s in schemes)} URL with a host"
             )
-        if any(ch.isspace() or ord(ch) < 0x20 for ch in value):
+        if _SPACE_OR_CONTROL.search(value):
             raise ValueError(f"{label} must not contain spaces or control characters")
         return value
 
@@ -167,7 +169,7 @@ def _strip(value: Any) -> Any:
 
 
 def _no_control_characters(value: str) -> str:
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    if _CONTROL.search(value):
         raise ValueError("must not contain control characters (tabs, line breaks ...)")
     return value
 
