@@ -440,7 +440,8 @@ class _Converter:
                 continue
             if _has_undecodable(cell.text):
                 fail(key, f"contains bytes that are not valid {self.encoding} text")
-            elif not cell.literal and _FORMULA.match(cell.text):
+            # A password is never exported, and "@dmin+1" is a plausible one.
+            elif not cell.literal and key not in _SECRET_COLUMNS and _FORMULA.match(cell.text):
                 fail(key, "looks like a spreadsheet formula; write ' before it if it is text")
             elif (
                 key in _TEXT_ID_COLUMNS

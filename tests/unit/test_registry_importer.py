@@ -103,6 +103,16 @@ def test_passwords_never_appear_in_errors() -> None:
     assert first.credentials.password.get_secret_value() == "Hk@2024pass"
 
 
+def test_a_password_may_start_like_a_formula() -> None:
+    report = import_devices(
+        "id,name,kind,username,password\ncam-1,东门,camera,admin,@dmin+1\n".encode()
+    )
+    assert report.ok, report.errors
+    credentials = report.rows[0][1].credentials
+    assert credentials is not None
+    assert credentials.password.get_secret_value() == "@dmin+1"
+
+
 def test_chinese_values_are_understood() -> None:
     report = import_devices(fixture("devices_zh_errors.csv"), known_jurisdictions=KNOWN)
     first, second, alarm = (device for _, device in report.rows)
