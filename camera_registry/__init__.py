@@ -1,6 +1,12 @@
 """The device registry domain: device types, jurisdictions, events. No I/O."""
 
-from camera_registry.events import DEVICE_ID_PATTERN, DeviceEvent, Severity, validate_device_id
+from camera_registry.events import (
+    DEVICE_ID_PATTERN,
+    DeviceEvent,
+    RejectedMessage,
+    Severity,
+    validate_device_id,
+)
 from camera_registry.gb28181 import (
     KIND_DEFAULT_TYPE_CODES,
     PROVINCE_CODES,
@@ -96,6 +102,7 @@ __all__ = [
     "Lang",
     "Nearby",
     "Project",
+    "RejectedMessage",
     "RowError",
     "Severity",
     "TreeProblem",
