@@ -279,7 +279,7 @@ class SqlStore(ABC):
         for migration in MIGRATIONS:
             if migration.version <= current:
                 continue
-            for statement in migration.statements:
+            for statement in migration.statements_for(self.dialect):
                 await tx.execute(render(statement, self.dialect))
             if timescale:
                 for statement in migration.timescale:

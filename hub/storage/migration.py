@@ -41,12 +41,23 @@ _TYPES: dict[Dialect, dict[str, str]] = {
 
 @dataclass(frozen=True)
 class Migration:
-    """One schema step; `timescale` statements run only where TimescaleDB is present."""
+    """One schema step; `timescale` statements run only where TimescaleDB is present.
+
+    `postgresql` / `sqlite` statements run after the shared ones on that dialect
+    only (e.g. an index with an operator class SQLite does not know).
+    """
 
     version: int
     name: str
     statements: Sequence[str]
     timescale: Sequence[str] = ()
+    postgresql: Sequence[str] = ()
+    sqlite: Sequence[str] = ()
+
+    def statements_for(self, dialect: Dialect) -> list[str]:
+        """The shared statements followed by `dialect`'s own."""
+        extra = self.postgresql if dialect == "postgresql" else self.sqlite
+        return [*self.statements, *extra]
 
 
 def render(statement: str, dialect: Dialect) -> str:
