@@ -48,11 +48,22 @@ def timescale_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def reset_timescale(dsn: str) -> None:
-    """Empty the TimescaleDB peer so a test starts from a blank database."""
+    """Empty the TimescaleDB peer so a test starts from a blank database.
+
+    The extension itself stays: PGlite is one backend for the whole session, and
+    TimescaleDB cannot be created again in a backend that has loaded it.
+    """
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
-        conn.execute("CREATE SCHEMA public")
-        conn.execute("DROP EXTENSION IF EXISTS timescaledb CASCADE")
+        views = conn.execute(
+            "SELECT matviewname FROM pg_matviews WHERE schemaname = 'public'"
+        ).fetchall()
+        for (view,) in views:
+            conn.execute(f'DROP MATERIALIZED VIEW IF EXISTS "{view}" CASCADE')
+        tables = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+        for (table,) in tables:
+            conn.execute(f'DROP TABLE IF EXISTS "{table}" CASCADE')
 
 
 @pytest.fixture

@@ -77,6 +77,8 @@ class IngestResult:
     stored: list[DeviceEvent] = field(default_factory=list)
     duplicates: int = 0
     rejected: int = 0
+    #: What the `in_transaction` hook returned for the committed attempt.
+    hook_result: object = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class Json:
     value: Any
 
 
-InTransaction = Callable[[Tx, list[DeviceEvent]], Awaitable[None]]
+InTransaction = Callable[[Tx, list[DeviceEvent]], Awaitable[object]]
 
 
 def scope_condition(scope_paths: Sequence[str] | None, column: str) -> tuple[str, list[str]]:
@@ -283,7 +285,7 @@ class SqlStore(ABC):
                 await tx.execute(render(statement, self.dialect))
             if timescale:
                 for statement in migration.timescale:
-                    await tx.fetchall(statement)
+                    await tx.execute(statement)
             await tx.execute(
                 "INSERT INTO schema_version (version, name, applied_at) VALUES (%s, %s, %s)",
                 (migration.version, migration.name, now.isoformat()),
@@ -303,10 +305,12 @@ class SqlStore(ABC):
 
         `in_transaction`, when given, runs inside the same transaction with the
         events that were new, so that state derived from them (device state,
-        alarms, outbox rows) commits or fails together with them.
+        alarms, outbox rows) commits or fails together with them. What it
+        returns comes back as `IngestResult.hook_result`, only once committed.
         """
         events = [item for item in items if isinstance(item, DeviceEvent)]
         rejected = [item for item in items if isinstance(item, RejectedMessage)]
+        hook_result: object = None
         async with self.transaction() as tx:
             keyed = first_per_key(events)
             fresh = await self._claim_keys(tx, keyed) if keyed else set()
@@ -317,8 +321,10 @@ class SqlStore(ABC):
             if rejected:
                 await self._insert_rejected(tx, rejected)
             if in_transaction is not None:
-                await in_transaction(tx, stored)
-        return IngestResult(stored=stored, duplicates=duplicates, rejected=len(rejected))
+                hook_result = await in_transaction(tx, stored)
+        return IngestResult(
+            stored=stored, duplicates=duplicates, rejected=len(rejected), hook_result=hook_result
+        )
 
     async def _touch_devices(self, tx: Tx, latest: Mapping[str, datetime]) -> None:
         rows = [(to_db_time(at), device_id) for device_id, at in latest.items()]

@@ -159,13 +159,13 @@ class PostgresStore(SqlStore):
         return hyper is not None
 
     async def _apply_policies(self, tx: _PgTx) -> None:
-        await tx.fetchall("SELECT remove_retention_policy('events', if_exists => true)")
-        await tx.fetchall(
+        await tx.execute("SELECT remove_retention_policy('events', if_exists => true)")
+        await tx.execute(
             "SELECT add_retention_policy('events', make_interval(days => %s))",
             (self.retention_days,),
         )
-        await tx.fetchall("SELECT remove_compression_policy('events', if_exists => true)")
-        await tx.fetchall(
+        await tx.execute("SELECT remove_compression_policy('events', if_exists => true)")
+        await tx.execute(
             "SELECT add_compression_policy('events', make_interval(days => %s))",
             (self.compress_after_days,),
         )
@@ -238,15 +238,25 @@ class PostgresStore(SqlStore):
             await tx.execute("DELETE FROM event_keys WHERE time < %s", (cutoff,))
             return len(dropped)
 
-    async def compress_old_events(self, now: datetime) -> int:
-        """Compress event chunks past the compression age now (TimescaleDB only)."""
+    async def run_timescale_jobs(self) -> list[str]:
+        """Run the events table's TimescaleDB policy jobs now; return their names.
+
+        TimescaleDB's background workers normally run them; this is for servers
+        without workers and for operators who want the effect at once.
+        `run_job` commits internally, so it cannot run inside a transaction.
+        """
         if not self._timescale:
-            return 0
-        cutoff = now - timedelta(days=self.compress_after_days)
-        async with self.transaction() as tx:
-            rows = await tx.fetchall(
-                "SELECT compress_chunk(c, if_not_compressed => true)"
-                " FROM show_chunks('events', older_than => %s) c",
-                (cutoff,),
-            )
-        return len(rows)
+            return []
+        async with self._pool.connection() as conn:
+            await conn.set_autocommit(True)
+            try:
+                cursor = await conn.execute(
+                    "SELECT job_id, proc_name FROM timescaledb_information.jobs"
+                    " WHERE hypertable_name = 'events' ORDER BY job_id"
+                )
+                jobs = await cursor.fetchall()
+                for job_id, _ in jobs:
+                    await conn.execute("CALL run_job(%s)", (job_id,))
+            finally:
+                await conn.set_autocommit(False)
+        return [str(name) for _, name in jobs]
