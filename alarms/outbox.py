@@ -163,11 +163,14 @@ def after_failure(
     rng: random.Random,
     *,
     permanent: bool = False,
+    base: timedelta = BACKOFF_BASE,
+    cap: timedelta = BACKOFF_CAP,
 ) -> OutboxRecord:
     """The record after a failed attempt: pending with a backoff, or dead.
 
     It goes dead once `max_attempts` attempts have failed, or at once when
     the failure is `permanent` (e.g. the receiver answered 410 Gone).
+    `base` and `cap` bound the backoff as in `backoff`.
     """
     require_utc(now, "now")
     if max_attempts < 1:
@@ -185,7 +188,7 @@ def after_failure(
         state=OutboxState.PENDING,
         attempts=attempts,
         last_error=message,
-        next_attempt_at=now + backoff(attempts, rng),
+        next_attempt_at=now + backoff(attempts, rng, base=base, cap=cap),
     )
 
 

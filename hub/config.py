@@ -15,10 +15,20 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from adapters.mqtt.models import MqttSettings
+from hub.alarm_config import AlarmSettings
+from hub.onvif_config import OnvifSettings
+from hub.patrol_config import PatrolSettings
+
 __all__ = [
+    "AuthSettings",
     "ConfigError",
     "HttpSettings",
+    "LiveSettings",
     "LoggingSettings",
+    "MqttHubSettings",
+    "RegistrySettings",
+    "SecuritySettings",
     "Settings",
     "StorageSettings",
     "WriterSettings",
@@ -90,6 +100,111 @@ class LoggingSettings(_Section):
     json_lines: bool = Field(False, description="One JSON object per line instead of text.")
 
 
+class AuthSettings(_Section):
+    """Logins, sessions, API keys and the audit log."""
+
+    session_idle_minutes: int = Field(
+        30, ge=1, le=1440, description="A console session ends after this long without use."
+    )
+    session_max_hours: int = Field(
+        12, ge=1, le=168, description="A console session ends this long after login, used or not."
+    )
+    cookie_secure: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description=(
+            "Mark session cookies Secure: auto = when the request came over HTTPS "
+            "(behind a TLS proxy, run uvicorn with --proxy-headers)."
+        ),
+    )
+    lockout_threshold: int = Field(
+        5, ge=1, le=100, description="Failed logins in a row that lock an account."
+    )
+    lockout_minutes: int = Field(15, ge=1, le=1440, description="How long a locked account waits.")
+    password_min_length: int = Field(
+        12, ge=12, le=128, description="Shortest password accepted (never below 12)."
+    )
+    audit_retention_days: int = Field(
+        365, ge=180, le=3650, description="Audit rows are kept this many days (at least 180)."
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Extra origins (https://host:port) allowed to open WebSockets; "
+            "the hub's own origin is always allowed."
+        ),
+    )
+    metrics_from_loopback: bool = Field(
+        True,
+        description=(
+            "Serve /metrics without login to callers on 127.0.0.1/::1 "
+            "(others need an admin or maintenance login or API key)."
+        ),
+    )
+
+
+class LiveSettings(_Section):
+    """WebRTC live view: one RTSP pull per camera, relayed to every viewer."""
+
+    max_viewers_per_camera: int = Field(
+        8, ge=1, le=100, description="Viewers of one camera at once."
+    )
+    max_viewers_total: int = Field(
+        32, ge=1, le=1000, description="Viewers of all cameras at once on this hub."
+    )
+    passthrough_h264: bool = Field(
+        True,
+        description="Relay the camera's H.264 without re-encoding when the browser accepts it.",
+    )
+    idle_close_seconds: float = Field(
+        5.0, ge=0, le=600, description="Keep a camera pull this long after its last viewer left."
+    )
+
+
+class MqttHubSettings(_Section, MqttSettings):
+    """MQTT devices (school panic buttons, broadcast units): the broker and command limits."""
+
+    enabled: bool = Field(
+        False, description="Connect to the MQTT broker; off so a hub without a broker starts."
+    )
+    command_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="Seconds to wait for a broadcast unit's ack per attempt."
+    )
+    command_retries: int = Field(
+        2, ge=0, le=10, description="Resends of a broadcast command that got no ack."
+    )
+    device_refresh_s: float = Field(
+        2.0, gt=0, le=3600, description="How often the registry is checked for device changes."
+    )
+
+    def adapter_settings(self) -> MqttSettings:
+        """The adapter's own settings (without the hub's switches)."""
+        hub_only = {"enabled", "command_timeout_s", "command_retries", "device_refresh_s"}
+        fields = [name for name in MqttSettings.model_fields if name not in hub_only]
+        return MqttSettings.model_validate({name: getattr(self, name) for name in fields})
+
+
+class SecuritySettings(_Section):
+    """Where the key that encrypts device credentials comes from (never the database)."""
+
+    credentials_key_file: Path | None = Field(
+        None,
+        description=(
+            "File with the credential encryption key (created 0600 on first start); "
+            "empty = data_dir/keys/credentials.key. GRIDWATCH_CREDENTIALS_KEY (base64) "
+            "overrides it."
+        ),
+    )
+
+
+class RegistrySettings(_Section):
+    """The device registry: camera linkage for alarm points and broadcast units."""
+
+    linkage_radius_m: float = Field(
+        300.0, gt=0, le=50_000, description="Nearby cameras are offered within this radius."
+    )
+    linkage_limit: int = Field(5, ge=1, le=100, description="Most nearby cameras offered.")
+
+
 class Settings(BaseSettings):
     """The whole hub configuration."""
 
@@ -107,6 +222,24 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     writer: WriterSettings = Field(default_factory=WriterSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    mqtt: MqttHubSettings = Field(
+        default_factory=MqttHubSettings, description="MQTT panic buttons and broadcast units."
+    )
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
+    alarms: AlarmSettings = Field(
+        default_factory=AlarmSettings, description="Alarm rules, SLA, linkage and delivery sinks."
+    )
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    patrol: PatrolSettings = Field(
+        default_factory=PatrolSettings,
+        description="Camera stream health patrol and video-quality diagnosis.",
+    )
+    onvif: OnvifSettings = Field(
+        default_factory=OnvifSettings,
+        description="ONVIF cameras: probe, WS-Discovery and PullPoint event channels.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -125,6 +258,10 @@ class Settings(BaseSettings):
         if self.storage.url is not None:
             return self.storage.url.get_secret_value()
         return f"sqlite:///{(self.data_dir / 'gridwatch.sqlite3').as_posix()}"
+
+    def credentials_key_path(self) -> Path:
+        """The credential key file (data_dir/keys/credentials.key unless configured)."""
+        return self.security.credentials_key_file or self.data_dir / "keys" / "credentials.key"
 
 
 class ConfigError(Exception):

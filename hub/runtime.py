@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -13,11 +14,19 @@ import uvicorn
 from fastapi import FastAPI
 
 from camera_registry.events import DeviceEvent
+from hub.alarm_engine import AlarmChange, AlarmEngine
 from hub.api import create_app
+from hub.auth import Authenticator
+from hub.broadcast import BroadcastService
 from hub.bus import EventBus
 from hub.config import Settings
+from hub.dispatcher import Dispatcher
+from hub.live import LiveViews
 from hub.metrics import Metrics
-from hub.storage import SqlStore, open_store
+from hub.mqtt import MqttService
+from hub.patrol import PatrolService
+from hub.storage import SqlStore, Tx, open_store
+from hub.storage.base import IngestResult, InTransaction
 from hub.writer import EventWriter
 
 __all__ = ["Hub", "serve"]
@@ -47,7 +56,33 @@ class Hub:
             queue_size=settings.writer.queue_size,
             batch_max=settings.writer.batch_max,
             batch_delay=settings.writer.batch_delay_ms / 1000,
+            in_transaction=self._in_transaction,
+            after_commit=self._after_commit,
         )
+        # Run inside every batch's transaction, in this order (see _in_transaction).
+        self._commit_hooks: list[InTransaction] = []
+        self.mqtt = MqttService(
+            settings.mqtt, store=self.store, writer=self.writer, metrics=self.metrics
+        )
+        self._commit_hooks.append(self.mqtt.in_transaction)
+        self.broadcast = BroadcastService(self.store, self.mqtt)
+        self.alarm_changes: EventBus[AlarmChange] = EventBus("alarm-changes")
+        self.alarms = AlarmEngine(self.store, settings.alarms, bus=self.alarm_changes)
+        self._commit_hooks.append(self.alarms.in_transaction)
+        self.dispatcher = Dispatcher.from_settings(
+            self.alarms.repo, settings.alarms.delivery, list(settings.alarms.sinks)
+        )
+        self.alarms.on_outbox(self.dispatcher.wake)
+        self.auth = Authenticator(self.store, settings.auth)
+        # Credentials: the registry's decryption plugs in through `decrypt=`.
+        self.patrol = PatrolService(
+            settings.patrol, store=self.store, writer=self.writer, metrics=self.metrics
+        )
+        # Seam: pass the registry's CredentialCipher.open as open_credentials once the
+        # hub builds one; until then cameras are opened with their URL as stored.
+        self.live = LiveViews(self.store, settings.live, open_credentials=None)
+        #: The first admin's one-time password when this start created it (else None).
+        self.first_admin_password: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     def app(self) -> FastAPI:
@@ -58,12 +93,43 @@ class Hub:
             writer=self.writer,
             events=self.events,
             metrics=self.metrics,
+            mqtt=self.mqtt,
+            broadcast_service=self.broadcast,
+            auth_service=self.auth,
+            live=self.live,
+            alarm_engine=self.alarms,
+            alarm_changes=self.alarm_changes,
+            dispatcher=self.dispatcher,
+            patrol_service=self.patrol,
         )
+
+    async def _in_transaction(self, tx: Tx, events: list[DeviceEvent]) -> list[object]:
+        """Every commit hook inside the batch's transaction; their results in hook order."""
+        return [await hook(tx, events) for hook in self._commit_hooks]
+
+    def _after_commit(self, result: IngestResult) -> None:
+        """Announce what the committed batch's hooks changed (alarm changes, outbox wake)."""
+        outcomes = result.hook_result if isinstance(result.hook_result, list) else []
+        for outcome in outcomes:
+            self.alarms.after_commit(outcome)
 
     async def start(self) -> None:
         """Open storage (migrating it), then start the writer and housekeeping."""
         await self.store.open()
         await self.writer.start()
+        self.first_admin_password = await self.auth.start()
+        if self.first_admin_password is not None:
+            # Shown once, on the console of whoever started the hub; never logged.
+            sys.stdout.write(
+                "GridWatch: first start, created user 'admin' with one-time password "
+                f"{self.first_admin_password} (change it at first login)\n"
+            )
+            sys.stdout.flush()
+        await self.broadcast.start()
+        await self.dispatcher.start()
+        await self.alarms.start()
+        await self.mqtt.start()
+        await self.patrol.start()
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
         log.info("hub started: storage=%s", self.store.backend)
 
@@ -75,6 +141,14 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.live.stop()
+        await self.auth.stop()
+        # Adapters before the writer: nothing new arrives while the queue drains.
+        await self.patrol.stop()
+        await self.broadcast.stop()
+        await self.mqtt.stop()
+        await self.alarms.stop()
+        await self.dispatcher.stop()
         pending = self.writer.pending
         if pending:
             log.info("draining %d queued events before exit", pending)

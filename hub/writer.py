@@ -24,11 +24,13 @@ from hub.bus import EventBus
 from hub.metrics import Metrics
 from hub.storage.base import IngestResult, InTransaction, SqlStore
 
-__all__ = ["EventWriter", "OnCommitted", "WriterStopped"]
+__all__ = ["AfterCommit", "EventWriter", "OnCommitted", "WriterStopped"]
 
 log = logging.getLogger(__name__)
 
 OnCommitted = Callable[[], None]
+#: Told about each committed batch (with what `in_transaction` returned), once.
+AfterCommit = Callable[[IngestResult], None]
 Item = DeviceEvent | RejectedMessage
 
 
@@ -55,6 +57,7 @@ class EventWriter:
         batch_max: int = 2_000,
         batch_delay: float = 0.005,
         in_transaction: InTransaction | None = None,
+        after_commit: AfterCommit | None = None,
     ) -> None:
         self._store = store
         self._bus = bus
@@ -63,6 +66,7 @@ class EventWriter:
         self._batch_max = batch_max
         self._batch_delay = batch_delay
         self._in_transaction = in_transaction
+        self._after_commit_hook = after_commit
         self._task: asyncio.Task[None] | None = None
         self._accepting = False
         self.committed_batches = 0
@@ -172,6 +176,13 @@ class EventWriter:
             self._record(result, batch)
         if self._bus is not None:
             self._bus.publish_all(result.stored)
+        if self._after_commit_hook is not None:
+            # Only the committed attempt's result arrives here, so a retried
+            # batch announces its alarm changes once.
+            try:
+                self._after_commit_hook(result)
+            except Exception:
+                log.exception("the after-commit hook failed (the batch is stored)")
 
     def _record(self, result: IngestResult, batch: list[_Entry]) -> None:
         assert self._metrics is not None  # noqa: S101 - checked by the caller

@@ -1,4 +1,7 @@
-"""Outbound sinks: webhook signing, CAP 1.2 encoding (pure), delivery I/O."""
+"""Outbound sinks: webhook signing, CAP 1.2 encoding (pure), delivery I/O.
+
+The I/O modules (`webhook`, `amqp`, `mqtt`) are imported by their path.
+"""
 
 from adapters.sinks.cap import (
     CAP_NS,
@@ -9,6 +12,7 @@ from adapters.sinks.cap import (
     format_cap_time,
     validate_alert,
 )
+from adapters.sinks.errors import DeliveryFailed
 from adapters.sinks.signing import (
     DEFAULT_TOLERANCE,
     SECRET_PREFIX,
@@ -24,6 +28,7 @@ __all__ = [
     "DEFAULT_TOLERANCE",
     "SECRET_PREFIX",
     "CapOptions",
+    "DeliveryFailed",
     "SignatureError",
     "build_alert",
     "cap_identifier",

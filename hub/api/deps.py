@@ -7,13 +7,36 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from camera_registry.events import DeviceEvent
+from hub.alarm_engine import AlarmChange, AlarmEngine
+from hub.api.problems import Problem
+from hub.auth import Authenticator
+from hub.broadcast import BroadcastService
 from hub.bus import EventBus
 from hub.config import Settings
+from hub.dispatcher import Dispatcher
+from hub.live import LiveViews
 from hub.metrics import Metrics
+from hub.mqtt import MqttService
+from hub.patrol import PatrolService
 from hub.storage import SqlStore
 from hub.writer import EventWriter
 
-__all__ = ["Services", "get_metrics", "get_services", "get_settings", "get_store", "get_writer"]
+__all__ = [
+    "Services",
+    "get_alarm_changes",
+    "get_alarms",
+    "get_auth",
+    "get_broadcast",
+    "get_dispatcher",
+    "get_live",
+    "get_metrics",
+    "get_mqtt",
+    "get_patrol",
+    "get_services",
+    "get_settings",
+    "get_store",
+    "get_writer",
+]
 
 
 @dataclass(frozen=True)
@@ -25,6 +48,14 @@ class Services:
     writer: EventWriter
     events: EventBus[DeviceEvent]
     metrics: Metrics
+    mqtt: MqttService | None = None
+    broadcast: BroadcastService | None = None
+    auth: Authenticator | None = None
+    live: LiveViews | None = None
+    alarms: AlarmEngine | None = None
+    alarm_changes: EventBus[AlarmChange] | None = None
+    dispatcher: Dispatcher | None = None
+    patrol: PatrolService | None = None
 
 
 def get_services(request: Request) -> Services:
@@ -51,3 +82,61 @@ def get_writer(request: Request) -> EventWriter:
 def get_metrics(request: Request) -> Metrics:
     """The hub's metrics."""
     return get_services(request).metrics
+
+
+def get_mqtt(request: Request) -> MqttService | None:
+    """The MQTT device service (None when the app was built without one)."""
+    return get_services(request).mqtt
+
+
+def get_broadcast(request: Request) -> BroadcastService:
+    """The broadcast command service; 503 when the app was built without one."""
+    service = get_services(request).broadcast
+    if service is None:
+        raise Problem(503, "Broadcast unavailable", "this hub runs no broadcast service")
+    return service
+
+
+def get_auth(request: Request) -> Authenticator:
+    """Users, sessions and API keys; 503 when the app was built without them."""
+    service = get_services(request).auth
+    if service is None:
+        raise Problem(503, "Authentication unavailable", "this hub runs no authentication")
+    return service
+
+
+def get_alarms(request: Request) -> AlarmEngine:
+    """The alarm engine (503 when this app was built without one)."""
+    engine = get_services(request).alarms
+    if engine is None:
+        raise Problem(503, "Alarms unavailable", "this hub runs without the alarm engine")
+    return engine
+
+
+def get_alarm_changes(request: Request) -> EventBus[AlarmChange]:
+    """The bus of committed alarm changes."""
+    bus = get_services(request).alarm_changes
+    if bus is None:
+        raise Problem(503, "Alarms unavailable", "this hub runs without the alarm engine")
+    return bus
+
+
+def get_dispatcher(request: Request) -> Dispatcher | None:
+    """The outbox dispatcher, if this hub delivers alarms."""
+    return get_services(request).dispatcher
+
+
+def get_live(request: Request) -> LiveViews:
+    """The WebRTC live view; 503 when the app was built without it."""
+    service = get_services(request).live
+    if service is None:
+        raise Problem(503, "Live view unavailable", "this hub runs no live view")
+    return service
+
+
+def get_patrol(request: Request) -> PatrolService:
+    """The camera patrol; 503 when the app was built without it."""
+    service = get_services(request).patrol
+    if service is None:
+        raise Problem(503, "Patrol unavailable", "this hub runs no camera patrol")
+    return service

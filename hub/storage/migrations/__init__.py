@@ -1,11 +1,27 @@
 """Every schema migration, in order. Append new ones; never edit one that has shipped."""
 
 from hub.storage.migration import Migration
-from hub.storage.migrations import m0001_foundation, m0002_registry
+from hub.storage.migrations import (
+    m0001_foundation,
+    m0002_registry,
+    m0003_alarms,
+    m0004_broadcast,
+    m0005_health,
+    m0006_onvif,
+    m0007_auth,
+)
 
 __all__ = ["MIGRATIONS", "latest_version"]
 
-MIGRATIONS: tuple[Migration, ...] = (m0001_foundation.MIGRATION, m0002_registry.MIGRATION)
+MIGRATIONS: tuple[Migration, ...] = (
+    m0001_foundation.MIGRATION,
+    m0002_registry.MIGRATION,
+    m0003_alarms.MIGRATION,
+    m0004_broadcast.MIGRATION,
+    m0005_health.MIGRATION,
+    m0006_onvif.MIGRATION,
+    m0007_auth.MIGRATION,
+)
 
 
 def latest_version() -> int:

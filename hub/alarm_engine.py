@@ -1,0 +1,556 @@
+"""The alarm engine: events become alarms in the writer's transaction; people act on them.
+
+* **Events.** `in_transaction` runs inside the event writer's batch transaction:
+  for each newly stored event it reads the device's registry facts and its
+  open alarms, runs `alarms.rules.evaluate`, and writes alarms, history,
+  change-log rows and outbox rows in that same transaction. If evaluating one
+  event raises (a rule or payload the domain refuses), that event is stored as
+  a rejected message with the reason and the batch goes on; a storage error
+  fails the whole batch, which the writer retries (it is transient by nature).
+  The changes are announced (bus, dispatcher, linkage) only from
+  `after_commit`, which the writer calls once with the committed attempt's
+  result, so a retried batch never announces twice.
+* **Operator actions** go through `alarms.workflow.apply` in one transaction
+  with history, change log, outbox and an audit-log row; announced after commit.
+* **SLA.** A loop compares stored deadlines with the clock (`escalate_due`),
+  so escalations happen on time across restarts.
+* **Linkage.** Snapshots of linked cameras are fetched after commit and stored
+  as alarm media; a broadcast is queued as an outbox row for the `broadcast`
+  sink, which the broadcast feature registers with the dispatcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from adapters.sinks.cap import CapOptions, encode_alert
+from alarms.models import Alarm, AlarmAction, HistoryEntry, Location
+from alarms.outbox import alarm_payload, new_outbox_record
+from alarms.rules import (
+    CloseAlarm,
+    DeviceContext,
+    LinkagePlan,
+    OpenAlarm,
+    UpdateAlarm,
+    evaluate,
+)
+from alarms.sla import check_escalation, escalate
+from alarms.workflow import apply
+from camera_registry.events import DeviceEvent, RejectedMessage
+from hub.alarm_config import AlarmSettings, SinkSettings
+from hub.bus import EventBus
+from hub.dispatcher import BROADCAST_SINK
+from hub.storage.alarms import AlarmChange, AlarmRepository, DeviceInfo, StoredAlarm
+from hub.storage.base import IngestResult, SqlStore, Tx
+
+__all__ = [
+    "AlarmChange",
+    "AlarmEngine",
+    "AlarmNotFound",
+    "SnapshotFetcher",
+]
+
+log = logging.getLogger(__name__)
+
+#: (device) -> (content type, bytes) or None; replaceable (e.g. by one RTSP frame).
+SnapshotFetcher = Callable[[DeviceInfo], Awaitable[tuple[str, bytes] | None]]
+#: (device credentials blob) -> (username, password); the registry decrypts.
+CredentialResolver = Callable[[bytes], tuple[str, str] | None]
+
+
+class AlarmNotFound(LookupError):
+    """No such alarm, or none the caller may see (both answer 404)."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What one batch transaction changed; announced only after it commits."""
+
+    changes: list[AlarmChange] = field(default_factory=list)
+    openings: list[tuple[uuid.UUID, LinkagePlan]] = field(default_factory=list)
+    devices: dict[str, DeviceInfo] = field(default_factory=dict)
+    queued: bool = False
+
+
+def _location(device: DeviceInfo | None) -> Location | None:
+    if device is None or device.latitude is None or device.longitude is None:
+        return None
+    try:
+        return Location(device.latitude, device.longitude, description=device.address)
+    except ValueError:
+        log.warning("device %s has an invalid position; sent without one", device.device_id)
+        return None
+
+
+def _location_from(details: Any) -> Location | None:
+    raw = details.get("location") if isinstance(details, dict) else None
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return Location(
+            float(raw["latitude"]),
+            float(raw["longitude"]),
+            float(raw.get("radius_m", 50.0)),
+            raw.get("description"),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _context(device: DeviceInfo) -> DeviceContext | None:
+    try:
+        return DeviceContext(
+            device_id=device.device_id,
+            kind=device.kind,
+            project=device.project,
+            jurisdiction=device.jurisdiction,
+            name=device.name,
+            linked_cameras=device.linked_cameras,
+            linked_speakers=device.linked_speakers,
+            location=_location(device),
+        )
+    except ValueError:
+        log.warning("device %s has invalid registry links; evaluated without them", device)
+        return None
+
+
+class AlarmEngine:
+    """Turns events into alarms, applies operator actions and SLA escalation."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        settings: AlarmSettings,
+        *,
+        bus: EventBus[AlarmChange] | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        snapshot_fetcher: SnapshotFetcher | None = None,
+        credentials: CredentialResolver | None = None,
+    ) -> None:
+        self.store = store
+        self.repo = AlarmRepository(store)
+        self.settings = settings
+        self.bus: EventBus[AlarmChange] = bus or EventBus("alarm-changes")
+        self._clock = clock
+        self._rules = settings.rule_set()
+        self._sla = settings.sla_policy()
+        self._sinks = [sink for sink in settings.sinks if sink.enabled]
+        self._wake: list[Callable[[], None]] = []
+        self._snapshot = snapshot_fetcher or self._http_snapshot
+        self._credentials = credentials
+        self._linkage_tasks: set[asyncio.Task[None]] = set()
+        self._sla_task: asyncio.Task[None] | None = None
+        self._http: httpx.AsyncClient | None = None
+
+    # -- wiring -------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The engine's clock (injected in tests)."""
+        return self._clock()
+
+    def on_outbox(self, wake: Callable[[], None]) -> None:
+        """Call `wake` after every commit that queued outbox rows (the dispatcher's wake)."""
+        self._wake.append(wake)
+
+    async def start(self) -> None:
+        """Start the SLA loop."""
+        if self._sla_task is None:
+            self._sla_task = asyncio.create_task(self._sla_loop(), name="alarm-sla")
+
+    async def stop(self) -> None:
+        """Stop the SLA loop and wait for running linkage."""
+        if self._sla_task is not None:
+            self._sla_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sla_task
+            self._sla_task = None
+        if self._linkage_tasks:
+            await asyncio.gather(*self._linkage_tasks, return_exceptions=True)
+        if self._http is not None:
+            client, self._http = self._http, None
+            await client.aclose()
+
+    # -- recording ------------------------------------------------------------
+
+    def _sinks_for(self, alarm: Alarm, entry: HistoryEntry, supervisor: bool) -> list[SinkSettings]:
+        chosen = []
+        for sink in self._sinks:
+            if alarm.is_drill and not sink.drill:
+                continue
+            if sink.categories and alarm.category not in sink.categories:
+                continue
+            if alarm.priority.level > sink.max_priority:
+                continue
+            if sink.escalations_only and not (entry.action is AlarmAction.ESCALATE and supervisor):
+                continue
+            chosen.append(sink)
+        return chosen
+
+    async def _record(
+        self,
+        tx: Tx,
+        alarm: Alarm,
+        entry: HistoryEntry,
+        *,
+        jurisdiction_path: str | None,
+        location: Location | None,
+        notify: bool,
+        now: datetime,
+        supervisor: bool = False,
+    ) -> tuple[AlarmChange, bool]:
+        """History, change log and (when notifying) outbox rows for one alarm revision."""
+        await self.repo.append_history(tx, entry)
+        payload = alarm_payload(alarm, entry, location)
+        change = await self.repo.append_change(tx, alarm, entry, jurisdiction_path, payload)
+        if not notify:
+            return change, False
+        records = []
+        for sink in self._sinks_for(alarm, entry, supervisor):
+            body = dict(payload)
+            if sink.type == "cap":
+                options = CapOptions(sender=sink.cap_sender)
+                body["cap_xml"] = encode_alert(alarm, entry, options, location=location).decode()
+            records.append(new_outbox_record(alarm, sink.name, body, now))
+        await self.repo.insert_outbox(tx, records, now)
+        return change, bool(records)
+
+    # -- events ---------------------------------------------------------------
+
+    async def in_transaction(self, tx: Tx, events: list[DeviceEvent]) -> _Batch:
+        """The writer's hook: evaluate each stored event and write its alarm changes."""
+        batch = _Batch()
+        if not events:
+            return batch
+        device_ids = {event.device_id for event in events}
+        batch.devices = await self.repo.devices(tx, device_ids)
+        open_alarms = await self.repo.open_alarms(tx, device_ids)
+        now = self._clock()
+        for event in events:
+            device = batch.devices.get(event.device_id)
+            try:
+                decisions = evaluate(
+                    event,
+                    _context(device) if device else None,
+                    {key: stored.alarm for key, stored in open_alarms.items()},
+                    self._rules,
+                    now,
+                    sla=self._sla,
+                )
+            except Exception as exc:
+                log.exception("alarm rules failed on event %s", event.event_id)
+                await self._reject(tx, event, exc, now)
+                continue
+            for decision in decisions:
+                await self._store_decision(tx, decision, device, open_alarms, batch, now)
+        return batch
+
+    async def _reject(self, tx: Tx, event: DeviceEvent, exc: Exception, now: datetime) -> None:
+        body = {
+            "event_id": str(event.event_id),
+            "time": event.time.isoformat(),
+            "device_id": event.device_id,
+            "kind": event.kind,
+            "payload": dict(event.payload),
+        }
+        await self.repo.insert_rejected(
+            tx,
+            RejectedMessage(
+                time=now,
+                source="alarm-engine",
+                origin=f"event {event.event_id} ({event.kind})",
+                reason=f"alarm rules failed: {type(exc).__name__}: {exc}"[:1000],
+                payload=json.dumps(body, default=str).encode()[:65536],
+                device_id=event.device_id,
+            ),
+        )
+
+    async def _store_decision(
+        self,
+        tx: Tx,
+        decision: OpenAlarm | UpdateAlarm | CloseAlarm,
+        device: DeviceInfo | None,
+        open_alarms: dict[str, StoredAlarm],
+        batch: _Batch,
+        now: datetime,
+    ) -> None:
+        alarm = decision.alarm
+        if isinstance(decision, OpenAlarm):
+            location = _location(device)
+            plan = decision.linkage
+            details: dict[str, Any] = {
+                "linkage": {
+                    "snapshot_cameras": list(plan.snapshot_cameras),
+                    "broadcast_speakers": list(plan.broadcast_speakers),
+                },
+            }
+            if location is not None:
+                details["location"] = {
+                    "latitude": location.latitude,
+                    "longitude": location.longitude,
+                    "radius_m": location.radius_m,
+                    "description": location.description,
+                }
+            path = device.jurisdiction_path if device else None
+            await self.repo.insert(
+                tx, alarm, jurisdiction_path=path, rule=decision.rule, details=details, now=now
+            )
+            open_alarms[alarm.dedup_key] = StoredAlarm(alarm, path, decision.rule, details, now)
+            batch.openings.append((alarm.id, plan))
+            if plan.broadcast_speakers and plan.broadcast_message:
+                request = {
+                    "alarm_id": str(alarm.id),
+                    "speakers": list(plan.broadcast_speakers),
+                    "message": plan.broadcast_message,
+                    "volume": plan.broadcast_volume,
+                    "priority": alarm.priority.level,
+                    "is_drill": alarm.is_drill,
+                }
+                await self.repo.insert_outbox(
+                    tx, [new_outbox_record(alarm, BROADCAST_SINK, request, now)], now
+                )
+                batch.queued = True
+        else:
+            previous = open_alarms.get(alarm.dedup_key)
+            path = previous.jurisdiction_path if previous else None
+            details = dict(previous.details) if previous else {}
+            location = _location_from(details) or _location(device)
+            await self.repo.update(tx, alarm, previous_revision=alarm.revision - 1, now=now)
+            rule = previous.rule if previous else None
+            open_alarms[alarm.dedup_key] = StoredAlarm(alarm, path, rule, details, now)
+        change, queued = await self._record(
+            tx,
+            alarm,
+            decision.history,
+            jurisdiction_path=path,
+            location=location,
+            notify=decision.notify,
+            now=now,
+        )
+        batch.changes.append(change)
+        batch.queued = batch.queued or queued
+
+    def after_commit(self, outcome: object) -> None:
+        """After the batch committed: announce its changes, start linkage.
+
+        `outcome` is what `in_transaction` returned for the committed attempt
+        (anything else is ignored), so a retried batch is announced once.
+        """
+        batch = outcome.hook_result if isinstance(outcome, IngestResult) else outcome
+        if not isinstance(batch, _Batch):
+            return
+        self._announce(batch.changes, batch.queued)
+        for alarm_id, plan in batch.openings:
+            if plan.snapshot_cameras and self.settings.linkage.snapshots:
+                self._spawn(self._take_snapshots(alarm_id, plan.snapshot_cameras))
+
+    def _announce(self, changes: Sequence[AlarmChange], queued: bool) -> None:
+        self.bus.publish_all(changes)
+        if queued:
+            for wake in self._wake:
+                wake()
+
+    # -- operator actions -------------------------------------------------------
+
+    async def act(
+        self,
+        alarm_id: uuid.UUID,
+        action: AlarmAction | str,
+        actor: str,
+        *,
+        visible: Callable[[StoredAlarm], bool],
+        note: str | None = None,
+        assignee: str | None = None,
+        department: str | None = None,
+        remote_addr: str | None = None,
+    ) -> StoredAlarm:
+        """Apply an operator action; raises AlarmNotFound, InvalidTransition or ValueError."""
+        action = AlarmAction(action)
+        if action in (
+            AlarmAction.OPEN,
+            AlarmAction.ESCALATE,
+            AlarmAction.AUTO_CLOSE,
+            AlarmAction.REPEAT,
+        ):
+            raise ValueError(f"{action.value} is not an operator action")
+        now = self._clock()
+        async with self.store.transaction() as tx:
+            stored = await self.repo.get(tx, alarm_id, for_update=True)
+            if stored is None or not visible(stored):
+                raise AlarmNotFound(str(alarm_id))
+            resolve_due = None
+            if action is AlarmAction.REOPEN:
+                resolve_due = now + self._sla.target(stored.alarm.priority).resolve
+            updated, entry = apply(
+                stored.alarm,
+                action,
+                actor,
+                now,
+                note=note,
+                assignee=assignee,
+                department=department,
+                resolve_due=resolve_due,
+            )
+            await self.repo.update(tx, updated, previous_revision=stored.alarm.revision, now=now)
+            change, queued = await self._record(
+                tx,
+                updated,
+                entry,
+                jurisdiction_path=stored.jurisdiction_path,
+                location=_location_from(stored.details),
+                notify=True,
+                now=now,
+            )
+            await self.repo.audit(
+                tx,
+                at=now,
+                actor=actor,
+                action=f"alarm.{action.value}",
+                target=str(alarm_id),
+                remote_addr=remote_addr,
+                details={
+                    "from_state": entry.from_state.value if entry.from_state else None,
+                    "to_state": entry.to_state.value,
+                    "revision": updated.revision,
+                    "note": note,
+                    "assignee": assignee,
+                    "department": department,
+                },
+            )
+        self._announce([change], queued)
+        return StoredAlarm(updated, stored.jurisdiction_path, stored.rule, stored.details, now)
+
+    # -- SLA ----------------------------------------------------------------
+
+    async def escalate_due(self, now: datetime | None = None) -> int:
+        """Escalate every alarm whose stored deadline has passed; return how many."""
+        now = now or self._clock()
+        policy = self._sla
+        escalated = 0
+        for alarm_id in await self.repo.due_for_escalation(
+            now, max_level=policy.escalation.max_level
+        ):
+            async with self.store.transaction() as tx:
+                stored = await self.repo.get(tx, alarm_id, for_update=True)
+                if stored is None:
+                    continue
+                due = check_escalation(stored.alarm, now, policy)
+                if due is None:
+                    continue
+                updated, entry = escalate(stored.alarm, due)
+                await self.repo.update(
+                    tx, updated, previous_revision=stored.alarm.revision, now=now
+                )
+                change, queued = await self._record(
+                    tx,
+                    updated,
+                    entry,
+                    jurisdiction_path=stored.jurisdiction_path,
+                    location=_location_from(stored.details),
+                    notify=due.renotify,
+                    now=now,
+                    supervisor=due.supervisor,
+                )
+            self._announce([change], queued)
+            escalated += 1
+            log.warning(
+                "alarm %s escalated to level %d (%s overdue)",
+                alarm_id,
+                updated.escalation_level,
+                due.overdue_by,
+            )
+        return escalated
+
+    async def _sla_loop(self) -> None:
+        while True:
+            try:
+                await self.escalate_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("SLA check failed; will retry")
+            await asyncio.sleep(self.settings.escalation_check_s)
+
+    # -- linkage ----------------------------------------------------------------
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            await work
+
+        task = asyncio.create_task(run(), name="alarm-linkage")
+        self._linkage_tasks.add(task)
+        task.add_done_callback(self._linkage_tasks.discard)
+
+    async def _take_snapshots(self, alarm_id: uuid.UUID, cameras: Sequence[str]) -> None:
+        try:
+            async with self.store.reading() as tx:
+                devices = await self.repo.devices(tx, cameras)
+        except Exception:
+            log.exception("cannot read linked cameras of alarm %s", alarm_id)
+            return
+        for camera in cameras:
+            device = devices.get(camera)
+            if device is None:
+                log.info("linked camera %s of alarm %s is not registered", camera, alarm_id)
+                continue
+            try:
+                shot = await self._snapshot(device)
+                if shot is None:
+                    continue
+                content_type, data = shot
+                await self.repo.add_media(
+                    alarm_id, camera, content_type, data, self._clock(), "snapshot"
+                )
+            except Exception:
+                log.exception("snapshot of %s for alarm %s failed", camera, alarm_id)
+
+    async def _http_snapshot(self, device: DeviceInfo) -> tuple[str, bytes] | None:
+        """GET the device's snapshot URL (size-capped, time-bounded)."""
+        if not device.snapshot_url:
+            return None
+        linkage = self.settings.linkage
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(linkage.snapshot_timeout_s), follow_redirects=False
+            )
+        auth: httpx.Auth | None = None
+        if device.credentials is not None and self._credentials is not None:
+            pair = self._credentials(device.credentials)
+            if pair is not None:
+                auth = httpx.DigestAuth(*pair)
+        chunks: list[bytes] = []
+        size = 0
+        async with asyncio.timeout(linkage.snapshot_timeout_s):
+            async with self._http.stream("GET", device.snapshot_url, auth=auth) as response:
+                if response.status_code != 200:
+                    log.warning("snapshot of %s: HTTP %d", device.device_id, response.status_code)
+                    return None
+                content_type = response.headers.get("content-type", "image/jpeg").split(";")[0]
+                if not content_type.startswith("image/"):
+                    log.warning("snapshot of %s is not an image", device.device_id)
+                    return None
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > linkage.snapshot_max_bytes:
+                        log.warning("snapshot of %s is too large", device.device_id)
+                        return None
+                    chunks.append(chunk)
+        return content_type, b"".join(chunks)
+
+    async def wait_for_linkage(self) -> None:
+        """Wait for snapshot work started so far (tests, shutdown)."""
+        while self._linkage_tasks:
+            await asyncio.gather(*list(self._linkage_tasks), return_exceptions=True)
