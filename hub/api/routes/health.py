@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel
 
 from hub import __version__
-from hub.api.deps import get_metrics, get_store, get_writer
+from hub.api.deps import get_metrics, get_mqtt, get_store, get_writer
 from hub.api.problems import Problem
 from hub.metrics import Metrics
+from hub.mqtt import MqttService
 from hub.storage import SqlStore, StorageError
 from hub.writer import EventWriter
 
@@ -26,6 +29,17 @@ class Liveness(BaseModel):
     version: str
 
 
+class MqttReadiness(BaseModel):
+    """The MQTT broker connection (reported; it does not decide readiness)."""
+
+    enabled: bool
+    connected: bool
+    state: str
+    since: datetime | None = None
+    reason: str | None = None
+    devices: int = 0
+
+
 class Readiness(BaseModel):
     """Storage answers and the writer keeps up."""
 
@@ -33,6 +47,7 @@ class Readiness(BaseModel):
     storage: str
     schema_version: int
     writer_pending: int
+    mqtt: MqttReadiness | None = None
 
 
 @router.get("/healthz", response_model=Liveness)
@@ -45,6 +60,7 @@ async def healthz() -> Liveness:
 async def readyz(
     store: Annotated[SqlStore, Depends(get_store)],
     writer: Annotated[EventWriter, Depends(get_writer)],
+    mqtt: Annotated[MqttService | None, Depends(get_mqtt)],
 ) -> Readiness:
     """200 when storage is reachable; 503 with the reason otherwise."""
     try:
@@ -57,6 +73,9 @@ async def readyz(
         storage=store.backend,
         schema_version=version,
         writer_pending=writer.pending,
+        # A broker outage is shown, not made a readiness failure: the console and API still
+        # serve, and gridwatch_mqtt_connected is the signal to alert on.
+        mqtt=MqttReadiness(**asdict(mqtt.status())) if mqtt is not None else None,
     )
 
 

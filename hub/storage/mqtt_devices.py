@@ -1,0 +1,114 @@
+"""What the MQTT side reads from the registry, and the device health MQTT evidence writes.
+
+Devices of kind `alarm_point` (school panic buttons) and `broadcast_unit` are loaded whole
+into the hub's in-memory directory; a cheap fingerprint (row count and newest
+`updated_at`) tells when to reload. Health changes are written inside the writer's
+transaction, so a device's state commits together with the event that proves it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from hub.storage.base import SqlStore, Tx, from_json, to_db_time
+
+__all__ = [
+    "MQTT_REGISTRY_KINDS",
+    "HealthChange",
+    "MqttDeviceRow",
+    "apply_health_changes",
+    "load_mqtt_devices",
+    "registry_fingerprint",
+]
+
+#: Registry kinds that talk MQTT.
+MQTT_REGISTRY_KINDS = ("alarm_point", "broadcast_unit")
+
+
+@dataclass(frozen=True, slots=True)
+class MqttDeviceRow:
+    """A registered MQTT device as the directory keeps it."""
+
+    device_id: str
+    kind: str
+    name: str
+    mqtt_device_id: str | None
+    jurisdiction_path: str | None
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HealthChange:
+    """A device's health as proven by one stored event."""
+
+    device_id: str
+    health: str
+    at: datetime
+    reason: str
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    decoded = from_json(value)
+    if isinstance(decoded, list):
+        return tuple(str(tag) for tag in decoded)
+    return ()
+
+
+async def load_mqtt_devices(store: SqlStore) -> list[MqttDeviceRow]:
+    """Every registered panic button (`alarm_point`) and broadcast unit."""
+    async with store.reading() as tx:
+        rows = await tx.fetchall(
+            "SELECT id, kind, name, mqtt_device_id, jurisdiction_path, tags"
+            " FROM devices WHERE kind IN (%s, %s)",
+            MQTT_REGISTRY_KINDS,
+        )
+    return [
+        MqttDeviceRow(
+            device_id=row[0],
+            kind=row[1],
+            name=row[2] or "",
+            mqtt_device_id=row[3],
+            jurisdiction_path=row[4],
+            tags=_tags(row[5]),
+        )
+        for row in rows
+    ]
+
+
+async def registry_fingerprint(store: SqlStore) -> tuple[int, str]:
+    """Changes whenever an MQTT device is added, removed or updated."""
+    async with store.reading() as tx:
+        row = await tx.fetchone(
+            "SELECT COUNT(*), MAX(updated_at) FROM devices WHERE kind IN (%s, %s)",
+            MQTT_REGISTRY_KINDS,
+        )
+    if row is None:
+        return 0, ""
+    return int(row[0]), str(row[1])
+
+
+async def apply_health_changes(tx: Tx, changes: Sequence[HealthChange]) -> None:
+    """Move devices to the proven health; older evidence than the current state is ignored."""
+    if not changes:
+        return
+    await tx.executemany(
+        "UPDATE device_state SET health = %s, health_since = %s, health_reason = %s,"
+        " updated_at = %s"
+        " WHERE device_id = %s AND health <> %s"
+        " AND (health_since IS NULL OR health_since <= %s)",
+        [
+            (
+                change.health,
+                to_db_time(change.at),
+                change.reason[:500],
+                to_db_time(change.at),
+                change.device_id,
+                change.health,
+                to_db_time(change.at),
+            )
+            for change in changes
+        ],
+    )
