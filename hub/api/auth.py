@@ -6,74 +6,122 @@ jurisdiction scope (`Principal.scope_paths`, materialized paths such as
 `/150102/150102001/`): a record outside the scope is answered as 404, never 403,
 so its existence does not leak.
 
-How a caller is authenticated (session cookie, API key) lives in
-`current_principal`; tests of other features override that one dependency.
+How a caller is authenticated lives behind `current_principal` (tests of other
+features override that one dependency): `authenticate_connection` accepts
+
+- a session cookie (`gw_session`, HttpOnly, SameSite=Strict) from the console;
+  unsafe methods must also carry the session's CSRF token in `X-CSRF-Token`
+  (the console reads it from the `gw_csrf` cookie, double-submit style);
+- an API key, `Authorization: Bearer gw_<id>_<secret>`, for machine
+  integrations (no cookie, so no CSRF check).
+
+Both work for HTTP routes and WebSocket handshakes (`current_principal` takes an
+`HTTPConnection`). WebSocket handshakes from a foreign `Origin` are refused for
+every route by `OriginGuard`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Annotated, Any
+import hashlib
+import hmac
+import ipaddress
+import logging
+from collections.abc import Callable, Coroutine, Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.api.problems import Problem
+from hub.principal import Principal, Role
+
+if TYPE_CHECKING:
+    from hub.auth import Authenticator
 
 __all__ = [
+    "CSRF_COOKIE",
+    "CSRF_HEADER",
+    "SESSION_COOKIE",
+    "OriginGuard",
     "Principal",
     "Role",
+    "authenticate_connection",
+    "client_addr",
     "current_principal",
+    "metrics_access",
     "not_found",
+    "origin_allowed",
     "require",
 ]
 
+log = logging.getLogger(__name__)
 
-class Role(StrEnum):
-    """What a user or API key may do."""
-
-    OPERATOR = "operator"  # alarm console: see, acknowledge, handle alarms
-    DISPATCHER = "dispatcher"  # police/center dispatch integrations: receive and read alarms
-    MAINTENANCE = "maintenance"  # device health, registry upkeep
-    ADMIN = "admin"  # everything, including users and configuration
-    AUDITOR = "auditor"  # reads the audit log
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """An authenticated caller and the jurisdiction subtrees it may see."""
-
-    subject: str
-    role: Role
-    scope_paths: tuple[str, ...]
-    #: "session" (browser), "api_key" (integration)
-    via: str = "session"
-    remote_addr: str | None = None
-
-    @property
-    def sees_everything(self) -> bool:
-        """True for a scope rooted at the whole tree (`/`)."""
-        return "/" in self.scope_paths
-
-    def can_see(self, jurisdiction_path: str | None) -> bool:
-        """True if a record at `jurisdiction_path` lies within the caller's scope.
-
-        A record with no jurisdiction is visible only to callers who see everything.
-        """
-        if self.sees_everything:
-            return True
-        if jurisdiction_path is None:
-            return False
-        return any(jurisdiction_path.startswith(prefix) for prefix in self.scope_paths)
+SESSION_COOKIE = "gw_session"
+CSRF_COOKIE = "gw_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# What an account that must change its password may still do.
+_PASSWORD_CHANGE_PATHS = frozenset({"/api/auth/me", "/api/auth/logout", "/api/auth/password"})
 
 
-async def current_principal(request: Request) -> Principal:
+def client_addr(conn: HTTPConnection) -> str | None:
+    """The caller's address as the server saw it (after uvicorn's proxy-header handling)."""
+    return conn.client.host if conn.client else None
+
+
+def _sha256(token: str) -> str:
+    # The same digest `hub.auth.token_hash` stores for the session's CSRF token.
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _authenticator(conn: HTTPConnection) -> Authenticator | None:
+    services = getattr(conn.app.state, "services", None)
+    auth: Authenticator | None = getattr(services, "auth", None)
+    return auth
+
+
+async def authenticate_connection(conn: HTTPConnection) -> Principal | None:
+    """The caller of an HTTP request or WebSocket handshake, or None (401).
+
+    Raises a 403 problem for a cookie-authenticated unsafe request without the
+    session's CSRF token, and for accounts that must change their password first.
+    """
+    auth = _authenticator(conn)
+    if auth is None:
+        return None
+    now = datetime.now(UTC)
+    addr = client_addr(conn)
+    header = conn.headers.get("authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return await auth.api_key(token.strip(), addr, now)
+    cookie = conn.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    found = await auth.session(cookie, addr, now)
+    if found is None:
+        return None
+    method = conn.scope.get("method")
+    if conn.scope["type"] == "http" and method not in _SAFE_METHODS:
+        sent = conn.headers.get(CSRF_HEADER, "")
+        if not sent or not hmac.compare_digest(_sha256(sent), found.csrf_hash):
+            raise Problem(403, "CSRF check failed", f"send the {CSRF_HEADER} header of the session")
+    if found.must_change_password and conn.url.path not in _PASSWORD_CHANGE_PATHS:
+        raise Problem(403, "Password change required", "change your password first")
+    return found.principal
+
+
+async def current_principal(connection: HTTPConnection) -> Principal:
     """The authenticated caller; 401 when there is none."""
-    resolver = getattr(request.app.state, "authenticate", None)
+    resolver = getattr(connection.app.state, "authenticate", None)
     if resolver is None:
         raise Problem(401, "Not authenticated", "no authentication is configured")
-    principal: Principal | None = await resolver(request)
+    principal: Principal | None = await resolver(connection)
     if principal is None:
         raise Problem(401, "Not authenticated", "log in or send an API key")
     return principal
@@ -96,3 +144,71 @@ def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
 def not_found(what: str = "resource") -> Problem:
     """The 404 answered both for missing records and for records outside the scope."""
     return Problem(404, "Not Found", f"no such {what}")
+
+
+def _loopback(addr: str | None) -> bool:
+    if addr is None:
+        return False
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
+
+
+async def metrics_access(request: Request) -> None:
+    """Admit /metrics from loopback (when configured) or for admin/maintenance callers."""
+    services = getattr(request.app.state, "services", None)
+    settings = getattr(services, "settings", None)
+    local_ok = settings is not None and settings.auth.metrics_from_loopback
+    if local_ok and _loopback(client_addr(request)):
+        return
+    principal = await current_principal(request)
+    if principal.role not in (Role.ADMIN, Role.MAINTENANCE):
+        raise Problem(403, "Forbidden", f"role {principal.role.value} may not read metrics")
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def origin_allowed(origin: str | None, host: str | None, extra: Iterable[str] = ()) -> bool:
+    """True when a WebSocket handshake's Origin is the hub itself or explicitly allowed.
+
+    A handshake without Origin (not a browser: a script or integration) is allowed;
+    it still has to authenticate.
+    """
+    if origin is None:
+        return True
+    normalized = origin.strip().lower()
+    if normalized in {_origin_of(e) for e in extra}:
+        return True
+    if not host:
+        return False
+    parts = urlsplit(normalized)
+    return parts.scheme in ("http", "https") and parts.netloc == host.strip().lower()
+
+
+class OriginGuard:
+    """ASGI middleware refusing cross-origin WebSocket handshakes (403) on every route.
+
+    Browsers send cookies with a WebSocket handshake whatever page opened it
+    (there is no CORS for WebSockets), so a foreign page could otherwise read
+    the alarm stream with the operator's session.
+    """
+
+    def __init__(self, app: ASGIApp, extra_origins: Iterable[str] = ()) -> None:
+        self.app = app
+        self.extra_origins = tuple(extra_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check the handshake, then pass through."""
+        if scope["type"] == "websocket":
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            origin = headers.get("origin")
+            if not origin_allowed(origin, headers.get("host"), self.extra_origins):
+                log.warning("refused a WebSocket handshake from origin %s", origin)
+                # Closing before accepting makes the server answer the handshake 403.
+                await send({"type": "websocket.close", "code": 1008, "reason": "origin"})
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,19 @@
+"""WebRTC live view: one RTSP pull per camera relayed to every browser viewer (aiortc)."""
+
+from adapters.webrtc.models import (
+    LiveAnswer,
+    LiveLimits,
+    LiveRefused,
+    offer_accepts_h264,
+    with_credentials,
+)
+from adapters.webrtc.relay import LiveRelay
+
+__all__ = [
+    "LiveAnswer",
+    "LiveLimits",
+    "LiveRefused",
+    "LiveRelay",
+    "offer_accepts_h264",
+    "with_credentials",
+]
