@@ -7,13 +7,14 @@ from adapters.webrtc.models import (
     offer_accepts_h264,
     with_credentials,
 )
-from adapters.webrtc.relay import LiveRelay
+from adapters.webrtc.relay import LiveRelay, SourceOpener
 
 __all__ = [
     "LiveAnswer",
     "LiveLimits",
     "LiveRefused",
     "LiveRelay",
+    "SourceOpener",
     "offer_accepts_h264",
     "with_credentials",
 ]

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,12 @@ from adapters.webrtc.models import (
     offer_accepts_h264,
 )
 
-__all__ = ["LiveRelay"]
+__all__ = ["LiveRelay", "SourceOpener"]
+
+#: Opens a player (an object with `.video` and `.audio` tracks) for a source URL
+#: the relay should not pull over RTSP itself, e.g. a simulated camera; returns
+#: None for every other URL.
+SourceOpener = Callable[[str], Any | None]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +83,18 @@ class LiveRelay:
         self._pulls: dict[tuple[str, bool], _Pull] = {}
         self._viewers: dict[str, _Viewer] = {}
         self._lock = asyncio.Lock()
+        self._openers: list[SourceOpener] = []
+
+    def add_source(self, opener: SourceOpener) -> None:
+        """Serve the URLs `opener` recognises from its player instead of RTSP."""
+        self._openers.append(opener)
+
+    def _own_player(self, source_url: str) -> Any:
+        for opener in self._openers:
+            player = opener(source_url)
+            if player is not None:
+                return player
+        return None
 
     # -- what the hub asks -------------------------------------------------------
 
@@ -151,7 +169,7 @@ class LiveRelay:
             return pull
         try:
             # av.open blocks while it connects and reads the SDP: keep it off the loop.
-            player = await asyncio.to_thread(
+            player = self._own_player(source_url) or await asyncio.to_thread(
                 MediaPlayer,
                 source_url,
                 format="rtsp",
