@@ -186,11 +186,11 @@ class MqttHubSettings(_Section, MqttSettings):
 class SecuritySettings(_Section):
     """Where the key that encrypts device credentials comes from (never the database)."""
 
-    credentials_key_file: Path | None = Field(
-        None,
+    credentials_key_file: Path = Field(
+        Path("keys/credentials.key"),
         description=(
             "File with the credential encryption key (created 0600 on first start); "
-            "empty = data_dir/keys/credentials.key. GRIDWATCH_CREDENTIALS_KEY (base64) "
+            "a relative path is under data_dir. GRIDWATCH_CREDENTIALS_KEY (base64) "
             "overrides it."
         ),
     )
@@ -261,7 +261,7 @@ class Settings(BaseSettings):
 
     def credentials_key_path(self) -> Path:
         """The credential key file (data_dir/keys/credentials.key unless configured)."""
-        return self.security.credentials_key_file or self.data_dir / "keys" / "credentials.key"
+        return self.data_dir / self.security.credentials_key_file
 
 
 class ConfigError(Exception):

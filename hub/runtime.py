@@ -20,11 +20,14 @@ from hub.auth import Authenticator
 from hub.broadcast import BroadcastService
 from hub.bus import EventBus
 from hub.config import Settings
+from hub.crypto import CredentialCipher, load_keyring
 from hub.dispatcher import Dispatcher
 from hub.live import LiveViews
 from hub.metrics import Metrics
 from hub.mqtt import MqttService
+from hub.onvif_service import OnvifService
 from hub.patrol import PatrolService
+from hub.registry import Registry
 from hub.storage import SqlStore, Tx, open_store
 from hub.storage.base import IngestResult, InTransaction
 from hub.writer import EventWriter
@@ -83,6 +86,19 @@ class Hub:
         self.live = LiveViews(self.store, settings.live, open_credentials=None)
         #: The first admin's one-time password when this start created it (else None).
         self.first_admin_password: str | None = None
+        self.registry = Registry(
+            self.store,
+            CredentialCipher(load_keyring(settings.credentials_key_path())),
+            linkage_radius_m=settings.registry.linkage_radius_m,
+            linkage_limit=settings.registry.linkage_limit,
+        )
+        self.onvif = OnvifService(
+            settings.onvif,
+            store=self.store,
+            metrics=self.metrics,
+            submit=self.writer.submit,
+            registry=self.registry,
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     def app(self) -> FastAPI:
@@ -93,6 +109,7 @@ class Hub:
             writer=self.writer,
             events=self.events,
             metrics=self.metrics,
+            registry=self.registry,
             mqtt=self.mqtt,
             broadcast_service=self.broadcast,
             auth_service=self.auth,
@@ -101,6 +118,7 @@ class Hub:
             alarm_changes=self.alarm_changes,
             dispatcher=self.dispatcher,
             patrol_service=self.patrol,
+            onvif=self.onvif,
         )
 
     async def _in_transaction(self, tx: Tx, events: list[DeviceEvent]) -> list[object]:
@@ -116,6 +134,7 @@ class Hub:
     async def start(self) -> None:
         """Open storage (migrating it), then start the writer and housekeeping."""
         await self.store.open()
+        await self.registry.start()
         await self.writer.start()
         self.first_admin_password = await self.auth.start()
         if self.first_admin_password is not None:
@@ -130,6 +149,7 @@ class Hub:
         await self.alarms.start()
         await self.mqtt.start()
         await self.patrol.start()
+        await self.onvif.start()
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
         log.info("hub started: storage=%s", self.store.backend)
 
@@ -144,6 +164,7 @@ class Hub:
         await self.live.stop()
         await self.auth.stop()
         # Adapters before the writer: nothing new arrives while the queue drains.
+        await self.onvif.stop()
         await self.patrol.stop()
         await self.broadcast.stop()
         await self.mqtt.stop()

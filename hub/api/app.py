@@ -18,12 +18,15 @@ from hub.api.routes import (
     broadcast,
     console,
     device_health,
+    devices,
     health,
+    jurisdictions,
     kpi,
     patrol,
     users,
 )
 from hub.api.routes import live as live_view
+from hub.api.routes import onvif as onvif_routes
 from hub.auth import Authenticator
 from hub.broadcast import BroadcastService
 from hub.bus import EventBus
@@ -32,7 +35,9 @@ from hub.dispatcher import Dispatcher
 from hub.live import LiveViews
 from hub.metrics import Metrics
 from hub.mqtt import MqttService
+from hub.onvif_service import OnvifService
 from hub.patrol import PatrolService
+from hub.registry import Registry
 from hub.storage import SqlStore
 from hub.writer import EventWriter
 
@@ -46,6 +51,7 @@ def create_app(
     writer: EventWriter,
     events: EventBus[DeviceEvent],
     metrics: Metrics,
+    registry: Registry | None = None,
     mqtt: MqttService | None = None,
     broadcast_service: BroadcastService | None = None,
     auth_service: Authenticator | None = None,
@@ -54,6 +60,7 @@ def create_app(
     alarm_changes: EventBus[AlarmChange] | None = None,
     dispatcher: Dispatcher | None = None,
     patrol_service: PatrolService | None = None,
+    onvif: OnvifService | None = None,
 ) -> FastAPI:
     """Build the HTTP API around already-built services (the caller owns their lifecycle)."""
     app = FastAPI(
@@ -69,6 +76,7 @@ def create_app(
         writer=writer,
         events=events,
         metrics=metrics,
+        registry=registry,
         mqtt=mqtt,
         broadcast=broadcast_service,
         auth=auth_service,
@@ -77,11 +85,14 @@ def create_app(
         alarm_changes=alarm_changes,
         dispatcher=dispatcher,
         patrol=patrol_service,
+        onvif=onvif,
     )
     app.state.authenticate = authenticate_connection
     app.add_middleware(OriginGuard, extra_origins=settings.auth.allowed_origins)
     install_problem_handlers(app)
     app.include_router(health.router)
+    app.include_router(devices.router)
+    app.include_router(jurisdictions.router)
     app.include_router(alarms.router)
     app.include_router(broadcast.router)
     app.include_router(auth.router)
@@ -91,6 +102,7 @@ def create_app(
     app.include_router(live_view.router)
     app.include_router(device_health.router)
     app.include_router(patrol.router)
+    app.include_router(onvif_routes.router)
     app.include_router(kpi.router)
     app.include_router(console.router)
     return app

@@ -18,6 +18,7 @@ from hub.live import LiveViews
 from hub.metrics import Metrics
 from hub.mqtt import MqttService
 from hub.patrol import PatrolService
+from hub.registry import Registry
 from hub.storage import SqlStore
 from hub.writer import EventWriter
 
@@ -32,6 +33,7 @@ __all__ = [
     "get_metrics",
     "get_mqtt",
     "get_patrol",
+    "get_registry",
     "get_services",
     "get_settings",
     "get_store",
@@ -48,6 +50,7 @@ class Services:
     writer: EventWriter
     events: EventBus[DeviceEvent]
     metrics: Metrics
+    registry: Registry | None = None
     mqtt: MqttService | None = None
     broadcast: BroadcastService | None = None
     auth: Authenticator | None = None
@@ -82,6 +85,14 @@ def get_writer(request: Request) -> EventWriter:
 def get_metrics(request: Request) -> Metrics:
     """The hub's metrics."""
     return get_services(request).metrics
+
+
+def get_registry(request: Request) -> Registry:
+    """The device registry; 503 when the app was built without one."""
+    registry = get_services(request).registry
+    if registry is None:
+        raise Problem(503, "Registry unavailable", "this hub runs no device registry")
+    return registry
 
 
 def get_mqtt(request: Request) -> MqttService | None:

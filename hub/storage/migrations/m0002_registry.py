@@ -46,6 +46,8 @@ MIGRATION = Migration(
         "CREATE INDEX devices_project ON devices (project, id)",
         "CREATE INDEX devices_name ON devices (name, id)",
         "CREATE INDEX devices_updated ON devices (updated_at, id)",
+        # Bounding-box pre-filter of the nearest-camera search.
+        "CREATE INDEX devices_location ON devices (latitude, longitude)",
         "CREATE INDEX device_state_health ON device_state (health, device_id)",
         """CREATE TABLE jurisdictions (
             code TEXT PRIMARY KEY,
