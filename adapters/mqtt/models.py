@@ -191,6 +191,14 @@ class EventPayload(_Wire):
         default=None, description="Required for broadcast.status: what the unit is doing."
     )
     detail: str | None = Field(default=None, max_length=500, description="Free text.")
+    drill: bool = Field(
+        default=False,
+        strict=True,  # "yes" or 1 must not turn a real alarm into a drill or back
+        description=(
+            "True for a drill (exercise): the alarm is marked as a drill, kept apart from "
+            "real alarms, delivered only to sinks configured for drills, left out of KPIs."
+        ),
+    )
 
     @model_validator(mode="after")
     def _status_with_broadcast_status(self) -> EventPayload:

@@ -261,6 +261,8 @@ def _decode_event(message: InboundMessage, document: dict[str, Any], device: Dev
     for name in ("battery", "status", "detail"):
         if getattr(parsed, name) is not None:
             payload[name] = getattr(parsed, name)
+    if parsed.drill:
+        payload["drill"] = True  # the alarm rules open a drill alarm, never a real one
     return DeviceEvent(
         time=message.received_at,
         device_id=device.device_id,

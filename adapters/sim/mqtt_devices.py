@@ -196,8 +196,10 @@ class SimDevice:
 class PanicButtonSim(SimDevice):
     """A school one-touch panic button."""
 
-    def press(self, *, msg_id: str | None = None, retain: bool = False) -> str:
-        """The button is pressed; return the msg_id."""
+    def press(self, *, msg_id: str | None = None, retain: bool = False, drill: bool = False) -> str:
+        """The button is pressed (as a drill when `drill`); return the msg_id."""
+        if drill:
+            return self.event("panic.press", msg_id=msg_id, retain=retain, drill=True)
         return self.event("panic.press", msg_id=msg_id, retain=retain)
 
     def restore(self) -> str:

@@ -378,3 +378,18 @@ def test_liveness_reports_a_silent_device_once() -> None:
     assert (event.kind, event.payload["reason"]) == ("device.offline", "heartbeat_missed")
     tracker.heard("school-07-btn-1", NOW + timedelta(seconds=500))
     assert tracker.overdue(NOW + timedelta(seconds=600)) == []
+
+
+def test_drill_press_carries_the_drill_flag_into_the_event() -> None:
+    drill = decode(event_topic(), press("d-1", drill=True))
+    real = decode(event_topic(), press("r-1"))
+    assert isinstance(drill, DeviceEvent) and isinstance(real, DeviceEvent)
+    assert drill.payload["drill"] is True
+    assert "drill" not in real.payload
+    assert "drill" not in decode(event_topic(), press("r-2", drill=False)).payload  # type: ignore[union-attr]
+
+
+def test_drill_flag_must_be_a_boolean() -> None:
+    rejected = decode(event_topic(), press("d-2", drill="yes"))
+    assert isinstance(rejected, Rejection)
+    assert rejected.reason is RejectReason.INVALID_PAYLOAD
