@@ -45,6 +45,23 @@ class Metrics:
             "Batches that failed to commit and were retried",
             registry=r,
         )
+        self.patrol_probes = Counter(
+            "gridwatch_patrol_probes",
+            "Camera probes by what they observed (online, degraded, offline)",
+            ["observed"],
+            registry=r,
+        )
+        self.patrol_probe_seconds = Histogram(
+            "gridwatch_patrol_probe_seconds",
+            "Time of one camera probe (open and decode)",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=r,
+        )
+        self.patrol_cameras_per_second = Gauge(
+            "gridwatch_patrol_cameras_per_second",
+            "Cameras probed per second in the last patrol pass",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

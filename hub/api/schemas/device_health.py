@@ -1,0 +1,137 @@
+"""Schemas of device health, patrol progress and KPI answers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "DeviceHealthOut",
+    "HealthSummaryOut",
+    "KpiOut",
+    "KpiRowOut",
+    "PatrolOut",
+    "PatrolRunOut",
+    "SampleOut",
+    "TransitionOut",
+    "VerdictOut",
+]
+
+
+class VerdictOut(BaseModel):
+    """One video-quality check: the number measured, the line it was held to, the verdict."""
+
+    check: str
+    ok: bool
+    score: float
+    threshold: float
+    explanation: str
+    judged: bool = True
+
+
+class SampleOut(BaseModel):
+    """The newest probe of the camera."""
+
+    time: datetime
+    ok: bool = Field(description="The probe got pictures.")
+    observed: str = Field(description="What this probe alone said: online, degraded, offline.")
+    failure: str | None
+    error: str | None
+    url: str | None = Field(description="The probed URL, without credentials.")
+    open_latency_ms: float | None
+    codec: str | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    frames: int
+    faults: list[str]
+    verdicts: list[VerdictOut]
+    evidence_url: str | None = Field(description="The snapshot taken as evidence, if any.")
+
+
+class TransitionOut(BaseModel):
+    """A health state change and why it happened."""
+
+    at: datetime
+    from_state: str
+    to_state: str
+    reason: str
+    evidence_url: str | None
+
+
+class DeviceHealthOut(BaseModel):
+    """A device's health: state, since when, why, the last probe, recent transitions."""
+
+    device_id: str
+    name: str
+    kind: str
+    health: str
+    since: datetime | None
+    reason: str | None
+    last_probe_at: datetime | None
+    last_sample: SampleOut | None
+    transitions: list[TransitionOut]
+
+
+class HealthSummaryOut(BaseModel):
+    """How many devices are in each health state."""
+
+    jurisdiction: str | None
+    total: int
+    by_state: dict[str, int]
+
+
+class PatrolRunOut(BaseModel):
+    """One patrol pass and how far it got."""
+
+    run_id: int | None
+    trigger: str
+    started_at: datetime
+    finished_at: datetime | None
+    running: bool
+    total: int
+    done: int
+    failed: int
+    degraded: int
+
+
+class PatrolOut(BaseModel):
+    """The running pass (if any) and the latest passes."""
+
+    enabled: bool
+    interval_s: float
+    current: PatrolRunOut | None
+    recent: list[PatrolRunOut]
+
+
+class KpiRowOut(BaseModel):
+    """A jurisdiction node's KPI over its whole subtree (rates as fractions 0..1)."""
+
+    code: str | None
+    name: str
+    path: str | None
+    devices: int
+    online_rate: float | None
+    intact_rate: float | None
+    online_s: float
+    intact_s: float
+    degraded_s: float
+    offline_s: float
+    unknown_s: float
+    known_s: float
+    probes: int
+    ok_probes: int
+    probe_success_rate: float | None
+
+
+class KpiOut(BaseModel):
+    """Online and intact rate of a node and its children for one reporting day or month."""
+
+    period: str
+    start: datetime
+    end: datetime
+    until: datetime
+    zone: str
+    node: KpiRowOut
+    children: list[KpiRowOut]

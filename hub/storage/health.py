@@ -1,0 +1,732 @@
+"""Device health storage: probe samples, state transitions, baselines, evidence, patrol runs.
+
+A patrol's results are written by `HealthRepository.record` in one transaction:
+the samples, the transitions (history rows and the `device_state` columns the
+registry list shows), the evidence snapshots and the learned baselines. The KPI
+reader returns each device's state changes over a period, with the last change
+before it (the state the period started in).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from hub.storage.base import (
+    Json,
+    Row,
+    SqlStore,
+    Tx,
+    from_json,
+    from_ts,
+    scope_condition,
+    to_db_time,
+)
+
+__all__ = [
+    "BaselineRow",
+    "DeviceHealthRow",
+    "EvidenceImage",
+    "HealthRepository",
+    "HealthSampleRow",
+    "JurisdictionNode",
+    "PatrolRunRow",
+    "PatrolTarget",
+    "ProbeCounts",
+    "StateChangeRow",
+    "TransitionRow",
+]
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSampleRow:
+    """One probe of one camera as stored in `health_samples`."""
+
+    time: datetime
+    device_id: str
+    ok: bool
+    observed: str
+    failure: str | None = None
+    error: str | None = None
+    url: str | None = None
+    open_latency_ms: float | None = None
+    codec: str | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    frames: int = 0
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    faults: list[str] = field(default_factory=list)
+    evidence_id: uuid.UUID | None = None
+    patrol_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRow:
+    """A health state change with its reason (a `device_health_history` row)."""
+
+    device_id: str
+    at: datetime
+    from_state: str
+    to_state: str
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceImage:
+    """A snapshot kept as evidence (JPEG)."""
+
+    id: uuid.UUID
+    device_id: str
+    data: bytes
+    taken_at: datetime
+    source: str = "patrol"
+    content_type: str = "image/jpeg"
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineRow:
+    """A camera's learned picture baseline: usual sharpness and its scene reference."""
+
+    device_id: str
+    sharpness: float | None
+    samples: int
+    reference_png: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class PatrolTarget:
+    """A camera the patrol should probe, with when it was probed last."""
+
+    device_id: str
+    name: str
+    jurisdiction_path: str | None
+    rtsp_urls: tuple[str, ...]
+    credentials: bytes | None
+    last_probe_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceHealthRow:
+    """A device's current health as the registry list shows it."""
+
+    device_id: str
+    name: str
+    kind: str
+    jurisdiction_path: str | None
+    health: str
+    since: datetime | None
+    reason: str | None
+    last_probe_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StateChangeRow:
+    """One device's state change, for KPI computation."""
+
+    device_id: str
+    at: datetime
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeCounts:
+    """How many probes a device had, how many got pictures, how many were fault-free."""
+
+    probes: int
+    ok: int
+    clean: int
+
+
+@dataclass(frozen=True, slots=True)
+class JurisdictionNode:
+    """A jurisdiction tree node."""
+
+    code: str
+    name: str
+    level: str
+    parent_code: str | None
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class PatrolRunRow:
+    """A patrol pass and how far it got."""
+
+    id: int
+    started_at: datetime
+    finished_at: datetime | None
+    total: int
+    done: int
+    failed: int
+    degraded: int
+    trigger: str
+
+
+_SAMPLE_COLUMNS = (
+    "time, device_id, ok, observed, failure, error, url, open_latency_ms, codec, width,"
+    " height, fps, frames, verdicts, faults, evidence_id, patrol_id"
+)
+
+
+def _sample_from_row(row: Row) -> HealthSampleRow:
+    return HealthSampleRow(
+        time=from_ts(row[0]) or _EPOCH,
+        device_id=row[1],
+        ok=bool(row[2]),
+        observed=row[3],
+        failure=row[4],
+        error=row[5],
+        url=row[6],
+        open_latency_ms=row[7],
+        codec=row[8],
+        width=row[9],
+        height=row[10],
+        fps=row[11],
+        frames=int(row[12]),
+        verdicts=list(from_json(row[13]) or []),
+        faults=list(from_json(row[14]) or []),
+        evidence_id=uuid.UUID(str(row[15])) if row[15] is not None else None,
+        patrol_id=row[16],
+    )
+
+
+def _subtree(path: str | None, column: str) -> tuple[str, list[str]]:
+    if path is None:
+        return "1 = 1", []
+    return f"{column} LIKE %s", [path + "%"]
+
+
+class HealthRepository:
+    """All SQL of device health, over one store."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+
+    # -- writing ------------------------------------------------------------
+
+    async def record(
+        self,
+        *,
+        samples: Sequence[HealthSampleRow] = (),
+        transitions: Sequence[TransitionRow] = (),
+        evidence: Sequence[EvidenceImage] = (),
+        baselines: Sequence[BaselineRow] = (),
+        now: datetime,
+    ) -> None:
+        """Store probe results, transitions, evidence and baselines in one transaction."""
+        async with self.store.transaction() as tx:
+            await self._insert_evidence(tx, evidence)
+            await self._insert_samples(tx, samples)
+            await self._insert_transitions(tx, transitions, now)
+            await self._upsert_baselines(tx, baselines, now)
+
+    async def _insert_evidence(self, tx: Tx, evidence: Sequence[EvidenceImage]) -> None:
+        await tx.executemany(
+            "INSERT INTO evidence_media (id, device_id, content_type, size, data, taken_at,"
+            " source) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [
+                (
+                    e.id,
+                    e.device_id,
+                    e.content_type,
+                    len(e.data),
+                    e.data,
+                    to_db_time(e.taken_at),
+                    e.source,
+                )
+                for e in evidence
+            ],
+        )
+
+    async def _insert_samples(self, tx: Tx, samples: Sequence[HealthSampleRow]) -> None:
+        if not samples:
+            return
+        await tx.executemany(
+            f"INSERT INTO health_samples ({_SAMPLE_COLUMNS}) VALUES"  # noqa: S608
+            " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (
+                    to_db_time(s.time),
+                    s.device_id,
+                    s.ok,
+                    s.observed,
+                    s.failure,
+                    s.error,
+                    s.url,
+                    s.open_latency_ms,
+                    s.codec,
+                    s.width,
+                    s.height,
+                    s.fps,
+                    s.frames,
+                    Json(s.verdicts),
+                    Json(s.faults),
+                    s.evidence_id,
+                    s.patrol_id,
+                )
+                for s in samples
+            ],
+        )
+        latest: dict[str, datetime] = {}
+        for s in samples:
+            if s.device_id not in latest or s.time > latest[s.device_id]:
+                latest[s.device_id] = s.time
+        await tx.executemany(
+            "INSERT INTO device_state (device_id, health, last_probe_at, updated_at)"
+            " VALUES (%s, 'unknown', %s, %s) ON CONFLICT (device_id) DO UPDATE SET"
+            " last_probe_at = excluded.last_probe_at, updated_at = excluded.updated_at",
+            [(device_id, to_db_time(at), to_db_time(at)) for device_id, at in latest.items()],
+        )
+
+    async def _insert_transitions(
+        self, tx: Tx, transitions: Sequence[TransitionRow], now: datetime
+    ) -> None:
+        if not transitions:
+            return
+        await tx.executemany(
+            "INSERT INTO device_health_history (device_id, at, from_state, to_state, reason,"
+            " evidence) VALUES (%s, %s, %s, %s, %s, %s)",
+            [
+                (
+                    t.device_id,
+                    to_db_time(t.at),
+                    t.from_state,
+                    t.to_state,
+                    t.reason,
+                    Json(t.evidence),
+                )
+                for t in transitions
+            ],
+        )
+        # The newest transition per device is its current state.
+        current: dict[str, TransitionRow] = {}
+        for t in transitions:
+            if t.device_id not in current or t.at >= current[t.device_id].at:
+                current[t.device_id] = t
+        await tx.executemany(
+            "INSERT INTO device_state (device_id, health, health_since, health_reason,"
+            " updated_at) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (device_id) DO UPDATE SET"
+            " health = excluded.health, health_since = excluded.health_since,"
+            " health_reason = excluded.health_reason, updated_at = excluded.updated_at",
+            [
+                (t.device_id, t.to_state, to_db_time(t.at), t.reason, to_db_time(now))
+                for t in current.values()
+            ],
+        )
+
+    async def _upsert_baselines(
+        self, tx: Tx, baselines: Sequence[BaselineRow], now: datetime
+    ) -> None:
+        await tx.executemany(
+            "INSERT INTO vqd_baselines (device_id, sharpness, samples, reference_png, updated_at)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (device_id) DO UPDATE SET"
+            " sharpness = excluded.sharpness, samples = excluded.samples,"
+            " reference_png = excluded.reference_png, updated_at = excluded.updated_at",
+            [
+                (b.device_id, b.sharpness, b.samples, b.reference_png, to_db_time(now))
+                for b in baselines
+            ],
+        )
+
+    async def reset_to_unknown(
+        self, at: datetime, reason: str, *, kind: str = "camera"
+    ) -> list[str]:
+        """Record every `kind` device not already `unknown` as unknown from `at`.
+
+        Used at start-up: after a restart nothing is known until new evidence
+        arrives, and the KPIs must not count the hub's down time as online.
+        """
+        async with self.store.transaction() as tx:
+            rows = await tx.fetchall(
+                "SELECT s.device_id, s.health FROM device_state s"
+                " JOIN devices d ON d.id = s.device_id"
+                " WHERE d.kind = %s AND s.health <> 'unknown'",
+                (kind,),
+            )
+            await self._insert_transitions(
+                tx,
+                [TransitionRow(str(r[0]), at, str(r[1]), "unknown", reason) for r in rows],
+                at,
+            )
+        return [str(r[0]) for r in rows]
+
+    # -- patrol --------------------------------------------------------------
+
+    async def patrol_targets(self) -> list[PatrolTarget]:
+        """Enabled cameras with RTSP URLs, the longest unprobed first (never probed first)."""
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(
+                "SELECT d.id, d.name, d.jurisdiction_path, d.rtsp_urls, d.credentials,"
+                " s.last_probe_at FROM devices d"
+                " LEFT JOIN device_state s ON s.device_id = d.id"
+                " WHERE d.kind = 'camera' AND d.enabled = TRUE"
+                " ORDER BY CASE WHEN s.last_probe_at IS NULL THEN 0 ELSE 1 END,"
+                " s.last_probe_at, d.id"
+            )
+        targets = []
+        for row in rows:
+            urls = tuple(str(u) for u in (from_json(row[3]) or []))
+            if not urls:
+                continue
+            targets.append(
+                PatrolTarget(
+                    device_id=str(row[0]),
+                    name=str(row[1]),
+                    jurisdiction_path=row[2],
+                    rtsp_urls=urls,
+                    credentials=bytes(row[4]) if row[4] is not None else None,
+                    last_probe_at=from_ts(row[5]),
+                )
+            )
+        return targets
+
+    async def baselines(self) -> dict[str, BaselineRow]:
+        """Every camera's learned baseline."""
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(
+                "SELECT device_id, sharpness, samples, reference_png FROM vqd_baselines"
+            )
+        return {
+            str(r[0]): BaselineRow(
+                str(r[0]), r[1], int(r[2]), bytes(r[3]) if r[3] is not None else None
+            )
+            for r in rows
+        }
+
+    async def last_evidence_times(self) -> dict[str, datetime]:
+        """Per device, when its newest evidence snapshot was taken."""
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(
+                "SELECT device_id, MAX(taken_at) FROM evidence_media GROUP BY device_id"
+            )
+        return {str(r[0]): from_ts(r[1]) or _EPOCH for r in rows}
+
+    async def start_run(self, at: datetime, total: int, trigger: str, node: str | None) -> int:
+        """Record the start of a patrol pass; returns its id."""
+        async with self.store.transaction() as tx:
+            row = await tx.fetchone(
+                "INSERT INTO patrol_runs (started_at, total, trigger, node)"
+                " VALUES (%s, %s, %s, %s) RETURNING id",
+                (to_db_time(at), total, trigger, node),
+            )
+        if row is None:  # pragma: no cover - RETURNING always answers
+            raise RuntimeError("patrol run id not returned")
+        return int(row[0])
+
+    async def update_run(
+        self, run_id: int, *, done: int, failed: int, degraded: int, finished_at: datetime | None
+    ) -> None:
+        """Record a patrol pass's progress (and its end, when `finished_at` is given)."""
+        async with self.store.transaction() as tx:
+            await tx.execute(
+                "UPDATE patrol_runs SET done = %s, failed = %s, degraded = %s,"
+                " finished_at = %s WHERE id = %s",
+                (done, failed, degraded, to_db_time(finished_at) if finished_at else None, run_id),
+            )
+
+    async def recent_runs(self, limit: int = 5) -> list[PatrolRunRow]:
+        """The newest patrol passes."""
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(
+                "SELECT id, started_at, finished_at, total, done, failed, degraded, trigger"
+                " FROM patrol_runs ORDER BY started_at DESC, id DESC LIMIT %s",
+                (limit,),
+            )
+        return [
+            PatrolRunRow(
+                id=int(r[0]),
+                started_at=from_ts(r[1]) or _EPOCH,
+                finished_at=from_ts(r[2]),
+                total=int(r[3]),
+                done=int(r[4]),
+                failed=int(r[5]),
+                degraded=int(r[6]),
+                trigger=str(r[7]),
+            )
+            for r in rows
+        ]
+
+    async def delete_before(self, *, samples_before: datetime, evidence_before: datetime) -> int:
+        """Delete old samples (where no retention policy does it) and old evidence."""
+        async with self.store.transaction() as tx:
+            removed = 0
+            if self.store.backend != "timescaledb":
+                removed += await tx.execute(
+                    "DELETE FROM health_samples WHERE time < %s", (to_db_time(samples_before),)
+                )
+            removed += await tx.execute(
+                "DELETE FROM evidence_media WHERE taken_at < %s", (to_db_time(evidence_before),)
+            )
+        return removed
+
+    async def apply_timescale_policies(
+        self, *, retention_days: int, compress_after_days: int
+    ) -> None:
+        """Set the sample hypertable's retention and compression ages (TimescaleDB only)."""
+        if self.store.backend != "timescaledb":
+            return
+        async with self.store.transaction() as tx:
+            await tx.fetchall("SELECT remove_retention_policy('health_samples', if_exists => true)")
+            await tx.fetchall(
+                "SELECT add_retention_policy('health_samples', make_interval(days => %s))",
+                (retention_days,),
+            )
+            await tx.fetchall(
+                "SELECT remove_compression_policy('health_samples', if_exists => true)"
+            )
+            await tx.fetchall(
+                "SELECT add_compression_policy('health_samples', make_interval(days => %s))",
+                (compress_after_days,),
+            )
+
+    # -- reading -------------------------------------------------------------
+
+    async def device_health(
+        self, device_id: str, scope_paths: Sequence[str] | None
+    ) -> DeviceHealthRow | None:
+        """A device's current health, or None when it does not exist or is out of scope."""
+        scope, params = scope_condition(scope_paths, "d.jurisdiction_path")
+        async with self.store.reading() as tx:
+            row = await tx.fetchone(
+                "SELECT d.id, d.name, d.kind, d.jurisdiction_path, s.health, s.health_since,"  # noqa: S608
+                " s.health_reason, s.last_probe_at FROM devices d"
+                " LEFT JOIN device_state s ON s.device_id = d.id"
+                f" WHERE d.id = %s AND {scope}",
+                (device_id, *params),
+            )
+        if row is None:
+            return None
+        return DeviceHealthRow(
+            device_id=str(row[0]),
+            name=str(row[1]),
+            kind=str(row[2]),
+            jurisdiction_path=row[3],
+            health=str(row[4] or "unknown"),
+            since=from_ts(row[5]),
+            reason=row[6],
+            last_probe_at=from_ts(row[7]),
+        )
+
+    async def last_sample(self, device_id: str) -> HealthSampleRow | None:
+        """A device's newest probe sample."""
+        async with self.store.reading() as tx:
+            row = await tx.fetchone(
+                f"SELECT {_SAMPLE_COLUMNS} FROM health_samples"  # noqa: S608
+                " WHERE device_id = %s ORDER BY time DESC LIMIT 1",
+                (device_id,),
+            )
+        return _sample_from_row(row) if row is not None else None
+
+    async def samples(self, device_id: str, *, limit: int = 100) -> list[HealthSampleRow]:
+        """A device's newest probe samples, newest first."""
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(
+                f"SELECT {_SAMPLE_COLUMNS} FROM health_samples"  # noqa: S608
+                " WHERE device_id = %s ORDER BY time DESC LIMIT %s",
+                (device_id, limit),
+            )
+        return [_sample_from_row(r) for r in rows]
+
+    async def transitions(self, device_id: str, *, limit: int = 20) -> list[TransitionRow]:
+        """A device's newest state transitions, newest first."""
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(
+                "SELECT device_id, at, from_state, to_state, reason, evidence"
+                " FROM device_health_history WHERE device_id = %s"
+                " ORDER BY at DESC, id DESC LIMIT %s",
+                (device_id, limit),
+            )
+        return [
+            TransitionRow(
+                device_id=str(r[0]),
+                at=from_ts(r[1]) or _EPOCH,
+                from_state=str(r[2]),
+                to_state=str(r[3]),
+                reason=str(r[4]),
+                evidence=dict(from_json(r[5]) or {}),
+            )
+            for r in rows
+        ]
+
+    async def summary(
+        self, scope_paths: Sequence[str] | None, subtree_path: str | None, kind: str | None
+    ) -> dict[str, int]:
+        """Device counts by health state within the scope (and subtree, and kind)."""
+        scope, params = scope_condition(scope_paths, "d.jurisdiction_path")
+        subtree, subtree_params = _subtree(subtree_path, "d.jurisdiction_path")
+        kind_clause = "d.kind = %s" if kind else "1 = 1"
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(
+                "SELECT COALESCE(s.health, 'unknown'), COUNT(*) FROM devices d"  # noqa: S608
+                " LEFT JOIN device_state s ON s.device_id = d.id"
+                f" WHERE {scope} AND {subtree} AND {kind_clause}"
+                " GROUP BY COALESCE(s.health, 'unknown')",
+                (*params, *subtree_params, *([kind] if kind else [])),
+            )
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    async def evidence(
+        self, evidence_id: uuid.UUID, scope_paths: Sequence[str] | None
+    ) -> EvidenceImage | None:
+        """An evidence snapshot, or None when missing or its device is out of scope."""
+        scope, params = scope_condition(scope_paths, "d.jurisdiction_path")
+        async with self.store.reading() as tx:
+            row = await tx.fetchone(
+                "SELECT e.id, e.device_id, e.data, e.taken_at, e.source, e.content_type"  # noqa: S608
+                " FROM evidence_media e JOIN devices d ON d.id = e.device_id"
+                f" WHERE e.id = %s AND {scope}",
+                (evidence_id, *params),
+            )
+        if row is None:
+            return None
+        return EvidenceImage(
+            id=uuid.UUID(str(row[0])),
+            device_id=str(row[1]),
+            data=bytes(row[2]),
+            taken_at=from_ts(row[3]) or _EPOCH,
+            source=str(row[4]),
+            content_type=str(row[5]),
+        )
+
+    # -- jurisdictions and KPIs ------------------------------------------------
+
+    async def jurisdiction(self, code: str) -> JurisdictionNode | None:
+        """One jurisdiction node by code."""
+        async with self.store.reading() as tx:
+            row = await tx.fetchone(
+                "SELECT code, name, level, parent_code, path FROM jurisdictions WHERE code = %s",
+                (code,),
+            )
+        return _node(row) if row is not None else None
+
+    async def jurisdiction_children(self, code: str | None) -> list[JurisdictionNode]:
+        """The direct children of a node (the roots when `code` is None), by code."""
+        async with self.store.reading() as tx:
+            if code is None:
+                rows = await tx.fetchall(
+                    "SELECT code, name, level, parent_code, path FROM jurisdictions"
+                    " WHERE parent_code IS NULL ORDER BY code"
+                )
+            else:
+                rows = await tx.fetchall(
+                    "SELECT code, name, level, parent_code, path FROM jurisdictions"
+                    " WHERE parent_code = %s ORDER BY code",
+                    (code,),
+                )
+        return [_node(r) for r in rows]
+
+    async def jurisdictions_by_path(self, paths: Sequence[str]) -> list[JurisdictionNode]:
+        """The nodes at the given materialized paths."""
+        if not paths:
+            return []
+        marks = ", ".join("%s" for _ in paths)
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(
+                "SELECT code, name, level, parent_code, path FROM jurisdictions"  # noqa: S608
+                f" WHERE path IN ({marks}) ORDER BY code",
+                list(paths),
+            )
+        return [_node(r) for r in rows]
+
+    async def devices_in(
+        self, scope_paths: Sequence[str] | None, subtree_path: str | None
+    ) -> dict[str, str | None]:
+        """Device id → jurisdiction path of every device in scope and subtree."""
+        scope, params = scope_condition(scope_paths, "jurisdiction_path")
+        subtree, subtree_params = _subtree(subtree_path, "jurisdiction_path")
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(
+                f"SELECT id, jurisdiction_path FROM devices WHERE {scope} AND {subtree}",  # noqa: S608
+                (*params, *subtree_params),
+            )
+        return {str(r[0]): r[1] for r in rows}
+
+    async def state_changes(
+        self,
+        scope_paths: Sequence[str] | None,
+        subtree_path: str | None,
+        start: datetime,
+        end: datetime,
+    ) -> list[StateChangeRow]:
+        """State changes in [start, end) plus each device's last change before `start`.
+
+        In time order per device (ties broken by insertion order).
+        """
+        scope, params = scope_condition(scope_paths, "d.jurisdiction_path")
+        subtree, subtree_params = _subtree(subtree_path, "d.jurisdiction_path")
+        where = f"{scope} AND {subtree}"
+        base = (*params, *subtree_params)
+        async with self.store.reading() as tx:
+            inside = await tx.fetchall(
+                "SELECT h.device_id, h.at, h.to_state, h.id FROM device_health_history h"  # noqa: S608
+                " JOIN devices d ON d.id = h.device_id"
+                f" WHERE {where} AND h.at >= %s AND h.at < %s",
+                (*base, to_db_time(start), to_db_time(end)),
+            )
+            before = await tx.fetchall(
+                "SELECT device_id, at, to_state, id FROM ("  # noqa: S608
+                " SELECT h.device_id, h.at, h.to_state, h.id, ROW_NUMBER() OVER ("
+                "  PARTITION BY h.device_id ORDER BY h.at DESC, h.id DESC) AS rn"
+                " FROM device_health_history h JOIN devices d ON d.id = h.device_id"
+                f" WHERE {where} AND h.at < %s) AS latest WHERE rn = 1",
+                (*base, to_db_time(start)),
+            )
+        rows = sorted(
+            (
+                (str(r[0]), from_ts(r[1]) or _EPOCH, int(r[3]), str(r[2]))
+                for r in [*before, *inside]
+            ),
+            key=lambda item: (item[0], item[1], item[2]),
+        )
+        return [StateChangeRow(device_id, at, state) for device_id, at, _, state in rows]
+
+    async def probe_counts(
+        self,
+        scope_paths: Sequence[str] | None,
+        subtree_path: str | None,
+        start: datetime,
+        end: datetime,
+    ) -> dict[str, ProbeCounts]:
+        """Per device, probes in [start, end) (reporting-day aligned on TimescaleDB)."""
+        scope, params = scope_condition(scope_paths, "d.jurisdiction_path")
+        subtree, subtree_params = _subtree(subtree_path, "d.jurisdiction_path")
+        if self.store.backend == "timescaledb":
+            # The continuous aggregate's buckets are reporting days, so a period
+            # made of whole reporting days sums them exactly.
+            source = (
+                "SELECT a.device_id, SUM(a.probes), SUM(a.ok_probes), SUM(a.clean_probes)"  # noqa: S608
+                " FROM health_samples_daily a JOIN devices d ON d.id = a.device_id"
+                f" WHERE {scope} AND {subtree} AND a.day >= %s AND a.day < %s"
+                " GROUP BY a.device_id"
+            )
+        else:
+            source = (
+                "SELECT s.device_id, COUNT(*),"  # noqa: S608
+                " SUM(CASE WHEN s.ok THEN 1 ELSE 0 END),"
+                " SUM(CASE WHEN s.observed = 'online' THEN 1 ELSE 0 END)"
+                " FROM health_samples s JOIN devices d ON d.id = s.device_id"
+                f" WHERE {scope} AND {subtree} AND s.time >= %s AND s.time < %s"
+                " GROUP BY s.device_id"
+            )
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(
+                source, (*params, *subtree_params, to_db_time(start), to_db_time(end))
+            )
+        return {str(r[0]): ProbeCounts(int(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in rows}
+
+
+def _node(row: Row) -> JurisdictionNode:
+    return JurisdictionNode(
+        code=str(row[0]),
+        name=str(row[1]),
+        level=str(row[2]),
+        parent_code=row[3],
+        path=str(row[4]),
+    )
