@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["Metrics"]
@@ -63,6 +65,66 @@ class Metrics:
             registry=r,
         )
 
+        # ONVIF event channels. Aggregates only, no per-camera label: with thousands
+        # of cameras a device_id label would mean thousands of series per metric.
+        # Per-camera detail is in GET /api/devices/{id}/onvif.
+        self.onvif_channels = Gauge(
+            "gridwatch_onvif_channels",
+            "ONVIF event channels by state (starting, subscribed, backoff, stopped)",
+            ["state"],
+            registry=r,
+        )
+        self.onvif_channels_stale = Gauge(
+            "gridwatch_onvif_channels_stale",
+            "ONVIF event channels without a successful pull within onvif.stale_after_s",
+            registry=r,
+        )
+        self.onvif_oldest_pull_age = Gauge(
+            "gridwatch_onvif_oldest_pull_age_seconds",
+            "Seconds since the least recent successful pull of any ONVIF event channel",
+            registry=r,
+        )
+        self.onvif_pulls = Counter(
+            "gridwatch_onvif_pulls", "Successful ONVIF PullMessages calls", registry=r
+        )
+        self.onvif_renew_failures = Counter(
+            "gridwatch_onvif_renew_failures", "ONVIF subscription renewals that failed", registry=r
+        )
+        self.onvif_resubscriptions = Counter(
+            "gridwatch_onvif_resubscriptions",
+            "ONVIF subscriptions created again after a failure",
+            registry=r,
+        )
+        self.onvif_messages = Counter(
+            "gridwatch_onvif_messages",
+            "ONVIF notifications received, by known topic",
+            ["topic"],
+            registry=r,
+        )
+        self.onvif_unknown_topic_messages = Counter(
+            "gridwatch_onvif_unknown_topic_messages",
+            "ONVIF notifications on topics no parser knows (counted per camera in the API)",
+            registry=r,
+        )
+        self.onvif_malformed_messages = Counter(
+            "gridwatch_onvif_malformed_messages",
+            "ONVIF notifications refused as malformed",
+            registry=r,
+        )
+        self.onvif_probes = Counter(
+            "gridwatch_onvif_probes",
+            "ONVIF probes by outcome (ok, auth, unreachable, timeout, protocol, refused)",
+            ["outcome"],
+            registry=r,
+        )
+        self._before_render: list[Callable[[], None]] = []
+
+    def before_render(self, refresh: Callable[[], None]) -> None:
+        """Run `refresh` before every exposition (metrics derived from live state)."""
+        self._before_render.append(refresh)
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
+        for refresh in self._before_render:
+            refresh()
         return generate_latest(self.registry)

@@ -17,6 +17,7 @@ from hub.dispatcher import Dispatcher
 from hub.live import LiveViews
 from hub.metrics import Metrics
 from hub.mqtt import MqttService
+from hub.onvif_service import OnvifService
 from hub.patrol import PatrolService
 from hub.registry import Registry
 from hub.storage import SqlStore
@@ -32,6 +33,7 @@ __all__ = [
     "get_live",
     "get_metrics",
     "get_mqtt",
+    "get_onvif",
     "get_patrol",
     "get_registry",
     "get_services",
@@ -59,6 +61,7 @@ class Services:
     alarm_changes: EventBus[AlarmChange] | None = None
     dispatcher: Dispatcher | None = None
     patrol: PatrolService | None = None
+    onvif: OnvifService | None = None
 
 
 def get_services(request: Request) -> Services:
@@ -150,4 +153,12 @@ def get_patrol(request: Request) -> PatrolService:
     service = get_services(request).patrol
     if service is None:
         raise Problem(503, "Patrol unavailable", "this hub runs no camera patrol")
+    return service
+
+
+def get_onvif(request: Request) -> OnvifService:
+    """ONVIF probe, discovery and event channels; 503 when the app was built without it."""
+    service = get_services(request).onvif
+    if service is None:
+        raise Problem(503, "ONVIF unavailable", "this hub runs no ONVIF service")
     return service

@@ -1,0 +1,257 @@
+"""ONVIF through the hub: probe via the API and CLI (ipycam), events and channel health (scripted
+PullPoint cameras), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from hub.config import load_settings
+from hub.runtime import Hub
+from hub.storage import audit
+from tests.helpers import act_as
+from tests.integration.onvif_fake_camera import fake_camera
+from tests.integration.test_onvif_event_channel import EventCamera, fixture
+from tests.peers.onvif import IpycamInfo, ipycam_peer
+
+pytestmark = pytest.mark.onvif
+
+REPO = Path(__file__).resolve().parents[2]
+FAST_CHANNELS = {
+    "enabled": True,
+    "subscription_lifetime_s": 60,
+    "renew_before_s": 10,
+    "pull_timeout_s": 1,
+    "call_timeout_s": 1,
+    "backoff_initial_s": 0.05,
+    "backoff_max_s": 0.2,
+    "resync_s": 0.5,
+}
+
+
+@pytest.fixture(scope="module")
+def camera(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IpycamInfo]:
+    with ipycam_peer(Path(tmp_path_factory.mktemp("ipycam"))) as info:
+        yield info
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage_url(request: pytest.FixtureRequest) -> str | None:
+    if request.param == "sqlite":
+        return None
+    dsn: str = request.getfixturevalue("pg_dsn")
+    return dsn
+
+
+@asynccontextmanager
+async def running_hub(
+    tmp_path: Path, storage_url: str | None, **onvif: Any
+) -> AsyncIterator[tuple[Hub, httpx.AsyncClient]]:
+    settings = load_settings(
+        None,
+        data_dir=tmp_path,
+        storage={"url": storage_url},
+        onvif=onvif,
+        patrol={"enabled": False},
+    )
+    async with Hub(settings) as hub:
+        app = hub.app()
+        act_as(app, role="maintenance")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+            yield hub, client
+
+
+async def register(
+    client: httpx.AsyncClient, device_id: str, host: str, port: int, user: str, password: str
+) -> None:
+    response = await client.post(
+        "/api/devices",
+        json={
+            "id": device_id,
+            "name": f"camera {device_id}",
+            "kind": "camera",
+            "onvif_url": f"http://{host}:{port}/onvif/device_service",
+            "credentials": {"username": user, "password": password},
+        },
+    )
+    assert response.status_code == 201, response.text
+
+
+async def test_probe_through_the_api_stores_model_profiles_and_uris(
+    camera: IpycamInfo, storage_url: str | None, tmp_path: Path
+) -> None:
+    async with running_hub(tmp_path, storage_url) as (hub, client):
+        await register(
+            client, "cam-ipy", camera.host, camera.onvif_port, camera.username, camera.password
+        )
+        response = await client.post("/api/devices/cam-ipy/probe")
+        assert response.status_code == 200, response.text
+        probe = response.json()
+        assert probe["device"]["model"] == "VirtualCam-1"
+        assert [p["token"] for p in probe["profiles"]] == ["Profile_Main", "Profile_Sub"]
+        main_stream = f"rtsp://127.0.0.1:{camera.rtsp_port}/video_main"
+        assert probe["stream_uris"][0] == main_stream
+        assert probe["snapshot_uri"].startswith(f"http://127.0.0.1:{camera.onvif_port}/")
+        assert abs(probe["clock_offset_s"]) < 5
+        assert {"model", "rtsp_urls", "snapshot_url", "vendor"} <= set(probe["changed"])
+
+        device = (await client.get("/api/devices/cam-ipy")).json()
+        assert (device["vendor"], device["model"]) == ("PythonCam", "VirtualCam-1")
+        assert device["rtsp_urls"][0] == main_stream
+        stored = await hub.registry.get("cam-ipy", scope=None)
+        assert stored is not None and stored.snapshot_url == probe["snapshot_uri"]
+        for text in (response.text, str(device)):
+            assert camera.password not in text and "@127.0.0.1" not in text
+
+        onvif = (await client.get("/api/devices/cam-ipy/onvif")).json()
+        assert onvif["last_probe"]["ok"] is True and onvif["event_channel"] is None
+        actions = [e.action for e in await audit.query(hub.store, target="cam-ipy")]
+        assert "device.probe" in actions and actions.count("device.update") >= 1
+
+        # A probe of the unchanged camera changes nothing (and audits no device change).
+        again = (await client.post("/api/devices/cam-ipy/probe")).json()
+        assert again["changed"] == []
+
+
+async def test_wrong_password_is_an_auth_problem_not_a_500(
+    camera: IpycamInfo, storage_url: str | None, tmp_path: Path
+) -> None:
+    async with running_hub(tmp_path, storage_url) as (hub, client):
+        await register(
+            client, "cam-bad", camera.host, camera.onvif_port, camera.username, "wrong-pw-123"
+        )
+        response = await client.post("/api/devices/cam-bad/probe")
+        assert response.status_code == 502
+        assert response.headers["content-type"].startswith("application/problem+json")
+        problem = response.json()
+        assert problem["failure"] == "auth" and "login" in problem["title"]
+        assert "wrong-pw-123" not in response.text
+        onvif = (await client.get("/api/devices/cam-bad/onvif")).json()
+        assert onvif["last_probe"]["ok"] is False and onvif["last_probe"]["failure"] == "auth"
+        assert b'gridwatch_onvif_probes_total{outcome="auth"} 1.0' in hub.metrics.render()
+
+
+async def test_out_of_scope_and_unprobeable_devices(tmp_path: Path) -> None:
+    async with running_hub(tmp_path, None) as (_, client):
+        await client.post("/api/devices", json={"id": "cam-x", "name": "x", "kind": "camera"})
+        assert (await client.post("/api/devices/cam-x/probe")).status_code == 409
+        act_as(hub_app(client), role="maintenance", scope=("/150102/150102001/",))
+        assert (await client.post("/api/devices/cam-x/probe")).status_code == 404
+        assert (await client.get("/api/devices/cam-x/onvif")).status_code == 404
+        act_as(hub_app(client), role="operator")
+        assert (await client.post("/api/devices/cam-x/probe")).status_code == 403
+
+
+def hub_app(client: httpx.AsyncClient) -> Any:
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    return transport.app
+
+
+def test_cli_probe_prints_the_same_and_fails_with_the_class(
+    camera: IpycamInfo, tmp_path: Path
+) -> None:
+    async def setup() -> None:
+        async with running_hub(tmp_path, None) as (_, client):
+            await register(
+                client, "cam-cli", camera.host, camera.onvif_port, camera.username, camera.password
+            )
+            await register(
+                client, "cam-nope", camera.host, camera.onvif_port, camera.username, "nope-nope"
+            )
+
+    asyncio.run(setup())
+    env = {"GRIDWATCH_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    command = [sys.executable, "-m", "hub.cli", "onvif", "probe"]
+    ok = subprocess.run(
+        [*command, "cam-cli"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "VirtualCam-1" in ok.stdout and "Profile_Main" in ok.stdout
+    assert f"rtsp://127.0.0.1:{camera.rtsp_port}/video_main" in ok.stdout
+    assert "clock" in ok.stdout and camera.password not in ok.stdout
+    bad = subprocess.run(
+        [*command, "cam-nope"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 10
+    assert "auth" in bad.stderr and "nope-nope" not in bad.stderr
+
+
+async def wait_until(condition: Any, within: float) -> float:
+    started = time.monotonic()
+    while not await condition():
+        if time.monotonic() - started > within:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+async def test_events_reach_the_store_and_health_is_visible(
+    storage_url: str | None, tmp_path: Path
+) -> None:
+    healthy, stalled = EventCamera(lifetime=timedelta(seconds=60)), EventCamera()
+    stalled.script = ["hang"] * 50
+    async with (
+        fake_camera(healthy) as good_server,
+        fake_camera(stalled) as bad_server,
+        running_hub(tmp_path, storage_url, **FAST_CHANNELS) as (hub, client),
+    ):
+        await register(
+            client, "cam-stall", bad_server.host, bad_server.port, "operator", "s3cret-pw"
+        )
+        await register(
+            client, "cam-good", good_server.host, good_server.port, "operator", "s3cret-pw"
+        )
+
+        async def subscribed() -> bool:
+            health = hub.onvif.channel_health("cam-good")
+            return health is not None and health.pulls > 0
+
+        await wait_until(subscribed, within=5)
+        healthy.script = [fixture("motion_on.xml"), fixture("tamper.xml")]
+
+        async def stored() -> bool:
+            kinds = {e.kind for e in await hub.store.events(device_id="cam-good")}
+            return {"onvif.motion", "onvif.tamper"} <= kinds
+
+        # The camera answers its next pull (idle pulls return every 50 ms) with both; the
+        # hub stores them within a second while the stalled camera holds its connection open.
+        elapsed = await wait_until(stored, within=3)
+        assert elapsed < 1.0
+        assert not stalled.script or hub.onvif.channel_health("cam-stall") is not None
+
+        body = (await client.get("/api/devices/cam-good/onvif")).json()
+        channel = body["event_channel"]
+        assert body["events_running"] is True
+        assert channel["state"] == "subscribed" and channel["pulls"] > 0
+        assert channel["seconds_since_last_pull"] < 5
+        assert channel["messages_per_topic"]["RuleEngine/CellMotionDetector/Motion"] >= 1
+        stall = (await client.get("/api/devices/cam-stall/onvif")).json()["event_channel"]
+        assert stall["pulls"] == 0
+
+        metrics = hub.metrics.render().decode()
+        assert 'gridwatch_onvif_channels{state="subscribed"}' in metrics
+        assert "gridwatch_onvif_pulls_total" in metrics
+        assert 'gridwatch_onvif_messages_total{topic="ruleengine/cellmotiondetector/motion"}' in (
+            metrics
+        )
+        assert "cam-good" not in metrics  # no per-camera series
+
+        # Removing the camera from the registry stops its channel.
+        assert (await client.delete("/api/devices/cam-good")).status_code == 204
+
+        async def gone() -> bool:
+            return hub.onvif.channel_health("cam-good") is None
+
+        await wait_until(gone, within=3)
