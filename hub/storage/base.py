@@ -270,8 +270,9 @@ class SqlStore(ABC):
             "CREATE TABLE IF NOT EXISTS schema_version ("
             " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
         )
-        row = await tx.fetchone("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-        current = int(row[0]) if row else 0
+        rows = await tx.fetchall("SELECT version FROM schema_version")
+        done = {int(r[0]) for r in rows}
+        current = max(done, default=0)
         if current > latest_version():
             raise SchemaTooNew(
                 f"database schema is version {current}, this GridWatch knows up to "
@@ -279,7 +280,9 @@ class SqlStore(ABC):
             )
         applied = []
         for migration in MIGRATIONS:
-            if migration.version <= current:
+            # By membership, not by the highest number: a migration numbered below
+            # one already applied (features merged out of order) still runs.
+            if migration.version in done:
                 continue
             for statement in migration.statements_for(self.dialect):
                 await tx.execute(render(statement, self.dialect))
