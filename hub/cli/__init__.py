@@ -86,7 +86,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 # Modules with a `register(subparsers)` function adding their commands.
-COMMAND_GROUPS: tuple[str, ...] = ("hub.cli.patrol", "hub.cli.report")
+COMMAND_GROUPS: tuple[str, ...] = (
+    "hub.cli.devices",
+    "hub.cli.keys",
+    "hub.cli.patrol",
+    "hub.cli.report",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
