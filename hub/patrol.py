@@ -20,8 +20,8 @@ hub's own down time is neither online nor offline time in the KPIs.
 Which stream is probed: the camera's sub-stream where it has one (decode is
 the bottleneck, and a sub-stream decodes 5-10x faster). The rule, in order:
 the first URL whose path or query names a sub-stream (`sub`, `102`,
-`stream2`, `subtype=1`); else the second URL (registries list the main stream
-first); else the only URL.
+`stream2`, `subtype=1`, but not `subtype=0`); else the second URL
+(registries list the main stream first); else the only URL.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ from adapters.rtsp import (
 from camera_registry.events import DeviceEvent, Severity
 from camera_registry.health import Evidence, HealthTracker, Transition
 from camera_registry.models import HealthState
+from hub.crypto import CredentialCipher
 from hub.metrics import Metrics
 from hub.patrol_config import PatrolSettings
 from hub.storage import SqlStore
@@ -75,6 +76,7 @@ __all__ = [
     "CredentialDecryptor",
     "PatrolProgress",
     "PatrolService",
+    "camera_login",
     "choose_stream_url",
     "judge",
     "url_with_credentials",
@@ -88,7 +90,8 @@ CredentialDecryptor = Callable[[str, bytes], tuple[str, str] | None]
 Clock = Callable[[], datetime]
 
 SOURCE = "patrol"
-_SUB_STREAM = re.compile(r"sub|(?<!\d)102(?!\d)|stream2|subtype=1", re.IGNORECASE)
+# "subtype=0" (Dahua main stream) names the main stream, not a sub-stream.
+_SUB_STREAM = re.compile(r"sub(?!type=0)|(?<!\d)102(?!\d)|stream2", re.IGNORECASE)
 _SEVERITY: dict[str, Severity] = {
     Check.SIGNAL_LOSS: Severity.MAJOR,
     Check.FROZEN: Severity.MAJOR,
@@ -106,6 +109,16 @@ _PROGRESS_EVERY_S = 2.0
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def camera_login(cipher: CredentialCipher) -> CredentialDecryptor:
+    """A decryptor of stored camera credentials through the registry's cipher."""
+
+    def login(device_id: str, blob: bytes) -> tuple[str, str]:
+        credentials = cipher.open(device_id, blob)
+        return credentials.username, credentials.password.get_secret_value()
+
+    return login
 
 
 def choose_stream_url(urls: Sequence[str]) -> str:

@@ -26,7 +26,7 @@ from hub.live import LiveViews
 from hub.metrics import Metrics
 from hub.mqtt import MqttService
 from hub.onvif_service import OnvifService
-from hub.patrol import PatrolService
+from hub.patrol import PatrolService, camera_login
 from hub.registry import Registry
 from hub.storage import SqlStore, Tx, open_store
 from hub.storage.base import IngestResult, InTransaction
@@ -77,10 +77,6 @@ class Hub:
         )
         self.alarms.on_outbox(self.dispatcher.wake)
         self.auth = Authenticator(self.store, settings.auth)
-        # Credentials: the registry's decryption plugs in through `decrypt=`.
-        self.patrol = PatrolService(
-            settings.patrol, store=self.store, writer=self.writer, metrics=self.metrics
-        )
         # Seam: pass the registry's CredentialCipher.open as open_credentials once the
         # hub builds one; until then cameras are opened with their URL as stored.
         self.live = LiveViews(self.store, settings.live, open_credentials=None)
@@ -91,6 +87,13 @@ class Hub:
             CredentialCipher(load_keyring(settings.credentials_key_path())),
             linkage_radius_m=settings.registry.linkage_radius_m,
             linkage_limit=settings.registry.linkage_limit,
+        )
+        self.patrol = PatrolService(
+            settings.patrol,
+            store=self.store,
+            writer=self.writer,
+            metrics=self.metrics,
+            decrypt=camera_login(self.registry.cipher),
         )
         self.onvif = OnvifService(
             settings.onvif,

@@ -38,6 +38,7 @@ __all__ = [
     "ProbeCounts",
     "StateChangeRow",
     "TransitionRow",
+    "insert_transitions",
 ]
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
@@ -285,8 +286,9 @@ class HealthRepository:
             [(device_id, to_db_time(at), to_db_time(at)) for device_id, at in latest.items()],
         )
 
+    @staticmethod
     async def _insert_transitions(
-        self, tx: Tx, transitions: Sequence[TransitionRow], now: datetime
+        tx: Tx, transitions: Sequence[TransitionRow], now: datetime
     ) -> None:
         if not transitions:
             return
@@ -730,3 +732,12 @@ def _node(row: Row) -> JurisdictionNode:
         parent_code=row[3],
         path=str(row[4]),
     )
+
+
+async def insert_transitions(tx: Tx, transitions: Sequence[TransitionRow], now: datetime) -> None:
+    """Store transitions and move `device_state` inside a caller's transaction.
+
+    For other health sources (MQTT heartbeats, ONVIF) so that their changes
+    count in the KPIs, which are computed from `device_health_history`.
+    """
+    await HealthRepository._insert_transitions(tx, transitions, now)
