@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 import ipaddress
 import logging
 from collections.abc import Callable, Coroutine, Iterable
@@ -31,7 +32,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, WebSocketException
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -116,14 +117,25 @@ async def authenticate_connection(conn: HTTPConnection) -> Principal | None:
     return found.principal
 
 
+def _refuse(connection: HTTPConnection, status: int, title: str, detail: str) -> Exception:
+    """A problem for HTTP; for a WebSocket handshake, a close with policy violation (1008)
+    whose reason starts with the HTTP status it stands for."""
+    if connection.scope["type"] == "websocket":
+        return WebSocketException(code=1008, reason=f"{status} {title}")
+    return Problem(status, title, detail)
+
+
 async def current_principal(connection: HTTPConnection) -> Principal:
     """The authenticated caller; 401 when there is none."""
     resolver = getattr(connection.app.state, "authenticate", None)
     if resolver is None:
-        raise Problem(401, "Not authenticated", "no authentication is configured")
-    principal: Principal | None = await resolver(connection)
+        raise _refuse(connection, 401, "Not authenticated", "no authentication is configured")
+    try:
+        principal: Principal | None = await resolver(connection)
+    except Problem as exc:
+        raise _refuse(connection, exc.status, exc.title, exc.detail) from exc
     if principal is None:
-        raise Problem(401, "Not authenticated", "log in or send an API key")
+        raise _refuse(connection, 401, "Not authenticated", "log in or send an API key")
     return principal
 
 
@@ -132,10 +144,12 @@ def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
     allowed = frozenset(roles) | {Role.ADMIN}
 
     async def dependency(
+        connection: HTTPConnection,
         principal: Annotated[Principal, Depends(current_principal)],
     ) -> Principal:
         if principal.role not in allowed:
-            raise Problem(403, "Forbidden", f"role {principal.role.value} may not do this")
+            detail = f"role {principal.role.value} may not do this"
+            raise _refuse(connection, 403, "Forbidden", detail)
         return principal
 
     return dependency
@@ -162,7 +176,11 @@ async def metrics_access(request: Request) -> None:
     local_ok = settings is not None and settings.auth.metrics_from_loopback
     if local_ok and _loopback(client_addr(request)):
         return
-    principal = await current_principal(request)
+    # Called here rather than as a sub-dependency so loopback scrapers never hit a 401;
+    # looked up through the overrides so tests acting as a principal still apply.
+    resolve = request.app.dependency_overrides.get(current_principal, current_principal)
+    takes_connection = bool(inspect.signature(resolve).parameters)
+    principal: Principal = await (resolve(request) if takes_connection else resolve())
     if principal.role not in (Role.ADMIN, Role.MAINTENANCE):
         raise Problem(403, "Forbidden", f"role {principal.role.value} may not read metrics")
 

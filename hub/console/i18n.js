@@ -1,0 +1,129 @@
+// Console texts in Simplified Chinese (default) and English.
+const TEXTS = {
+  "zh-CN": {
+    "app.title": "GridWatch 告警中心",
+    "nav.queue": "告警", "nav.maintenance": "运维", "nav.kpi": "指标", "nav.broadcast": "广播",
+    "auth.title": "登录", "auth.username": "用户名", "auth.password": "密码", "auth.submit": "登录",
+    "auth.logout": "退出", "auth.failed": "用户名或密码错误", "auth.locked": "失败次数过多，请 {s} 秒后再试",
+    "password.title": "请修改密码", "password.current": "当前密码", "password.new": "新密码",
+    "password.policy": "至少 12 位，包含大写、小写、数字、符号中的三类，且不含用户名。",
+    "password.submit": "修改", "password.done": "密码已修改，请重新登录",
+    "sound.enable": "启用声音",
+    "conn.up": "实时", "conn.down": "重连中…",
+    "queue.title": "告警队列", "queue.priority": "级别", "queue.alarm": "告警", "queue.state": "状态",
+    "queue.opened": "发生", "queue.sla": "时限", "queue.empty": "暂无待处理告警",
+    "sla.left": "剩余 {t}", "sla.late": "超时 {t}",
+    "state.new": "新告警", "state.acknowledged": "已确认", "state.dispatched": "已派发",
+    "state.resolved": "已处置", "state.closed": "已关闭", "state.false_alarm": "误报",
+    "detail.pick": "选择一条告警查看详情", "detail.device": "设备", "detail.jurisdiction": "辖区",
+    "detail.count": "次数", "detail.assignee": "处置人", "detail.department": "部门",
+    "detail.sop": "处置预案", "detail.snapshots": "抓拍", "detail.live": "实时视频",
+    "detail.history": "处置记录", "detail.deliveries": "推送", "detail.nosnap": "无抓拍",
+    "detail.watch": "观看 {id}", "detail.stop": "停止", "detail.nocam": "无关联摄像机",
+    "detail.note": "备注", "detail.assignee_ph": "处置人", "detail.department_ph": "部门",
+    "action.acknowledge": "确认", "action.assign": "指派", "action.dispatch": "派发",
+    "action.resolve": "处置完成", "action.close": "关闭", "action.false_alarm": "误报",
+    "action.reopen": "重新打开", "action.note": "添加备注",
+    "action.failed": "操作失败：{m}",
+    "live.failed": "视频无法打开：{m}", "live.connecting": "连接中…",
+    "maint.title": "设备运维", "maint.jurisdiction": "辖区编码", "maint.kind": "类型",
+    "maint.health": "状态", "maint.device": "设备", "maint.since": "自", "maint.reason": "原因",
+    "maint.evidence": "证据截图", "maint.none": "没有符合条件的设备",
+    "kind.camera": "摄像机", "kind.alarm_point": "报警点", "kind.broadcast_unit": "广播终端",
+    "kind.platform": "平台",
+    "health.offline": "离线", "health.degraded": "故障", "health.online": "在线", "health.unknown": "未知",
+    "common.all": "全部", "common.search": "查询", "common.error": "出错：{m}",
+    "kpi.title": "在线率与完好率", "kpi.period": "周期", "kpi.month": "月", "kpi.day": "日",
+    "kpi.when": "日期", "kpi.online": "在线率", "kpi.intact": "完好率", "kpi.devices": "设备数",
+    "kpi.trend": "近 7 日趋势",
+    "bc.title": "应急广播", "bc.target": "对象", "bc.text": "播报内容", "bc.send": "发送",
+    "bc.unit": "终端", "bc.zones": "分区", "bc.zone": "分区：{z}",
+    "bc.sent": "已发送，等待回执…", "bc.outcome.acked": "终端已确认 ✓", "bc.outcome.failed": "失败：{r}",
+    "bc.outcome.timed_out": "超时未回执", "bc.outcome.pending": "等待回执…",
+  },
+  en: {
+    "app.title": "GridWatch Alarm Center",
+    "nav.queue": "Alarms", "nav.maintenance": "Maintenance", "nav.kpi": "KPI", "nav.broadcast": "Broadcast",
+    "auth.title": "Sign in", "auth.username": "User name", "auth.password": "Password", "auth.submit": "Sign in",
+    "auth.logout": "Sign out", "auth.failed": "Wrong user name or password",
+    "auth.locked": "Too many failed attempts; try again in {s} s",
+    "password.title": "Change your password", "password.current": "Current password",
+    "password.new": "New password",
+    "password.policy": "At least 12 characters, three of upper case, lower case, digits, symbols, not the user name.",
+    "password.submit": "Change", "password.done": "Password changed; sign in again",
+    "sound.enable": "Enable sound",
+    "conn.up": "Live", "conn.down": "Reconnecting…",
+    "queue.title": "Alarm queue", "queue.priority": "Priority", "queue.alarm": "Alarm", "queue.state": "State",
+    "queue.opened": "Opened", "queue.sla": "SLA", "queue.empty": "No open alarms",
+    "sla.left": "{t} left", "sla.late": "late {t}",
+    "state.new": "New", "state.acknowledged": "Acknowledged", "state.dispatched": "Dispatched",
+    "state.resolved": "Resolved", "state.closed": "Closed", "state.false_alarm": "False alarm",
+    "detail.pick": "Pick an alarm to see its details", "detail.device": "Device",
+    "detail.jurisdiction": "Jurisdiction", "detail.count": "Count", "detail.assignee": "Assignee",
+    "detail.department": "Department", "detail.sop": "SOP", "detail.snapshots": "Snapshots",
+    "detail.live": "Live video", "detail.history": "History", "detail.deliveries": "Deliveries",
+    "detail.nosnap": "No snapshots", "detail.watch": "Watch {id}", "detail.stop": "Stop",
+    "detail.nocam": "No linked camera", "detail.note": "Note", "detail.assignee_ph": "Assignee",
+    "detail.department_ph": "Department",
+    "action.acknowledge": "Acknowledge", "action.assign": "Assign", "action.dispatch": "Dispatch",
+    "action.resolve": "Resolve", "action.close": "Close", "action.false_alarm": "False alarm",
+    "action.reopen": "Reopen", "action.note": "Add note", "action.failed": "Action failed: {m}",
+    "live.failed": "Video unavailable: {m}", "live.connecting": "Connecting…",
+    "maint.title": "Device maintenance", "maint.jurisdiction": "Jurisdiction code", "maint.kind": "Kind",
+    "maint.health": "Health", "maint.device": "Device", "maint.since": "Since", "maint.reason": "Reason",
+    "maint.evidence": "Evidence snapshot", "maint.none": "No matching devices",
+    "kind.camera": "Camera", "kind.alarm_point": "Alarm point", "kind.broadcast_unit": "Broadcast unit",
+    "kind.platform": "Platform",
+    "health.offline": "Offline", "health.degraded": "Degraded", "health.online": "Online",
+    "health.unknown": "Unknown",
+    "common.all": "All", "common.search": "Search", "common.error": "Error: {m}",
+    "kpi.title": "Online and intact rates", "kpi.period": "Period", "kpi.month": "Month", "kpi.day": "Day",
+    "kpi.when": "Date", "kpi.online": "Online rate", "kpi.intact": "Intact rate", "kpi.devices": "Devices",
+    "kpi.trend": "Last 7 days",
+    "bc.title": "Broadcast", "bc.target": "Target", "bc.text": "Message", "bc.send": "Send",
+    "bc.unit": "Unit", "bc.zones": "Zones", "bc.zone": "Zone: {z}",
+    "bc.sent": "Sent; waiting for the ack…", "bc.outcome.acked": "Acknowledged by the unit ✓",
+    "bc.outcome.failed": "Failed: {r}", "bc.outcome.timed_out": "No ack (timed out)",
+    "bc.outcome.pending": "Waiting for the ack…",
+  },
+};
+
+const KEY = "gridwatch.lang";
+let lang = localStorage.getItem(KEY) in TEXTS ? localStorage.getItem(KEY) : "zh-CN";
+const listeners = new Set();
+
+/** The current language code. */
+export function currentLang() { return lang; }
+
+/** The text for `key`, with {name} placeholders filled from `vars`. */
+export function t(key, vars = {}) {
+  const text = TEXTS[lang][key] ?? TEXTS["zh-CN"][key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
+}
+
+/** Switch language, re-label the page and tell the views. */
+export function setLang(code) {
+  if (!(code in TEXTS)) return;
+  lang = code;
+  localStorage.setItem(KEY, code);
+  applyTexts(document);
+  for (const fn of listeners) fn(code);
+}
+
+/** Call `fn` after every language switch. */
+export function onLangChange(fn) { listeners.add(fn); }
+
+/** Fill every element carrying data-i18n under `root`. */
+export function applyTexts(root) {
+  document.documentElement.lang = lang;
+  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  document.title = t("app.title");
+}
+
+/** A timestamp in Asia/Shanghai, as the district's staff read it. */
+export function localTime(iso, withDate = false) {
+  if (!iso) return "";
+  const options = { timeZone: "Asia/Shanghai", hour12: false, hour: "2-digit", minute: "2-digit", second: "2-digit" };
+  if (withDate) Object.assign(options, { year: "numeric", month: "2-digit", day: "2-digit" });
+  return new Intl.DateTimeFormat(lang, options).format(new Date(iso));
+}
