@@ -1,4 +1,4 @@
-"""`gridwatch onvif probe ID` and `gridwatch onvif discover --interface IP`.
+"""`gridwatch devices probe ID` and `gridwatch onvif discover --interface IP`.
 
 Both run against the configured storage without a running hub: the probe
 decrypts the device's login with the hub's credential key, stores the result
@@ -23,13 +23,23 @@ __all__ = ["register"]
 FAILURE_EXIT = {"auth": 10, "unreachable": 11, "timeout": 12, "protocol": 13, "refused": 14}
 
 
+def _probe_group(subparsers: Any, onvif_actions: Any) -> Any:
+    """`devices` when the registry's command group is there (`devices probe ID`), else `onvif`."""
+    try:
+        from hub.cli.devices import device_actions
+
+        return device_actions(subparsers)
+    except (ImportError, KeyError):
+        return onvif_actions
+
+
 def register(subparsers: Any) -> None:
-    """Add the `onvif` command group."""
-    parser = subparsers.add_parser("onvif", help="probe and discover ONVIF cameras")
+    """Add `devices probe` (or `onvif probe`) and the `onvif` command group."""
+    parser = subparsers.add_parser("onvif", help="discover ONVIF cameras")
     sub = parser.add_subparsers(dest="onvif_command", required=True, metavar="ACTION")
-    probe = sub.add_parser(
+    probe = _probe_group(subparsers, sub).add_parser(
         "probe",
-        help="probe a registered camera and store its model, profiles and stream URIs",
+        help="probe a registered ONVIF camera and store its model, profiles and stream URIs",
     )
     probe.add_argument("device_id", metavar="ID", help="registry id of the camera")
     probe.set_defaults(func=_cmd_probe)

@@ -21,6 +21,7 @@ from hub.runtime import Hub
 from hub.storage import audit
 from tests.helpers import act_as
 from tests.integration.onvif_fake_camera import fake_camera
+from tests.integration.test_onvif_discovery import Responder
 from tests.integration.test_onvif_event_channel import EventCamera, fixture
 from tests.peers.onvif import IpycamInfo, ipycam_peer
 
@@ -173,7 +174,7 @@ def test_cli_probe_prints_the_same_and_fails_with_the_class(
 
     asyncio.run(setup())
     env = {"GRIDWATCH_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    command = [sys.executable, "-m", "hub.cli", "onvif", "probe"]
+    command = [sys.executable, "-m", "hub.cli", "devices", "probe"]
     ok = subprocess.run(
         [*command, "cam-cli"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
     )
@@ -255,3 +256,46 @@ async def test_events_reach_the_store_and_health_is_visible(
             return hub.onvif.channel_health("cam-good") is None
 
         await wait_until(gone, within=3)
+
+
+async def test_discovery_lists_unregistered_cameras_and_onboarding_registers_one(
+    camera: IpycamInfo, storage_url: str | None, tmp_path: Path
+) -> None:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(Responder, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    try:
+        async with running_hub(
+            tmp_path, storage_url, discovery_target=f"127.0.0.1:{port}", discovery_timeout_s=0.5
+        ) as (_, client):
+            found = (await client.get("/api/onvif/discovery?interface=127.0.0.1")).json()
+            (candidate,) = found["candidates"]
+            assert candidate["name"] == "IPC-East-Gate" and candidate["device_id"] is None
+            bad = await client.get("/api/onvif/discovery?interface=not-an-ip")
+            assert bad.status_code == 422
+
+            # Onboarding = probe with the given login, then register.
+            xaddr = f"http://{camera.host}:{camera.onvif_port}/onvif/device_service"
+            body = {
+                "device_id": "cam-new",
+                "name": "East gate",
+                "xaddr": xaddr,
+                "username": camera.username,
+                "password": camera.password,
+                "endpoint": candidate["endpoint"],
+            }
+            wrong = await client.post(
+                "/api/onvif/discovery/onboard", json={**body, "password": "wrong-one"}
+            )
+            assert wrong.status_code == 502 and wrong.json()["failure"] == "auth"
+            assert (await client.get("/api/devices/cam-new")).status_code == 404
+            created = await client.post("/api/onvif/discovery/onboard", json=body)
+            assert created.status_code == 201, created.text
+            device = (await client.get("/api/devices/cam-new")).json()
+            assert device["model"] == "VirtualCam-1" and device["has_credentials"] is True
+            assert device["onvif_url"] == xaddr and camera.password not in str(device)
+            again = (await client.get("/api/onvif/discovery?interface=127.0.0.1")).json()
+            assert again["candidates"] == []
+            assert again["registered"][0]["device_id"] == "cam-new"
+    finally:
+        transport.close()
