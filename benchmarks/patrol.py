@@ -5,6 +5,8 @@ and measures in one run:
 
 1. a patrol through `ProbePool` (threads, then processes): cameras per second,
    CPU seconds per probe (this process and its workers), open latency;
+   and the same cameras through the hub's `PatrolService` (probe, VQD, samples,
+   transitions and evidence stored in SQLite, events written);
 2. the raw decode rate of the same stream (packets captured once, decoded in a
    tight loop on one core) and the decode-bound patrol limit it implies;
 3. the VQD bundle's cost per frame next to the bare OpenCV operations it uses.
@@ -92,6 +94,51 @@ async def _patrol(
         if latencies
         else None,
         "probe_total_median_s": round(statistics.median(p.total_time_s for p in probes), 3),
+    }
+
+
+async def _scheduler(
+    urls: list[str], workers: int, frames: int, server_pid: int, data_dir: Path
+) -> dict[str, Any]:
+    """A pass through the hub's patrol scheduler: probe, diagnose, store, emit events."""
+    from hub.patrol import PatrolService
+    from hub.patrol_config import PatrolSettings
+    from hub.storage import SQLiteStore
+    from hub.writer import EventWriter
+    from tests.integration.health_seed import seed_camera, seed_tree
+
+    store = SQLiteStore(data_dir / "bench.sqlite3")
+    async with store, EventWriter(store) as writer:
+        await seed_tree(store)
+        for index, url in enumerate(urls):
+            await seed_camera(store, f"cam-{index:05d}", urls=[url])
+        settings = PatrolSettings(enabled=False, concurrency=workers, frames=frames, timeout_s=5)
+        patrol = PatrolService(settings, store=store, writer=writer)
+        await patrol.start()
+        try:
+            busy0, server0 = _system_busy_s(), _process_cpu(server_pid)
+            wall0 = time.perf_counter()
+            progress = await patrol.run_once(trigger="benchmark")
+            wall = time.perf_counter() - wall0
+            server = _process_cpu(server_pid) - server0
+            cpu = _system_busy_s() - busy0 - server
+        finally:
+            await patrol.stop()
+    return {
+        "path": "hub PatrolService (probe + VQD + samples/transitions/evidence in SQLite + events)",
+        "cameras": len(urls),
+        "workers": workers,
+        "frames_per_probe": frames,
+        "done": progress.done,
+        "degraded": progress.degraded,
+        "failed": progress.failed,
+        "transitions": progress.transitions,
+        "events": progress.events,
+        "wall_s": round(wall, 3),
+        "cameras_per_s": round(progress.done / wall, 2),
+        "cpu_s_per_probe": round(cpu / max(1, progress.done), 4),
+        "cpu_cores_busy": round(cpu / wall, 2),
+        "rtsp_server_cores_busy": round(server / wall, 2),
     }
 
 
@@ -200,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--skip-process-pool", action="store_true")
+    parser.add_argument("--skip-scheduler", action="store_true")
     args = parser.parse_args(argv)
 
     mounts = args.mounts.split(",")
@@ -214,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_process_pool:
             patrols.append(
                 asyncio.run(_patrol(urls, args.workers, args.frames, "process", peer.pid))
+            )
+        scheduler = None
+        if not args.skip_scheduler:
+            scheduler = asyncio.run(
+                _scheduler(urls, args.workers, args.frames, peer.pid, Path(log_dir))
             )
         decode = _decode_rate(peer.url("ball"), 150, 320)
         frames = list(probe_stream(peer.url("ball"), frames=args.frames).frames)
@@ -247,6 +300,15 @@ def main(argv: list[str] | None = None) -> int:
         "patrol_vs_decode_limit": round(
             best["cameras_per_s"] / limit["decode_bound_cameras_per_s_all_cores"], 3
         ),
+        "scheduler": scheduler,
+        "scheduler_vs_decode_limit": round(
+            scheduler["cameras_per_s"] / limit["decode_bound_cameras_per_s_all_cores"], 3
+        )
+        if scheduler
+        else None,
+        "scheduler_vs_bare_pool": round(scheduler["cameras_per_s"] / patrols[0]["cameras_per_s"], 3)
+        if scheduler
+        else None,
         "cameras_per_s_needed_for_10000_in_10_min": round(10_000 / 600, 1),
         **_vqd_costs(frames),
     }
