@@ -1,0 +1,145 @@
+"""`gridwatch demo` as a newcomer runs it: console, presses become alarms, clean Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.peers import free_port, peer_missing
+
+pytestmark = [pytest.mark.slow, pytest.mark.mqtt]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _children(pid: int) -> set[int]:
+    """Every descendant process of `pid` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may contain spaces; the ppid follows its closing parenthesis.
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class _Output:
+    """Collects a process's stdout lines on a thread."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        assert process.stdout is not None
+        self._thread = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            self.lines.append(line)
+
+    def close(self, process: subprocess.Popen[str]) -> None:
+        self._thread.join(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if text in line:
+                    return line
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not printed within {timeout} s: {''.join(self.lines)}")
+
+
+@pytest.mark.parametrize("broker", ["mosquitto", "none"])
+def test_demo_runs_a_district_and_stops_cleanly(tmp_path: Path, broker: str) -> None:
+    if broker == "mosquitto" and shutil.which("mosquitto") is None:
+        peer_missing("mosquitto", "the mosquitto binary is not installed")
+    port = free_port()
+    data_dir = tmp_path / "demo-data"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hub.cli",
+            "demo",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--broker",
+            broker,
+            "--first-press",
+            "2",
+            "--press-every",
+            "4",
+            "6",
+            "--patrol-interval",
+            "10",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    output = _Output(process)
+    try:
+        console = output.wait_for("console:", timeout=60).split("console:", 1)[1].strip()
+        assert console == f"http://127.0.0.1:{port}/"
+        assert httpx.get(console, timeout=5).status_code == 200
+        assert httpx.get(f"{console}healthz", timeout=5).status_code == 200
+        output.wait_for("demo.admin", timeout=5)
+        output.wait_for("PRESS", timeout=30)
+        time.sleep(8)  # a couple more presses and the first patrol pass
+        children = _children(process.pid)
+        if broker == "mosquitto":
+            assert children, "the demo's broker runs as a child process"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        output.close(process)
+    assert not [pid for pid in children if _alive(pid)], "child processes left behind"
+    assert "demo stopped" in "".join(output.lines)
+
+    with sqlite3.connect(data_dir / "gridwatch.sqlite3") as db:
+        kinds = dict(db.execute("SELECT kind, COUNT(*) FROM devices GROUP BY kind").fetchall())
+        presses = db.execute("SELECT COUNT(*) FROM events WHERE kind = 'panic.press'").fetchone()
+        alarms = db.execute(
+            "SELECT COUNT(*) FROM alarms WHERE rule = 'panic_press' AND NOT is_drill"
+        ).fetchone()
+        health = db.execute("SELECT COUNT(*) FROM events WHERE kind LIKE 'health.%'").fetchone()
+    assert kinds == {"camera": 300, "alarm_point": 78, "broadcast_unit": 18}
+    assert presses[0] >= 1
+    assert alarms[0] >= 1
+    assert health[0] > 0  # the patrol probed the simulated cameras
