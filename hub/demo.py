@@ -568,6 +568,21 @@ async def _load_district(hub: Hub, district: District) -> None:
         )
 
 
+async def _drill_key(hub: Hub, data_dir: Path) -> str:
+    """An admin API key for `gridwatch drill` against the demo (kept in data_dir, 0600)."""
+    path = data_dir / "drill-api-key"
+    if path.exists():
+        token = path.read_text(encoding="utf-8").strip()
+        if await hub.auth.api_key(token, None, datetime.now(UTC)) is not None:
+            return token
+    key = await hub.auth.create_api_key(
+        f"demo drill {uuid.uuid4().hex[:6]}", "admin", ("/",), actor="demo"
+    )
+    path.touch(mode=0o600)
+    path.write_text(key.token + "\n", encoding="utf-8")
+    return key.token
+
+
 async def _create_users(hub: Hub) -> None:
     for user in DEMO_USERS:
         with contextlib.suppress(AccountError):  # kept from an earlier demo run
@@ -590,7 +605,12 @@ class _Server(uvicorn.Server):
 
 
 def _print_banner(
-    out: TextIO, options: DemoOptions, data_dir: Path, district: District, broker: str
+    out: TextIO,
+    options: DemoOptions,
+    data_dir: Path,
+    district: District,
+    broker: str,
+    drill_key: str,
 ) -> None:
     url = f"http://{options.host}:{options.port}/"
     lines = [
@@ -605,6 +625,11 @@ def _print_banner(
         "  logins:",
     ]
     lines += [f"    {u.username:<12} {u.password:<20} {u.what}" for u in DEMO_USERS]
+    if drill_key:
+        lines += [
+            "  drill:     .venv/bin/gridwatch drill --url "
+            f"http://{options.host}:{options.port} --api-key {drill_key}",
+        ]
     lines += ["  Ctrl-C stops the demo.", ""]
     out.write("\n".join(lines) + "\n")
     out.flush()
@@ -655,6 +680,7 @@ async def run_demo(
             attach_sim_cameras(hub, cameras)
             await _load_district(hub, district)
             await _create_users(hub)
+            drill_key = await _drill_key(hub, data_dir) if port is not None else ""
             if port is not None:
                 await hub.mqtt.directory.refresh()
                 devices = await asyncio.to_thread(_start_mqtt_devices, district, port)
@@ -698,7 +724,7 @@ async def run_demo(
                     await server_task
                     raise RuntimeError(f"the HTTP server did not start on port {options.port}")
                 await asyncio.sleep(0.05)
-            _print_banner(out, options, data_dir, district, broker_text)
+            _print_banner(out, options, data_dir, district, broker_text, drill_key)
             scenario: _Scenario | None = None
             if options.scenario:
                 scenario = _Scenario(hub, district, devices, cameras, options, out)

@@ -19,6 +19,7 @@ from hub.api.routes import (
     console,
     device_health,
     devices,
+    drills,
     health,
     jurisdictions,
     kpi,
@@ -104,5 +105,6 @@ def create_app(
     app.include_router(patrol.router)
     app.include_router(onvif_routes.router)
     app.include_router(kpi.router)
+    app.include_router(drills.router)
     app.include_router(console.router)
     return app

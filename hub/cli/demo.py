@@ -1,10 +1,16 @@
-"""`gridwatch demo`: the hub with a simulated district, on SQLite, with no servers needed."""
+"""`gridwatch demo` (a simulated district, no servers needed) and `gridwatch drill`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import sys
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 __all__ = ["register"]
 
@@ -29,8 +35,61 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(options, base))
 
 
+def _render(report: dict[str, Any]) -> str:
+    """The drill report as a table."""
+    verdict = "PASS" if report["passed"] else "FAIL"
+    lines = [
+        f"drill {report['started_at']}: {report['presses']} presses, SLO {report['slo_s']:g} s"
+        f" — {verdict}",
+        f"{'stage':<30}{'n':>4}{'miss':>6}{'p50 s':>9}{'p99 s':>9}{'max s':>9}  result",
+    ]
+
+    def fmt(value: float | None) -> str:
+        return f"{value:9.3f}" if value is not None else f"{'-':>9}"
+
+    for stage in report["stages"]:
+        lines.append(
+            f"{'publish → ' + stage['stage']:<30}{stage['count']:>4}{stage['missing']:>6}"
+            f"{fmt(stage['p50_s'])}{fmt(stage['p99_s'])}{fmt(stage['max_s'])}  "
+            f"{'ok' if stage['passed'] else 'FAIL'}"
+        )
+    if report["sinks_not_for_drills"]:
+        skipped = ", ".join(report["sinks_not_for_drills"])
+        lines.append(f"sinks not configured for drills (sent nothing): {skipped}")
+    return "\n".join(lines)
+
+
+def _cmd_drill(args: argparse.Namespace) -> int:
+    token = args.api_key or os.environ.get("GRIDWATCH_API_KEY")
+    if not token:
+        print("drill: give --api-key or GRIDWATCH_API_KEY (an admin API key)", file=sys.stderr)
+        return 2
+    body = {
+        "presses": args.presses,
+        "devices": args.device or [],
+        "slo_s": args.slo,
+        "interval_s": args.interval,
+    }
+    try:
+        response = httpx.post(
+            args.url.rstrip("/") + "/api/drills",
+            json=body,
+            headers={"authorization": f"Bearer {token}"},
+            timeout=60 + args.presses * (args.interval + 12),
+        )
+    except httpx.HTTPError as exc:
+        print(f"drill: cannot reach the hub at {args.url}: {exc}", file=sys.stderr)
+        return 3
+    if response.status_code != 200:
+        print(f"drill: the hub refused ({response.status_code}): {response.text}", file=sys.stderr)
+        return 3
+    report = response.json()
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else _render(report))
+    return 0 if report["passed"] else 1
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the `demo` command."""
+    """Add the `demo` and `drill` commands."""
     demo = subparsers.add_parser(
         "demo",
         help="run the hub with a simulated district (no servers needed)",
@@ -78,3 +137,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--quiet-district", action="store_true", help="no simulated presses or faults"
     )
     demo.set_defaults(func=_cmd_demo)
+
+    drill = subparsers.add_parser(
+        "drill",
+        help="run a latency drill: drill presses over MQTT, timed to the console and sinks",
+        description=(
+            "Ask a running hub (POST /api/drills) to publish drill presses for registered "
+            "panic buttons over MQTT and report publish → committed → alarm stream → each "
+            "drill sink latency (p50/p99/max) against the SLO. Exit 0 pass, 1 fail."
+        ),
+    )
+    drill.add_argument(
+        "--url", default="http://127.0.0.1:8080", help="the hub (default: %(default)s)"
+    )
+    drill.add_argument("--api-key", default=None, help="admin API key (or GRIDWATCH_API_KEY)")
+    drill.add_argument("--presses", type=int, default=10, help="presses (default: %(default)s)")
+    drill.add_argument(
+        "--device", action="append", help="a panic button to press (repeatable; default: all)"
+    )
+    drill.add_argument("--slo", type=float, default=2.0, help="seconds (default: %(default)s)")
+    drill.add_argument("--interval", type=float, default=0.5, help="seconds between presses")
+    drill.add_argument("--json", action="store_true", help="print the full report as JSON")
+    drill.set_defaults(func=_cmd_drill)
