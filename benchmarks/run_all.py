@@ -1,0 +1,230 @@
+"""Run every benchmark and write `benchmarks/results/SUMMARY.md`.
+
+Each benchmark runs as its own process (`python -m benchmarks.<name>`), in the
+order below, and writes `benchmarks/results/<name>.json`. A benchmark that fails
+(e.g. its peer is missing) is reported as failed; the others still run. The
+summary puts each GridWatch figure next to the raw limit measured in the same run
+and the goal from the issues.
+
+Usage: python -m benchmarks.run_all [--quick] [--only NAME ...] [--summary-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from benchmarks.common import RESULTS
+
+__all__ = ["BENCHMARKS", "main", "summary"]
+
+Row = tuple[str, str, str, str]  # figure, GridWatch, raw limit, goal
+
+#: name → (arguments, quick arguments).
+BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
+    "ingest": ([], ["--events", "20000"]),
+    "mqtt_ingest": ([], ["--messages", "5000", "--seconds", "3"]),
+    "alarm_latency": (["--presses", "50", "--postgres"], ["--presses", "20"]),
+    "registry": ([], []),
+    "patrol": ([], ["--cameras", "32", "--skip-process-pool"]),
+}
+
+
+def _get(data: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        value = f"{value:,.2f}".rstrip("0").rstrip(".")
+    elif isinstance(value, int):
+        value = f"{value:,}"
+    return f"{value}{unit}"
+
+
+def _ingest(data: dict[str, Any]) -> list[Row]:
+    f = data.get("figures", {})
+    rows = []
+    for variant, raw_key in (
+        ("postgresql_with_dedup_key", "raw_copy_rows_per_s"),
+        ("postgresql_no_dedup_key", "raw_copy_rows_per_s"),
+        ("sqlite_with_dedup_key", "raw_executemany_rows_per_s"),
+    ):
+        rows.append(
+            (
+                f"writer events/s ({variant.replace('_', ' ')})",
+                _fmt(_get(f, variant, "writer_events_per_s")),
+                _fmt(_get(f, variant, raw_key)) + (" (COPY)" if "COPY" in raw_key.upper() else ""),
+                str(f.get("goal", "")),
+            )
+        )
+    return rows
+
+
+def _mqtt_ingest(data: dict[str, Any]) -> list[Row]:
+    f = data.get("figures", {})
+    goal = str(f.get("goal", ""))
+    bare = _get(f, "bare_paho", "throughput", "msg_per_s")
+    bare_p99 = _get(f, "bare_paho", "latency_1k", "latency_ms", "p99")
+    rows = []
+    for variant in ("hub_sqlite", "hub_postgresql"):
+        rows.append(
+            (
+                f"MQTT presses/s ({variant.removeprefix('hub_')})",
+                _fmt(_get(f, variant, "throughput", "msg_per_s")),
+                f"{_fmt(bare)} (bare paho)",
+                goal,
+            )
+        )
+        rows.append(
+            (
+                f"publish → committed p99 at 1k msg/s ({variant.removeprefix('hub_')})",
+                _fmt(_get(f, variant, "latency_1k", "latency_ms", "p99"), " ms"),
+                f"{_fmt(bare_p99, ' ms')} (bare paho ack)",
+                goal,
+            )
+        )
+    return rows
+
+
+def _alarm_latency(data: dict[str, Any]) -> list[Row]:
+    rows = []
+    for backend, result in data.get("figures", {}).items():
+        ws = result.get("publish_to_console_websocket", {})
+        raw = result.get("raw_broker_round_trip", {})
+        load = _fmt(result.get("background_msg_per_s_sent"), " msg/s")
+        rows.append(
+            (
+                f"press → console WebSocket p50/p99/max ({backend}, {load} background)",
+                f"{_fmt(ws.get('p50_ms'))}/{_fmt(ws.get('p99_ms'))}/{_fmt(ws.get('max_ms'))} ms"
+                f", lost {result.get('lost')}",
+                f"{_fmt(raw.get('p50_ms'))}/{_fmt(raw.get('p99_ms'))}/{_fmt(raw.get('max_ms'))} ms"
+                " (broker round trip)",
+                str(result.get("goal", "")),
+            )
+        )
+    return rows
+
+
+def _registry(data: dict[str, Any]) -> list[Row]:
+    f = data.get("figures", {})
+    return [
+        (
+            f"device list page p99 at {_fmt(f.get('devices'))} devices",
+            _fmt(f.get("page_ms_p99"), " ms"),
+            "–",
+            f"≤ {_fmt(f.get('goal_page_p99_ms'))} ms",
+        ),
+        (
+            "registry import rows/s",
+            _fmt(f.get("import_rows_per_s")),
+            "–",
+            "–",
+        ),
+        (
+            "peak RSS during the run",
+            _fmt(f.get("rss_peak_mib"), " MiB"),
+            "–",
+            f"≤ {_fmt(f.get('goal_rss_mib'))} MiB",
+        ),
+    ]
+
+
+def _patrol(data: dict[str, Any]) -> list[Row]:
+    limit = _get(data, "decode_limit", "decode_bound_cameras_per_s_all_cores")
+    needed = data.get("cameras_per_s_needed_for_10000_in_10_min")
+    return [
+        (
+            "patrol cameras/s (hub PatrolService)",
+            _fmt(_get(data, "scheduler", "cameras_per_s")),
+            f"{_fmt(limit)} (decode bound, all cores)",
+            f"≥ {_fmt(needed)} (10,000 cameras in 10 min)",
+        ),
+        (
+            "VQD ms per frame (8 frames at 320 px)",
+            _fmt(_get(data, "vqd_ms_per_frame", "diagnose_8_frames_at_320px_per_frame"), " ms"),
+            _fmt(_get(data, "bare_opencv_ms", "laplacian_16s_meanStdDev"), " ms (bare Laplacian)"),
+            "–",
+        ),
+    ]
+
+
+SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "ingest": _ingest,
+    "mqtt_ingest": _mqtt_ingest,
+    "alarm_latency": _alarm_latency,
+    "registry": _registry,
+    "patrol": _patrol,
+}
+
+
+def summary(outcomes: dict[str, str] | None = None) -> str:
+    """The Markdown summary of every result file (and this run's outcomes)."""
+    lines = [
+        "# Benchmark summary",
+        "",
+        f"Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python -m benchmarks.run_all`. "
+        "Each GridWatch figure stands next to the raw limit measured in the same run.",
+        "",
+        "| benchmark | figure | GridWatch | raw limit | goal | measured |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, extract in SUMMARIES.items():
+        path = RESULTS / f"{name}.json"
+        outcome = (outcomes or {}).get(name)
+        if not path.exists():
+            lines.append(f"| {name} | – | not run | – | – | {outcome or 'no result'} |")
+            continue
+        data = json.loads(path.read_text(encoding="utf-8"))
+        measured = str(data.get("measured_at", "?"))[:16].replace("T", " ")
+        if outcome and outcome != "ok":
+            measured += f" (this run: {outcome}; figures are older)"
+        for figure, ours, raw, goal in extract(data):
+            lines.append(f"| {name} | {figure} | {ours} | {raw} | {goal} | {measured} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks, then write SUMMARY.md; exit 1 when any failed."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller runs (minutes, not tens)")
+    parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), default=None)
+    parser.add_argument(
+        "--summary-only", action="store_true", help="rewrite SUMMARY.md from the result files"
+    )
+    args = parser.parse_args(argv)
+    outcomes: dict[str, str] = {}
+    if not args.summary_only:
+        for name, (full, quick) in BENCHMARKS.items():
+            if args.only and name not in args.only:
+                continue
+            command = [sys.executable, "-m", f"benchmarks.{name}", *(quick if args.quick else full)]
+            sys.stderr.write(f"== {' '.join(command[1:])}\n")
+            started = time.monotonic()
+            completed = subprocess.run(command, check=False)
+            took = time.monotonic() - started
+            outcomes[name] = (
+                "ok" if completed.returncode == 0 else f"failed ({completed.returncode})"
+            )
+            sys.stderr.write(f"== {name}: {outcomes[name]} in {took:.0f} s\n")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = summary(outcomes)
+    (RESULTS / "SUMMARY.md").write_text(text, encoding="utf-8")
+    sys.stdout.write(text)
+    return 1 if any(value != "ok" for value in outcomes.values()) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
