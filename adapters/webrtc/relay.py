@@ -209,17 +209,18 @@ class LiveRelay:
             if pc.connectionState in ("failed", "closed"):
                 await self.close_viewer(viewer_id)
 
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=sdp_type))
-        pc.addTrack(track)
+        # The sending transceiver exists before the offer is applied, so the offer's
+        # video section binds to it and the codec preference is honoured: aiortc
+        # settles the codecs while applying the remote description.
+        transceiver = pc.addTransceiver(track, direction="sendonly")
         if pull.key[1]:
             h264 = [
                 codec
                 for codec in RTCRtpSender.getCapabilities("video").codecs
-                if codec.mimeType.lower() in ("video/h264", "video/rtx")
+                if codec.mimeType.lower() == "video/h264"
             ]
-            for transceiver in pc.getTransceivers():
-                if transceiver.kind == "video":
-                    transceiver.setCodecPreferences(h264)
+            transceiver.setCodecPreferences(h264)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=sdp_type))
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         viewer.watchdog = asyncio.create_task(self._watch(viewer_id, pc))

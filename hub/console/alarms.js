@@ -190,7 +190,7 @@ function renderDetail(detail, withVideo) {
     }
   };
   const sla = slaText(a);
-  pane.replaceChildren(
+  pane.replaceChildren(...[
     h("h3", {}, h("span", { class: `prio prio-${a.priority}`, text: `P${a.priority}` }), " ", a.title),
     h("dl", {},
       h("dt", { text: t("queue.state") }), h("dd", { class: "detail-state", text: t(`state.${a.state}`) }),
@@ -218,7 +218,7 @@ function renderDetail(detail, withVideo) {
     detail.deliveries.length ? h("h4", { text: t("detail.deliveries") }) : null,
     detail.deliveries.length ? h("ul", { class: "history" }, detail.deliveries.map((d) =>
       h("li", { text: `${d.sink} r${d.revision}: ${d.state}${d.last_error ? ` (${d.last_error})` : ""}` }))) : null,
-  );
+  ].filter(Boolean));
 }
 
 function liveBlock(alarm) {

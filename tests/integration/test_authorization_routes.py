@@ -125,6 +125,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("POST", "/api/alarms/{alarm_id}/{action}"): Case(
         (OP,), "/api/alarms/{alarm}/acknowledge", body={}, scoped_id="record"
     ),
+    ("POST", "/api/drills"): Case(ADMIN_ONLY, body={}),
     # Broadcast
     ("GET", "/api/broadcast/units"): Case((OP, DI)),
     ("POST", "/api/broadcast/units/{unit_id}/commands"): Case(
