@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from camera_registry.events import DeviceEvent
 from hub.alarm_engine import AlarmChange, AlarmEngine
@@ -64,33 +64,33 @@ class Services:
     onvif: OnvifService | None = None
 
 
-def get_services(request: Request) -> Services:
+def get_services(request: HTTPConnection) -> Services:
     """The hub's services."""
     services: Services = request.app.state.services
     return services
 
 
-def get_settings(request: Request) -> Settings:
+def get_settings(request: HTTPConnection) -> Settings:
     """The hub's settings."""
     return get_services(request).settings
 
 
-def get_store(request: Request) -> SqlStore:
+def get_store(request: HTTPConnection) -> SqlStore:
     """The storage backend."""
     return get_services(request).store
 
 
-def get_writer(request: Request) -> EventWriter:
+def get_writer(request: HTTPConnection) -> EventWriter:
     """The event writer."""
     return get_services(request).writer
 
 
-def get_metrics(request: Request) -> Metrics:
+def get_metrics(request: HTTPConnection) -> Metrics:
     """The hub's metrics."""
     return get_services(request).metrics
 
 
-def get_registry(request: Request) -> Registry:
+def get_registry(request: HTTPConnection) -> Registry:
     """The device registry; 503 when the app was built without one."""
     registry = get_services(request).registry
     if registry is None:
@@ -98,12 +98,12 @@ def get_registry(request: Request) -> Registry:
     return registry
 
 
-def get_mqtt(request: Request) -> MqttService | None:
+def get_mqtt(request: HTTPConnection) -> MqttService | None:
     """The MQTT device service (None when the app was built without one)."""
     return get_services(request).mqtt
 
 
-def get_broadcast(request: Request) -> BroadcastService:
+def get_broadcast(request: HTTPConnection) -> BroadcastService:
     """The broadcast command service; 503 when the app was built without one."""
     service = get_services(request).broadcast
     if service is None:
@@ -111,7 +111,7 @@ def get_broadcast(request: Request) -> BroadcastService:
     return service
 
 
-def get_auth(request: Request) -> Authenticator:
+def get_auth(request: HTTPConnection) -> Authenticator:
     """Users, sessions and API keys; 503 when the app was built without them."""
     service = get_services(request).auth
     if service is None:
@@ -119,7 +119,7 @@ def get_auth(request: Request) -> Authenticator:
     return service
 
 
-def get_alarms(request: Request) -> AlarmEngine:
+def get_alarms(request: HTTPConnection) -> AlarmEngine:
     """The alarm engine (503 when this app was built without one)."""
     engine = get_services(request).alarms
     if engine is None:
@@ -127,7 +127,7 @@ def get_alarms(request: Request) -> AlarmEngine:
     return engine
 
 
-def get_alarm_changes(request: Request) -> EventBus[AlarmChange]:
+def get_alarm_changes(request: HTTPConnection) -> EventBus[AlarmChange]:
     """The bus of committed alarm changes."""
     bus = get_services(request).alarm_changes
     if bus is None:
@@ -135,12 +135,12 @@ def get_alarm_changes(request: Request) -> EventBus[AlarmChange]:
     return bus
 
 
-def get_dispatcher(request: Request) -> Dispatcher | None:
+def get_dispatcher(request: HTTPConnection) -> Dispatcher | None:
     """The outbox dispatcher, if this hub delivers alarms."""
     return get_services(request).dispatcher
 
 
-def get_live(request: Request) -> LiveViews:
+def get_live(request: HTTPConnection) -> LiveViews:
     """The WebRTC live view; 503 when the app was built without it."""
     service = get_services(request).live
     if service is None:
@@ -148,7 +148,7 @@ def get_live(request: Request) -> LiveViews:
     return service
 
 
-def get_patrol(request: Request) -> PatrolService:
+def get_patrol(request: HTTPConnection) -> PatrolService:
     """The camera patrol; 503 when the app was built without it."""
     service = get_services(request).patrol
     if service is None:
@@ -156,7 +156,7 @@ def get_patrol(request: Request) -> PatrolService:
     return service
 
 
-def get_onvif(request: Request) -> OnvifService:
+def get_onvif(request: HTTPConnection) -> OnvifService:
     """ONVIF probe, discovery and event channels; 503 when the app was built without it."""
     service = get_services(request).onvif
     if service is None:

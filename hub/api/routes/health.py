@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel
 
 from hub import __version__
+from hub.api.auth import metrics_access
 from hub.api.deps import get_metrics, get_mqtt, get_store, get_writer
 from hub.api.problems import Problem
 from hub.metrics import Metrics
@@ -79,7 +80,12 @@ async def readyz(
     )
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    # Loopback scrapers without login; others need an admin/maintenance login or key.
+    dependencies=[Depends(metrics_access)],
+)
 async def metrics(metrics: Annotated[Metrics, Depends(get_metrics)]) -> Response:
     """Prometheus text exposition."""
     return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
