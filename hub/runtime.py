@@ -77,9 +77,6 @@ class Hub:
         )
         self.alarms.on_outbox(self.dispatcher.wake)
         self.auth = Authenticator(self.store, settings.auth)
-        # Seam: pass the registry's CredentialCipher.open as open_credentials once the
-        # hub builds one; until then cameras are opened with their URL as stored.
-        self.live = LiveViews(self.store, settings.live, open_credentials=None)
         #: The first admin's one-time password when this start created it (else None).
         self.first_admin_password: str | None = None
         self.registry = Registry(
@@ -88,6 +85,8 @@ class Hub:
             linkage_radius_m=settings.registry.linkage_radius_m,
             linkage_limit=settings.registry.linkage_limit,
         )
+        # Camera logins are decrypted only here, to build the RTSP URL the hub pulls.
+        self.live = LiveViews(self.store, settings.live, open_credentials=self.registry.cipher.open)
         self.patrol = PatrolService(
             settings.patrol,
             store=self.store,

@@ -92,6 +92,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "hub.cli.patrol",
     "hub.cli.report",
     "hub.cli.demo",
+    "hub.cli.users",
 )
 
 
