@@ -154,6 +154,13 @@ class AlarmSettings(_Section):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"sink names must be unique: {', '.join(duplicates)}")
+        # A delivery outliving its lease could be sent again by another dispatcher meanwhile.
+        slow = sorted(s.name for s in self.sinks if s.timeout_s >= self.delivery.lease_s)
+        if slow:
+            raise ValueError(
+                f"delivery.lease_s ({self.delivery.lease_s:g}) must exceed the timeout_s of"
+                f" every sink: {', '.join(slow)}"
+            )
         return self
 
     def rule_set(self) -> RuleSet:

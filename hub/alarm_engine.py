@@ -15,24 +15,28 @@
 * **SLA.** A loop compares stored deadlines with the clock (`escalate_due`),
   so escalations happen on time across restarts.
 * **Linkage.** Snapshots of linked cameras are fetched after commit and stored
-  as alarm media; a broadcast is queued as an outbox row for the `broadcast`
-  sink, which the broadcast feature registers with the dispatcher.
+  as alarm media: the camera's snapshot URL (HTTP, answering a Basic or Digest
+  challenge with the stored login), else one decoded frame of its RTSP stream.
+  A broadcast is queued as an outbox row for the `broadcast` sink, which the
+  broadcast feature registers with the dispatcher.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
+from adapters.rtsp import probe_stream, redact_url
 from adapters.sinks.cap import CapOptions, encode_alert
 from alarms.models import Alarm, AlarmAction, HistoryEntry, Location
 from alarms.outbox import alarm_payload, new_outbox_record
@@ -50,6 +54,8 @@ from camera_registry.events import DeviceEvent, RejectedMessage
 from hub.alarm_config import AlarmSettings, SinkSettings
 from hub.bus import EventBus
 from hub.dispatcher import BROADCAST_SINK
+from hub.metrics import Metrics
+from hub.patrol import url_with_credentials
 from hub.storage.alarms import AlarmChange, AlarmRepository, DeviceInfo, StoredAlarm
 from hub.storage.base import IngestResult, SqlStore, Tx
 
@@ -57,19 +63,54 @@ __all__ = [
     "AlarmChange",
     "AlarmEngine",
     "AlarmNotFound",
+    "CameraAuth",
+    "CredentialResolver",
     "SnapshotFetcher",
 ]
 
 log = logging.getLogger(__name__)
 
-#: (device) -> (content type, bytes) or None; replaceable (e.g. by one RTSP frame).
+#: (device) -> (content type, bytes) or None; replaces the built-in HTTP/RTSP fetch.
 SnapshotFetcher = Callable[[DeviceInfo], Awaitable[tuple[str, bytes] | None]]
-#: (device credentials blob) -> (username, password); the registry decrypts.
-CredentialResolver = Callable[[bytes], tuple[str, str] | None]
+#: (device id, sealed credentials) -> (username, password); the registry's cipher opens them.
+CredentialResolver = Callable[[str, bytes], tuple[str, str] | None]
+#: RTSP frame grabs at once per engine (each decodes in a worker thread).
+_RTSP_GRABS = 2
 
 
 class AlarmNotFound(LookupError):
     """No such alarm, or none the caller may see (both answer 404)."""
+
+
+class CameraAuth(httpx.Auth):
+    """Answer the camera's challenge: Digest, or Basic when that is what it asks for.
+
+    Nothing is sent before the camera asks, so a Basic password never goes to a
+    camera that did not request it.
+    """
+
+    def __init__(self, username: str, password: str) -> None:
+        self._username = username
+        self._password = password
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Send unauthenticated; on 401 retry once with the scheme the camera named."""
+        response = yield request
+        if response.status_code != 401:
+            return
+        challenge = response.headers.get("www-authenticate", "").strip().lower()
+        if challenge.startswith("digest"):
+            digest = httpx.DigestAuth(self._username, self._password).auth_flow(request)
+            next(digest)  # the unauthenticated request: already sent above
+            try:
+                authenticated = digest.send(response)
+            except StopIteration:
+                return
+            yield authenticated
+        elif challenge.startswith("basic"):
+            pair = f"{self._username}:{self._password}".encode()
+            request.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+            yield request
 
 
 def _utcnow() -> datetime:
@@ -140,6 +181,7 @@ class AlarmEngine:
         clock: Callable[[], datetime] = _utcnow,
         snapshot_fetcher: SnapshotFetcher | None = None,
         credentials: CredentialResolver | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.repo = AlarmRepository(store)
@@ -150,8 +192,10 @@ class AlarmEngine:
         self._sla = settings.sla_policy()
         self._sinks = [sink for sink in settings.sinks if sink.enabled]
         self._wake: list[Callable[[], None]] = []
-        self._snapshot = snapshot_fetcher or self._http_snapshot
+        self._custom_snapshot = snapshot_fetcher
         self._credentials = credentials
+        self._metrics = metrics
+        self._rtsp_slots = asyncio.Semaphore(_RTSP_GRABS)
         self._linkage_tasks: set[asyncio.Task[None]] = set()
         self._sla_task: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
@@ -161,6 +205,10 @@ class AlarmEngine:
     def now(self) -> datetime:
         """The engine's clock (injected in tests)."""
         return self._clock()
+
+    def use_credentials(self, resolver: CredentialResolver) -> None:
+        """Open stored camera logins with `resolver` (the registry's cipher) for snapshots."""
+        self._credentials = resolver
 
     def on_outbox(self, wake: Callable[[], None]) -> None:
         """Call `wake` after every commit that queued outbox rows (the dispatcher's wake)."""
@@ -353,6 +401,14 @@ class AlarmEngine:
         if not isinstance(batch, _Batch):
             return
         self._announce(batch.changes, batch.queued)
+        if self._metrics is not None:
+            for change in batch.changes:
+                if change.action == AlarmAction.OPEN.value:
+                    alarm = change.payload.get("alarm") or {}
+                    self._metrics.alarms_opened.labels(
+                        priority=str(alarm.get("priority", "")),
+                        drill=str(bool(alarm.get("is_drill"))).lower(),
+                    ).inc()
         for alarm_id, plan in batch.openings:
             if plan.snapshot_cameras and self.settings.linkage.snapshots:
                 self._spawn(self._take_snapshots(alarm_id, plan.snapshot_cameras))
@@ -466,6 +522,10 @@ class AlarmEngine:
                 )
             self._announce([change], queued)
             escalated += 1
+            if self._metrics is not None:
+                self._metrics.alarm_escalations.labels(
+                    priority=str(updated.priority.level), level=str(updated.escalation_level)
+                ).inc()
             log.warning(
                 "alarm %s escalated to level %d (%s overdue)",
                 alarm_id,
@@ -509,13 +569,58 @@ class AlarmEngine:
             try:
                 shot = await self._snapshot(device)
                 if shot is None:
+                    log.warning("no snapshot of %s for alarm %s", camera, alarm_id)
                     continue
-                content_type, data = shot
+                content_type, data, source = shot
                 await self.repo.add_media(
-                    alarm_id, camera, content_type, data, self._clock(), "snapshot"
+                    alarm_id, camera, content_type, data, self._clock(), source
                 )
             except Exception:
                 log.exception("snapshot of %s for alarm %s failed", camera, alarm_id)
+
+    async def _snapshot(self, device: DeviceInfo) -> tuple[str, bytes, str] | None:
+        """(content type, bytes, source): the snapshot URL first, else one RTSP frame."""
+        if self._custom_snapshot is not None:
+            shot = await self._custom_snapshot(device)
+            return None if shot is None else (*shot, "snapshot")
+        if device.snapshot_url:
+            fetched = await self._http_snapshot(device)
+            if fetched is not None:
+                return (*fetched, "snapshot")
+        if device.rtsp_urls:
+            frame = await self._rtsp_snapshot(device)
+            if frame is not None:
+                return "image/jpeg", frame, "rtsp-frame"
+        return None
+
+    def _login(self, device: DeviceInfo) -> tuple[str, str] | None:
+        if device.credentials is None or self._credentials is None:
+            return None
+        return self._credentials(device.device_id, device.credentials)
+
+    async def _rtsp_snapshot(self, device: DeviceInfo) -> bytes | None:
+        """One decoded frame of the camera's main stream as JPEG (in a worker thread)."""
+        url = device.rtsp_urls[0]
+        login = self._login(device)
+        if login is not None:
+            url = url_with_credentials(url, *login)
+        linkage = self.settings.linkage
+        async with self._rtsp_slots:
+            probe = await asyncio.to_thread(
+                probe_stream, url, frames=1, timeout_s=linkage.snapshot_timeout_s
+            )
+        if not probe.ok or probe.snapshot_jpeg is None:
+            log.warning(
+                "RTSP frame of %s (%s) failed: %s",
+                device.device_id,
+                redact_url(url),
+                probe.failure,
+            )
+            return None
+        if len(probe.snapshot_jpeg) > linkage.snapshot_max_bytes:
+            log.warning("RTSP frame of %s is too large", device.device_id)
+            return None
+        return probe.snapshot_jpeg
 
     async def _http_snapshot(self, device: DeviceInfo) -> tuple[str, bytes] | None:
         """GET the device's snapshot URL (size-capped, time-bounded)."""
@@ -526,11 +631,8 @@ class AlarmEngine:
             self._http = httpx.AsyncClient(
                 timeout=httpx.Timeout(linkage.snapshot_timeout_s), follow_redirects=False
             )
-        auth: httpx.Auth | None = None
-        if device.credentials is not None and self._credentials is not None:
-            pair = self._credentials(device.credentials)
-            if pair is not None:
-                auth = httpx.DigestAuth(*pair)
+        login = self._login(device)
+        auth = None if login is None else CameraAuth(*login)
         chunks: list[bytes] = []
         size = 0
         async with asyncio.timeout(linkage.snapshot_timeout_s):

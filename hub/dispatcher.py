@@ -10,8 +10,13 @@ jitter (`alarms.outbox.after_failure`), and dead after `max_attempts`.
 HTTP 410 disables the sink (an operator-visible status) until an operator
 re-enables it; its rows wait, pending, for that.
 
+A dispatcher never works on a row past its lease: an attempt that has not
+finished shortly before the lease ends is abandoned (and counted as failed),
+and a claimed row still waiting for a delivery slot that late is given back,
+so another dispatcher reclaiming the row cannot send it at the same time.
+
 The dispatcher is woken right after every commit that queued rows, and polls
-as a safety net.
+as a safety net. It keeps the outbox gauges of `hub.metrics` up to date.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -34,6 +40,7 @@ from adapters.sinks.mqtt import MqttSink
 from adapters.sinks.webhook import WebhookSink
 from alarms.outbox import after_failure
 from hub.alarm_config import DeliverySettings, SinkSettings
+from hub.metrics import Metrics
 from hub.storage.alarms import AlarmRepository, ClaimedDelivery
 
 __all__ = ["BROADCAST_SINK", "Dispatcher", "Sink", "build_sink", "encode_body"]
@@ -43,6 +50,10 @@ log = logging.getLogger(__name__)
 #: Outbox rows of this sink ask the broadcast feature to play a message on speakers.
 BROADCAST_SINK = "broadcast"
 _DEFAULT_MAX_ATTEMPTS = 12
+# An attempt ends this long (at most) before its lease, leaving time to record it.
+_LEASE_MARGIN_S = 1.0
+# The outbox gauges are re-counted at most this often.
+_GAUGE_REFRESH_S = 1.0
 
 
 class Sink(Protocol):
@@ -82,12 +93,21 @@ def build_sink(config: SinkSettings) -> Sink:
     return MqttSink(config.name, url, config.target or "", timeout_s=config.timeout_s)
 
 
-def encode_body(payload: Mapping[str, Any]) -> tuple[bytes, str]:
-    """The bytes and content type a stored outbox payload is sent as."""
+def encode_body(
+    payload: Mapping[str, Any], idempotency_key: str | None = None
+) -> tuple[bytes, str]:
+    """The bytes and content type a stored outbox payload is sent as.
+
+    A JSON body carries its `idempotency_key`, so a receiver without message
+    headers (an MQTT v3 subscriber) can still recognise a repeat.
+    """
     cap_xml = payload.get("cap_xml")
     if isinstance(cap_xml, str):
         return cap_xml.encode("utf-8"), "application/cap+xml"
-    body = json.dumps(dict(payload), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    document = dict(payload)
+    if idempotency_key is not None:
+        document["idempotency_key"] = idempotency_key
+    body = json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return body.encode("utf-8"), "application/json"
 
 
@@ -103,6 +123,7 @@ class Dispatcher:
         clock: Callable[[], datetime] = _utcnow,
         rng: random.Random | None = None,
         worker: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._repo = repository
         self._settings = settings
@@ -113,6 +134,9 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(settings.concurrency)
+        self._metrics = metrics
+        self._gauges_at = -_GAUGE_REFRESH_S
+        self._gauged: set[str] = set()
         self.delivered = 0
         self.failed = 0
 
@@ -171,9 +195,34 @@ class Dispatcher:
             except Exception:
                 log.exception("outbox dispatch round failed; retrying")
                 busy = 0
+            await self._refresh_gauges()
             if busy:
                 continue
             await self._sleep_until_due()
+
+    async def _refresh_gauges(self, *, force: bool = False) -> None:
+        """Re-count the outbox backlog per sink for the gauges (throttled)."""
+        if self._metrics is None:
+            return
+        tick = time.monotonic()
+        if not force and tick - self._gauges_at < _GAUGE_REFRESH_S:
+            return
+        self._gauges_at = tick
+        try:
+            backlog = await self._repo.outbox_backlog()
+        except Exception:
+            log.exception("counting the outbox backlog failed")
+            return
+        sinks = set(self._sinks) | {sink for sink, _ in backlog} | self._gauged
+        for sink in sorted(sinks):
+            waiting = backlog.get((sink, "pending"), 0) + backlog.get((sink, "delivering"), 0)
+            self._metrics.outbox_pending.labels(sink=sink).set(waiting)
+            self._metrics.outbox_dead.labels(sink=sink).set(backlog.get((sink, "dead"), 0))
+        self._gauged = sinks
+
+    def _count(self, sink: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.outbox_deliveries.labels(sink=sink, outcome=outcome).inc()
 
     async def _sleep_until_due(self) -> None:
         timeout = self._settings.poll_interval_s
@@ -192,26 +241,39 @@ class Dispatcher:
     async def run_once(self) -> int:
         """Claim one batch of due rows and deliver them; return how many were tried."""
         now = self._clock()
+        lease_until = now + timedelta(seconds=self._settings.lease_s)
         claimed = await self._repo.claim(
             self.worker,
             await self._active_sinks(),
             now,
-            lease_until=now + timedelta(seconds=self._settings.lease_s),
+            lease_until=lease_until,
             limit=self._settings.batch_size,
         )
         if claimed:
-            await asyncio.gather(*(self._deliver(item) for item in claimed))
+            await asyncio.gather(*(self._deliver(item, lease_until) for item in claimed))
         return len(claimed)
 
-    async def _deliver(self, item: ClaimedDelivery) -> None:
+    async def _deliver(self, item: ClaimedDelivery, lease_until: datetime) -> None:
         async with self._slots:
             record = item.record
             sink, config = self._sinks[record.sink]
-            body, content_type = encode_body(record.payload)
+            margin = min(_LEASE_MARGIN_S, self._settings.lease_s / 10)
+            remaining = (lease_until - self._clock()).total_seconds() - margin
+            if remaining <= 0:
+                # Waited for a slot until the lease nearly ran out: another dispatcher
+                # may claim the row any moment, so this one must not start sending it.
+                await self._repo.release(item.row_id, self.worker, self._clock())
+                self._count(record.sink, "expired")
+                return
+            body, content_type = encode_body(record.payload, record.idempotency_key)
             try:
-                receipt = await sink.deliver(record.idempotency_key, body, content_type)
+                async with asyncio.timeout(remaining):
+                    receipt = await sink.deliver(record.idempotency_key, body, content_type)
+            except TimeoutError:
+                await self._failed(item, config, "no answer before the claim's lease ran out")
+                return
             except DeliveryFailed as exc:
-                await self._failed(item, config, exc.reason, permanent=exc.permanent)
+                await self._failed(item, config, exc.reason, permanent=exc.permanent, gone=exc.gone)
                 if exc.gone:
                     await self._repo.set_sink_disabled(
                         record.sink, True, f"receiver answered: {exc.reason}", self._clock()
@@ -228,6 +290,7 @@ class Dispatcher:
                 return
             await self._repo.mark_delivered(item.row_id, self._clock(), receipt)
             self.delivered += 1
+            self._count(record.sink, "delivered")
             log.info("delivered %s (%s)", record.idempotency_key, receipt)
 
     async def _failed(
@@ -237,6 +300,7 @@ class Dispatcher:
         reason: str,
         *,
         permanent: bool = False,
+        gone: bool = False,
     ) -> None:
         self.failed += 1
         updated = after_failure(
@@ -250,6 +314,8 @@ class Dispatcher:
             cap=timedelta(seconds=self._settings.backoff_cap_s),
         )
         await self._repo.mark_failed(item.row_id, self.worker, updated)
+        dead = updated.state.value == "dead"
+        self._count(item.record.sink, "gone" if gone else "dead" if dead else "failed")
         log.warning(
             "delivery %s failed (attempt %d): %s%s",
             item.record.idempotency_key,

@@ -117,6 +117,39 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+
+        # Alarms and their delivery. The outbox gauges describe the shared outbox
+        # table (every node reports the same backlog), refreshed by the dispatcher.
+        self.alarms_opened = Counter(
+            "gridwatch_alarms_opened",
+            "Alarms opened, by priority (1 highest) and whether they are drills",
+            ["priority", "drill"],
+            registry=r,
+        )
+        self.alarm_escalations = Counter(
+            "gridwatch_alarm_escalations",
+            "SLA escalations, by the alarm's priority and the level reached",
+            ["priority", "level"],
+            registry=r,
+        )
+        self.outbox_pending = Gauge(
+            "gridwatch_outbox_pending",
+            "Outbox rows waiting for delivery (pending or being delivered), by sink",
+            ["sink"],
+            registry=r,
+        )
+        self.outbox_dead = Gauge(
+            "gridwatch_outbox_dead",
+            "Outbox rows dead-lettered after the attempt limit, by sink",
+            ["sink"],
+            registry=r,
+        )
+        self.outbox_deliveries = Counter(
+            "gridwatch_outbox_deliveries",
+            "Delivery attempts by sink and outcome (delivered, failed, dead, gone, expired)",
+            ["sink", "outcome"],
+            registry=r,
+        )
         self._before_render: list[Callable[[], None]] = []
 
     def before_render(self, refresh: Callable[[], None]) -> None:

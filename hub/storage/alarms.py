@@ -111,6 +111,8 @@ class DeviceInfo:
     address: str | None
     snapshot_url: str | None
     credentials: bytes | None = field(default=None, repr=False)
+    #: The camera's RTSP URLs (main stream first), for a one-frame snapshot.
+    rtsp_urls: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +291,7 @@ class AlarmRepository:
             "address",
             "snapshot_url",
             "credentials",
+            "rtsp_urls",
         )
         selected = ["id", "kind", "name", "jurisdiction", "attributes"]
         selected += [column if column in present else "NULL" for column in optional]
@@ -316,6 +319,7 @@ class AlarmRepository:
                 address=row[10] or _opt_text(attributes.get("address")),
                 snapshot_url=row[11] or _opt_text(attributes.get("snapshot_url")),
                 credentials=None if row[12] is None else bytes(row[12]),
+                rtsp_urls=_strings(row[13]) or _strings(attributes.get("rtsp_urls")),
             )
         return found
 
@@ -827,6 +831,15 @@ class AlarmRepository:
                 " WHERE sink = %s AND state = 'dead'",
                 (to_db_time(now), sink),
             )
+
+    async def outbox_backlog(self) -> dict[tuple[str, str], int]:
+        """Rows not yet delivered, by (sink, state): pending, delivering and dead."""
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(
+                "SELECT sink, state, COUNT(*) FROM outbox"
+                " WHERE state IN ('pending', 'delivering', 'dead') GROUP BY sink, state"
+            )
+        return {(str(row[0]), str(row[1])): int(row[2]) for row in rows}
 
     async def next_due(self, sinks: Sequence[str]) -> datetime | None:
         """When the earliest pending row of `sinks` is due (None when nothing waits)."""

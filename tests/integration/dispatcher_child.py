@@ -1,0 +1,70 @@
+"""A dispatcher process for the crash test: delivers the outbox until it is killed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from hub.alarm_config import AlarmSettings
+from hub.dispatcher import Dispatcher
+from hub.storage import open_store
+from hub.storage.alarms import AlarmRepository
+from tests.integration.alarm_support import SECRET
+
+
+def settings(receiver: str, lease_s: float) -> AlarmSettings:
+    """The sink and delivery settings the crash test's parent uses too."""
+    return AlarmSettings.model_validate(
+        {
+            "sinks": [
+                {
+                    "name": "center",
+                    "type": "webhook",
+                    "url": receiver,
+                    "secrets": [SECRET],
+                    "timeout_s": 1.5,
+                }
+            ],
+            "delivery": {
+                "poll_interval_s": 0.05,
+                "lease_s": lease_s,
+                "backoff_base_s": 0.05,
+                "backoff_cap_s": 0.2,
+                "batch_size": 4,
+                "concurrency": 4,
+            },
+        }
+    )
+
+
+async def run(url: str, receiver: str, lease_s: float, worker: str) -> None:
+    store = open_store(url, pool_size=2)
+    await store.open()
+    configured = settings(receiver, lease_s)
+    dispatcher = Dispatcher.from_settings(
+        AlarmRepository(store), configured.delivery, configured.sinks, worker=worker
+    )
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await dispatcher.start()
+    sys.stdout.write("READY\n")
+    sys.stdout.flush()
+    await stop.wait()
+    await dispatcher.stop()
+    await store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--receiver", required=True)
+    parser.add_argument("--lease", type=float, required=True)
+    parser.add_argument("--worker", required=True)
+    args = parser.parse_args()
+    asyncio.run(run(args.url, args.receiver, args.lease, args.worker))
+
+
+if __name__ == "__main__":
+    main()
