@@ -70,10 +70,15 @@ class Hub:
         self._commit_hooks.append(self.mqtt.in_transaction)
         self.broadcast = BroadcastService(self.store, self.mqtt)
         self.alarm_changes: EventBus[AlarmChange] = EventBus("alarm-changes")
-        self.alarms = AlarmEngine(self.store, settings.alarms, bus=self.alarm_changes)
+        self.alarms = AlarmEngine(
+            self.store, settings.alarms, bus=self.alarm_changes, metrics=self.metrics
+        )
         self._commit_hooks.append(self.alarms.in_transaction)
         self.dispatcher = Dispatcher.from_settings(
-            self.alarms.repo, settings.alarms.delivery, list(settings.alarms.sinks)
+            self.alarms.repo,
+            settings.alarms.delivery,
+            list(settings.alarms.sinks),
+            metrics=self.metrics,
         )
         self.alarms.on_outbox(self.dispatcher.wake)
         self.auth = Authenticator(self.store, settings.auth)
@@ -85,6 +90,8 @@ class Hub:
             linkage_radius_m=settings.registry.linkage_radius_m,
             linkage_limit=settings.registry.linkage_limit,
         )
+        # Alarm snapshots log in to linked cameras with their stored credentials.
+        self.alarms.use_credentials(camera_login(self.registry.cipher))
         # Camera logins are decrypted only here, to build the RTSP URL the hub pulls.
         self.live = LiveViews(self.store, settings.live, open_credentials=self.registry.cipher.open)
         self.patrol = PatrolService(
