@@ -1,0 +1,123 @@
+"""The hub's MQTT glue without a broker: directory lookups, health from events, unit status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from adapters.mqtt import DeviceKind, UnitStatus
+from camera_registry.events import DeviceEvent, Severity
+from hub.broadcast import unit_status_label
+from hub.config import load_settings
+from hub.mqtt import DeviceDirectory, health_changes
+from hub.storage import SQLiteStore
+from hub.storage.mqtt_devices import MqttDeviceRow
+
+T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+
+
+def _row(device_id: str, kind: str, mqtt_id: str | None = None) -> MqttDeviceRow:
+    return MqttDeviceRow(device_id, kind, device_id, mqtt_id, "/150102/", ())
+
+
+def _event(kind: str, at: int = 0, device: str = "btn-1", **payload: Any) -> DeviceEvent:
+    return DeviceEvent(
+        time=T0 + timedelta(seconds=at),
+        device_id=device,
+        kind=kind,
+        severity=Severity.INFO,
+        source="mqtt",
+        payload=payload,
+    )
+
+
+@pytest.fixture
+def directory(tmp_path: Any) -> DeviceDirectory:
+    directory = DeviceDirectory(SQLiteStore(tmp_path / "unused.sqlite3"))
+    directory.load(
+        [
+            _row("school-01-btn-1", "alarm_point", "sos-77"),
+            _row("school-01-spk-1", "broadcast_unit"),
+            _row("cam-001", "camera"),
+            _row("bad id with spaces", "alarm_point"),
+        ]
+    )
+    return directory
+
+
+def test_devices_are_found_by_their_mqtt_id_or_their_id(directory: DeviceDirectory) -> None:
+    button = directory.lookup("sos-77")
+    assert button is not None
+    assert (button.device_id, button.kind) == ("school-01-btn-1", DeviceKind.PANIC_BUTTON)
+    speaker = directory.lookup("school-01-spk-1")
+    assert speaker is not None and speaker.kind is DeviceKind.BROADCAST_UNIT
+    # A device with an MQTT id is not reachable under its registry id on MQTT.
+    assert directory.lookup("school-01-btn-1") is None
+    assert directory.lookup("cam-001") is None  # cameras do not speak MQTT
+    assert len(directory) == 2
+    assert directory.topic_id("school-01-btn-1") == "sos-77"
+    assert directory.topic_id("school-01-spk-1") == "school-01-spk-1"
+    assert directory.topic_id("cam-001") is None
+
+
+def test_reloading_replaces_removed_devices(directory: DeviceDirectory) -> None:
+    directory.load([_row("school-01-spk-1", "broadcast_unit")])
+    assert directory.lookup("sos-77") is None
+    assert directory.lookup("school-01-spk-1") is not None
+
+
+def test_health_follows_the_newest_evidence_per_device() -> None:
+    changes = health_changes(
+        [
+            _event("device.online", 0, retained=False),
+            _event("panic.press", 1, msg_id="a"),
+            _event("device.offline", 2, reason="heartbeat_missed", last_heard="08:00"),
+            _event("device.heartbeat", 1, device="spk-1", interval_s=60),
+            _event("broadcast.status", 3, device="spk-1", status="fault", detail="amp"),
+        ]
+    )
+    by_device = {c.device_id: c for c in changes}
+    assert by_device["btn-1"].health == "offline"
+    assert "missed heartbeats" in by_device["btn-1"].reason
+    assert by_device["spk-1"].health == "degraded"
+    assert "amp" in by_device["spk-1"].reason
+
+
+def test_events_from_other_sources_and_kinds_prove_nothing() -> None:
+    other = DeviceEvent(
+        time=T0, device_id="cam-1", kind="device.online", severity=Severity.INFO, source="onvif"
+    )
+    assert health_changes([other, _event("panic.press", msg_id="x")]) == []
+
+
+@pytest.mark.parametrize(
+    ("live", "stored", "label"),
+    [
+        (UnitStatus.BUSY, "online", "busy"),
+        (UnitStatus.IDLE, "unknown", "online"),
+        (UnitStatus.FAULT, "online", "fault"),
+        (UnitStatus.UNKNOWN, "degraded", "fault"),
+        (UnitStatus.UNKNOWN, "offline", "offline"),
+        (UnitStatus.UNKNOWN, "unknown", "unknown"),
+    ],
+)
+def test_unit_status_prefers_what_the_unit_says_now(
+    live: UnitStatus, stored: str, label: str
+) -> None:
+    assert unit_status_label(live, stored) == label
+
+
+def test_mqtt_is_off_by_default_and_configurable_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings(None).mqtt.enabled is False
+    monkeypatch.setenv("GRIDWATCH_MQTT__ENABLED", "true")
+    monkeypatch.setenv("GRIDWATCH_MQTT__HOST", "mosquitto")
+    monkeypatch.setenv("GRIDWATCH_MQTT__PASSWORD", "s3cret")
+    settings = load_settings(None)
+    adapter = settings.mqtt.adapter_settings()
+    assert settings.mqtt.enabled and adapter.host == "mosquitto"
+    assert adapter.password is not None and adapter.password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(settings)
