@@ -109,7 +109,7 @@ async def hub_with_mqtt(
     settings = load_settings(None, data_dir=tmp_path, storage={"url": url}, mqtt=mqtt)
     async with Hub(settings) as hub:
         app = hub.app()
-        act_as(app, role=role, scope=scope, subject="user:duty-officer")
+        act_as(app, role=role, scope=scope, subject="duty-officer")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
             yield hub, client
