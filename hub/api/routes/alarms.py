@@ -221,7 +221,7 @@ async def enable_sink(
         await engine.repo.audit(
             tx,
             at=now,
-            actor=principal.subject,
+            actor=principal.actor,
             action="sink.enable",
             target=name,
             remote_addr=principal.remote_addr,
@@ -284,7 +284,7 @@ async def _replay_then_live(
 
 @router.get("/stream")
 async def stream_sse(
-    principal: Annotated[Principal, Depends(require(Role.OPERATOR, Role.DISPATCHER))],
+    principal: Reader,  # maintenance staff: maintenance alarms only, as in the list
     engine: Engine,
     bus: Changes,
     since: Annotated[int | None, Query(ge=0, description="Replay changes after this seq.")] = None,
@@ -312,14 +312,15 @@ async def stream_sse(
 @router.websocket("/ws")
 async def stream_ws(
     websocket: WebSocket,
-    principal: Annotated[Principal, Depends(require(Role.OPERATOR, Role.DISPATCHER))],
+    principal: Reader,  # maintenance staff: maintenance alarms only, as in the list
     engine: Engine,
     bus: Changes,
     since: Annotated[int | None, Query(ge=0)] = None,
 ) -> None:
     """WebSocket: {"type":"hello","cursor":n}, then {"type":"change",…}; "resync" if cut off."""
     await websocket.accept()
-    try:
+
+    async def send_changes() -> None:
         async for kind, value in _replay_then_live(engine, bus, principal, since):
             if kind == "hello":
                 await websocket.send_json({"type": "hello", "cursor": value})
@@ -332,10 +333,29 @@ async def stream_ws(
                 return
             else:
                 await websocket.send_json({"type": "keepalive"})
-    except WebSocketDisconnect:
-        return
-    with contextlib.suppress(RuntimeError):
-        await websocket.close()
+
+    async def until_client_leaves() -> None:
+        # Without reading, a closed client would be noticed only at the next send
+        # (a keepalive away), holding its task and bus subscription until then.
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    sender = asyncio.create_task(send_changes())
+    watcher = asyncio.create_task(until_client_leaves())
+    try:
+        done, _ = await asyncio.wait({sender, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sender, watcher):
+            task.cancel()
+        results = await asyncio.gather(sender, watcher, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception) and not isinstance(
+            result, WebSocketDisconnect | RuntimeError
+        ):
+            raise result
+    if watcher not in done:
+        with contextlib.suppress(RuntimeError):
+            await websocket.close()
 
 
 @router.get("/{alarm_id}", response_model=AlarmDetailOut)
@@ -396,7 +416,7 @@ async def act(
         stored = await engine.act(
             alarm_id,
             action.value,
-            principal.subject,
+            principal.actor,
             visible=lambda s: _visible(principal, s),
             note=given.note,
             assignee=given.assignee,
