@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -294,6 +295,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp, mosquitto_peer(Path(tmp)) as peer:
         bare = {
             "throughput": bare_subscriber(peer, args.messages, 0),
@@ -305,6 +307,8 @@ def main() -> None:
     for backend, result in hub.items():
         result["ratio_to_bare"] = round(result["throughput"]["msg_per_s"] / bare_rate, 3)
         figures[f"hub_{backend}"] = result
+    # Other work on the machine moves these figures: keep its load beside them.
+    figures["load_average_1m"] = {"before": load_before, "after": os.getloadavg()[0]}
     figures["goal"] = ">= 80% of the bare subscriber's rate; p99 <= 50 ms at 1,000 msg/s"
     path = write_result("mqtt_ingest", figures)
     print(json.dumps(figures, indent=2))
