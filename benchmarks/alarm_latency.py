@@ -177,8 +177,9 @@ async def run(
     try:
         raw = await asyncio.to_thread(_bare_round_trip, port, presses, every)
         async with Hub(settings) as hub:
-            await hub.registry.upsert_jurisdictions(list(district.nodes), actor=Actor("bench"))
-            await hub.registry.bulk_upsert(list(district.devices), actor=Actor("bench"), scope=None)
+            bench = Actor("system:bench")
+            await hub.registry.upsert_jurisdictions(list(district.nodes), actor=bench)
+            await hub.registry.bulk_upsert(list(district.devices), actor=bench, scope=None)
             await hub.mqtt.directory.refresh()
             app = hub.app()
             from hub.api.auth import Principal, Role, current_principal

@@ -167,7 +167,7 @@ async def run() -> dict[str, Any]:
     with scratch_database() as dsn, tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(None, data_dir=Path(tmp), storage={"url": dsn, "pool_size": 8})
         async with Hub(settings) as hub:
-            actor = Actor("bench:registry")
+            actor = Actor("system:bench-registry")
             await hub.registry.upsert_jurisdictions(nodes, actor=actor)
             started = time.perf_counter()
             outcome = await hub.registry.import_file(data, actor=actor, scope=None)

@@ -27,7 +27,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from hub.config import AuthSettings
-from hub.principal import Principal, Role
+from hub.principal import Principal, Role, system_actor, user_actor
 from hub.storage import SqlStore, Tx
 from hub.storage import audit as audit_log
 from hub.storage import auth as repo
@@ -55,6 +55,8 @@ _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,63}")
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{1,63}")
 _KEY_ID = re.compile(r"[0-9a-f]{12}")
 _HOUSEKEEPING_EVERY_S = 3600.0
+#: The audit actor of what authentication does by itself (first admin, lockouts).
+_SYSTEM = system_actor("auth")
 # Sliding the idle expiry on every request would write on every request.
 _TOUCH_AFTER = timedelta(seconds=30)
 _HASHER = PasswordHasher()
@@ -209,7 +211,7 @@ class Authenticator:
                 tx,
                 self._new_user("admin", password_hash, Role.ADMIN, (ALL_JURISDICTIONS,), now, True),
             )
-            await audit_log.record(tx, "system", "user.create", "admin", None, {"first": True})
+            await audit_log.record(tx, _SYSTEM, "user.create", "admin", None, {"first": True})
         # Deliberately not through logging's redaction: this line is the only
         # way the operator learns the password. It must be changed at first login.
         log.warning("created the first user 'admin'; its one-time password is printed on stdout")
@@ -261,11 +263,15 @@ class Authenticator:
         if user is None or user.disabled:
             await asyncio.to_thread(_verify, _DUMMY_HASH, password)
             reason = "unknown user" if user is None else "disabled"
-            await self._audit(username[:64], "login.failed", username[:64], remote_addr, reason)
+            await self._audit(
+                _claimed(username), "login.failed", username[:64], remote_addr, reason
+            )
             raise LoginRefused(401, "invalid user name or password")
         if user.locked_until is not None and user.locked_until > now:
             wait = int((user.locked_until - now).total_seconds()) + 1
-            await self._audit(username, "login.locked", username, remote_addr, "account locked")
+            await self._audit(
+                user_actor(username), "login.locked", username, remote_addr, "account locked"
+            )
             raise LoginRefused(429, "too many failed logins; try again later", wait)
         ok, needs_rehash = await asyncio.to_thread(_verify, user.password_hash, password)
         if not ok:
@@ -279,11 +285,16 @@ class Authenticator:
                     lock_until=lock_end,
                 )
                 await audit_log.record(
-                    tx, username, "login.failed", username, remote_addr, {"reason": "password"}
+                    tx,
+                    user_actor(username),
+                    "login.failed",
+                    username,
+                    remote_addr,
+                    {"reason": "password"},
                 )
                 if locked is not None:
                     await audit_log.record(
-                        tx, "system", "user.lockout", username, remote_addr, {"until": str(locked)}
+                        tx, _SYSTEM, "user.lockout", username, remote_addr, {"until": str(locked)}
                     )
             raise LoginRefused(401, "invalid user name or password")
         new_hash = await asyncio.to_thread(_HASHER.hash, password) if needs_rehash else None
@@ -308,7 +319,7 @@ class Authenticator:
                     remote_addr=remote_addr,
                 ),
             )
-            await audit_log.record(tx, username, "login", username, remote_addr, {})
+            await audit_log.record(tx, user_actor(username), "login", username, remote_addr, {})
         return LoginResult(session_token, csrf_token, expires, user)
 
     def _expiry(self, created: datetime, now: datetime) -> datetime:
@@ -619,7 +630,12 @@ class Authenticator:
         if reason:
             body["reason"] = reason
         async with self.store.transaction() as tx:
-            await audit_log.record(tx, actor or "anonymous", action, target, remote_addr, body)
+            await audit_log.record(tx, actor, action, target, remote_addr, body)
+
+
+def _claimed(username: str) -> str:
+    """The actor of a login attempt: the name typed, even if no such user exists."""
+    return user_actor(username[:64] if username.strip() else "(empty)")
 
 
 def _verify(password_hash: str, password: str) -> tuple[bool, bool]:

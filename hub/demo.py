@@ -60,6 +60,7 @@ from adapters.sim.video import SimPlayer
 from camera_registry.events import DeviceEvent, Severity
 from hub.auth import AccountError
 from hub.config import Settings
+from hub.principal import system_actor
 from hub.registry import Actor
 from hub.runtime import Hub
 
@@ -74,7 +75,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_ACTOR = Actor("demo")
+_ACTOR = Actor(system_actor("demo"))
 _FPS = 12.5
 
 
@@ -576,7 +577,7 @@ async def _drill_key(hub: Hub, data_dir: Path) -> str:
         if await hub.auth.api_key(token, None, datetime.now(UTC)) is not None:
             return token
     key = await hub.auth.create_api_key(
-        f"demo drill {uuid.uuid4().hex[:6]}", "admin", ("/",), actor="demo"
+        f"demo drill {uuid.uuid4().hex[:6]}", "admin", ("/",), actor=_ACTOR.name
     )
     path.touch(mode=0o600)
     path.write_text(key.token + "\n", encoding="utf-8")
@@ -591,7 +592,7 @@ async def _create_users(hub: Hub) -> None:
                 user.password,
                 user.role,
                 user.jurisdictions,
-                actor="demo",
+                actor=_ACTOR.name,
                 display_name=user.what,
             )
 

@@ -43,6 +43,7 @@ from camera_registry.events import DeviceEvent
 from hub.alarm_engine import AlarmChange, AlarmEngine
 from hub.bus import EventBus
 from hub.config import MqttHubSettings
+from hub.principal import system_actor
 from hub.storage import SqlStore
 from hub.storage.mqtt_devices import load_mqtt_devices
 
@@ -50,7 +51,7 @@ __all__ = ["DrillError", "DrillReport", "DrillRunner", "DrillSample", "StageStat
 
 log = logging.getLogger(__name__)
 
-_ACTOR = "drill"
+_ACTOR = system_actor("drill")
 
 
 class DrillError(RuntimeError):

@@ -91,7 +91,7 @@ class LiveViews:
         async with self.store.transaction() as tx:
             await audit_log.record(
                 tx,
-                principal.subject,
+                principal.actor,
                 "live.start",
                 camera_id,
                 principal.remote_addr,

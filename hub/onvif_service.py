@@ -393,7 +393,7 @@ class OnvifService:
         device_id: str,
         *,
         scope_paths: Sequence[str] | None = None,
-        actor: str = "system",
+        actor: str = "system:onvif",
         remote_addr: str | None = None,
     ) -> ProbeOutcome:
         """Probe a registered device, store the outcome, update the device; raise on failure.
@@ -547,7 +547,7 @@ class OnvifService:
         request: OnboardRequest,
         *,
         scope_paths: Sequence[str] | None = None,
-        actor: str = "system",
+        actor: str = "system:onvif",
         remote_addr: str | None = None,
     ) -> ProbeOutcome:
         """Probe the camera with the given login, register it, then store the probe on it.

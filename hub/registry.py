@@ -48,6 +48,7 @@ from camera_registry.jurisdiction import (
 )
 from camera_registry.models import Credentials, DeviceIn
 from hub.crypto import CredentialCipher, CredentialError
+from hub.principal import check_actor
 from hub.storage import SqlStore, Tx
 from hub.storage import devices as repo
 from hub.storage.audit import record as audit_record
@@ -84,10 +85,13 @@ class RegistryConflict(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who makes a change, for the audit log (`user:alice`, `cli:root`)."""
+    """Who makes a change, for the audit log (`user:alice`, `system:cli:root`)."""
 
     name: str
     remote_addr: str | None = None
+
+    def __post_init__(self) -> None:
+        check_actor(self.name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ from tqdm import tqdm
 from camera_registry.models import DeviceKind, HealthState
 from hub.cli import settings_from
 from hub.crypto import CredentialCipher, load_keyring
+from hub.principal import cli_actor
 from hub.registry import Actor, Registry, parse_jurisdictions
 from hub.storage import open_store
 from hub.storage.devices import DeviceFilter
@@ -39,7 +39,7 @@ def device_actions(
 
 
 def _actor() -> Actor:
-    return Actor(f"cli:{getpass.getuser()}")
+    return Actor(cli_actor())
 
 
 @asynccontextmanager

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TextIO
 
 from hub.config import Settings
+from hub.principal import cli_actor
 
 __all__ = ["register"]
 
@@ -52,10 +52,7 @@ def register(subparsers: Any) -> None:
 
 
 def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:unknown"
+    return cli_actor()
 
 
 @asynccontextmanager

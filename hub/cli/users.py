@@ -14,13 +14,13 @@ from typing import TypeVar
 
 from hub.auth import AccountError, Authenticator, generate_password
 from hub.cli import settings_from
-from hub.principal import Role
+from hub.principal import Role, cli_actor
 from hub.storage import open_store
 
 __all__ = ["register"]
 
 T = TypeVar("T")
-_ACTOR = "cli"
+_ACTOR = cli_actor()
 
 
 def _with_auth(args: argparse.Namespace, work: Callable[[Authenticator], Awaitable[T]]) -> T:

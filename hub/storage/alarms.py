@@ -23,6 +23,7 @@ from typing import Any
 from alarms.models import ACTIVE_STATES, Alarm, AlarmCategory, AlarmState, HistoryEntry, Priority
 from alarms.outbox import OUTBOX_NAMESPACE, OutboxRecord, OutboxState
 from camera_registry.events import RejectedMessage
+from hub.storage import audit as audit_log
 from hub.storage.base import (
     Row,
     SqlStore,
@@ -534,11 +535,7 @@ class AlarmRepository:
         details: Mapping[str, Any],
     ) -> None:
         """One audit-log row for an operator action."""
-        await tx.execute(
-            "INSERT INTO audit_log (at, actor, action, target, remote_addr, details)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            (to_db_time(at), actor, action, target, remote_addr, dict(details)),
-        )
+        await audit_log.record(tx, actor, action, target, remote_addr, details, at=at)
 
     # -- queries ------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hub.principal import check_actor
 from hub.storage.base import SqlStore, Tx, from_json, from_ts, to_db_time
 
 __all__ = [
@@ -51,9 +52,14 @@ async def record(
     *,
     at: datetime | None = None,
 ) -> None:
-    """Append one audit row inside `tx` (actor `user:alice`, action `alarm.acknowledge`)."""
-    if not actor or not action:
-        raise ValueError("an audit row needs an actor and an action")
+    """Append one audit row inside `tx` (actor `user:alice`, action `alarm.acknowledge`).
+
+    The actor must be `user:<name>`, `key:<name>` or `system:<component>`
+    (`hub.principal`), so an auditor can filter by who without guessing forms.
+    """
+    if not action:
+        raise ValueError("an audit row needs an action")
+    check_actor(actor)
     when = to_db_time(at) if at is not None else datetime.now(UTC)
     await tx.execute(
         "INSERT INTO audit_log (at, actor, action, target, remote_addr, details)"

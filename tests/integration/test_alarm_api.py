@@ -81,13 +81,13 @@ async def test_operator_walks_a_panic_alarm_through_its_cycle(
         "resolve",
         "close",
     ]
-    assert [h["actor"] for h in detail["history"][1:]] == ["op1"] * 5
+    assert [h["actor"] for h in detail["history"][1:]] == ["user:op1"] * 5
     assert detail["alarm"]["department"] == "police-station-3"
     async with hub.store.reading() as tx:
         audit = await tx.fetchall(
             "SELECT actor, action FROM audit_log WHERE target = %s", (alarm["id"],)
         )
-    assert len(audit) == 5 and all(actor == "op1" for actor, _ in audit)
+    assert len(audit) == 5 and all(actor == "user:op1" for actor, _ in audit)
 
     act_as(client._transport.app, role="dispatcher", scope=("/",), subject="police")  # type: ignore[attr-defined]
     page = (await client.get("/api/alarms/changes", params={"since": 0})).json()

@@ -130,7 +130,7 @@ async def test_writes_with_a_session_need_the_csrf_header(
 async def test_wrong_passwords_lock_the_account_and_are_audited(
     hub: Hub, client: httpx.AsyncClient
 ) -> None:
-    await hub.auth.create_user("op2", GOOD, "operator", ["/"], actor="test")
+    await hub.auth.create_user("op2", GOOD, "operator", ["/"], actor="system:test")
     for _ in range(3):
         bad = await client.post("/api/auth/login", json={"username": "op2", "password": "nope"})
         assert bad.status_code == 401
@@ -141,7 +141,7 @@ async def test_wrong_passwords_lock_the_account_and_are_audited(
     assert unknown.status_code == 401
     # An unknown name gets the same answer as a wrong password: no account probing.
     assert unknown.json()["detail"] == "invalid user name or password"
-    actions = [e.action for e in await audit_log.query(hub.store, actor="op2")]
+    actions = [e.action for e in await audit_log.query(hub.store, actor="user:op2")]
     assert actions.count("login.failed") == 3 and "login.locked" in actions
     lockouts = await audit_log.query(hub.store, action="user.lockout")
     assert lockouts and lockouts[0].target == "op2" and lockouts[0].remote_addr == "127.0.0.1"
@@ -175,7 +175,7 @@ async def test_weak_passwords_are_refused(hub: Hub, client: httpx.AsyncClient) -
 
 
 async def test_password_change_ends_other_sessions(hub: Hub, client: httpx.AsyncClient) -> None:
-    await hub.auth.create_user("op4", GOOD, "operator", ["/"], actor="test")
+    await hub.auth.create_user("op4", GOOD, "operator", ["/"], actor="system:test")
     first = await login(client, "op4", GOOD)
     transport = httpx.ASGITransport(app=hub.app())
     async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as other:
@@ -191,7 +191,7 @@ async def test_password_change_ends_other_sessions(hub: Hub, client: httpx.Async
 
 
 async def test_idle_sessions_expire(hub: Hub, client: httpx.AsyncClient) -> None:
-    await hub.auth.create_user("op5", GOOD, "operator", ["/"], actor="test")
+    await hub.auth.create_user("op5", GOOD, "operator", ["/"], actor="system:test")
     await login(client, "op5", GOOD)
     token = client.cookies[SESSION_COOKIE]
     later = datetime.now(UTC) + timedelta(minutes=hub.settings.auth.session_idle_minutes + 1)
@@ -263,16 +263,16 @@ async def test_jurisdiction_codes_resolve_through_the_tree(hub: Hub) -> None:
 async def test_audit_log_is_for_auditors_and_kept_180_days(
     hub: Hub, client: httpx.AsyncClient
 ) -> None:
-    await hub.auth.create_user("aud", GOOD, "auditor", ["/"], actor="test")
-    await hub.auth.create_user("op6", GOOD, "operator", ["/"], actor="test")
+    await hub.auth.create_user("aud", GOOD, "auditor", ["/"], actor="system:test")
+    await hub.auth.create_user("op6", GOOD, "operator", ["/"], actor="system:test")
     now = datetime.now(UTC)
     async with hub.store.transaction() as tx:
-        await audit_log.record(tx, "op6", "alarm.acknowledge", "a-1", "10.0.0.7", {}, at=now)
+        await audit_log.record(tx, "user:op6", "alarm.acknowledge", "a-1", "10.0.0.7", {}, at=now)
         await audit_log.record(
-            tx, "op6", "alarm.note", "a-2", None, {}, at=now - timedelta(days=179)
+            tx, "user:op6", "alarm.note", "a-2", None, {}, at=now - timedelta(days=179)
         )
         await audit_log.record(
-            tx, "op6", "alarm.close", "a-3", None, {}, at=now - timedelta(days=181)
+            tx, "user:op6", "alarm.close", "a-3", None, {}, at=now - timedelta(days=181)
         )
     await login(client, "op6", GOOD)
     assert (await client.get("/api/audit")).status_code == 403
@@ -288,7 +288,7 @@ async def test_audit_log_is_for_auditors_and_kept_180_days(
     assert {e["target"] for e in page["items"]} == {"a-1", "a-2", "a-3"}
     assert page["items"][-1]["remote_addr"] == "10.0.0.7"
     logins = (await client.get("/api/audit", params={"action": "login"})).json()["items"]
-    assert {e["actor"] for e in logins} >= {"op6", "aud"}
+    assert {e["actor"] for e in logins} >= {"user:op6", "user:aud"}
     # Even a configured 30 days keeps 180: only the 181-day-old row goes.
     removed = await audit_log.purge(hub.store, now, keep_days=30)
     assert removed == 1

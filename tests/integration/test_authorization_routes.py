@@ -114,8 +114,8 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/api/alarms/changes"): Case((DI, OP)),
     ("GET", "/api/alarms/sinks"): Case((OP,)),
     ("POST", "/api/alarms/sinks/{name}/enable"): Case(ADMIN_ONLY, "/api/alarms/sinks/x/enable"),
-    ("GET", "/api/alarms/stream"): Case((OP, DI)),
-    ("WS", "/api/alarms/ws"): Case((OP, DI)),
+    ("GET", "/api/alarms/stream"): Case((OP, DI, MA)),
+    ("WS", "/api/alarms/ws"): Case((OP, DI, MA)),
     ("GET", "/api/alarms/{alarm_id}"): Case(
         (OP, DI, MA), "/api/alarms/{alarm}", scoped_id="record"
     ),

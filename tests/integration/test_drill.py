@@ -71,8 +71,9 @@ async def test_drill_reports_each_stage_and_spares_real_sinks(
         running_receiver(real_receiver, real_port),
         Hub(settings) as hub,
     ):
-        await hub.registry.upsert_jurisdictions(list(district.nodes), actor=Actor("test"))
-        await hub.registry.bulk_upsert(list(district.devices), actor=Actor("test"), scope=None)
+        actor = Actor("system:test")
+        await hub.registry.upsert_jurisdictions(list(district.nodes), actor=actor)
+        await hub.registry.bulk_upsert(list(district.devices), actor=actor, scope=None)
         await hub.mqtt.directory.refresh()
         app = hub.app()
         act_as(app, role="admin")

@@ -19,7 +19,7 @@ from hub.crypto import CredentialCipher, CredentialError, Keyring, generate_key,
 from hub.registry import Actor, Registry
 from tests.conftest import build_store
 
-ACTOR = Actor("test:rotation")
+ACTOR = Actor("system:test-rotation")
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "registry"
 
 

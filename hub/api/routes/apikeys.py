@@ -50,7 +50,7 @@ async def create_key(
             body.name,
             body.role,
             body.jurisdictions,
-            actor=principal.subject,
+            actor=principal.actor,
             remote_addr=client_addr(request),
         )
     except AccountError as exc:
@@ -63,7 +63,7 @@ async def create_key(
 async def revoke_key(key_id: str, request: Request, principal: Admin, auth: Auth) -> Response:
     """Revoke a key at once."""
     if not await auth.revoke_api_key(
-        key_id, actor=principal.subject, remote_addr=client_addr(request)
+        key_id, actor=principal.actor, remote_addr=client_addr(request)
     ):
         raise not_found("API key")
     return Response(status_code=204)

@@ -110,7 +110,7 @@ async def logout(
     """End the caller's session and clear its cookies."""
     token = request.cookies.get(SESSION_COOKIE)
     if token and principal.via == "session":
-        await auth.logout(token, principal.subject, client_addr(request))
+        await auth.logout(token, principal.actor, client_addr(request))
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     response.delete_cookie(CSRF_COOKIE, path="/", samesite="strict")
@@ -154,7 +154,7 @@ async def change_password(
         await auth.set_password(
             principal.subject,
             body.new_password,
-            actor=principal.subject,
+            actor=principal.actor,
             remote_addr=client_addr(request),
             current_password=body.current_password,
         )

@@ -89,7 +89,7 @@ async def command_unit(
             unit_id,
             body,
             scope_paths=principal.scope_paths,
-            actor=principal.subject,
+            actor=principal.actor,
             remote_addr=_remote_addr(principal, request),
         )
     except BroadcastUnavailable as exc:
@@ -124,7 +124,7 @@ async def command_zone(
             zone,
             body,
             scope_paths=principal.scope_paths,
-            actor=principal.subject,
+            actor=principal.actor,
             remote_addr=_remote_addr(principal, request),
         )
     except BroadcastUnavailable as exc:

@@ -64,7 +64,7 @@ _CONTENT_TYPES = {
 
 
 def _actor(principal: Principal, request: Request) -> Actor:
-    return Actor(f"user:{principal.subject}", client_addr(request))
+    return Actor(principal.actor, client_addr(request))
 
 
 async def device_filter(

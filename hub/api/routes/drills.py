@@ -59,7 +59,7 @@ async def run_drill(
     async with services.store.transaction() as tx:
         await audit_log.record(
             tx,
-            principal.subject,
+            principal.actor,
             "drill.run",
             "drill",
             principal.remote_addr,

@@ -124,7 +124,7 @@ async def upsert_nodes(
     """Create or change nodes (a whole tree may be loaded at once); admin only."""
     try:
         await registry.upsert_jurisdictions(
-            body, actor=Actor(f"user:{principal.subject}", client_addr(request))
+            body, actor=Actor(principal.actor, client_addr(request))
         )
     except JurisdictionTreeError as exc:
         raise _tree_problem(exc) from exc
@@ -151,7 +151,7 @@ async def put_node(
         )
     try:
         await registry.upsert_jurisdictions(
-            [body], actor=Actor(f"user:{principal.subject}", client_addr(request))
+            [body], actor=Actor(principal.actor, client_addr(request))
         )
     except JurisdictionTreeError as exc:
         raise _tree_problem(exc) from exc

@@ -64,7 +64,7 @@ _PROBE_RESPONSES: dict[int | str, dict[str, str]] = {
 
 
 def _actor(principal: Principal) -> str:
-    return f"{principal.via}:{principal.subject}"
+    return principal.actor
 
 
 def _camera_problem(failure: ProbeFailure, detail: str, device_id: str | None) -> Problem:

@@ -51,7 +51,7 @@ async def create_user(body: UserIn, request: Request, principal: Admin, auth: Au
             body.password,
             body.role,
             body.jurisdictions,
-            actor=principal.subject,
+            actor=principal.actor,
             remote_addr=client_addr(request),
             must_change=body.must_change_password,
             display_name=body.display_name,
@@ -82,11 +82,11 @@ async def update_user(
     try:
         if body.password is not None:
             await auth.set_password(
-                username, body.password, actor=principal.subject, remote_addr=addr, must_change=True
+                username, body.password, actor=principal.actor, remote_addr=addr, must_change=True
             )
         user = await auth.update_user(
             username,
-            actor=principal.subject,
+            actor=principal.actor,
             remote_addr=addr,
             role=body.role,
             jurisdictions=body.jurisdictions,
