@@ -117,18 +117,27 @@ function slaText(alarm, now = Date.now()) {
   return diff >= 0 ? { text: t("sla.left", { t: clock }), late: false } : { text: t("sla.late", { t: clock }), late: true };
 }
 
+// A P1 drill sounds like a real P1: a drill exercises the real path, the
+// operator's reaction included. The 演练/DRILL badge (row and detail) is what
+// tells it apart, so nobody dispatches police to a drill.
+function sounds(alarm) { return alarm.priority === 1 && alarm.state === "new"; }
+
+function drillBadge(alarm) {
+  return alarm.is_drill ? h("span", { class: "drill-badge", title: t("drill.note"), text: t("drill.badge") }) : null;
+}
+
 function render() {
   const body = document.getElementById("queue-body");
   const rows = ordered().map((alarm) => {
     const sla = slaText(alarm);
-    const sound = alarm.priority === 1 && alarm.state === "new";
+    const sound = sounds(alarm);
     return h("tr", {
-      dataset: { alarmId: alarm.id, priority: String(alarm.priority), state: alarm.state, sound: sound ? "on" : "off" },
-      class: alarm.id === selected ? "selected" : null,
+      dataset: { alarmId: alarm.id, priority: String(alarm.priority), state: alarm.state, sound: sound ? "on" : "off", drill: alarm.is_drill ? "true" : "false" },
+      class: [alarm.id === selected ? "selected" : "", alarm.is_drill ? "drill" : ""].join(" ").trim() || null,
       onclick: () => showDetail(alarm.id),
     },
     h("td", {}, h("span", { class: `prio prio-${alarm.priority}`, text: `P${alarm.priority}` })),
-    h("td", {}, h("div", { text: alarm.title }), h("small", { class: "muted", text: `${alarm.device_id}${alarm.count > 1 ? ` ×${alarm.count}` : ""}` })),
+    h("td", {}, h("div", {}, drillBadge(alarm), alarm.title), h("small", { class: "muted", text: `${alarm.device_id}${alarm.count > 1 ? ` ×${alarm.count}` : ""}` })),
     h("td", { class: "state", text: t(`state.${alarm.state}`) }),
     h("td", { text: localTime(alarm.opened_at) }),
     h("td", { class: `sla${sla.late ? " late" : ""}`, dataset: { due: alarm.state === "new" ? alarm.ack_due ?? "" : alarm.resolve_due ?? "" }, text: sla.text }));
@@ -136,7 +145,7 @@ function render() {
   body.replaceChildren(...rows);
   document.getElementById("queue-empty").hidden = rows.length > 0;
   document.getElementById("queue-count").textContent = rows.length ? `(${rows.length})` : "";
-  setAlerting(ordered().some((a) => a.priority === 1 && a.state === "new"));
+  setAlerting(ordered().some(sounds));
 }
 
 function tickSla() {
@@ -170,6 +179,7 @@ function renderDetail(detail, withVideo) {
   const keepVideo = !withVideo ? pane.querySelector(".live-block") : null;
   pane.dataset.alarmId = a.id;
   pane.dataset.state = a.state;
+  pane.dataset.drill = a.is_drill ? "true" : "false";
   const note = h("input", { name: "note", placeholder: t("detail.note") });
   const assignee = h("input", { name: "assignee", placeholder: t("detail.assignee_ph"), value: a.assignee ?? "" });
   const department = h("input", { name: "department", placeholder: t("detail.department_ph"), value: a.department ?? "" });
@@ -191,7 +201,8 @@ function renderDetail(detail, withVideo) {
   };
   const sla = slaText(a);
   pane.replaceChildren(...[
-    h("h3", {}, h("span", { class: `prio prio-${a.priority}`, text: `P${a.priority}` }), " ", a.title),
+    h("h3", {}, h("span", { class: `prio prio-${a.priority}`, text: `P${a.priority}` }), " ", drillBadge(a), a.title),
+    a.is_drill ? h("p", { class: "drill-note", role: "note", text: t("drill.note") }) : null,
     h("dl", {},
       h("dt", { text: t("queue.state") }), h("dd", { class: "detail-state", text: t(`state.${a.state}`) }),
       h("dt", { text: t("detail.device") }), h("dd", { text: a.device_id }),

@@ -10,122 +10,34 @@ queue and the detail go to test-output/screenshots/.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterator
-from concurrent.futures import Future
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-import uvicorn
 
 from adapters.sim.mqtt_devices import PanicButtonSim
-from hub.config import load_settings
 from hub.runtime import Hub
 from hub.storage import Json
-from tests.peers import free_port, peer_missing, port_open
+from tests.integration.console_support import (
+    PASSWORD,
+    SCREENSHOTS,
+    launch_browser,
+    login,
+    require_browser_peers,
+    row,
+    serve_hub,
+    wait_js,
+)
+from tests.peers import peer_missing
 from tests.peers.rtsp import gstreamer_available, start_rtsp_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.mqtt, pytest.mark.rtsp, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # The test cannot click "enable sound" before every reload.
-    "--autoplay-policy=no-user-gesture-required",
-]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
-PASSWORD = "Shift-Lead-2026!x"
 TOWN_A = "/150102/150102001/"
 TOWN_B = "/150102/150102002/"
-T = TypeVar("T")
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without signal handlers (it runs in a worker thread here)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@dataclass
-class RunningHub:
-    """A hub and its HTTP server on their own event loop in a thread."""
-
-    hub: Hub
-    loop: asyncio.AbstractEventLoop
-    base_url: str
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine on the hub's loop and wait for its result."""
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return future.result(timeout=30)
-
-
-@contextlib.contextmanager
-def serve_hub(tmp_path: Path, prefix: str) -> Iterator[RunningHub]:
-    port = free_port()
-    settings = load_settings(
-        None,
-        data_dir=tmp_path / "hub",
-        http={"port": port},
-        mqtt={
-            "enabled": True,
-            "host": "127.0.0.1",
-            "port": 1883,
-            "topic_prefix": prefix,
-            "client_id": f"gw-console-test-{uuid.uuid4().hex[:8]}",
-            "device_refresh_s": 0.2,
-        },
-    )
-    ready = threading.Event()
-    stop = threading.Event()
-    box: dict[str, Any] = {}
-
-    async def main() -> None:
-        async with Hub(settings) as hub:
-            config = uvicorn.Config(
-                hub.app(), host="127.0.0.1", port=port, log_config=None, lifespan="off"
-            )
-            server = _Server(config)
-            task = asyncio.create_task(server.serve())
-            while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-                await asyncio.sleep(0.05)
-            box["running"] = RunningHub(hub, asyncio.get_running_loop(), f"http://127.0.0.1:{port}")
-            ready.set()
-            while not stop.is_set():  # noqa: ASYNC110 - set from the test's thread
-                await asyncio.sleep(0.1)
-            server.should_exit = True
-            await task
-
-    def thread_main() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # reported to the test below
-            box["error"] = exc
-            ready.set()
-
-    thread = threading.Thread(target=thread_main, name="hub-under-test", daemon=True)
-    thread.start()
-    ready.wait(60)
-    if "error" in box:
-        raise box["error"]
-    try:
-        yield box["running"]
-    finally:
-        stop.set()
-        thread.join(30)
 
 
 async def seed(hub: Hub, rtsp_url: str) -> None:
@@ -180,15 +92,12 @@ async def seed(hub: Hub, rtsp_url: str) -> None:
             )
     await hub.auth.refresh_tree()
     for username, scope in (("duty", ["/"]), ("town-a", ["150102001"]), ("town-b", ["150102002"])):
-        await hub.auth.create_user(username, PASSWORD, "operator", scope, actor="test")
+        await hub.auth.create_user(username, PASSWORD, "operator", scope, actor="system:test")
 
 
 @pytest.fixture
 def peers(tmp_path: Path) -> Iterator[str]:
-    if not CHROMIUM.exists():
-        peer_missing("chromium", "apt-get install -y chromium chromium-driver")
-    if not port_open("127.0.0.1", 1883):
-        peer_missing("mosquitto", "nothing listens on 127.0.0.1:1883")
+    require_browser_peers()
     reason = gstreamer_available()
     if reason:
         peer_missing("rtsp", reason)
@@ -198,35 +107,8 @@ def peers(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        instance = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            await instance.close()
-
-
-async def login(page: Any, base_url: str, username: str) -> None:
-    await page.goto(base_url + "/")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-submit")
-    await page.wait_for_selector("body[data-view=queue]")
-    await page.wait_for_selector("#conn[data-state=up]")
-
-
-async def wait_js(page: Any, expression: str, timeout_s: float) -> None:
-    """Poll a page expression (page.wait_for_function evaluates strings, which the
-    console's Content-Security-Policy forbids; page.evaluate goes through DevTools)."""
-    async with asyncio.timeout(timeout_s):
-        while not await page.evaluate(expression):  # noqa: ASYNC110 - state in the browser
-            await asyncio.sleep(0.1)
-
-
-def row(device_id: str) -> str:
-    return f"#queue-body tr:has-text('{device_id}')"
+    async with launch_browser() as instance:
+        yield instance
 
 
 async def test_operator_console_end_to_end(peers: str, browser: Any, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -191,17 +192,20 @@ class ChangeOut(_Out):
     revision: int
     action: str
     at: datetime
+    is_drill: bool = Field(description="The alarm is a drill (console badge, CAP Exercise).")
     payload: dict[str, Any] = Field(description="The same body the sinks receive.")
 
     @classmethod
     def of(cls, change: AlarmChange) -> ChangeOut:
         """Build from a stored change."""
+        alarm = change.payload.get("alarm")
         return cls(
             seq=change.seq,
             alarm_id=change.alarm_id,
             revision=change.revision,
             action=change.action,
             at=change.at,
+            is_drill=bool(alarm.get("is_drill")) if isinstance(alarm, Mapping) else False,
             payload=dict(change.payload),
         )
 
