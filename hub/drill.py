@@ -12,9 +12,12 @@ press passes on its way to people:
    for drills (`alarms.sinks[].drill: true`). Sinks not configured for drills get
    nothing, and the report says so.
 
-Drill alarms carry `is_drill` (the console marks them, CAP sends
-``status=Exercise``, KPIs leave them out) and are closed by the drill once
-measured, so no one has to clear them. The report gives p50/p99/max per stage and
+Drill alarms carry `is_drill` (the console marks them 演练/DRILL in the queue
+and the detail, CAP sends ``status=Exercise``, KPIs leave them out) and are
+closed by the drill once measured, so no one has to clear them. A P1 drill
+sounds in the console like a real P1 until acknowledged or closed: a drill
+exercises the real path, the operator's reaction included; the badge is what
+tells it apart. The report gives p50/p99/max per stage and
 passes when every stage's maximum stays within the SLO (2 s by default).
 
 Only the event topic is published: a drill never announces a device online or
