@@ -599,7 +599,10 @@ class PatrolService:
                 )
             )
         if confirmed_faults:
-            camera.active_faults = confirmed_faults
+            # A fault stays active until the whole picture is fine again (vqd.ok):
+            # its alarm closes only then, so a fault that comes and goes while
+            # others remain is not announced twice.
+            camera.active_faults = tuple(dict.fromkeys((*camera.active_faults, *new_faults)))
         elif recovered:
             camera.active_faults = ()
         if transition is not None:
