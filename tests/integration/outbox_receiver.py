@@ -4,12 +4,14 @@ It tells apart a repeat (the same key again, after the first attempt ended)
 from a concurrent duplicate (the same key arriving while an earlier request
 with that key is still being handled), and remembers which keys it answered
 with a 2xx, so a test can check that nothing counts as delivered that the
-receiver never got.
+receiver never got. It answers only on its own random path, so a delivery
+from another test that happens to target the same port is refused, not counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -41,6 +43,11 @@ class KeyedReceiver:
     bad_signatures: int = 0
     in_flight: Counter[str] = field(default_factory=Counter)
     content_types: set[str] = field(default_factory=set)
+    path: str = field(default_factory=lambda: f"/hook/{uuid.uuid4().hex}")
+
+    def url(self, port: int) -> str:
+        """Where a sink delivers to this receiver on `port`."""
+        return f"http://127.0.0.1:{port}{self.path}"
 
     def count(self, key: str) -> int:
         """How many requests carried `key`."""
@@ -72,9 +79,9 @@ class KeyedReceiver:
 
 @asynccontextmanager
 async def serve_receiver(receiver: KeyedReceiver, port: int) -> AsyncIterator[KeyedReceiver]:
-    """Serve `receiver` at http://127.0.0.1:`port`/hook until the block ends."""
+    """Serve `receiver` at `receiver.url(port)` until the block ends."""
     app = web.Application()
-    app.router.add_post("/hook", receiver.handle)
+    app.router.add_post(receiver.path, receiver.handle)
     runner = web.AppRunner(app, handler_cancellation=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)

@@ -74,13 +74,14 @@ async def wait_delivered(engine: AlarmEngine, count: int) -> None:
 
 async def test_cap_receiver_gets_each_revision_as_valid_cap(store: SqlStore) -> None:
     port = free_port()
+    receiver = KeyedReceiver(delay_s=0.0, signed=False)
     settings = AlarmSettings.model_validate(
         {
             "sinks": [
                 {
                     "name": "police",
                     "type": "cap",
-                    "url": f"http://127.0.0.1:{port}/hook",
+                    "url": receiver.url(port),
                     "cap_sender": SENDER,
                     "drill": True,
                     "timeout_s": 2.0,
@@ -96,7 +97,6 @@ async def test_cap_receiver_gets_each_revision_as_valid_cap(store: SqlStore) -> 
         await add_device(
             store, device, kind="panic", name=name, latitude=LATITUDE, longitude=LONGITUDE
         )
-    receiver = KeyedReceiver(delay_s=0.0, signed=False)
 
     async def press(device: str, drill: bool) -> uuid.UUID:
         event = make_event(
@@ -120,8 +120,8 @@ async def test_cap_receiver_gets_each_revision_as_valid_cap(store: SqlStore) -> 
                 ("close", {"note": "report filed"}),
             ]
             for action, extra in steps:
-                await engine.act(real, action, "op1", visible=lambda s: True, **extra)
-            await engine.act(drill, "false_alarm", "op1", visible=lambda s: True, note="drill")
+                await engine.act(real, action, "user:op1", visible=lambda s: True, **extra)
+            await engine.act(drill, "false_alarm", "user:op1", visible=lambda s: True, note="drill")
             await wait_delivered(engine, 7)
         finally:
             await dispatcher.stop()

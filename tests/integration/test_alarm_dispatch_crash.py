@@ -98,13 +98,13 @@ async def outbox_rows(store: SqlStore) -> dict[str, tuple[str, str | None, str |
 
 async def test_sigkill_mid_delivery_loses_nothing(store_url: str) -> None:
     port = free_port()
-    receiver_url = f"http://127.0.0.1:{port}/hook"
+    receiver = KeyedReceiver(delay_s=0.5)
+    receiver_url = receiver.url(port)
     store = open_store(store_url, pool_size=2)
     await store.open()
     try:
         keys = await queue_alarms(store, child_settings(receiver_url, LEASE_S), 12)
         assert len(keys) == 12
-        receiver = KeyedReceiver(delay_s=0.5)
         async with serve_receiver(receiver, port):
             with dispatcher_process(store_url, receiver_url, "first") as first:
                 # Kill it while it waits for answers, after some rows were delivered.
@@ -148,8 +148,12 @@ async def test_sigkill_mid_delivery_loses_nothing(store_url: str) -> None:
     for key in in_flight_at_kill:
         assert receiver.count(key) == 2
     assert reclaimed_after >= LEASE_S - 1.0
+    # Only rows the killed dispatcher held were sent twice (some of its requests were
+    # still on the wire, or answered but not yet recorded, when it died).
     repeated = {key for key in keys if receiver.count(key) > 1}
-    assert repeated == in_flight_at_kill
+    held_at_kill = {k for k, (state, by, _) in after_kill.items() if state == "delivering"}
+    assert in_flight_at_kill <= repeated <= held_at_kill
+    assert all(after_kill[key][1] == "first" for key in held_at_kill)
 
 
 @pytest.mark.postgres
@@ -157,7 +161,8 @@ async def test_two_dispatchers_on_postgres_never_send_a_row_twice_at_once(
     pg_dsn: str,
 ) -> None:
     port = free_port()
-    settings = child_settings(f"http://127.0.0.1:{port}/hook", LEASE_S)
+    receiver = KeyedReceiver(delay_s=0.1)
+    settings = child_settings(receiver.url(port), LEASE_S)
     stores = [open_store(pg_dsn, pool_size=4) for _ in range(3)]
     for store in stores:
         await store.open()
@@ -172,7 +177,6 @@ async def test_two_dispatchers_on_postgres_never_send_a_row_twice_at_once(
             )
             for n, store in enumerate(stores[1:], start=1)
         ]
-        receiver = KeyedReceiver(delay_s=0.1)
         async with serve_receiver(receiver, port):
             for dispatcher in dispatchers:
                 await dispatcher.start()

@@ -196,7 +196,7 @@ async def test_unacknowledged_alarm_escalates_on_time_across_a_restart(
         # Not again until the re-notify interval passed.
         assert await engine2.escalate_due() == 0
         # Acknowledged in time for the next deadline: no further acknowledge escalation.
-        await engine2.act(stored.alarm.id, "acknowledge", "op1", visible=lambda s: True)
+        await engine2.act(stored.alarm.id, "acknowledge", "user:op1", visible=lambda s: True)
         clock.advance(120)
         assert await engine2.escalate_due() == 0
     finally:

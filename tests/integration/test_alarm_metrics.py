@@ -32,13 +32,14 @@ def sample(metrics: str, name: str, **labels: str) -> float:
 @pytest.fixture(params=BACKENDS)
 async def setup(
     request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[tuple[Hub, httpx.AsyncClient, int]]:
+) -> AsyncIterator[tuple[Hub, httpx.AsyncClient, int, KeyedReceiver]]:
     url = request.getfixturevalue("pg_dsn") if request.param == "postgres" else None
     up, down = free_port(), free_port()
+    receiver = KeyedReceiver(delay_s=0.0)
     sink = {"type": "webhook", "secrets": [SECRET], "timeout_s": 1.0}
     alarms = {
         "sinks": [
-            {"name": "center", "url": f"http://127.0.0.1:{up}/hook", **sink},
+            {"name": "center", "url": receiver.url(up), **sink},
             {"name": "gone", "url": f"http://127.0.0.1:{down}/hook", "max_attempts": 2, **sink},
         ],
         "delivery": {"poll_interval_s": 0.05, "lease_s": 5.0, "backoff_base_s": 0.05},
@@ -48,12 +49,14 @@ async def setup(
         transport = httpx.ASGITransport(app=hub.app())
         async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
             act_as(transport.app, role="admin", subject="user:admin")
-            yield hub, client, up
+            yield hub, client, up, receiver
 
 
-async def test_outbox_and_alarm_metrics(setup: tuple[Hub, httpx.AsyncClient, int]) -> None:
-    hub, client, port = setup
-    async with serve_receiver(KeyedReceiver(delay_s=0.0), port):
+async def test_outbox_and_alarm_metrics(
+    setup: tuple[Hub, httpx.AsyncClient, int, KeyedReceiver],
+) -> None:
+    hub, client, port, receiver = setup
+    async with serve_receiver(receiver, port):
         for n in range(2):
             await add_device(hub.store, f"btn-{n}", kind="panic")
             await hub.writer.submit(make_event(n, device_id=f"btn-{n}", kind="panic.press"))
