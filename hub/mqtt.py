@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -252,7 +252,7 @@ class MqttService:
 
     async def in_transaction(self, tx: Tx, events: list[DeviceEvent]) -> None:
         """Writer hook: device health from the batch's MQTT events, in its transaction."""
-        await apply_health_changes(tx, health_changes(events))
+        await apply_health_changes(tx, health_changes(events), datetime.now(UTC))
 
     def status(self) -> MqttStatus:
         """Connection state for readiness."""

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from hub.storage.base import SqlStore, Tx, from_json, to_db_time
+from hub.storage.base import SqlStore, Tx, from_json, from_ts
+from hub.storage.health import TransitionRow, insert_transitions
 
 __all__ = [
     "MQTT_REGISTRY_KINDS",
@@ -90,25 +91,40 @@ async def registry_fingerprint(store: SqlStore) -> tuple[int, str]:
     return int(row[0]), str(row[1])
 
 
-async def apply_health_changes(tx: Tx, changes: Sequence[HealthChange]) -> None:
-    """Move devices to the proven health; older evidence than the current state is ignored."""
+async def apply_health_changes(tx: Tx, changes: Sequence[HealthChange], now: datetime) -> None:
+    """Move devices to the proven health, recording each change in the health history.
+
+    Evidence older than the device's current state is ignored. The history rows
+    are what the online/intact-rate KPIs are computed from, so MQTT devices count
+    there exactly like patrolled cameras.
+    """
     if not changes:
         return
-    await tx.executemany(
-        "UPDATE device_state SET health = %s, health_since = %s, health_reason = %s,"
-        " updated_at = %s"
-        " WHERE device_id = %s AND health <> %s"
-        " AND (health_since IS NULL OR health_since <= %s)",
-        [
-            (
-                change.health,
-                to_db_time(change.at),
-                change.reason[:500],
-                to_db_time(change.at),
-                change.device_id,
-                change.health,
-                to_db_time(change.at),
-            )
-            for change in changes
-        ],
+    ids = sorted({change.device_id for change in changes})
+    marks = ", ".join("%s" for _ in ids)
+    rows = await tx.fetchall(
+        f"SELECT device_id, health, health_since FROM device_state"  # noqa: S608
+        f" WHERE device_id IN ({marks})",
+        ids,
     )
+    current = {r[0]: (str(r[1]), from_ts(r[2])) for r in rows}
+    transitions: list[TransitionRow] = []
+    for change in sorted(changes, key=lambda c: c.at):
+        state = current.get(change.device_id)
+        if state is None:
+            continue  # not a registered device: nothing to move
+        health, since = state
+        if health == change.health or (since is not None and since > change.at):
+            continue
+        transitions.append(
+            TransitionRow(
+                device_id=change.device_id,
+                at=change.at,
+                from_state=health,
+                to_state=change.health,
+                reason=change.reason[:500],
+                evidence={"source": "mqtt"},
+            )
+        )
+        current[change.device_id] = (change.health, change.at)
+    await insert_transitions(tx, transitions, now)

@@ -162,6 +162,19 @@ async def test_availability_and_heartbeats_move_device_health(
         await wait_until(lambda: _is(health, "offline"), timeout=60, what="last will → offline")
         listed = (await client.get("/api/broadcast/units")).json()
         assert listed[0]["status"] == "offline"
+        # Every change is in the health history the KPIs are computed from.
+        async with hub.store.reading() as tx:
+            rows = await tx.fetchall(
+                "SELECT from_state, to_state FROM device_health_history"
+                " WHERE device_id = %s ORDER BY at, id",
+                (SPEAKER,),
+            )
+        assert [tuple(r) for r in rows] == [
+            ("unknown", "online"),
+            ("online", "degraded"),
+            ("degraded", "online"),
+            ("online", "offline"),
+        ]
 
 
 async def _is(health: object, expected: str) -> bool:
