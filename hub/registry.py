@@ -9,12 +9,15 @@ directly. It
 - writes an audit row for every device change in the same transaction;
 - keeps an in-memory lookup (`lookup_cached`, `lookup_mqtt`) for hot paths such
   as MQTT ingest, refreshed on every change made here and by `refresh()` for
-  changes made by another hub node, and tells listeners (`on_change`).
+  changes made by another hub node, and tells listeners (`on_change`);
+- folds the subtree count deltas (`compact_counts`) after large writes and in a
+  background loop while started, so counts stay a small sum.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import logging
@@ -69,6 +72,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _EXPORT_PAGE = 1000
+# Count deltas: fold when this many have piled up since the last fold; look every
+# this many seconds (health changes add deltas without passing through here).
+_FOLD_AFTER_DELTAS = 5000
+_FOLD_CHECK_S = 30.0
 
 
 class OutOfScope(Exception):
@@ -166,15 +173,53 @@ class Registry:
         self._listeners: list[Callable[[DeviceChange], None]] = []
         self._write_lock = asyncio.Lock()
         self._jpaths: dict[str, str] | None = None
+        self._folded_rows = 0
+        self._fold_task: asyncio.Task[None] | None = None
 
     # -- lifecycle and cache ------------------------------------------------
 
     async def start(self) -> None:
-        """Load the lookup cache."""
+        """Load the lookup cache and start folding count deltas in the background."""
         await self.refresh()
+        if self._fold_task is None:
+            self._fold_task = asyncio.create_task(self._fold_loop(), name="registry-counts")
 
     async def stop(self) -> None:
-        """Nothing to release; present for the hub's start/stop symmetry."""
+        """Stop the background folding."""
+        task, self._fold_task = self._fold_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def fold_counts(self, *, force: bool = False) -> int:
+        """Fold the subtree count deltas when enough have piled up (or `force`)."""
+        if not force and await repo.count_deltas(self.store) < (
+            self._folded_rows + _FOLD_AFTER_DELTAS
+        ):
+            return 0
+        folded = await repo.compact_counts(self.store)
+        self._folded_rows = await repo.count_deltas(self.store)
+        return folded
+
+    async def _fold_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_FOLD_CHECK_S)
+            try:
+                await self.fold_counts()
+            except Exception:
+                log.exception("folding device count deltas failed; will retry")
+
+    async def _fold_after(self, written: int) -> None:
+        # After a large write, right away: its deltas would slow every count read,
+        # and the planner would go on planning for the registry's old size.
+        if written < _FOLD_AFTER_DELTAS:
+            return
+        try:
+            await self.fold_counts(force=True)
+            await repo.refresh_statistics(self.store)
+        except Exception:
+            log.exception("folding device count deltas failed; the background loop will retry")
 
     async def refresh(self) -> None:
         """Reload the lookup cache from storage (changes made by other hub nodes)."""
@@ -435,10 +480,18 @@ class Registry:
         )
 
     async def _apply(self, tx: Tx, plan: _Plan, actor: Actor, now: datetime) -> None:
-        await repo.insert_devices(tx, plan.inserts, now)
+        await repo.insert_devices(tx, plan.inserts, now, dialect=self.store.dialect)
         await repo.update_devices(tx, plan.updates, now)
-        await _audit_many(tx, actor, "device.create", plan.inserts, now)
-        await _audit_many(tx, actor, "device.update", plan.updates, now)
+        # One row per device (who changed which device stays one indexed question);
+        # details never carry credentials.
+        await repo.audit_device_changes(
+            tx,
+            self.store,
+            [(action, r.device.id, _audit_details(r)) for action, r in _changes(plan)],
+            actor=actor.name,
+            remote_addr=actor.remote_addr,
+            now=now,
+        )
 
     def _after_commit(self, plan: _Plan) -> None:
         self._cache_put([*plan.inserts, *plan.updates])
@@ -537,6 +590,7 @@ class Registry:
                 return counts, problems
             await self._apply(tx, plan, actor, _now())
         self._after_commit(plan)
+        await self._fold_after(len(plan.inserts) + len(plan.updates))
         return counts, problems
 
     async def import_file(
@@ -600,6 +654,7 @@ class Registry:
             )
         outcome.written = True
         self._after_commit(plan)
+        await self._fold_after(len(plan.inserts) + len(plan.updates))
         return outcome
 
     # -- jurisdictions ----------------------------------------------------------
@@ -614,10 +669,10 @@ class Registry:
         self, code: str, *, scope: Sequence[str] | None
     ) -> tuple[JurisdictionNode, str] | None:
         """One node within scope."""
-        for node, path in await repo.all_jurisdictions(self.store):
-            if node.code == code:
-                return (node, path) if _in_scope(path, scope) else None
-        return None
+        found = await repo.get_jurisdiction(self.store, code)
+        if found is None or not _in_scope(found[1], scope):
+            return None
+        return found
 
     async def upsert_jurisdictions(
         self, nodes: Sequence[JurisdictionNode], *, actor: Actor
@@ -668,6 +723,7 @@ class Registry:
         self._jpaths = None
         if moved:
             await self.refresh()
+            await self._fold_after(_FOLD_AFTER_DELTAS)
         return created, updated
 
     # -- keys -----------------------------------------------------------------
@@ -711,27 +767,15 @@ def _in_scope(path: str | None, scope: Sequence[str] | None) -> bool:
     return any(is_within(path, allowed) for allowed in scope)
 
 
-async def _audit_many(
-    tx: Tx, actor: Actor, action: str, rows: Sequence[repo.DeviceRow], now: datetime
-) -> None:
-    if not rows:
-        return
-    # One statement for a whole import; details never carry credentials.
-    await tx.executemany(
-        "INSERT INTO audit_log (at, actor, action, target, remote_addr, details)"
-        " VALUES (%s, %s, %s, %s, %s, %s)",
-        [
-            [
-                now,
-                actor.name,
-                action,
-                r.device.id,
-                actor.remote_addr,
-                {"credentials_changed": r.credentials is not None or r.clear_credentials},
-            ]
-            for r in rows
-        ],
-    )
+def _changes(plan: _Plan) -> Iterable[tuple[str, repo.DeviceRow]]:
+    for row in plan.inserts:
+        yield "device.create", row
+    for row in plan.updates:
+        yield "device.update", row
+
+
+def _audit_details(row: repo.DeviceRow) -> dict[str, Any]:
+    return {"credentials_changed": row.credentials is not None or row.clear_credentials}
 
 
 def rtsp_url_with_credentials(url: str, credentials: Credentials | None) -> str:

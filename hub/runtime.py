@@ -170,6 +170,7 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.registry.stop()
         await self.live.stop()
         await self.auth.stop()
         # Adapters before the writer: nothing new arrives while the queue drains.

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from camera_registry.events import DeviceEvent, RejectedMessage, Severity
-from hub.storage.migration import Dialect, render
+from hub.storage.migration import Dialect, OptionalStep, render
 from hub.storage.migrations import MIGRATIONS, latest_version
 
 __all__ = [
@@ -289,12 +289,41 @@ class SqlStore(ABC):
             if timescale:
                 for statement in migration.timescale:
                     await tx.execute(statement)
+            if self.dialect == "postgresql":
+                for step in migration.optional_postgresql:
+                    await self._optional_step(tx, step)
             await tx.execute(
                 "INSERT INTO schema_version (version, name, applied_at) VALUES (%s, %s, %s)",
                 (migration.version, migration.name, now.isoformat()),
             )
             applied.append(migration.version)
         return applied
+
+    @staticmethod
+    async def _optional_step(tx: Tx, step: OptionalStep) -> bool:
+        """Run an optional PostgreSQL step in a savepoint; log and skip it if it fails."""
+        if step.extension is not None:
+            row = await tx.fetchone(
+                "SELECT 1 FROM pg_available_extensions WHERE name = %s", (step.extension,)
+            )
+            if row is None:
+                log.warning(
+                    "PostgreSQL extension %s is not available; going on without %s",
+                    step.extension,
+                    step.purpose,
+                )
+                return False
+        await tx.execute("SAVEPOINT gw_optional_step")
+        try:
+            for statement in step.statements:
+                await tx.execute(statement)
+        except Exception as exc:
+            # Optional by definition: the schema works without it, only slower.
+            await tx.execute("ROLLBACK TO SAVEPOINT gw_optional_step")
+            log.warning("going on without %s: %s: %s", step.purpose, type(exc).__name__, exc)
+            return False
+        await tx.execute("RELEASE SAVEPOINT gw_optional_step")
+        return True
 
     # -- events -------------------------------------------------------------
 

@@ -8,8 +8,12 @@ Every read takes the caller's scope (materialized jurisdiction paths; see
 stored as the ciphertext the service hands in and are never selected by the
 listing queries (only ``credentials IS NOT NULL``).
 
-Listing pages with a keyset cursor over (sort key, id): one indexed query per
-page however deep, no OFFSET, no per-row follow-up queries.
+Listing pages with a keyset cursor over (sort key, id), compared as a row value
+so that the (sort key, id) index range starts at the cursor: one indexed query
+per page however deep, no OFFSET, no per-row follow-up queries.
+
+Counts come from `device_counts`, the deltas kept by triggers (see migration 2),
+folded by `compact_counts`.
 """
 
 from __future__ import annotations
@@ -22,8 +26,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from camera_registry.jurisdiction import JurisdictionLevel, JurisdictionNode, subtree_glob
+from camera_registry.jurisdiction import (
+    JurisdictionLevel,
+    JurisdictionNode,
+    is_within,
+    subtree_glob,
+)
 from camera_registry.models import Device, DeviceFields, DeviceKind, HealthState
+from hub.principal import check_actor
 from hub.storage.base import Json, SqlStore, Tx, from_json, from_ts, scope_condition, to_db_time
 
 __all__ = [
@@ -36,8 +46,11 @@ __all__ = [
     "StoredDevice",
     "SubtreeCounts",
     "all_jurisdictions",
+    "audit_device_changes",
     "cached_rows",
+    "compact_counts",
     "compare_values",
+    "count_deltas",
     "count_subtree",
     "credential_blobs",
     "delete_device",
@@ -45,12 +58,14 @@ __all__ = [
     "existing_for_compare",
     "gb_ids_with_prefix",
     "get_device",
+    "get_jurisdiction",
     "insert_devices",
     "jurisdiction_paths",
     "list_devices",
     "list_jurisdictions",
     "located_cameras",
     "move_subtree",
+    "refresh_statistics",
     "taken_mqtt_ids",
     "update_credentials",
     "update_devices",
@@ -59,7 +74,8 @@ __all__ = [
 
 DeviceSort = Literal["id", "name", "kind", "project", "jurisdiction", "updated_at", "health"]
 
-#: Sort key → SQL expression (never NULL, so keyset comparisons are total).
+#: Sort key → SQL expression (never NULL, so keyset comparisons are total); each but
+#: `jurisdiction` and `health` matches an index on (expression, id) in migration 2.
 SORT_KEYS: Mapping[str, str] = {
     "id": "d.id",
     "name": "d.name",
@@ -92,14 +108,37 @@ _FIELDS: tuple[str, ...] = (
 )
 _JSON_FIELDS = frozenset({"rtsp_urls", "tags", "linked_cameras"})
 
-_SELECT = (
+#: What text search looks in on PostgreSQL: the expression of the trigram index
+#: `devices_text_trgm` (migration 2), matched first, then each column exactly.
+DEVICE_TEXT = "(d.name || ' ' || COALESCE(d.address, '') || ' ' || d.id)"
+
+# Rows per bulk statement on PostgreSQL (arrays of this many values per column).
+_BULK_ROWS = 5000
+# PostgreSQL array types of the `_FIELDS` columns, for bulk inserts (JSON goes
+# as text, one document per row, and is cast by the server).
+_PG_TYPES: Mapping[str, str] = {
+    "latitude": "float8[]",
+    "longitude": "float8[]",
+    "rtsp_urls": "text[]::jsonb[]",
+    "tags": "text[]::jsonb[]",
+    "linked_cameras": "text[]::jsonb[]",
+    "enabled": "bool[]",
+}
+
+_COLUMNS = (
     "SELECT d.id, d.name, d.kind, d.project, d.jurisdiction, d.latitude, d.longitude,"
     " d.address, d.vendor, d.model, d.firmware, d.serial, d.onvif_url, d.rtsp_urls,"
     " d.mqtt_device_id, d.tags, d.enabled, d.linked_cameras, d.created_at, d.updated_at,"
     " d.credentials IS NOT NULL, d.snapshot_url, d.jurisdiction_path,"
     " s.health, s.health_since"
-    " FROM devices d LEFT JOIN device_state s ON s.device_id = d.id"
 )
+_SELECT = f"{_COLUMNS} FROM devices d LEFT JOIN device_state s ON s.device_id = d.id"
+# A listing restricted to at most this many devices (by the counts) reads them by
+# path and sorts them, instead of leaving the planner free to walk the sort
+# key's index and filter: its estimate for a path prefix is often 10x low, and
+# walking `updated_at` (after an import every device has the same one) to find a
+# grid's 165 devices read 45,000 rows.
+_SMALL_SUBTREE = 5000
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -247,11 +286,41 @@ def _subtree_sql(store: SqlStore, column: str, path: str) -> tuple[str, list[Any
 
 
 def _scope_sql(store: SqlStore, scope: Sequence[str] | None, column: str) -> tuple[str, list[Any]]:
-    if scope is None or "/" in scope or not scope:
+    return _within_sql(store, column, scope, None)
+
+
+def _within_sql(
+    store: SqlStore, column: str, scope: Sequence[str] | None, subtree: str | None
+) -> tuple[str, list[Any]]:
+    """`column` within the caller's scope and within `subtree`, as one prefix condition each.
+
+    The intersection of two subtrees is the deeper one (or nothing), so a
+    listing of a grid by a town operator is one range on the path index rather
+    than two overlapping LIKEs whose combined selectivity the planner misjudges
+    (it multiplies them and then picks a plan for 10 rows that meets 10,000).
+    """
+    if scope is None or "/" in scope:
+        prefixes = [subtree] if subtree is not None else []
+        if not prefixes:
+            return "1 = 1", []
+    elif not scope:
         return scope_condition(scope, column)
+    elif subtree is None:
+        prefixes = list(scope)
+    else:
+        prefixes = [
+            subtree if is_within(subtree, allowed) else allowed
+            for allowed in scope
+            if is_within(subtree, allowed) or is_within(allowed, subtree)
+        ]
+    # Drop prefixes inside another one: each extra OR arm is another index scan.
+    kept = sorted(set(prefixes), key=len)
+    kept = [p for i, p in enumerate(kept) if not any(is_within(p, q) for q in kept[:i])]
+    if not kept:
+        return "1 = 0", []
     parts: list[str] = []
     params: list[Any] = []
-    for path in scope:
+    for path in kept:
         sql, values = _subtree_sql(store, column, path)
         parts.append(sql)
         params.extend(values)
@@ -263,14 +332,17 @@ def _escape_like(text: str) -> str:
 
 
 def _filter_sql(
-    store: SqlStore, flt: DeviceFilter, scope: Sequence[str] | None
+    store: SqlStore, flt: DeviceFilter, scope: Sequence[str] | None, *, unindexed: bool = False
 ) -> tuple[list[str], list[Any]]:
+    # `unindexed` (SQLite only): "+column" keeps the planner off the path and kind
+    # indexes, so that it walks the sort key's index instead.
+    plus = "+" if unindexed and store.dialect == "sqlite" else ""
     where, params = [], []
-    sql, values = _scope_sql(store, scope, "d.jurisdiction_path")
+    sql, values = _within_sql(store, f"{plus}d.jurisdiction_path", scope, flt.subtree)
     where.append(sql)
     params.extend(values)
     if flt.kinds:
-        where.append("d.kind IN (" + ", ".join(["%s"] * len(flt.kinds)) + ")")
+        where.append(f"{plus}d.kind IN (" + ", ".join(["%s"] * len(flt.kinds)) + ")")
         params.extend(flt.kinds)
     if flt.ids:
         where.append("d.id IN (" + ", ".join(["%s"] * len(flt.ids)) + ")")
@@ -278,10 +350,6 @@ def _filter_sql(
     if flt.project is not None:
         where.append("d.project = %s")
         params.append(flt.project)
-    if flt.subtree is not None:
-        sql, values = _subtree_sql(store, "d.jurisdiction_path", flt.subtree)
-        where.append(sql)
-        params.extend(values)
     if flt.enabled is not None:
         where.append("d.enabled = %s")
         params.append(flt.enabled)
@@ -291,6 +359,11 @@ def _filter_sql(
     if flt.text:
         like = "LIKE" if store.dialect == "sqlite" else "ILIKE"
         pattern = f"%{_escape_like(flt.text)}%"
+        if store.dialect == "postgresql":
+            # Answered by the trigram index where there is one; the per-column
+            # test below drops matches that only span two columns.
+            where.append(f"{DEVICE_TEXT} ILIKE %s ESCAPE '\\'")
+            params.append(pattern)
         where.append(
             f"(d.name {like} %s ESCAPE '\\' OR d.address {like} %s ESCAPE '\\'"
             f" OR d.id {like} %s ESCAPE '\\')"
@@ -362,19 +435,27 @@ async def list_devices(
     if sort not in SORT_KEYS:
         raise ValueError(f"cannot sort by {sort!r}")
     expr = SORT_KEYS[sort]
-    where, params = _filter_sql(store, flt, scope)
-    if cursor is not None:
-        key, last_id = _decode_cursor(cursor, sort, descending)
-        op = "<" if descending else ">"
-        where.append(f"({expr} {op} %s OR ({expr} = %s AND d.id {op} %s))")
-        params.extend([key, key, last_id])
-    direction = "DESC" if descending else "ASC"
-    sql = (
-        f"{_SELECT} WHERE {' AND '.join(where)}"
-        f" ORDER BY {expr} {direction}, d.id {direction} LIMIT %s"
-    )
-    params.append(limit + 1)
+    key, last_id = _decode_cursor(cursor, sort, descending) if cursor is not None else (None, "")
+    within, within_params = _within_sql(store, "d.jurisdiction_path", scope, flt.subtree)
     async with store.reading() as tx:
+        small = bool(within_params) and (
+            await _devices_within(tx, within, within_params) <= _SMALL_SUBTREE
+        )
+        # SQLite has no statistics unless ANALYZE ran, and even then takes an
+        # equality on kind (90 % cameras) or a town's path range as selective and
+        # sorts tens of thousands of rows; beyond a small subtree, walking the
+        # sort key's index and filtering reaches a page after a few hundred rows.
+        where, params = _filter_sql(store, flt, scope, unindexed=not small)
+        sql = _page_sql(where, params, expr, sort, descending, cursor, key, last_id, limit)
+        if small:
+            sql = (
+                f"WITH d AS MATERIALIZED (SELECT * FROM devices d WHERE {within})"
+                f" {_COLUMNS} FROM d LEFT JOIN device_state s ON s.device_id = d.id"
+                f"{sql}"
+            )
+            params = [*within_params, *params]
+        else:
+            sql = f"{_SELECT}{sql}"
         rows = await tx.fetchall(sql, params)
     items = [_device_from_row(r) for r in rows[:limit]]
     next_cursor = None
@@ -382,6 +463,41 @@ async def list_devices(
         last = items[-1]
         next_cursor = _encode_cursor(sort, descending, _sort_value(last, sort), last.device.id)
     return DevicePage(items=items, next_cursor=next_cursor)
+
+
+def _page_sql(
+    where: list[str],
+    params: list[Any],
+    expr: str,
+    sort: str,
+    descending: bool,
+    cursor: str | None,
+    key: Any,
+    last_id: str,
+    limit: int,
+) -> str:
+    """WHERE … ORDER BY … LIMIT of one page (appends to `where` and `params`)."""
+    if cursor is not None:
+        op = "<" if descending else ">"
+        # A row value, not "a > k OR (a = k AND id > i)": the planner turns it
+        # into the start of the (sort key, id) index range instead of a filter
+        # applied from the first row on.
+        if sort == "id":
+            where.append(f"d.id {op} %s")
+            params.append(last_id)
+        else:
+            where.append(f"({expr}, d.id) {op} (%s, %s)")
+            params.extend([key, last_id])
+    direction = "DESC" if descending else "ASC"
+    params.append(limit + 1)
+    return f" WHERE {' AND '.join(where)} ORDER BY {expr} {direction}, d.id {direction} LIMIT %s"
+
+
+async def _devices_within(tx: Tx, within: str, params: Sequence[Any]) -> int:
+    """How many devices a path condition on `d.jurisdiction_path` admits (from the counts)."""
+    cond = within.replace("d.jurisdiction_path", "jurisdiction_path")
+    row = await tx.fetchone(f"SELECT COALESCE(SUM(n), 0) FROM device_counts WHERE {cond}", params)
+    return int(row[0]) if row else 0
 
 
 async def get_device(
@@ -476,19 +592,24 @@ async def located_cameras(
 async def count_subtree(
     store: SqlStore, path: str | None, *, scope: Sequence[str] | None
 ) -> SubtreeCounts:
-    """Device counts under `path` (None: everything in scope), split by kind, health, child."""
-    where, params = _filter_sql(store, DeviceFilter(subtree=path), scope)
+    """Device counts under `path` (None: everything in scope), split by kind, health, child.
+
+    Read from the trigger-kept deltas: a few thousand rows for a whole district
+    instead of a join over every device and its state.
+    """
+    cond, params = _within_sql(store, "jurisdiction_path", scope, path)
     async with store.reading() as tx:
         rows = await tx.fetchall(
-            "SELECT d.jurisdiction_path, d.kind, COALESCE(s.health, 'unknown'), COUNT(*)"
-            " FROM devices d LEFT JOIN device_state s ON s.device_id = d.id"
-            f" WHERE {' AND '.join(where)} GROUP BY 1, 2, 3",
+            "SELECT jurisdiction_path, kind, health, SUM(n) FROM device_counts"
+            f" WHERE {cond} GROUP BY jurisdiction_path, kind, health",
             params,
         )
     counts = SubtreeCounts()
     depth = len(path.strip("/").split("/")) if path else 0
     for node_path, kind, health, number in rows:
         n = int(number)
+        if n == 0:
+            continue
         counts.total += n
         counts.by_kind[kind] = counts.by_kind.get(kind, 0) + n
         counts.by_health[health] = counts.by_health.get(health, 0) + n
@@ -518,9 +639,19 @@ def _row_values(row: DeviceRow) -> list[Any]:
     return [_db_value(name, getattr(row.device, name)) for name in _FIELDS]
 
 
-async def insert_devices(tx: Tx, rows: Sequence[DeviceRow], now: datetime) -> None:
-    """Create devices and their `device_state` rows."""
+async def insert_devices(
+    tx: Tx, rows: Sequence[DeviceRow], now: datetime, *, dialect: str = "sqlite"
+) -> None:
+    """Create devices and their `device_state` rows.
+
+    On PostgreSQL a few thousand rows go per statement as column arrays
+    (`unnest`): one round trip and one trigger run per chunk, not per device.
+    """
     if not rows:
+        return
+    if dialect == "postgresql":
+        for start in range(0, len(rows), _BULK_ROWS):
+            await _insert_devices_pg(tx, rows[start : start + _BULK_ROWS], now)
         return
     columns = ", ".join(_FIELDS)
     marks = ", ".join(["%s"] * (len(_FIELDS) + 5))
@@ -537,6 +668,127 @@ async def insert_devices(tx: Tx, rows: Sequence[DeviceRow], now: datetime) -> No
         " ON CONFLICT (device_id) DO NOTHING",
         [[r.device.id, now] for r in rows],
     )
+
+
+async def _insert_devices_pg(tx: Tx, rows: Sequence[DeviceRow], now: datetime) -> None:
+    columns = ", ".join(_FIELDS)
+    # %b: arrays in binary, several times cheaper to encode than text arrays.
+    arrays = ", ".join(f"%b::{_PG_TYPES.get(name, 'text[]')}" for name in _FIELDS)
+    values: list[Any] = [[r.device.id for r in rows]]
+    for name in _FIELDS:
+        if name in _JSON_FIELDS:
+            # One JSON text per row, cast by the server: a list of lists would be
+            # taken for a two-dimensional array.
+            values.append([json.dumps(list(getattr(r.device, name))) for r in rows])
+        else:
+            values.append([_db_value(name, getattr(r.device, name)) for r in rows])
+    values.append([r.jurisdiction_path for r in rows])
+    values.append([r.credentials for r in rows])
+    await tx.execute(
+        f"INSERT INTO devices (id, {columns}, jurisdiction_path, credentials,"
+        " created_at, updated_at)"
+        f" SELECT *, %s::timestamptz, %s::timestamptz FROM unnest(%b::text[], {arrays},"
+        " %b::text[], %b::bytea[])",
+        [now, now, *values],
+    )
+    await tx.execute(
+        "INSERT INTO device_state (device_id, health, updated_at)"
+        " SELECT device_id, 'unknown', %s FROM unnest(%b::text[]) AS ids(device_id)"
+        " ON CONFLICT (device_id) DO NOTHING",
+        [now, values[0]],
+    )
+
+
+async def audit_device_changes(
+    tx: Tx,
+    store: SqlStore,
+    entries: Sequence[tuple[str, str, Mapping[str, Any]]],
+    *,
+    actor: str,
+    remote_addr: str | None,
+    now: datetime,
+) -> None:
+    """One audit row per changed device: (action, device id, details), same actor and time.
+
+    Per device so that "who changed this device" stays one indexed question;
+    on PostgreSQL written as column arrays, a few thousand rows per statement.
+    """
+    if not entries:
+        return
+    check_actor(actor)
+    if store.dialect != "postgresql":
+        await tx.executemany(
+            "INSERT INTO audit_log (at, actor, action, target, remote_addr, details)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            [
+                [now, actor, action, target, remote_addr, dict(details)]
+                for action, target, details in entries
+            ],
+        )
+        return
+    for start in range(0, len(entries), _BULK_ROWS):
+        chunk = entries[start : start + _BULK_ROWS]
+        await tx.execute(
+            "INSERT INTO audit_log (at, actor, action, target, remote_addr, details)"
+            " SELECT %s::timestamptz, %s, action, target, %s, details::jsonb"
+            " FROM unnest(%b::text[], %b::text[], %b::text[]) AS a(action, target, details)",
+            [
+                now,
+                actor,
+                remote_addr,
+                [e[0] for e in chunk],
+                [e[1] for e in chunk],
+                [json.dumps(dict(e[2]), ensure_ascii=False) for e in chunk],
+            ],
+        )
+
+
+async def compact_counts(store: SqlStore) -> int:
+    """Fold the count deltas into one row per (path, kind, health); return rows folded.
+
+    Safe beside concurrent writers: on PostgreSQL the delete removes only the
+    deltas its snapshot sees and re-inserts exactly their sums (deltas committed
+    meanwhile stay as they are); SQLite has one writer at a time.
+    """
+    async with store.transaction() as tx:
+        if store.dialect == "postgresql":
+            row = await tx.fetchone(
+                "WITH folded AS (DELETE FROM device_counts"
+                " RETURNING jurisdiction_path, kind, health, n),"
+                " summed AS (INSERT INTO device_counts (jurisdiction_path, kind, health, n)"
+                " SELECT jurisdiction_path, kind, health, SUM(n) FROM folded"
+                " GROUP BY jurisdiction_path, kind, health HAVING SUM(n) <> 0 RETURNING 1)"
+                " SELECT (SELECT COUNT(*) FROM folded), (SELECT COUNT(*) FROM summed)"
+            )
+            return int(row[0]) if row else 0
+        top = await tx.fetchone("SELECT MAX(rowid), COUNT(*) FROM device_counts")
+        if top is None or top[0] is None:
+            return 0
+        await tx.execute(
+            "INSERT INTO device_counts (jurisdiction_path, kind, health, n)"
+            " SELECT jurisdiction_path, kind, health, SUM(n) FROM device_counts"
+            " WHERE rowid <= %s GROUP BY jurisdiction_path, kind, health HAVING SUM(n) <> 0",
+            [top[0]],
+        )
+        await tx.execute("DELETE FROM device_counts WHERE rowid <= %s", [top[0]])
+        return int(top[1])
+
+
+async def refresh_statistics(store: SqlStore) -> None:
+    """Let the planner see the registry's new shape after a large write (ANALYZE)."""
+    async with store.transaction() as tx:
+        if store.dialect == "sqlite":
+            # A sample is enough to tell a handful of kinds from 100,000 ids.
+            await tx.execute("PRAGMA analysis_limit = 1000")
+        for table in ("devices", "device_state", "device_counts"):
+            await tx.execute(f"ANALYZE {table}")
+
+
+async def count_deltas(store: SqlStore) -> int:
+    """How many delta rows the counts table holds (folding is due when this grows)."""
+    async with store.reading() as tx:
+        row = await tx.fetchone("SELECT COUNT(*) FROM device_counts")
+    return int(row[0]) if row else 0
 
 
 async def update_devices(tx: Tx, rows: Sequence[DeviceRow], now: datetime) -> None:
@@ -610,6 +862,16 @@ async def all_jurisdictions(
     else:
         raise TypeError("pass a store or a transaction")
     return [_node_from_row(r) for r in rows]
+
+
+async def get_jurisdiction(store: SqlStore, code: str) -> tuple[JurisdictionNode, str] | None:
+    """One node with its path, by code."""
+    async with store.reading() as tx:
+        row = await tx.fetchone(
+            "SELECT code, name, level, parent_code, path FROM jurisdictions WHERE code = %s",
+            [code],
+        )
+    return _node_from_row(row) if row else None
 
 
 async def list_jurisdictions(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Dialect", "Migration", "render"]
+__all__ = ["Dialect", "Migration", "OptionalStep", "render"]
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -40,11 +40,27 @@ _TYPES: dict[Dialect, dict[str, str]] = {
 
 
 @dataclass(frozen=True)
+class OptionalStep:
+    """PostgreSQL statements that speed things up but are not required.
+
+    They run together in a savepoint, only when `extension` (if named) is
+    available to the server; a failure (e.g. no privilege to create the
+    extension) is logged and the migration goes on without them. Code must stay
+    correct without them.
+    """
+
+    purpose: str
+    statements: Sequence[str]
+    extension: str | None = None
+
+
+@dataclass(frozen=True)
 class Migration:
     """One schema step; `timescale` statements run only where TimescaleDB is present.
 
     `postgresql` / `sqlite` statements run after the shared ones on that dialect
-    only (e.g. an index with an operator class SQLite does not know).
+    only (e.g. an index with an operator class SQLite does not know);
+    `optional_postgresql` steps after those (see `OptionalStep`).
     """
 
     version: int
@@ -53,6 +69,7 @@ class Migration:
     timescale: Sequence[str] = ()
     postgresql: Sequence[str] = ()
     sqlite: Sequence[str] = ()
+    optional_postgresql: Sequence[OptionalStep] = ()
 
     def statements_for(self, dialect: Dialect) -> list[str]:
         """The shared statements followed by `dialect`'s own."""
