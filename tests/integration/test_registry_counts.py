@@ -8,11 +8,13 @@ and compare the counts with a join over the devices themselves.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from camera_registry.jurisdiction import JurisdictionLevel, JurisdictionNode
@@ -266,3 +268,44 @@ async def test_an_optional_step_that_cannot_run_is_skipped_with_a_warning(
         assert trgm is not None and int(trgm[0]) in (0, 1)
     assert "no_such_extension is not available" in caplog.text
     assert "going on without a broken index" in caplog.text
+
+
+@pytest.mark.parametrize("health_first", [True, False])
+async def test_a_move_and_a_health_change_racing_on_one_device_are_both_counted(
+    health_first: bool, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # Two hub nodes: one moves a camera to another node while the other's patrol
+    # marks it offline. Whichever commits first, the counts end where the rows do.
+    dsn = request.getfixturevalue("pg_dsn")
+    store = build_store("postgres", request, tmp_path)
+    async with store:
+        registry = Registry(store, CredentialCipher(Keyring([generate_key()])))
+        await registry.upsert_jurisdictions(_tree(), actor=ACTOR)
+        await registry.bulk_upsert(_devices(), actor=ACTOR, scope=None)
+        device = "dev-001"  # a camera in 150102001001
+        async with (
+            await psycopg.AsyncConnection.connect(dsn) as mover,
+            await psycopg.AsyncConnection.connect(dsn) as patrol,
+        ):
+            move = mover.execute(
+                "UPDATE devices SET jurisdiction = '150102002',"
+                " jurisdiction_path = '/150102/150102002/' WHERE id = %s",
+                [device],
+            )
+            mark = patrol.execute(
+                "UPDATE device_state SET health = 'offline' WHERE device_id = %s", [device]
+            )
+            first, second = (mark, move) if health_first else (move, mark)
+            first_conn, second_conn = (patrol, mover) if health_first else (mover, patrol)
+            await first
+            # The second writer waits for the first one's row lock ...
+            waiting = asyncio.create_task(second)
+            await asyncio.sleep(0.3)
+            assert not waiting.done()
+            await first_conn.commit()
+            # ... and counts with what the first one committed.
+            await waiting
+            await second_conn.commit()
+        await _assert_counts_right(registry, store)
+        moved = await registry.counts("/150102/150102002/", scope=None)
+        assert moved.by_health.get("offline") == 1
