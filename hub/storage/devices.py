@@ -674,14 +674,17 @@ async def _insert_devices_pg(tx: Tx, rows: Sequence[DeviceRow], now: datetime) -
     columns = ", ".join(_FIELDS)
     # %b: arrays in binary, several times cheaper to encode than text arrays.
     arrays = ", ".join(f"%b::{_PG_TYPES.get(name, 'text[]')}" for name in _FIELDS)
-    values: list[Any] = [[r.device.id for r in rows]]
+    devices = [r.device for r in rows]
+    values: list[Any] = [[d.id for d in devices]]
     for name in _FIELDS:
+        column = [getattr(d, name) for d in devices]
         if name in _JSON_FIELDS:
             # One JSON text per row, cast by the server: a list of lists would be
-            # taken for a two-dimensional array.
-            values.append([json.dumps(list(getattr(r.device, name))) for r in rows])
-        else:
-            values.append([_db_value(name, getattr(r.device, name)) for r in rows])
+            # taken for a two-dimensional array. Most lists are empty.
+            column = [json.dumps(list(v), ensure_ascii=False) if v else "[]" for v in column]
+        elif name == "kind":
+            column = [v.value for v in column]
+        values.append(column)
     values.append([r.jurisdiction_path for r in rows])
     values.append([r.credentials for r in rows])
     await tx.execute(
