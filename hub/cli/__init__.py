@@ -91,6 +91,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "hub.cli.keys",
     "hub.cli.patrol",
     "hub.cli.report",
+    "hub.cli.onvif",
     "hub.cli.demo",
     "hub.cli.users",
 )
