@@ -210,7 +210,7 @@ class PostgresStore(SqlStore):
             "UPDATE device_state AS s SET"
             " last_event_at = GREATEST(s.last_event_at, v.at),"
             " last_seen_at = GREATEST(s.last_seen_at, v.at)"
-            " FROM unnest(%s::text[], %s::timestamptz[]) AS v(device_id, at)"
+            " FROM unnest(%b::text[], %b::timestamptz[]) AS v(device_id, at)"
             " WHERE s.device_id = v.device_id",
             (list(latest), list(latest.values())),
         )
@@ -218,7 +218,7 @@ class PostgresStore(SqlStore):
     async def _claim_keys(self, tx: Tx, events: Sequence[DeviceEvent]) -> set[str]:
         rows = await tx.fetchall(
             "INSERT INTO event_keys (dedup_key, time, event_id)"
-            " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::uuid[])"
+            " SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::uuid[])"
             " ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key",
             (
                 [e.dedup_key for e in events],

@@ -243,18 +243,18 @@ class SQLiteStore(SqlStore):
 
     async def _claim_keys(self, tx: Tx, events: Sequence[DeviceEvent]) -> set[str]:
         def claim(conn: sqlite3.Connection) -> set[str]:
-            fresh: set[str] = set()
-            for e in events:
-                if e.dedup_key is None:
-                    continue
-                cursor = conn.execute(
-                    "INSERT INTO event_keys (dedup_key, time, event_id) VALUES (?, ?, ?)"
-                    " ON CONFLICT (dedup_key) DO NOTHING",
-                    (e.dedup_key, _iso(e.time), str(e.event_id)),
-                )
-                if cursor.rowcount:
-                    fresh.add(e.dedup_key)
-            return fresh
+            # One statement for the batch: the keys travel as one JSON array and
+            # RETURNING names those that were not stored before.
+            rows = _dumps(
+                [[e.dedup_key, _iso(e.time), str(e.event_id)] for e in events if e.dedup_key]
+            )
+            cursor = conn.execute(
+                "INSERT INTO event_keys (dedup_key, time, event_id)"
+                " SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?) WHERE 1"
+                " ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key",
+                (rows,),
+            )
+            return {row[0] for row in cursor.fetchall()}
 
         return await _own(tx).call(claim)
 
