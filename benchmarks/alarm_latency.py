@@ -11,7 +11,7 @@ different button, are published one every `--every` seconds. Per press:
 
 Everything runs in one process, on one clock (perf_counter). The raw limit beside
 it is the broker round trip: publish → the same message received by a bare paho
-subscriber, under the same background load. Goal (issue): p99 ≤ 2 s, nothing lost.
+subscriber, under the same background load. Goal: p99 ≤ 2 s, nothing lost.
 Usage: python -m benchmarks.alarm_latency [--presses 50] [--background 1000] [--postgres]
 """
 

@@ -4,7 +4,7 @@ Each benchmark runs as its own process (`python -m benchmarks.<name>`), in the
 order below, and writes `benchmarks/results/<name>.json`. A benchmark that fails
 (e.g. its peer is missing) is reported as failed; the others still run. The
 summary puts each GridWatch figure next to the raw limit measured in the same run
-and the goal from the issues.
+and the performance goal it is held to.
 
 Usage: python -m benchmarks.run_all [--quick] [--only NAME ...] [--summary-only]
 """
