@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from starlette.requests import HTTPConnection
 
@@ -42,6 +43,8 @@ __all__ = [
     "get_writer",
 ]
 
+_S = TypeVar("_S")
+
 
 @dataclass(frozen=True)
 class Services:
@@ -70,6 +73,13 @@ def get_services(request: HTTPConnection) -> Services:
     return services
 
 
+def _present(service: _S | None, title: str, detail: str) -> _S:
+    """`service`, or a 503 problem when the hub was built without it."""
+    if service is None:
+        raise Problem(503, title, detail)
+    return service
+
+
 def get_settings(request: HTTPConnection) -> Settings:
     """The hub's settings."""
     return get_services(request).settings
@@ -92,10 +102,9 @@ def get_metrics(request: HTTPConnection) -> Metrics:
 
 def get_registry(request: HTTPConnection) -> Registry:
     """The device registry; 503 when the app was built without one."""
-    registry = get_services(request).registry
-    if registry is None:
-        raise Problem(503, "Registry unavailable", "this hub runs no device registry")
-    return registry
+    return _present(
+        get_services(request).registry, "Registry unavailable", "this hub runs no device registry"
+    )
 
 
 def get_mqtt(request: HTTPConnection) -> MqttService | None:
@@ -105,34 +114,34 @@ def get_mqtt(request: HTTPConnection) -> MqttService | None:
 
 def get_broadcast(request: HTTPConnection) -> BroadcastService:
     """The broadcast command service; 503 when the app was built without one."""
-    service = get_services(request).broadcast
-    if service is None:
-        raise Problem(503, "Broadcast unavailable", "this hub runs no broadcast service")
-    return service
+    return _present(
+        get_services(request).broadcast,
+        "Broadcast unavailable",
+        "this hub runs no broadcast service",
+    )
 
 
 def get_auth(request: HTTPConnection) -> Authenticator:
     """Users, sessions and API keys; 503 when the app was built without them."""
-    service = get_services(request).auth
-    if service is None:
-        raise Problem(503, "Authentication unavailable", "this hub runs no authentication")
-    return service
+    return _present(
+        get_services(request).auth, "Authentication unavailable", "this hub runs no authentication"
+    )
 
 
 def get_alarms(request: HTTPConnection) -> AlarmEngine:
     """The alarm engine (503 when this app was built without one)."""
-    engine = get_services(request).alarms
-    if engine is None:
-        raise Problem(503, "Alarms unavailable", "this hub runs without the alarm engine")
-    return engine
+    return _present(
+        get_services(request).alarms, "Alarms unavailable", "this hub runs without the alarm engine"
+    )
 
 
 def get_alarm_changes(request: HTTPConnection) -> EventBus[AlarmChange]:
     """The bus of committed alarm changes."""
-    bus = get_services(request).alarm_changes
-    if bus is None:
-        raise Problem(503, "Alarms unavailable", "this hub runs without the alarm engine")
-    return bus
+    return _present(
+        get_services(request).alarm_changes,
+        "Alarms unavailable",
+        "this hub runs without the alarm engine",
+    )
 
 
 def get_dispatcher(request: HTTPConnection) -> Dispatcher | None:
@@ -142,23 +151,20 @@ def get_dispatcher(request: HTTPConnection) -> Dispatcher | None:
 
 def get_live(request: HTTPConnection) -> LiveViews:
     """The WebRTC live view; 503 when the app was built without it."""
-    service = get_services(request).live
-    if service is None:
-        raise Problem(503, "Live view unavailable", "this hub runs no live view")
-    return service
+    return _present(
+        get_services(request).live, "Live view unavailable", "this hub runs no live view"
+    )
 
 
 def get_patrol(request: HTTPConnection) -> PatrolService:
     """The camera patrol; 503 when the app was built without it."""
-    service = get_services(request).patrol
-    if service is None:
-        raise Problem(503, "Patrol unavailable", "this hub runs no camera patrol")
-    return service
+    return _present(
+        get_services(request).patrol, "Patrol unavailable", "this hub runs no camera patrol"
+    )
 
 
 def get_onvif(request: HTTPConnection) -> OnvifService:
     """ONVIF probe, discovery and event channels; 503 when the app was built without it."""
-    service = get_services(request).onvif
-    if service is None:
-        raise Problem(503, "ONVIF unavailable", "this hub runs no ONVIF service")
-    return service
+    return _present(
+        get_services(request).onvif, "ONVIF unavailable", "this hub runs no ONVIF service"
+    )
