@@ -62,6 +62,18 @@ def _devices() -> list[DeviceIn]:
     ]
 
 
+def _registry(store: SqlStore) -> Registry:
+    return Registry(store, CredentialCipher(Keyring([generate_key()])))
+
+
+async def _seeded_registry(store: SqlStore, actor: Actor = ACTOR) -> Registry:
+    """A registry holding the test tree and its 40 devices, written by `actor` in one batch."""
+    registry = _registry(store)
+    await registry.upsert_jurisdictions(_tree(), actor=ACTOR)
+    await registry.bulk_upsert(_devices(), actor=actor, scope=None)
+    return registry
+
+
 async def _truth(store: SqlStore, path: str | None) -> repo.SubtreeCounts:
     """The counts the slow way: a join over every device and its state."""
     async with store.reading() as tx:
@@ -102,7 +114,7 @@ async def test_counts_follow_every_write_and_survive_folding(
 ) -> None:
     store = build_store(backend, request, tmp_path)
     async with store:
-        registry = Registry(store, CredentialCipher(Keyring([generate_key()])))
+        registry = _registry(store)
         await registry.start()
         try:
             await registry.upsert_jurisdictions(_tree(), actor=ACTOR)
@@ -169,10 +181,8 @@ async def test_every_sort_pages_through_each_device_once(
 ) -> None:
     store = build_store(backend, request, tmp_path)
     async with store:
-        registry = Registry(store, CredentialCipher(Keyring([generate_key()])))
-        await registry.upsert_jurisdictions(_tree(), actor=ACTOR)
         # One batch: every device has the same updated_at, the worst case for a cursor.
-        await registry.bulk_upsert(_devices(), actor=ACTOR, scope=None)
+        registry = await _seeded_registry(store)
         for subtree in (None, TOWN_A):
             flt = repo.DeviceFilter(subtree=subtree)
             everything = await registry.list_devices(flt, scope=None, limit=500)
@@ -205,9 +215,7 @@ async def test_text_search_finds_name_address_or_id_never_across_them(
 ) -> None:
     store = build_store(backend, request, tmp_path)
     async with store:
-        registry = Registry(store, CredentialCipher(Keyring([generate_key()])))
-        await registry.upsert_jurisdictions(_tree(), actor=ACTOR)
-        await registry.bulk_upsert(_devices(), actor=ACTOR, scope=None)
+        registry = await _seeded_registry(store)
 
         async def ids(text: str, scope: tuple[str, ...] | None = None) -> set[str]:
             page = await registry.list_devices(repo.DeviceFilter(text=text), scope=scope, limit=500)
@@ -232,10 +240,7 @@ async def test_a_bulk_write_audits_each_device_with_who_changed_it(
 ) -> None:
     store = build_store(backend, request, tmp_path)
     async with store:
-        registry = Registry(store, CredentialCipher(Keyring([generate_key()])))
-        await registry.upsert_jurisdictions(_tree(), actor=ACTOR)
-        actor = Actor("user:zhang", "10.1.2.3")
-        await registry.bulk_upsert(_devices(), actor=actor, scope=None)
+        await _seeded_registry(store, actor=Actor("user:zhang", "10.1.2.3"))
         rows = await audit_query(store, action="device.create", limit=1000)
         assert Counter(r.target for r in rows) == Counter(d.id for d in _devices())
         assert {(r.actor, r.remote_addr) for r in rows} == {("user:zhang", "10.1.2.3")}
@@ -279,9 +284,7 @@ async def test_a_move_and_a_health_change_racing_on_one_device_are_both_counted(
     dsn = request.getfixturevalue("pg_dsn")
     store = build_store("postgres", request, tmp_path)
     async with store:
-        registry = Registry(store, CredentialCipher(Keyring([generate_key()])))
-        await registry.upsert_jurisdictions(_tree(), actor=ACTOR)
-        await registry.bulk_upsert(_devices(), actor=ACTOR, scope=None)
+        registry = await _seeded_registry(store)
         device = "dev-001"  # a camera in 150102001001
         async with (
             await psycopg.AsyncConnection.connect(dsn) as mover,
