@@ -35,6 +35,7 @@ from alarms.rules import (
     OpenAlarm,
     RuleSet,
     UpdateAlarm,
+    dedup_key_for,
     evaluate,
 )
 from alarms.sla import (
@@ -92,6 +93,7 @@ __all__ = [
     "backoff",
     "check_escalation",
     "deadlines_for",
+    "dedup_key_for",
     "escalate",
     "evaluate",
     "idempotency_key",

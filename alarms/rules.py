@@ -64,6 +64,7 @@ __all__ = [
     "OpenAlarm",
     "RuleSet",
     "UpdateAlarm",
+    "dedup_key_for",
     "evaluate",
     "render_template",
 ]
@@ -444,6 +445,42 @@ def _auto_closes(
     return decisions
 
 
+def _match(
+    event: DeviceEvent, device: DeviceContext | None, rules: Sequence[AlarmRule]
+) -> tuple[AlarmRule, dict[str, str], str] | None:
+    """The first matching rule, its template values and the event's dedup key."""
+    rule = next(
+        (rule for rule in rules if rule.enabled and rule.match.matches(event, device)), None
+    )
+    if rule is None:
+        return None
+    values = {
+        "type": rule.type,
+        "device_id": event.device_id,
+        "device_name": (device.name if device and device.name else event.device_id),
+        "kind": event.kind,
+        "project": (device.project or "") if device else "",
+        "jurisdiction": (device.jurisdiction or "") if device else "",
+        "priority": str(Priority(rule.priority)),
+    }
+    key = render_template(rule.dedup_key, values, event.payload)
+    is_drill = event.payload.get("drill") is True
+    return rule, values, _bounded_key(f"drill:{key}" if is_drill else key)
+
+
+def dedup_key_for(
+    event: DeviceEvent, device: DeviceContext | None, rules: RuleSet | Sequence[AlarmRule]
+) -> str | None:
+    """The dedup key `evaluate` gives `event` (None when no rule matches it).
+
+    A caller evaluating a batch reads the open alarms of these keys up front: a
+    key template without `{device_id}` groups several devices under one alarm.
+    """
+    rule_list = rules.rules if isinstance(rules, RuleSet) else list(rules)
+    matched = _match(event, device, rule_list)
+    return None if matched is None else matched[2]
+
+
 def evaluate(
     event: DeviceEvent,
     device: DeviceContext | None,
@@ -464,26 +501,13 @@ def evaluate(
     decisions: list[Decision] = list(_auto_closes(event, open_alarms, rule_list, now))
     closed_ids = {decision.alarm.id for decision in decisions}
 
-    rule = next(
-        (rule for rule in rule_list if rule.enabled and rule.match.matches(event, device)), None
-    )
-    if rule is None:
+    matched = _match(event, device, rule_list)
+    if matched is None:
         logger.debug("no alarm rule for event", extra={"kind": event.kind})
         return decisions
-
+    rule, values, dedup_key = matched
     priority = Priority(rule.priority)
     is_drill = event.payload.get("drill") is True
-    values = {
-        "type": rule.type,
-        "device_id": event.device_id,
-        "device_name": (device.name if device and device.name else event.device_id),
-        "kind": event.kind,
-        "project": (device.project or "") if device else "",
-        "jurisdiction": (device.jurisdiction or "") if device else "",
-        "priority": str(priority),
-    }
-    key = render_template(rule.dedup_key, values, event.payload)
-    dedup_key = _bounded_key(f"drill:{key}" if is_drill else key)
 
     existing = open_alarms.get(dedup_key)
     if existing is not None and existing.is_active and existing.id not in closed_ids:

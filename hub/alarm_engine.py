@@ -1,9 +1,16 @@
 """The alarm engine: events become alarms in the writer's transaction; people act on them.
 
 * **Events.** `in_transaction` runs inside the event writer's batch transaction:
-  for each newly stored event it reads the device's registry facts and its
-  open alarms, runs `alarms.rules.evaluate`, and writes alarms, history,
-  change-log rows and outbox rows in that same transaction. If evaluating one
+  it reads the registry facts of the batch's devices and their open alarms
+  (one query each), runs `alarms.rules.evaluate` on the events in order in
+  memory, and writes alarms, history, change-log rows and outbox rows in that
+  same transaction, each table in multi-row statements. Repeats of one alarm
+  within one batch make one revision: one UPDATE with the final count and
+  last-seen time, one history entry saying how many presses it stands for and
+  listing every one of them (event id, time, kind), one change-log row and one
+  outbox row per sink. History stays append-only and accounts for every press;
+  a press storm queues one delivery per alarm per batch (a few ms), not one per
+  press, and a P1 alarm is announced right after its batch commits. If evaluating one
   event raises (a rule or payload the domain refuses), that event is stored as
   a rejected message with the reason and the batch goes on; a storage error
   fails the whole batch, which the writer retries (it is transient by nature).
@@ -26,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
 import uuid
@@ -39,13 +47,14 @@ import httpx
 from adapters.rtsp import probe_stream, redact_url
 from adapters.sinks.cap import CapOptions, encode_alert
 from alarms.models import Alarm, AlarmAction, HistoryEntry, Location
-from alarms.outbox import alarm_payload, new_outbox_record
+from alarms.outbox import OutboxRecord, alarm_payload, new_outbox_record
 from alarms.rules import (
     CloseAlarm,
     DeviceContext,
     LinkagePlan,
     OpenAlarm,
     UpdateAlarm,
+    dedup_key_for,
     evaluate,
 )
 from alarms.sla import check_escalation, escalate
@@ -127,6 +136,72 @@ class _Batch:
     queued: bool = False
 
 
+@dataclass(slots=True)
+class _Revision:
+    """One alarm revision a batch writes: a history entry, a change, outbox rows."""
+
+    alarm: Alarm
+    entry: HistoryEntry
+    path: str | None
+    location: Location | None
+    notify: bool
+    #: The repeat entries this revision stands for (repeat revisions only).
+    repeats: list[HistoryEntry] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Tracked:
+    """An alarm a batch touches: as read (or as opened) and as it is now."""
+
+    stored: StoredAlarm
+    #: The revision it was read at; None when the batch opened it.
+    read_revision: int | None
+    alarm: Alarm
+    location: Location | None
+    #: The batch's repeat revision of this alarm that further repeats join, if any.
+    repeat: _Revision | None = None
+
+
+def _repeat_entry(revision: _Revision) -> HistoryEntry:
+    """The history entry of a repeat revision: the press itself, or all of them at once.
+
+    Repeats of one alarm within one batch are one revision. Its entry keeps
+    the last press's details, the number of presses (`repeats`), the first
+    press's time, and every press (event id, time, kind) under `events`, so
+    the history still accounts for each press.
+    """
+    first, last = revision.repeats[0], revision.repeats[-1]
+    details: dict[str, Any] = {**last.details, "repeats": len(revision.repeats)}
+    if len(revision.repeats) > 1:
+        details["first_event_time"] = first.details.get("event_time")
+        details["events"] = [
+            {
+                "event_id": entry.details.get("event_id"),
+                "event_time": entry.details.get("event_time"),
+                "event_kind": entry.details.get("event_kind"),
+            }
+            for entry in revision.repeats
+        ]
+    return HistoryEntry(
+        alarm_id=revision.alarm.id,
+        at=last.at,
+        actor=last.actor,
+        action=AlarmAction.REPEAT,
+        from_state=first.from_state,
+        to_state=revision.alarm.state,
+        details=details,
+        revision=revision.alarm.revision,
+    )
+
+
+def _announced(entry: HistoryEntry) -> HistoryEntry:
+    """The entry as changes and deliveries carry it: without the per-press list."""
+    if "events" not in entry.details:
+        return entry
+    details = {key: value for key, value in entry.details.items() if key != "events"}
+    return dataclasses.replace(entry, details=details)
+
+
 def _location(device: DeviceInfo | None) -> Location | None:
     if device is None or device.latitude is None or device.longitude is None:
         return None
@@ -189,6 +264,11 @@ class AlarmEngine:
         self.bus: EventBus[AlarmChange] = bus or EventBus("alarm-changes")
         self._clock = clock
         self._rules = settings.rule_set()
+        # Keys naming the device are found with the device's alarms; any other key
+        # (one alarm for a whole school, say) is looked up by the key itself.
+        self._keys_per_device = all(
+            "{device_id}" in rule.dedup_key for rule in self._rules.rules if rule.enabled
+        )
         self._sla = settings.sla_policy()
         self._sinks = [sink for sink in settings.sinks if sink.enabled]
         self._wake: list[Callable[[], None]] = []
@@ -266,6 +346,20 @@ class AlarmEngine:
         change = await self.repo.append_change(tx, alarm, entry, jurisdiction_path, payload)
         if not notify:
             return change, False
+        records = self._outbox_records(alarm, entry, payload, location, now, supervisor)
+        await self.repo.insert_outbox(tx, records, now)
+        return change, bool(records)
+
+    def _outbox_records(
+        self,
+        alarm: Alarm,
+        entry: HistoryEntry,
+        payload: dict[str, Any],
+        location: Location | None,
+        now: datetime,
+        supervisor: bool = False,
+    ) -> list[OutboxRecord]:
+        """One delivery of this alarm revision per sink that takes it."""
         records = []
         for sink in self._sinks_for(alarm, entry, supervisor):
             body = dict(payload)
@@ -273,27 +367,50 @@ class AlarmEngine:
                 options = CapOptions(sender=sink.cap_sender)
                 body["cap_xml"] = encode_alert(alarm, entry, options, location=location).decode()
             records.append(new_outbox_record(alarm, sink.name, body, now))
-        await self.repo.insert_outbox(tx, records, now)
-        return change, bool(records)
+        return records
 
     # -- events ---------------------------------------------------------------
 
     async def in_transaction(self, tx: Tx, events: list[DeviceEvent]) -> _Batch:
-        """The writer's hook: evaluate each stored event and write its alarm changes."""
+        """The writer's hook: evaluate the stored events in order, write their alarm changes.
+
+        Batch-oriented: one query for the devices' registry facts, one for the
+        open alarms of the devices and of the events' dedup keys; the rules run
+        in memory in event order; then each touched alarm is written once (its
+        final state) and each revision gets its history entry, change-log row
+        and outbox rows, all in multi-row statements. Repeats of one alarm in
+        one batch are one revision (see `_repeat_entry`), so a press storm
+        queues one delivery per alarm per batch, not one per press; P1 alarms
+        are announced right after the commit like everything else.
+        """
         batch = _Batch()
         if not events:
             return batch
         device_ids = {event.device_id for event in events}
         batch.devices = await self.repo.devices(tx, device_ids)
-        open_alarms = await self.repo.open_alarms(tx, device_ids)
+        contexts = {device_id: _context(device) for device_id, device in batch.devices.items()}
+        keys: set[str] = set()
+        for event in () if self._keys_per_device else events:
+            try:
+                key = dedup_key_for(event, contexts.get(event.device_id), self._rules)
+            except Exception:  # noqa: S112 - evaluate() below meets it again and rejects the event
+                continue
+            if key is not None:
+                keys.add(key)
+        read = await self.repo.open_alarms(tx, device_ids, keys)
+        read_by_id = {stored.alarm.id: stored for stored in read.values()}
+        current = {key: stored.alarm for key, stored in read.items()}
+        tracked: dict[uuid.UUID, _Tracked] = {}
+        revisions: list[_Revision] = []
+        broadcasts: list[OutboxRecord] = []
         now = self._clock()
         for event in events:
             device = batch.devices.get(event.device_id)
             try:
                 decisions = evaluate(
                     event,
-                    _context(device) if device else None,
-                    {key: stored.alarm for key, stored in open_alarms.items()},
+                    contexts.get(event.device_id),
+                    current,
                     self._rules,
                     now,
                     sla=self._sla,
@@ -303,8 +420,137 @@ class AlarmEngine:
                 await self._reject(tx, event, exc, now)
                 continue
             for decision in decisions:
-                await self._store_decision(tx, decision, device, open_alarms, batch, now)
+                if isinstance(decision, OpenAlarm):
+                    self._opened(decision, device, tracked, revisions, broadcasts, batch, now)
+                else:
+                    self._changed(decision, device, tracked, read_by_id, revisions)
+                current[decision.alarm.dedup_key] = tracked[decision.alarm.id].alarm
+        await self._write(tx, tracked, revisions, broadcasts, batch, now)
         return batch
+
+    def _opened(
+        self,
+        decision: OpenAlarm,
+        device: DeviceInfo | None,
+        tracked: dict[uuid.UUID, _Tracked],
+        revisions: list[_Revision],
+        broadcasts: list[OutboxRecord],
+        batch: _Batch,
+        now: datetime,
+    ) -> None:
+        alarm = decision.alarm
+        location = _location(device)
+        plan = decision.linkage
+        details: dict[str, Any] = {
+            "linkage": {
+                "snapshot_cameras": list(plan.snapshot_cameras),
+                "broadcast_speakers": list(plan.broadcast_speakers),
+            },
+        }
+        if location is not None:
+            details["location"] = {
+                "latitude": location.latitude,
+                "longitude": location.longitude,
+                "radius_m": location.radius_m,
+                "description": location.description,
+            }
+        path = device.jurisdiction_path if device else None
+        stored = StoredAlarm(alarm, path, decision.rule, details, now)
+        tracked[alarm.id] = _Tracked(stored, None, alarm, location)
+        revisions.append(_Revision(alarm, decision.history, path, location, decision.notify))
+        batch.openings.append((alarm.id, plan))
+        if plan.broadcast_speakers and plan.broadcast_message:
+            request = {
+                "alarm_id": str(alarm.id),
+                "speakers": list(plan.broadcast_speakers),
+                "message": plan.broadcast_message,
+                "volume": plan.broadcast_volume,
+                "priority": alarm.priority.level,
+                "is_drill": alarm.is_drill,
+            }
+            broadcasts.append(new_outbox_record(alarm, BROADCAST_SINK, request, now))
+
+    @staticmethod
+    def _changed(
+        decision: UpdateAlarm | CloseAlarm,
+        device: DeviceInfo | None,
+        tracked: dict[uuid.UUID, _Tracked],
+        read_by_id: dict[uuid.UUID, StoredAlarm],
+        revisions: list[_Revision],
+    ) -> None:
+        alarm = decision.alarm
+        track = tracked.get(alarm.id)
+        if track is None:
+            previous = read_by_id[alarm.id]
+            location = _location_from(previous.details) or _location(device)
+            track = _Tracked(previous, previous.alarm.revision, previous.alarm, location)
+            tracked[alarm.id] = track
+        is_repeat = decision.history.action is AlarmAction.REPEAT
+        if is_repeat and track.repeat is not None:
+            # Joins the batch's repeat revision of this alarm: same revision number.
+            joined = track.repeat
+            alarm = dataclasses.replace(alarm, revision=joined.alarm.revision)
+            joined.alarm = alarm
+            joined.repeats.append(decision.history)
+            joined.notify = joined.notify or decision.notify
+        else:
+            revision = _Revision(
+                alarm,
+                decision.history,
+                track.stored.jurisdiction_path,
+                track.location,
+                decision.notify,
+                repeats=[decision.history] if is_repeat else [],
+            )
+            revisions.append(revision)
+            track.repeat = revision if is_repeat else None
+        track.alarm = alarm
+
+    async def _write(
+        self,
+        tx: Tx,
+        tracked: dict[uuid.UUID, _Tracked],
+        revisions: list[_Revision],
+        broadcasts: list[OutboxRecord],
+        batch: _Batch,
+        now: datetime,
+    ) -> None:
+        """Write what the batch decided: each alarm once, then every revision's rows."""
+        if not revisions:
+            return
+        # Updates first: an alarm closed here frees its dedup key for one opened here.
+        await self.repo.update_many(
+            tx,
+            [(t.alarm, t.read_revision) for t in tracked.values() if t.read_revision is not None],
+            now=now,
+        )
+        await self.repo.insert_many(
+            tx,
+            [
+                StoredAlarm(
+                    t.alarm, t.stored.jurisdiction_path, t.stored.rule, t.stored.details, now
+                )
+                for t in tracked.values()
+                if t.read_revision is None
+            ],
+        )
+        for revision in revisions:
+            if revision.repeats:
+                revision.entry = _repeat_entry(revision)
+        await self.repo.append_history_many(tx, [revision.entry for revision in revisions])
+        changes = []
+        records = list(broadcasts)
+        for revision in revisions:
+            entry = _announced(revision.entry)
+            payload = alarm_payload(revision.alarm, entry, revision.location)
+            changes.append((revision.alarm, entry, revision.path, payload))
+            if revision.notify:
+                records += self._outbox_records(
+                    revision.alarm, entry, payload, revision.location, now
+                )
+        batch.changes = await self.repo.append_changes(tx, changes)
+        await self.repo.insert_outbox(tx, records, now)
+        batch.queued = bool(records)
 
     async def _reject(self, tx: Tx, event: DeviceEvent, exc: Exception, now: datetime) -> None:
         body = {
@@ -325,71 +571,6 @@ class AlarmEngine:
                 device_id=event.device_id,
             ),
         )
-
-    async def _store_decision(
-        self,
-        tx: Tx,
-        decision: OpenAlarm | UpdateAlarm | CloseAlarm,
-        device: DeviceInfo | None,
-        open_alarms: dict[str, StoredAlarm],
-        batch: _Batch,
-        now: datetime,
-    ) -> None:
-        alarm = decision.alarm
-        if isinstance(decision, OpenAlarm):
-            location = _location(device)
-            plan = decision.linkage
-            details: dict[str, Any] = {
-                "linkage": {
-                    "snapshot_cameras": list(plan.snapshot_cameras),
-                    "broadcast_speakers": list(plan.broadcast_speakers),
-                },
-            }
-            if location is not None:
-                details["location"] = {
-                    "latitude": location.latitude,
-                    "longitude": location.longitude,
-                    "radius_m": location.radius_m,
-                    "description": location.description,
-                }
-            path = device.jurisdiction_path if device else None
-            await self.repo.insert(
-                tx, alarm, jurisdiction_path=path, rule=decision.rule, details=details, now=now
-            )
-            open_alarms[alarm.dedup_key] = StoredAlarm(alarm, path, decision.rule, details, now)
-            batch.openings.append((alarm.id, plan))
-            if plan.broadcast_speakers and plan.broadcast_message:
-                request = {
-                    "alarm_id": str(alarm.id),
-                    "speakers": list(plan.broadcast_speakers),
-                    "message": plan.broadcast_message,
-                    "volume": plan.broadcast_volume,
-                    "priority": alarm.priority.level,
-                    "is_drill": alarm.is_drill,
-                }
-                await self.repo.insert_outbox(
-                    tx, [new_outbox_record(alarm, BROADCAST_SINK, request, now)], now
-                )
-                batch.queued = True
-        else:
-            previous = open_alarms.get(alarm.dedup_key)
-            path = previous.jurisdiction_path if previous else None
-            details = dict(previous.details) if previous else {}
-            location = _location_from(details) or _location(device)
-            await self.repo.update(tx, alarm, previous_revision=alarm.revision - 1, now=now)
-            rule = previous.rule if previous else None
-            open_alarms[alarm.dedup_key] = StoredAlarm(alarm, path, rule, details, now)
-        change, queued = await self._record(
-            tx,
-            alarm,
-            decision.history,
-            jurisdiction_path=path,
-            location=location,
-            notify=decision.notify,
-            now=now,
-        )
-        batch.changes.append(change)
-        batch.queued = batch.queued or queued
 
     def after_commit(self, outcome: object) -> None:
         """After the batch committed: announce its changes, start linkage.

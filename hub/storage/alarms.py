@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 # Advisory lock id serialising appends to the change log ("alrm").
 _CHANGE_LOG_LOCK = 0x616C_726D
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Parameters per multi-row statement: below SQLite's limit (32,766) and PostgreSQL's.
+_MAX_PARAMS = 30_000
 _ACTIVE = tuple(sorted(state.value for state in ACTIVE_STATES))
 _ALARM_COLUMNS = (
     "id, type, priority, state, category, device_id, jurisdiction, title, sop, dedup_key,"
@@ -63,6 +65,33 @@ _ALARM_COLUMNS = (
 _OUTBOX_COLUMNS = (
     "id, alarm_id, revision, sink, payload, state, attempts, next_attempt_at, last_error,"
     " delivered_at"
+)
+
+
+_UPDATE_SET = (
+    "priority = v.v_priority, state = v.v_state, last_seen_at = v.v_last_seen_at,"
+    " count = v.v_count, assignee = v.v_assignee, department = v.v_department,"
+    " ack_due = v.v_ack_due, resolve_due = v.v_resolve_due,"
+    " escalation_level = v.v_escalation_level, revision = v.v_revision,"
+    " closed_reason = v.v_closed_reason, updated_at = v.v_updated_at"
+)
+_UPDATE_VALUES = (
+    "v_id, v_previous, v_priority, v_state, v_last_seen_at, v_count, v_assignee,"
+    " v_department, v_ack_due, v_resolve_due, v_escalation_level, v_revision,"
+    " v_closed_reason, v_updated_at"
+)
+# One UPDATE for a batch's alarms, each guarded by the revision it was read at.
+_PG_UPDATE_MANY = (
+    f"UPDATE alarms AS a SET {_UPDATE_SET}"  # noqa: S608 - constants only
+    " FROM unnest(%s::text[], %s::int[], %s::smallint[], %s::text[], %s::timestamptz[],"
+    " %s::int[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[],"
+    f" %s::int[], %s::text[], %s::timestamptz[]) AS v({_UPDATE_VALUES})"
+    " WHERE a.id = v.v_id AND a.revision = v.v_previous RETURNING a.id"
+)
+_SQLITE_UPDATE_MANY = (
+    f"WITH v({_UPDATE_VALUES}) AS (VALUES {{values}})"  # noqa: S608 - constants only
+    f" UPDATE alarms SET {_UPDATE_SET} FROM v"
+    " WHERE alarms.id = v.v_id AND alarms.revision = v.v_previous RETURNING id"
 )
 
 
@@ -242,6 +271,70 @@ def _in_list(values: Sequence[Any]) -> str:
     return ", ".join("%s" for _ in values)
 
 
+def _chunks(rows: Sequence[Sequence[Any]], width: int) -> list[Sequence[Sequence[Any]]]:
+    """Row groups small enough for one multi-row statement on either backend.
+
+    SQLite allows 32,766 parameters per statement and PostgreSQL 65,535.
+    """
+    size = max(1, _MAX_PARAMS // width)
+    return [rows[start : start + size] for start in range(0, len(rows), size)]
+
+
+def _values(rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
+    """`(%s, …), (%s, …)` for `rows`, and their parameters flattened in order."""
+    group = "(" + ", ".join("%s" for _ in rows[0]) + ")"
+    return ", ".join(group for _ in rows), [value for row in rows for value in row]
+
+
+def _opt_time(value: datetime | None) -> datetime | None:
+    return None if value is None else to_db_time(value)
+
+
+def _alarm_row(stored: StoredAlarm) -> tuple[Any, ...]:
+    alarm = stored.alarm
+    return (
+        str(alarm.id),
+        alarm.type,
+        alarm.priority.level,
+        alarm.state.value,
+        alarm.category.value,
+        alarm.device_id,
+        alarm.jurisdiction,
+        alarm.title,
+        alarm.sop,
+        alarm.dedup_key,
+        to_db_time(alarm.opened_at),
+        to_db_time(alarm.last_seen_at),
+        alarm.count,
+        alarm.assignee,
+        alarm.department,
+        _opt_time(alarm.ack_due),
+        _opt_time(alarm.resolve_due),
+        alarm.escalation_level,
+        alarm.revision,
+        alarm.is_drill,
+        alarm.closed_reason,
+        stored.jurisdiction_path,
+        stored.rule,
+        dict(stored.details),
+        to_db_time(stored.updated_at),
+    )
+
+
+def _history_row(entry: HistoryEntry) -> tuple[Any, ...]:
+    return (
+        str(entry.alarm_id),
+        to_db_time(entry.at),
+        entry.actor,
+        entry.action.value,
+        entry.from_state.value if entry.from_state else None,
+        entry.to_state.value,
+        entry.note,
+        dict(entry.details),
+        entry.revision,
+    )
+
+
 def _strings(value: Any) -> tuple[str, ...]:
     decoded = from_json(value) if isinstance(value, str | bytes) else value
     if not isinstance(decoded, list):
@@ -326,17 +419,32 @@ class AlarmRepository:
 
     # -- alarms -------------------------------------------------------------
 
-    async def open_alarms(self, tx: Tx, device_ids: Iterable[str]) -> dict[str, StoredAlarm]:
-        """Active and resolved alarms of `device_ids`, by dedup key (newest wins)."""
+    async def open_alarms(
+        self, tx: Tx, device_ids: Iterable[str], dedup_keys: Iterable[str] = ()
+    ) -> dict[str, StoredAlarm]:
+        """Active and resolved alarms of `device_ids` and active alarms of `dedup_keys`
+        (a key may group several devices), by dedup key (newest wins), in one query.
+
+        Locked for the transaction on PostgreSQL, so an operator action on one of
+        them waits for the batch (and the batch's revision check cannot fail)."""
         ids = sorted(set(device_ids))
-        if not ids:
+        keys = sorted(set(dedup_keys))
+        if not ids and not keys:
             return {}
         states = (*_ACTIVE, AlarmState.RESOLVED.value)
+        clauses: list[str] = []
+        params: list[Any] = []
+        if ids:
+            clauses.append(f"(device_id IN ({_in_list(ids)}) AND state IN ({_in_list(states)}))")
+            params += [*ids, *states]
+        if keys:
+            clauses.append(f"(dedup_key IN ({_in_list(keys)}) AND state IN ({_in_list(_ACTIVE)}))")
+            params += [*keys, *_ACTIVE]
         lock = " FOR UPDATE" if self.store.dialect == "postgresql" else ""
         rows = await tx.fetchall(
-            f"SELECT {_ALARM_COLUMNS} FROM alarms WHERE device_id IN ({_in_list(ids)})"  # noqa: S608
-            f" AND state IN ({_in_list(states)}) ORDER BY opened_at{lock}",
-            [*ids, *states],
+            f"SELECT {_ALARM_COLUMNS} FROM alarms WHERE {' OR '.join(clauses)}"  # noqa: S608
+            f" ORDER BY opened_at{lock}",
+            params,
         )
         found: dict[str, StoredAlarm] = {}
         for row in rows:
@@ -369,38 +477,17 @@ class AlarmRepository:
         now: datetime,
     ) -> None:
         """Store a newly opened alarm."""
-        await tx.execute(
-            f"INSERT INTO alarms ({_ALARM_COLUMNS}) VALUES ("  # noqa: S608
-            + ", ".join(["%s"] * 25)
-            + ")",
-            (
-                str(alarm.id),
-                alarm.type,
-                alarm.priority.level,
-                alarm.state.value,
-                alarm.category.value,
-                alarm.device_id,
-                alarm.jurisdiction,
-                alarm.title,
-                alarm.sop,
-                alarm.dedup_key,
-                to_db_time(alarm.opened_at),
-                to_db_time(alarm.last_seen_at),
-                alarm.count,
-                alarm.assignee,
-                alarm.department,
-                alarm.ack_due,
-                alarm.resolve_due,
-                alarm.escalation_level,
-                alarm.revision,
-                alarm.is_drill,
-                alarm.closed_reason,
-                jurisdiction_path,
-                rule,
-                dict(details),
-                to_db_time(now),
-            ),
-        )
+        await self.insert_many(tx, [StoredAlarm(alarm, jurisdiction_path, rule, details, now)])
+
+    async def insert_many(self, tx: Tx, alarms: Sequence[StoredAlarm]) -> None:
+        """Store newly opened alarms (`updated_at` is the time of the write)."""
+        rows = [_alarm_row(stored) for stored in alarms]
+        for chunk in _chunks(rows, 25):
+            values, params = _values(chunk)
+            await tx.execute(
+                f"INSERT INTO alarms ({_ALARM_COLUMNS}) VALUES {values}",  # noqa: S608
+                params,
+            )
 
     async def update(self, tx: Tx, alarm: Alarm, *, previous_revision: int, now: datetime) -> None:
         """Store the next revision of an alarm; raise StaleAlarm if another writer got there."""
@@ -429,23 +516,60 @@ class AlarmRepository:
         if changed != 1:
             raise StaleAlarm(f"alarm {alarm.id} is no longer at revision {previous_revision}")
 
+    async def update_many(
+        self, tx: Tx, updates: Sequence[tuple[Alarm, int]], *, now: datetime
+    ) -> None:
+        """Store the next revision of several alarms (alarm, previous revision) in one
+        statement; raise StaleAlarm if any of them moved on meanwhile."""
+        if not updates:
+            return
+        rows = [
+            (
+                str(alarm.id),
+                previous,
+                alarm.priority.level,
+                alarm.state.value,
+                to_db_time(alarm.last_seen_at),
+                alarm.count,
+                alarm.assignee,
+                alarm.department,
+                _opt_time(alarm.ack_due),
+                _opt_time(alarm.resolve_due),
+                alarm.escalation_level,
+                alarm.revision,
+                alarm.closed_reason,
+                to_db_time(now),
+            )
+            for alarm, previous in updates
+        ]
+        changed: set[str] = set()
+        if self.store.dialect == "postgresql":
+            columns = list(zip(*rows, strict=True))
+            found = await tx.fetchall(_PG_UPDATE_MANY, [list(column) for column in columns])
+            changed.update(str(row[0]) for row in found)
+        else:
+            for chunk in _chunks(rows, 14):
+                values, params = _values(chunk)
+                found = await tx.fetchall(_SQLITE_UPDATE_MANY.format(values=values), params)
+                changed.update(str(row[0]) for row in found)
+        stale = [alarm for alarm, _ in updates if str(alarm.id) not in changed]
+        if stale:
+            raise StaleAlarm(f"alarm {stale[0].id} changed since it was read")
+
     async def append_history(self, tx: Tx, entry: HistoryEntry) -> None:
         """Append one history entry."""
-        await tx.execute(
-            "INSERT INTO alarm_history (alarm_id, at, actor, action, from_state, to_state,"
-            " note, details, revision) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                str(entry.alarm_id),
-                to_db_time(entry.at),
-                entry.actor,
-                entry.action.value,
-                entry.from_state.value if entry.from_state else None,
-                entry.to_state.value,
-                entry.note,
-                dict(entry.details),
-                entry.revision,
-            ),
-        )
+        await self.append_history_many(tx, [entry])
+
+    async def append_history_many(self, tx: Tx, entries: Sequence[HistoryEntry]) -> None:
+        """Append history entries in the given order."""
+        rows = [_history_row(entry) for entry in entries]
+        for chunk in _chunks(rows, 9):
+            values, params = _values(chunk)
+            await tx.execute(
+                "INSERT INTO alarm_history (alarm_id, at, actor, action, from_state, to_state,"  # noqa: S608 - placeholders only
+                f" note, details, revision) VALUES {values}",
+                params,
+            )
 
     async def append_change(
         self,
@@ -456,56 +580,79 @@ class AlarmRepository:
         payload: Mapping[str, Any],
     ) -> AlarmChange:
         """Append to the change log; the returned change is announced after commit."""
+        (change,) = await self.append_changes(tx, [(alarm, entry, jurisdiction_path, payload)])
+        return change
+
+    async def append_changes(
+        self,
+        tx: Tx,
+        items: Sequence[tuple[Alarm, HistoryEntry, str | None, Mapping[str, Any]]],
+    ) -> list[AlarmChange]:
+        """Append (alarm, entry, jurisdiction path, payload) changes in the given order;
+        the returned changes (in that order) are announced after commit."""
+        if not items:
+            return []
         if self.store.dialect == "postgresql":
             await tx.execute("SELECT pg_advisory_xact_lock(%s)", (_CHANGE_LOG_LOCK,))
-        row = await tx.fetchone(
-            "INSERT INTO alarm_changes (alarm_id, revision, action, at, jurisdiction_path,"
-            " category, payload) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING seq",
+        rows = [
             (
                 str(alarm.id),
                 alarm.revision,
                 entry.action.value,
                 to_db_time(entry.at),
-                jurisdiction_path,
+                path,
                 alarm.category.value,
                 dict(payload),
-            ),
-        )
-        assert row is not None  # noqa: S101 - INSERT … RETURNING yields one row
-        return AlarmChange(
-            seq=int(row[0]),
-            alarm_id=alarm.id,
-            revision=alarm.revision,
-            action=entry.action.value,
-            at=entry.at,
-            jurisdiction_path=jurisdiction_path,
-            category=alarm.category.value,
-            payload=payload,
-        )
+            )
+            for alarm, entry, path, payload in items
+        ]
+        seqs: dict[tuple[str, int], int] = {}
+        for chunk in _chunks(rows, 7):
+            values, params = _values(chunk)
+            found = await tx.fetchall(
+                "INSERT INTO alarm_changes (alarm_id, revision, action, at, jurisdiction_path,"  # noqa: S608 - placeholders only
+                f" category, payload) VALUES {values} RETURNING seq, alarm_id, revision",
+                params,
+            )
+            seqs.update({(str(row[1]), int(row[2])): int(row[0]) for row in found})
+        return [
+            AlarmChange(
+                seq=seqs[(str(alarm.id), alarm.revision)],
+                alarm_id=alarm.id,
+                revision=alarm.revision,
+                action=entry.action.value,
+                at=entry.at,
+                jurisdiction_path=path,
+                category=alarm.category.value,
+                payload=payload,
+            )
+            for alarm, entry, path, payload in items
+        ]
 
     async def insert_outbox(self, tx: Tx, records: Sequence[OutboxRecord], now: datetime) -> None:
         """Queue deliveries; a record already queued (same idempotency key) is kept."""
-        if not records:
-            return
-        await tx.executemany(
-            "INSERT INTO outbox (alarm_id, revision, sink, idempotency_key, payload, state,"
-            " attempts, next_attempt_at, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (idempotency_key) DO NOTHING",
-            [
-                (
-                    str(r.alarm_id),
-                    r.revision,
-                    r.sink,
-                    r.idempotency_key,
-                    dict(r.payload),
-                    r.state.value,
-                    r.attempts,
-                    to_db_time(r.next_attempt_at),
-                    to_db_time(now),
-                )
-                for r in records
-            ],
-        )
+        rows = [
+            (
+                str(r.alarm_id),
+                r.revision,
+                r.sink,
+                r.idempotency_key,
+                dict(r.payload),
+                r.state.value,
+                r.attempts,
+                to_db_time(r.next_attempt_at),
+                to_db_time(now),
+            )
+            for r in records
+        ]
+        for chunk in _chunks(rows, 9):
+            values, params = _values(chunk)
+            await tx.execute(
+                "INSERT INTO outbox (alarm_id, revision, sink, idempotency_key, payload, state,"  # noqa: S608 - placeholders only
+                f" attempts, next_attempt_at, created_at) VALUES {values}"
+                " ON CONFLICT (idempotency_key) DO NOTHING",
+                params,
+            )
 
     async def insert_rejected(self, tx: Tx, rejected: RejectedMessage) -> None:
         """Keep an event the engine could not evaluate, with the reason."""
