@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -18,10 +17,9 @@ from tests.integration.hub_mqtt_support import (
     mqtt_hub_settings,
     register_device,
     storage_url,
-    unique_client_id,
     wait_until,
 )
-from tests.integration.mqtt_support import drop_session, machine_broker, unique_prefix
+from tests.integration.mqtt_support import unique_prefix
 
 pytestmark = pytest.mark.mqtt
 
@@ -30,18 +28,6 @@ UNIT = "school-05-spk-1"
 UNIT_MQTT_ID = "spk-5f00a1"
 FAR_UNIT = "town-09-spk-1"
 TTS = {"action": "tts", "text": "请立即疏散到操场", "priority": 1}
-
-
-@pytest.fixture
-def broker() -> tuple[str, int]:
-    return machine_broker()
-
-
-@pytest.fixture
-def client_id(broker: tuple[str, int]) -> Iterator[str]:
-    name = unique_client_id()
-    yield name
-    drop_session(*broker, name)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -21,10 +21,9 @@ from tests.integration.hub_mqtt_support import (
     mqtt_hub_settings,
     register_device,
     storage_url,
-    unique_client_id,
     wait_until,
 )
-from tests.integration.mqtt_support import drop_session, machine_broker, unique_prefix
+from tests.integration.mqtt_support import unique_prefix
 
 pytestmark = pytest.mark.mqtt
 
@@ -33,18 +32,6 @@ BUTTON_MQTT_ID = "sos-0a1b2c"
 SPEAKER = "school-03-spk-1"
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture
-def broker() -> tuple[str, int]:
-    return machine_broker()
-
-
-@pytest.fixture
-def client_id(broker: tuple[str, int]) -> Iterator[str]:
-    name = unique_client_id()
-    yield name
-    drop_session(*broker, name)
 
 
 @contextmanager
