@@ -29,7 +29,6 @@ from tests.integration.mqtt_support import (
     Publisher,
     Registry,
     drop_session,
-    machine_broker,
     settings_for,
     unique_prefix,
 )
@@ -43,11 +42,6 @@ SPEAKER = "school-07-spk-1"
 
 def run(settings: MqttSettings, writer: FakeWriter, registry: Registry) -> MqttAdapter:
     return MqttAdapter(settings, submit=writer.submit, device_lookup=registry.lookup)
-
-
-@pytest.fixture
-def broker() -> tuple[str, int]:
-    return machine_broker()
 
 
 @pytest.fixture
