@@ -9,6 +9,7 @@ while the writer commits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -61,6 +62,11 @@ def _iso(value: datetime) -> str:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _rollback_if_open(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def _own(tx: Tx) -> _SQLiteTx:
@@ -177,15 +183,22 @@ class SQLiteStore(SqlStore):
         """BEGIN IMMEDIATE … COMMIT on the writer connection; ROLLBACK on error."""
         if self._write_conn is None:
             raise StorageError("SQLite store is not open")
+        conn = self._write_conn
         async with self._write_lock:
-            tx = _SQLiteTx(self._write_conn, self._write_executor)
-            await tx.execute("BEGIN IMMEDIATE")
+            tx = _SQLiteTx(conn, self._write_executor)
             try:
+                await tx.execute("BEGIN IMMEDIATE")
                 yield tx
+                await tx.execute("COMMIT")
             except BaseException:
-                await tx.execute("ROLLBACK")
+                # A cancelled task leaves its statement running on the writer
+                # thread (BEGIN, say). The rollback is queued on that same thread
+                # before the lock is released, so it runs after that statement and
+                # before the next transaction's BEGIN, even if this task is gone.
+                undo = self._write_executor.submit(_rollback_if_open, conn)
+                with contextlib.suppress(BaseException):
+                    await asyncio.wrap_future(undo)
                 raise
-            await tx.execute("COMMIT")
 
     def _reader_conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._read_local, "conn", None)

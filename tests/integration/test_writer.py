@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -130,3 +132,35 @@ async def test_rejected_messages_go_through_the_writer(wstore: SqlStore) -> None
     assert acked.is_set()
     assert [r.reason for r in await wstore.rejected_messages()] == ["not JSON"]
     assert b'gridwatch_messages_rejected_total{source="mqtt"} 1.0' in metrics.render()
+
+
+async def test_a_cancelled_transaction_leaves_nothing_behind(wstore: SqlStore) -> None:
+    """A task cancelled inside (or while opening) a transaction rolls it back."""
+    entered = asyncio.Event()
+
+    async def slow_writer() -> None:
+        async with wstore.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO rejected_messages (id, time, source, origin, reason, payload)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (uuid.uuid4(), BASE_TIME, "test", "t", "half-done", b""),
+            )
+            entered.set()
+            await asyncio.sleep(30)
+
+    inside = asyncio.create_task(slow_writer())
+    await asyncio.wait_for(entered.wait(), 10)
+    inside.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await inside
+    # Cancelled while its BEGIN is still on its way.
+    for spins in range(40):
+        opening = asyncio.create_task(wstore.ingest([make_event(99)]))
+        for _ in range(spins % 8):
+            await asyncio.sleep(0)
+        opening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await opening
+    result = await wstore.ingest([make_event(1, key="after-cancel")])
+    assert len(result.stored) == 1
+    assert [r.reason for r in await wstore.rejected_messages()] == []
