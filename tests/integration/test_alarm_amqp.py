@@ -63,7 +63,17 @@ async def test_broker_restart_mid_delivery_loses_nothing_and_counts_only_confirm
     await store.open()
     settings = AlarmSettings.model_validate(
         {
-            "sinks": [{"name": "center-mq", "type": "amqp", "url": URL, "target": queue_name}],
+            # Attempts never run out here: this test is about loss and counting,
+            # not dead letters (restarting RabbitMQ takes long on a busy machine).
+            "sinks": [
+                {
+                    "name": "center-mq",
+                    "type": "amqp",
+                    "url": URL,
+                    "target": queue_name,
+                    "max_attempts": 1000,
+                }
+            ],
             "delivery": {"poll_interval_s": 0.1, "backoff_base_s": 0.2, "backoff_cap_s": 1.0},
         }
     )
