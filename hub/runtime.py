@@ -7,8 +7,9 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -37,6 +38,20 @@ __all__ = ["Hub", "serve"]
 log = logging.getLogger(__name__)
 
 _RETENTION_EVERY_S = 3600.0
+_STOP_S = 15.0
+_DRAIN_S = 60.0
+
+
+async def _stop(
+    part: str, stopping: Coroutine[Any, Any, None], *, timeout_s: float = _STOP_S
+) -> None:
+    """Await one part's stop for at most `timeout_s`; log (never raise) when it overruns."""
+    try:
+        await asyncio.wait_for(stopping, timeout_s)
+    except TimeoutError:
+        log.error("%s did not stop within %.0f s; shutting down without it", part, timeout_s)
+    except Exception:
+        log.exception("%s failed while stopping", part)
 
 
 class Hub:
@@ -170,20 +185,24 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        await self.registry.stop()
-        await self.live.stop()
-        await self.auth.stop()
+        # Each part gets a bounded time: a stuck part is named in the log and
+        # left behind rather than holding the whole shutdown forever.
+        await _stop("registry", self.registry.stop())
+        await _stop("live view", self.live.stop())
+        await _stop("auth", self.auth.stop())
         # Adapters before the writer: nothing new arrives while the queue drains.
-        await self.onvif.stop()
-        await self.patrol.stop()
-        await self.broadcast.stop()
-        await self.mqtt.stop()
-        await self.alarms.stop()
-        await self.dispatcher.stop()
+        await _stop("onvif", self.onvif.stop())
+        await _stop("patrol", self.patrol.stop())
+        await _stop("broadcast", self.broadcast.stop())
+        await _stop("mqtt", self.mqtt.stop())
+        await _stop("alarm engine", self.alarms.stop())
+        await _stop("dispatcher", self.dispatcher.stop())
         pending = self.writer.pending
         if pending:
             log.info("draining %d queued events before exit", pending)
-        await self.writer.stop()
+        # Events still queued after the drain time were never acknowledged to
+        # their source (an MQTT broker redelivers them), so nothing is lost.
+        await self.writer.stop(drain_timeout=_DRAIN_S)
         await self.store.close()
         log.info("hub stopped")
 

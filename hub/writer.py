@@ -96,12 +96,25 @@ class EventWriter:
         self._accepting = True
         self._task = asyncio.create_task(self._run(), name="event-writer")
 
-    async def stop(self) -> None:
-        """Stop accepting, commit everything already queued, then end the task."""
+    async def stop(self, *, drain_timeout: float | None = None) -> None:
+        """Stop accepting, commit everything already queued, then end the task.
+
+        With `drain_timeout`, give up draining after that many seconds (storage
+        down, say): what is left was never acknowledged to its source, whose
+        callbacks never fired, so the source delivers it again later.
+        """
         self._accepting = False
         if self._task is None:
             return
-        await self._queue.join()
+        try:
+            await asyncio.wait_for(self._queue.join(), drain_timeout)
+        except TimeoutError:
+            log.error(
+                "%d events not committed within %.0f s of shutdown; their sources were "
+                "not acknowledged and will deliver them again",
+                self._queue.qsize(),
+                drain_timeout,
+            )
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
