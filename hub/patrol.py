@@ -388,12 +388,19 @@ class PatrolService:
             log.info("patrol housekeeping removed %d old samples and snapshots", removed)
 
     def trigger(self, trigger: str = "manual") -> bool:
-        """Start a full pass in the background now; False if one is already running."""
+        """Start a full pass in the background now; False if one is already running.
+
+        The pass is `current` from this call on, so whoever asked sees it
+        running at once, before its cameras are even listed."""
         if not self._started:
             raise RuntimeError("the patrol service is not started")
         if self._run_lock.locked() or (self._run_task is not None and not self._run_task.done()):
             return False
-        self._run_task = asyncio.create_task(self.run_once(trigger=trigger), name="patrol-run")
+        progress = PatrolProgress(None, trigger, self._clock(), 0)
+        self.current = progress
+        self._run_task = asyncio.create_task(
+            self.run_once(trigger=trigger, progress=progress), name="patrol-run"
+        )
         return True
 
     @property
@@ -409,49 +416,69 @@ class PatrolService:
         trigger: str = "manual",
         only_due: bool = False,
         on_progress: Callable[[PatrolProgress], None] | None = None,
+        progress: PatrolProgress | None = None,
     ) -> PatrolProgress:
-        """Probe every enabled camera (or only those due), the longest unprobed first."""
+        """Probe every enabled camera (or only those due), the longest unprobed first.
+
+        `progress` is the pass as `trigger()` already announced it."""
         if not self._started:
             raise RuntimeError("the patrol service is not started")
-        async with self._run_lock:
-            targets = await self.repository.patrol_targets()
-            started = self._clock()
-            if only_due:
-                due_before = started - timedelta(seconds=self.settings.interval_s * 0.95)
-                targets = [
-                    t for t in targets if t.last_probe_at is None or t.last_probe_at <= due_before
-                ]
-            run_id = await self.repository.start_run(started, len(targets), trigger, self._node)
-            progress = PatrolProgress(run_id, trigger, started, len(targets))
-            self.current = progress
-            wall0 = time.perf_counter()
-            try:
-                await self._probe_all(targets, progress, on_progress)
-            finally:
-                progress.finished_at = self._clock()
-                # Stored before the pass stops being "current": a reader that sees
-                # no current pass then finds this one finished with its counts.
-                try:
-                    await asyncio.shield(self._save_progress(progress))
-                except Exception:
-                    log.exception("could not store the progress of patrol run %s", progress.run_id)
+        if progress is None:
+            progress = PatrolProgress(None, trigger, self._clock(), 0)
+        try:
+            async with self._run_lock:
+                # Current from before its row exists to after its counts are stored:
+                # a reader never sees the pass's row without its live counts.
+                self.current = progress
+                return await self._run(progress, only_due, on_progress)
+        finally:
+            if self.current is progress:
                 self.current = None
-                self.last = progress
-            wall = time.perf_counter() - wall0
-            if self._metrics is not None and wall > 0 and progress.done:
-                self._metrics.patrol_cameras_per_second.set(progress.done / wall)
-            log.info(
-                "patrol %s: %d cameras in %.1f s, %d failed, %d degraded, %d transitions",
-                trigger,
-                progress.done,
-                wall,
-                progress.failed,
-                progress.degraded,
-                progress.transitions,
-            )
-            if on_progress is not None:
-                on_progress(progress)
-            return progress
+
+    async def _run(
+        self,
+        progress: PatrolProgress,
+        only_due: bool,
+        on_progress: Callable[[PatrolProgress], None] | None,
+    ) -> PatrolProgress:
+        targets = await self.repository.patrol_targets()
+        if only_due:
+            due_before = progress.started_at - timedelta(seconds=self.settings.interval_s * 0.95)
+            targets = [
+                t for t in targets if t.last_probe_at is None or t.last_probe_at <= due_before
+            ]
+        progress.total = len(targets)
+        progress.run_id = await self.repository.start_run(
+            progress.started_at, len(targets), progress.trigger, self._node
+        )
+        wall0 = time.perf_counter()
+        try:
+            await self._probe_all(targets, progress, on_progress)
+        finally:
+            progress.finished_at = self._clock()
+            # Stored before the pass stops being "current": a reader that sees
+            # no current pass then finds this one finished with its counts.
+            try:
+                await asyncio.shield(self._save_progress(progress))
+            except Exception:
+                log.exception("could not store the progress of patrol run %s", progress.run_id)
+            self.current = None
+            self.last = progress
+        wall = time.perf_counter() - wall0
+        if self._metrics is not None and wall > 0 and progress.done:
+            self._metrics.patrol_cameras_per_second.set(progress.done / wall)
+        log.info(
+            "patrol %s: %d cameras in %.1f s, %d failed, %d degraded, %d transitions",
+            progress.trigger,
+            progress.done,
+            wall,
+            progress.failed,
+            progress.degraded,
+            progress.transitions,
+        )
+        if on_progress is not None:
+            on_progress(progress)
+        return progress
 
     async def _save_progress(self, progress: PatrolProgress) -> None:
         if progress.run_id is None:

@@ -243,6 +243,9 @@ async def test_health_api_explains_and_serves_evidence_in_scope(hub: Hub, peer: 
         act_as(app, role="maintenance", scope=("/",))
         started = await client.post("/api/patrol/run")
         assert started.status_code == 202
+        # Whoever started it sees it running at once, before its cameras are listed.
+        assert started.json()["current"]["running"] is True
+        assert started.json()["current"]["trigger"].startswith("api:")
         # A pass takes a few probe timeouts at worst; a loaded CI machine is slow.
         deadline = asyncio.get_running_loop().time() + 60
         while True:
