@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from alarms.models import (
     ACTIVE_STATES,
@@ -155,6 +155,10 @@ class EventMatch(BaseModel):
             return False
         if any(fnmatch.fnmatchcase(event.kind, glob) for glob in self.exclude_kinds):
             return False
+        return self.matches_beyond_kind(event, device)
+
+    def matches_beyond_kind(self, event: DeviceEvent, device: DeviceContext | None) -> bool:
+        """True if `event` from `device` passes the device and payload conditions."""
         if self.device_ids and event.device_id not in self.device_ids:
             return False
         if self.device_kinds and (device is None or device.kind not in self.device_kinds):
@@ -291,6 +295,9 @@ class RuleSet(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rules: list[AlarmRule] = Field(description="Rules in the order they are tried.")
+    _by_kind: dict[str, tuple[tuple[AlarmRule, ...], tuple[AlarmRule, ...]]] = PrivateAttr(
+        default_factory=dict
+    )
 
     @field_validator("rules")
     @classmethod
@@ -301,6 +308,46 @@ class RuleSet(BaseModel):
                 raise ValueError(f"rule name {rule.name!r} is used twice")
             seen.add(rule.name)
         return value
+
+    def __eq__(self, other: object) -> bool:
+        # The kind index is a cache, not part of what the rule set says.
+        if isinstance(other, RuleSet):
+            return self.rules == other.rules
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # lists inside: never hashable
+
+    def for_kind(self, kind: str) -> tuple[tuple[AlarmRule, ...], tuple[AlarmRule, ...]]:
+        """The enabled rules whose kind globs take `kind` (in order), and those an
+        event of `kind` auto-closes; worked out once per kind (the rules are frozen)."""
+        found = self._by_kind.get(kind)
+        if found is None:
+            found = _rules_for_kind(self.rules, kind)
+            if len(self._by_kind) < _KIND_INDEX_LIMIT:
+                self._by_kind[kind] = found
+        return found
+
+
+#: Kinds remembered per rule set (event kinds are few; a flood of odd ones is not kept).
+_KIND_INDEX_LIMIT = 4096
+
+
+def _kind_matches(globs: Sequence[str], kind: str) -> bool:
+    return any(fnmatch.fnmatchcase(kind, glob) for glob in globs)
+
+
+def _rules_for_kind(
+    rules: Sequence[AlarmRule], kind: str
+) -> tuple[tuple[AlarmRule, ...], tuple[AlarmRule, ...]]:
+    candidates = tuple(
+        rule
+        for rule in rules
+        if rule.enabled
+        and _kind_matches(rule.match.kinds, kind)
+        and not _kind_matches(rule.match.exclude_kinds, kind)
+    )
+    closing = tuple(rule for rule in rules if rule.enabled and rule.closes_on(kind))
+    return candidates, closing
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,13 +461,21 @@ def _event_details(event: DeviceEvent, rule: AlarmRule | None) -> dict[str, Any]
     return details
 
 
+def _for_kind(
+    rules: RuleSet | Sequence[AlarmRule], kind: str
+) -> tuple[tuple[AlarmRule, ...], tuple[AlarmRule, ...]]:
+    """The rules that may match events of `kind`, and those such events auto-close."""
+    if isinstance(rules, RuleSet):
+        return rules.for_kind(kind)
+    return _rules_for_kind(rules, kind)
+
+
 def _auto_closes(
     event: DeviceEvent,
     open_alarms: Mapping[str, Alarm],
-    rules: Sequence[AlarmRule],
+    closing: Sequence[AlarmRule],
     now: datetime,
 ) -> list[CloseAlarm]:
-    closing = [rule for rule in rules if rule.enabled and rule.closes_on(event.kind)]
     if not closing:
         return []
     types = {rule.type for rule in closing}
@@ -446,11 +501,12 @@ def _auto_closes(
 
 
 def _match(
-    event: DeviceEvent, device: DeviceContext | None, rules: Sequence[AlarmRule]
+    event: DeviceEvent, device: DeviceContext | None, candidates: Sequence[AlarmRule]
 ) -> tuple[AlarmRule, dict[str, str], str] | None:
-    """The first matching rule, its template values and the event's dedup key."""
+    """The first matching rule among the kind's `candidates`, its template values and
+    the event's dedup key."""
     rule = next(
-        (rule for rule in rules if rule.enabled and rule.match.matches(event, device)), None
+        (rule for rule in candidates if rule.match.matches_beyond_kind(event, device)), None
     )
     if rule is None:
         return None
@@ -476,8 +532,7 @@ def dedup_key_for(
     A caller evaluating a batch reads the open alarms of these keys up front: a
     key template without `{device_id}` groups several devices under one alarm.
     """
-    rule_list = rules.rules if isinstance(rules, RuleSet) else list(rules)
-    matched = _match(event, device, rule_list)
+    matched = _match(event, device, _for_kind(rules, event.kind)[0])
     return None if matched is None else matched[2]
 
 
@@ -497,11 +552,11 @@ def evaluate(
     first, then at most one open or repeat decision.
     """
     require_utc(now, "now")
-    rule_list = rules.rules if isinstance(rules, RuleSet) else list(rules)
-    decisions: list[Decision] = list(_auto_closes(event, open_alarms, rule_list, now))
+    candidates, closing = _for_kind(rules, event.kind)
+    decisions: list[Decision] = list(_auto_closes(event, open_alarms, closing, now))
     closed_ids = {decision.alarm.id for decision in decisions}
 
-    matched = _match(event, device, rule_list)
+    matched = _match(event, device, candidates)
     if matched is None:
         logger.debug("no alarm rule for event", extra={"kind": event.kind})
         return decisions

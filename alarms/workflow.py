@@ -28,7 +28,6 @@ history entry; nothing here reads the clock.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -310,7 +309,7 @@ def apply(
     request = _Request(note, assignee, department, priority, ack_due, resolve_due, at)
     changes, change_details = rule.handler(alarm, request)
     changes["revision"] = alarm.revision + 1
-    updated = dataclasses.replace(alarm, **changes)
+    updated = alarm.evolve(**changes)
     entry = HistoryEntry(
         alarm_id=alarm.id,
         at=at,

@@ -40,7 +40,7 @@ from paho.mqtt.properties import Properties
 from benchmarks.common import scratch_database, write_result
 from camera_registry.events import DeviceEvent
 from hub.config import load_settings
-from hub.runtime import Hub
+from hub.runtime import Hub, freeze_startup_heap
 from tests.integration.hub_mqtt_support import register_device
 from tests.peers.mosquitto import MosquittoPeer, mosquitto_peer
 
@@ -218,6 +218,7 @@ async def through_hub(
         for n in range(BUTTONS):
             await register_device(hub.store, f"bench-btn-{n:03d}", "alarm_point")
         await hub.mqtt.directory.refresh()
+        freeze_startup_heap()  # as `gridwatch run` does once the hub is up
         adapter = hub.mqtt.adapter
         assert adapter is not None
         if not await adapter.wait_connected(10):

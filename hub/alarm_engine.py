@@ -489,7 +489,7 @@ class AlarmEngine:
         if is_repeat and track.repeat is not None:
             # Joins the batch's repeat revision of this alarm: same revision number.
             joined = track.repeat
-            alarm = dataclasses.replace(alarm, revision=joined.alarm.revision)
+            alarm = alarm.evolve(revision=joined.alarm.revision)
             joined.alarm = alarm
             joined.repeats.append(decision.history)
             joined.notify = joined.notify or decision.notify

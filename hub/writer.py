@@ -128,21 +128,26 @@ class EventWriter:
         await self.stop()
 
     async def _next_batch(self) -> list[_Entry]:
-        batch = [await self._queue.get()]
-        deadline = time.monotonic() + self._batch_delay
-        while len(batch) < self._batch_max:
-            try:
-                batch.append(self._queue.get_nowait())
-                continue
-            except asyncio.QueueEmpty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except TimeoutError:
-                break
+        """The first queued entry and whatever else arrives within the batch delay.
+
+        One timeout covers the whole collection: a per-entry `wait_for` would
+        cost a task per event under a steady trickle."""
+        queue = self._queue
+        batch = [await queue.get()]
+        limit = self._batch_max
+        while len(batch) < limit and not queue.empty():
+            batch.append(queue.get_nowait())
+        if len(batch) >= limit or self._batch_delay <= 0:
+            return batch
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(loop.time() + self._batch_delay):
+                while len(batch) < limit:
+                    batch.append(await queue.get())
+                    while len(batch) < limit and not queue.empty():
+                        batch.append(queue.get_nowait())
+        except TimeoutError:
+            pass
         return batch
 
     async def _run(self) -> None:

@@ -27,7 +27,7 @@ import secrets
 import ssl
 import threading
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -193,7 +193,12 @@ class MqttAdapter:
         self._status = ConnectionStatus(ConnectionState.DISCONNECTED, clock(), "not started")
         self._client: paho.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._inbox: asyncio.Queue[_Received] = asyncio.Queue()
+        # Messages cross from the paho thread in a deque; the loop is woken once per
+        # burst (`_wake_pending`), not once per message: a wake-up is a self-pipe
+        # write, and each one hands the GIL back and forth between the threads.
+        self._arrivals: deque[_Received] = deque()
+        self._arrived = asyncio.Event()
+        self._wake_pending = False
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
         # Guarded by _ack_lock: bumped by the paho thread whenever a connection ends or a
@@ -476,7 +481,10 @@ class MqttAdapter:
             qos=message.qos,
             generation=generation,
         )
-        self._call_in_loop(self._inbox.put_nowait, item)
+        self._arrivals.append(item)
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._call_in_loop(self._arrived.set)
 
     # ------------------------------------------------------------------ loop thread
 
@@ -536,33 +544,42 @@ class MqttAdapter:
         return on_committed
 
     async def _consume(self) -> None:
+        arrivals = self._arrivals
         while True:
-            item = await self._inbox.get()
-            self.metrics.received += 1
-            message = InboundMessage(item.topic, item.payload, item.retained, self._clock())
-            try:
-                decoded = decode_message(
-                    message,
-                    prefix=self.settings.topic_prefix,
-                    lookup=self._lookup,
-                    max_payload_bytes=self.settings.max_payload_bytes,
-                    vendor_mappings=self.settings.vendor_mappings,
-                )
-            except Exception as exc:
-                # A decoder bug must not stop ingest: keep the message as rejected.
-                logger.exception("decoding MQTT message on %s failed", item.topic)
-                decoded = Rejection(RejectReason.DECODE_ERROR, type(exc).__name__)
-            on_committed = self._committed_callback(item)
-            if isinstance(decoded, Rejection):
-                self._note_rejection(message, decoded)
-                record = to_rejected_message(
-                    message, decoded, max_payload_bytes=self.settings.max_payload_bytes
-                )
-                await self._submit(record, on_committed)
-            else:
-                self.metrics.events += 1
-                self._observe(decoded)
-                await self._submit(decoded, on_committed)
+            await self._arrived.wait()
+            self._arrived.clear()
+            # Cleared before draining: a message appended from here on wakes us again.
+            self._wake_pending = False
+            while arrivals:
+                await self._take(arrivals.popleft())
+
+    async def _take(self, item: _Received) -> None:
+        """Decode one message and queue its event (or its rejection) for the writer."""
+        self.metrics.received += 1
+        message = InboundMessage(item.topic, item.payload, item.retained, self._clock())
+        try:
+            decoded = decode_message(
+                message,
+                prefix=self.settings.topic_prefix,
+                lookup=self._lookup,
+                max_payload_bytes=self.settings.max_payload_bytes,
+                vendor_mappings=self.settings.vendor_mappings,
+            )
+        except Exception as exc:
+            # A decoder bug must not stop ingest: keep the message as rejected.
+            logger.exception("decoding MQTT message on %s failed", item.topic)
+            decoded = Rejection(RejectReason.DECODE_ERROR, type(exc).__name__)
+        on_committed = self._committed_callback(item)
+        if isinstance(decoded, Rejection):
+            self._note_rejection(message, decoded)
+            record = to_rejected_message(
+                message, decoded, max_payload_bytes=self.settings.max_payload_bytes
+            )
+            await self._submit(record, on_committed)
+        else:
+            self.metrics.events += 1
+            self._observe(decoded)
+            await self._submit(decoded, on_committed)
 
     def _note_rejection(self, message: InboundMessage, rejection: Rejection) -> None:
         self.metrics.rejected[rejection.reason.value] += 1

@@ -128,3 +128,46 @@ def test_alarm_is_active_only_while_handled() -> None:
         }
     )
     assert not closed.is_active
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"count": 0},
+        {"count": True},
+        {"revision": 0},
+        {"escalation_level": -1},
+        {"last_seen_at": T0 - timedelta(seconds=1)},
+        {"last_seen_at": T0.replace(tzinfo=None)},
+        {"ack_due": T0.astimezone(timezone(timedelta(hours=8)))},
+        {"state": "nonsense"},
+        {"state": AlarmState.CLOSED},  # closed without a reason
+        {"closed_reason": "done"},  # a reason on an open alarm
+        {"state": AlarmState.DISPATCHED},  # dispatched to nobody
+        {"assignee": "x" * 129},
+        {"title": "  "},
+    ],
+)
+def test_evolve_refuses_what_construction_refuses(changes: dict[str, Any]) -> None:
+    alarm, _ = new_alarm()
+    with pytest.raises(ValueError):
+        dataclasses.replace(alarm, **changes)
+    with pytest.raises(ValueError):
+        alarm.evolve(**changes)
+
+
+def test_evolve_is_replace_for_good_changes() -> None:
+    alarm, _ = new_alarm()
+    changes: dict[str, Any] = {
+        "count": 7,
+        "last_seen_at": T0 + timedelta(minutes=3),
+        "revision": 4,
+        "state": "acknowledged",
+        "assignee": "op-1",
+    }
+    evolved = alarm.evolve(**changes)
+    assert evolved == dataclasses.replace(alarm, **changes)
+    assert evolved.state is AlarmState.ACKNOWLEDGED  # normalised like construction does
+    assert alarm.count == 1 and alarm.revision == 1  # the original is untouched
+    with pytest.raises(TypeError, match="no field colour"):
+        alarm.evolve(colour="red")

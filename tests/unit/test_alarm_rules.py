@@ -392,3 +392,15 @@ def test_retained_message_never_opens_an_alarm_but_still_closes_one() -> None:
     back = event("health.online", retained=True)
     recovered = run(back, GATE_CAMERA, {offline.dedup_key: offline})
     assert [type(d) for d in recovered] == [CloseAlarm]
+
+
+def test_rule_set_kind_index_agrees_with_trying_every_rule() -> None:
+    from alarms.rules import DEFAULT_RULES, _rules_for_kind
+
+    for kind in ("panic.press", "vqd.blur", "vqd.ok", "health.online", "onvif.tamper", "x.y"):
+        indexed = DEFAULT_RULES.for_kind(kind)
+        assert indexed == _rules_for_kind(DEFAULT_RULES.rules, kind)
+        assert DEFAULT_RULES.for_kind(kind) is indexed  # worked out once
+    candidates, closing = DEFAULT_RULES.for_kind("vqd.ok")
+    assert candidates == ()  # vqd.ok is excluded from the quality-fault rule
+    assert {rule.name for rule in closing} == {"quality_fault"}
