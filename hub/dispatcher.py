@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ from adapters.sinks.amqp import AmqpSink
 from adapters.sinks.errors import DeliveryFailed
 from adapters.sinks.mqtt import MqttSink
 from adapters.sinks.webhook import WebhookSink
-from alarms.outbox import after_failure
+from alarms.outbox import OutboxState, after_failure
 from hub.alarm_config import DeliverySettings, SinkSettings
 from hub.metrics import Metrics
 from hub.storage.alarms import AlarmRepository, ClaimedDelivery
@@ -265,6 +266,12 @@ class Dispatcher:
                 await self._repo.release(item.row_id, self.worker, self._clock())
                 self._count(record.sink, "expired")
                 return
+            limit = config.max_attempts if config else _DEFAULT_MAX_ATTEMPTS
+            if record.attempts >= limit:
+                # Taken back from expired leases until the attempts ran out: whatever
+                # stops its dispatchers, it is not tried again.
+                await self._dead_letter(item)
+                return
             body, content_type = encode_body(record.payload, record.idempotency_key)
             try:
                 async with asyncio.timeout(remaining):
@@ -292,6 +299,18 @@ class Dispatcher:
             self.delivered += 1
             self._count(record.sink, "delivered")
             log.info("delivered %s (%s)", record.idempotency_key, receipt)
+
+    async def _dead_letter(self, item: ClaimedDelivery) -> None:
+        record = dataclasses.replace(item.record, state=OutboxState.DEAD)
+        await self._repo.mark_failed(item.row_id, self.worker, record)
+        self.failed += 1
+        self._count(record.sink, "dead")
+        log.error(
+            "delivery %s dead-lettered after %d attempts: %s",
+            record.idempotency_key,
+            record.attempts,
+            record.last_error,
+        )
 
     async def _failed(
         self,

@@ -62,6 +62,10 @@ _ALARM_COLUMNS = (
     " escalation_level, revision, is_drill, closed_reason, jurisdiction_path, rule, details,"
     " updated_at"
 )
+#: The last error of a row taken back after its claim's lease ran out.
+LEASE_EXPIRED = (
+    "the claim's lease ran out before an outcome was recorded (the dispatcher stopped or hung)"
+)
 _OUTBOX_COLUMNS = (
     "id, alarm_id, revision, sink, payload, state, attempts, next_attempt_at, last_error,"
     " delivered_at"
@@ -918,8 +922,13 @@ class AlarmRepository:
             return []
         at = to_db_time(now)
         skip = " FOR UPDATE SKIP LOCKED" if self.store.dialect == "postgresql" else ""
+        # A row taken back from an expired lease counts as an attempt (its dispatcher
+        # died or hung while sending it): a row that kills every dispatcher that tries
+        # it reaches the attempt limit and is dead-lettered instead of looping forever.
         sql = (
-            "UPDATE outbox SET state = 'delivering', claimed_by = %s, claimed_until = %s"  # noqa: S608 - placeholders only
+            "UPDATE outbox SET state = 'delivering', claimed_by = %s, claimed_until = %s,"  # noqa: S608 - placeholders only
+            " attempts = CASE WHEN state = 'delivering' THEN attempts + 1 ELSE attempts END,"
+            " last_error = CASE WHEN state = 'delivering' THEN %s ELSE last_error END"
             " WHERE id IN (SELECT id FROM outbox WHERE"
             " ((state = 'pending' AND next_attempt_at <= %s)"
             " OR (state = 'delivering' AND claimed_until < %s))"
@@ -928,7 +937,9 @@ class AlarmRepository:
             f" RETURNING {_OUTBOX_COLUMNS}"
         )
         async with self.store.transaction() as tx:
-            rows = await tx.fetchall(sql, [worker, to_db_time(lease_until), at, at, *sinks, limit])
+            rows = await tx.fetchall(
+                sql, [worker, to_db_time(lease_until), LEASE_EXPIRED, at, at, *sinks, limit]
+            )
         return sorted((_record_from_row(row) for row in rows), key=lambda c: c.row_id)
 
     async def mark_delivered(self, row_id: int, now: datetime, receipt: str) -> None:

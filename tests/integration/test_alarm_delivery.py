@@ -177,3 +177,40 @@ async def test_attempt_limit_dead_letters_the_row(store: SqlStore) -> None:
     (row,) = await engine.repo.deliveries(found[0].alarm.id)
     assert str(found[0].alarm.id) == alarm_id
     assert row.state == "dead" and row.attempts == 3 and row.last_error == "HTTP 500"
+
+
+async def test_a_row_whose_dispatchers_keep_dying_is_dead_lettered(store: SqlStore) -> None:
+    """Each lease that runs out counts as an attempt: a row that stops every dispatcher
+    trying it ends dead at the attempt limit instead of being reclaimed for ever."""
+    port = free_port()
+    settings = settings_for(port, max_attempts=3)
+    engine = AlarmEngine(store, settings, bus=EventBus[AlarmChange]("c"))
+    dispatcher = Dispatcher.from_settings(engine.repo, settings.delivery, settings.sinks)
+    receiver = Receiver()
+    async with running_receiver(receiver, port):
+        keys = await open_alarms(engine, 2)
+        doomed, survivor = sorted(keys)
+        # Both were claimed by dispatchers that died while sending: leases long expired.
+        # The doomed one has been through that twice already, the survivor never.
+        async with store.transaction() as tx:
+            for key, attempts in ((doomed, 2), (survivor, 0)):
+                await tx.execute(
+                    "UPDATE outbox SET state = 'delivering', claimed_by = 'dead-worker',"
+                    " claimed_until = %s, attempts = %s WHERE idempotency_key = %s",
+                    ("2000-01-01T00:00:00+00:00", attempts, key),
+                )
+        try:
+            assert await dispatcher.run_once() == 2
+        finally:
+            await dispatcher.stop()  # closes the sink's connections
+    deliveries = {
+        d.idempotency_key: d
+        for stored in await engine.repo.search(AlarmFilter(), scope_paths=None, limit=10)
+        for d in await engine.repo.deliveries(stored.alarm.id)
+    }
+    assert deliveries[doomed].state == "dead" and deliveries[doomed].attempts == 3
+    assert "lease ran out" in (deliveries[doomed].last_error or "")
+    # The survivor's reclaim counted as one attempt, its delivery as the second.
+    assert deliveries[survivor].state == "delivered" and deliveries[survivor].attempts == 2
+    sent = {headers["webhook-id"] for headers, _ in receiver.received}
+    assert sent == {survivor}
