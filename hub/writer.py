@@ -84,6 +84,10 @@ class EventWriter:
         for item in items:
             await self.submit(item)
 
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed (and its callbacks ran)."""
+        await self._queue.join()
+
     @property
     def pending(self) -> int:
         """Events queued and not yet committed."""

@@ -56,6 +56,11 @@ class MqttSink:
         client.loop_start()
         self._client = client
 
+    @property
+    def connected(self) -> bool:
+        """True while the connection to the broker is up."""
+        return self._client is not None and self._client.is_connected()
+
     async def close(self) -> None:
         """Disconnect and stop paho's thread."""
         client, self._client = self._client, None

@@ -36,7 +36,9 @@ async def run(url: str, acked_path: str, count: int) -> None:
         )
         await writer.submit(event, lambda n=n: acker(n))  # type: ignore[misc]
         if n % 100 == 0:
-            await asyncio.sleep(0.01)
+            # Slow enough that the parent's kill lands mid-stream even when it is
+            # scheduled late on a loaded machine (about 1.5 s for the whole stream).
+            await asyncio.sleep(0.05)
     await writer.stop()
     await store.close()
     os.close(fd)

@@ -53,7 +53,8 @@ def mqtt_hub_settings(host: str, port: int, prefix: str, client_id: str) -> dict
         "session_expiry_s": 300,
         "reconnect_min_s": 0.1,
         "reconnect_max_s": 1.0,
-        "command_timeout_s": 0.5,
+        # Generous: one slow round trip on a loaded machine must not turn into a retry.
+        "command_timeout_s": 3.0,
         "command_retries": 1,
         "device_refresh_s": 0.2,
     }

@@ -74,7 +74,7 @@ async def test_unit_command_outcome_is_recorded_and_visible(
             async def ended() -> bool:
                 return bool((await client.get(location)).json()["outcome"] != "pending")
 
-            await wait_until(ended, timeout=10, what="command ended")
+            await wait_until(ended, timeout=30, what="command ended")
             record = (await client.get(location)).json()
             assert record["outcome"] == outcome
             assert record["attempts"] == attempts

@@ -17,6 +17,7 @@ Screenshots go to test-output/screenshots/.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -310,7 +311,14 @@ async def apply_filter(page: Any, **values: str) -> None:
     async with page.expect_response(lambda r: "/api/devices?" in r.url) as answer:
         await page.click("#maint-filter button[type=submit]")
     assert (await answer.value).status == 200
-    await page.wait_for_timeout(200)  # the list renders right after the answer
+
+
+async def expect_shown(page: Any, expected: list[str]) -> None:
+    """The device list shows exactly `expected` once it has rendered the answer."""
+    deadline = time.monotonic() + 10
+    while (shown := await shown_devices(page)) != expected:
+        assert time.monotonic() < deadline, f"shown {shown}, expected {expected}"
+        await asyncio.sleep(0.05)
 
 
 @pytest.mark.rtsp
@@ -330,16 +338,19 @@ async def test_maintenance_view_filters_and_explains_an_offline_camera(
         await page.wait_for_selector("#maint-body tr[data-device-id=cam-gone]")
         # Only the chosen view shows (the queue is a grid that must still hide).
         assert not await page.is_visible("#queue-view")
-        assert await shown_devices(page) == [
-            "btn-school",
-            "cam-dark",
-            "cam-far",
-            "cam-gone",
-            "cam-street",
-        ]
+        await expect_shown(
+            page,
+            [
+                "btn-school",
+                "cam-dark",
+                "cam-far",
+                "cam-gone",
+                "cam-street",
+            ],
+        )
 
         await apply_filter(page, health="offline")
-        assert await shown_devices(page) == ["cam-gone"]
+        await expect_shown(page, ["cam-gone"])
         gone = "#maint-body tr[data-device-id=cam-gone]"
         assert (await page.inner_text(gone + " td.health-offline")).strip() == "离线"
         assert shanghai(since) in await page.inner_text(gone)
@@ -360,15 +371,15 @@ async def test_maintenance_view_filters_and_explains_an_offline_camera(
         await page.screenshot(path=str(SCREENSHOTS / "maintenance.png"), full_page=True)
 
         await apply_filter(page, health="degraded")
-        assert await shown_devices(page) == ["cam-dark"]
+        await expect_shown(page, ["cam-dark"])
         await apply_filter(page, health="online")
-        assert await shown_devices(page) == ["cam-far", "cam-street"]
+        await expect_shown(page, ["cam-far", "cam-street"])
         await apply_filter(page, jurisdiction=TOWN_B[0])
-        assert await shown_devices(page) == ["cam-far"]
+        await expect_shown(page, ["cam-far"])
         await apply_filter(page, jurisdiction=TOWN_A[0], kind="alarm_point")
-        assert await shown_devices(page) == ["btn-school"]
+        await expect_shown(page, ["btn-school"])
         await apply_filter(page, jurisdiction=TOWN_A[0], kind="camera", health="online")
-        assert await shown_devices(page) == ["cam-street"]
+        await expect_shown(page, ["cam-street"])
 
 
 # -- KPI --------------------------------------------------------------------------

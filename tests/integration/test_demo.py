@@ -22,6 +22,23 @@ pytestmark = [pytest.mark.slow, pytest.mark.mqtt]
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _wait_for_health_events(database: Path, timeout: float) -> None:
+    """Until the demo's first patrol pass has stored a health event (read beside it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as db:
+                found = db.execute(
+                    "SELECT COUNT(*) FROM events WHERE kind LIKE 'health.%'"
+                ).fetchone()
+            if found and found[0] > 0:
+                return
+        except sqlite3.OperationalError:
+            pass  # not created yet, or busy
+        assert time.monotonic() < deadline, "the demo's patrol stored no health event"
+        time.sleep(0.5)
+
+
 def _children(pid: int) -> set[int]:
     """Every descendant process of `pid` (from /proc)."""
     parents: dict[int, int] = {}
@@ -118,7 +135,7 @@ def test_demo_runs_a_district_and_stops_cleanly(tmp_path: Path, broker: str) -> 
         assert httpx.get(f"{console}healthz", timeout=5).status_code == 200
         output.wait_for("demo.admin", timeout=5)
         output.wait_for("PRESS", timeout=30)
-        time.sleep(8)  # a couple more presses and the first patrol pass
+        _wait_for_health_events(data_dir / "gridwatch.sqlite3", timeout=60)
         children = _children(process.pid)
         if broker == "mosquitto":
             assert children, "the demo's broker runs as a child process"

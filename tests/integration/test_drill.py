@@ -81,7 +81,7 @@ async def test_drill_reports_each_stage_and_spares_real_sinks(
             transport=httpx.ASGITransport(app=app), base_url="http://hub", timeout=60
         ) as client:
             response = await client.post(
-                "/api/drills", json={"presses": 4, "interval_s": 0.1, "slo_s": 2.0}
+                "/api/drills", json={"presses": 4, "interval_s": 0.1, "slo_s": 10.0}
             )
             assert response.status_code == 200, response.text
             report = response.json()

@@ -48,7 +48,7 @@ async def _presses_kept_for_offline_hub(peer: MosquittoPeer) -> int:
     async with MqttAdapter(settings, submit=writer.submit, device_lookup=registry.lookup) as hub:
         assert await hub.wait_connected(5)
         quiet_since, seen = time.monotonic(), -1
-        while len(writer.stored) < BURST and time.monotonic() - quiet_since < 2.0:
+        while len(writer.stored) < BURST and time.monotonic() - quiet_since < 5.0:
             if len(writer.stored) != seen:
                 quiet_since, seen = time.monotonic(), len(writer.stored)
             await asyncio.sleep(0.05)

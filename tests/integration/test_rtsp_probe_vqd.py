@@ -58,7 +58,7 @@ def test_healthy_stream_is_ok_with_evidence(peer: RtspPeer) -> None:
     assert (probe.codec, probe.width, probe.height) == ("h264", 640, 360)
     assert probe.fps == 15.0
     assert probe.frames_decoded == FRAMES
-    assert probe.open_latency_s is not None and probe.open_latency_s < 2.0
+    assert probe.open_latency_s is not None and probe.open_latency_s < 5.0
     assert probe.frames[0].shape == (180, 320, 3)  # scaled for analysis
     assert probe.snapshot_jpeg is not None
     snapshot = cv2.imdecode(np.frombuffer(probe.snapshot_jpeg, np.uint8), cv2.IMREAD_COLOR)
@@ -136,10 +136,10 @@ def test_scene_change_against_reference(peer: RtspPeer) -> None:
 
 def test_nothing_listening_is_unreachable() -> None:
     port = free_port()
-    probe = probe_stream(f"rtsp://admin:hunter2@127.0.0.1:{port}/live", timeout_s=2)
+    probe = probe_stream(f"rtsp://admin:hunter2@127.0.0.1:{port}/live", timeout_s=6)
     assert not probe.ok and not probe.reachable
     assert probe.failure is ProbeFailure.UNREACHABLE
-    assert probe.total_time_s < 1.0
+    assert probe.total_time_s < 3.0  # refused at once, not waited out
     assert "hunter2" not in repr(probe) and "hunter2" not in (probe.error or "")
     assert probe.url == f"rtsp://***@127.0.0.1:{port}/live"
     assert diagnose(probe.frames).faults == (Check.SIGNAL_LOSS,)
@@ -152,7 +152,7 @@ def test_silent_server_is_a_timeout() -> None:
         port = listener.getsockname()[1]
         probe = probe_stream(f"rtsp://127.0.0.1:{port}/live", timeout_s=1)
     assert probe.failure is ProbeFailure.TIMEOUT
-    assert 0.9 < probe.total_time_s < 3
+    assert 0.9 < probe.total_time_s < 6
 
 
 def test_unknown_mount_is_rejected(peer: RtspPeer) -> None:
