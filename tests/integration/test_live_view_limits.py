@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 
 from hub.config import load_settings
 from hub.runtime import Hub
@@ -92,10 +92,17 @@ class Viewer:
             return await track.recv()
 
 
-async def watch(client: httpx.AsyncClient, camera_id: str) -> Viewer:
-    """Offer to watch `camera_id`; on 200 apply the hub's answer."""
+async def watch(client: httpx.AsyncClient, camera_id: str, *, vp8_only: bool = False) -> Viewer:
+    """Offer to watch `camera_id`; on 200 apply the hub's answer.
+
+    `vp8_only` offers only VP8, as a browser without H.264 does."""
     pc = RTCPeerConnection()
-    pc.addTransceiver("video", direction="recvonly")
+    transceiver = pc.addTransceiver("video", direction="recvonly")
+    if vp8_only:
+        capabilities = RTCRtpReceiver.getCapabilities("video")
+        assert capabilities is not None
+        vp8 = [c for c in capabilities.codecs if c.mimeType == "video/VP8"]
+        transceiver.setCodecPreferences(vp8)
     track: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     @pc.on("track")
@@ -222,3 +229,28 @@ async def test_camera_outside_scope_or_without_stream_is_not_pulled(
     no_stream = await watch(client, "cam-dark")
     assert no_stream.status == 502
     assert hub.live.relay.pulls() == 0 and rtsp_connections(peer.port) == 0
+
+
+async def test_a_viewer_without_h264_gets_the_stream_re_encoded(
+    hub: Hub, client: httpx.AsyncClient
+) -> None:
+    """A browser that offers only VP8 gets the camera decoded and re-encoded: a moving
+    picture at the camera's size, from its own pull (passthrough viewers share another)."""
+    viewer = await watch(client, "cam-ball", vp8_only=True)
+    try:
+        assert viewer.status == 200, viewer.body
+        assert viewer.body["passthrough"] is False
+        assert "H264" not in viewer.body["sdp"] and "VP8" in viewer.body["sdp"]
+        first = await viewer.frame()
+        assert (first.width, first.height) == (640, 360)
+        # The ball moves: later pictures differ from the first.
+        pixels = first.to_ndarray(format="gray")
+        for _ in range(30):
+            later = (await viewer.frame()).to_ndarray(format="gray")
+            if abs(later.astype(int) - pixels.astype(int)).mean() > 0.5:
+                break
+        else:
+            raise AssertionError("the re-encoded picture never changed")
+        assert hub.live.relay.pulls() == 1 and hub.live.relay.viewers("cam-ball") == 1
+    finally:
+        await viewer.pc.close()
