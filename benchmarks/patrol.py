@@ -239,8 +239,8 @@ def _vqd_costs(frames: list[BgrFrame]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write benchmarks/results/patrol.json."""
     parser = argparse.ArgumentParser(description="RTSP patrol benchmark")
-    parser.add_argument("--cameras", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--cameras", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=32, help="the hub's default concurrency")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--mounts", default="ball,frozen,black,grey")
     parser.add_argument("--width", type=int, default=640)

@@ -25,7 +25,14 @@ class PatrolSettings(BaseModel):
         15, ge=0, le=3600, description="Wait this long after start-up before the first pass."
     )
     concurrency: int = Field(
-        8, ge=1, le=256, description="Probes running at once (decode threads; ~cores x 4)."
+        32,
+        ge=1,
+        le=256,
+        description=(
+            "Probes running at once. A probe mostly waits (RTSP set-up, a live stream's"
+            " frames) and uses ~30 ms of CPU: 32 patrol about 22 cameras/s on 2 cores,"
+            " 10,000 cameras in under 8 minutes."
+        ),
     )
     frames: int = Field(8, ge=1, le=100, description="Pictures decoded per probe.")
     timeout_s: float = Field(
