@@ -35,6 +35,7 @@ from adapters.mqtt import (
     MqttAdapter,
     UnitStatus,
 )
+from adapters.mqtt.parsers import HEARTBEAT_KIND
 from camera_registry.events import DEVICE_ID_PATTERN, DeviceEvent
 from hub.config import MqttHubSettings
 from hub.metrics import Metrics
@@ -43,6 +44,7 @@ from hub.storage.mqtt_devices import (
     HealthChange,
     MqttDeviceRow,
     apply_health_changes,
+    last_heard,
     load_mqtt_devices,
     registry_fingerprint,
 )
@@ -90,6 +92,10 @@ class DeviceDirectory:
 
     def __len__(self) -> int:
         return len(self._by_mqtt_id)
+
+    def device_ids(self) -> list[str]:
+        """The registry ids of every MQTT device in the directory."""
+        return list(self._rows)
 
     def load(self, rows: Iterable[MqttDeviceRow]) -> None:
         """Replace the directory's content with `rows` (swapped in one assignment)."""
@@ -207,6 +213,7 @@ class MqttService:
         metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self._store = store
         self.directory = DeviceDirectory(store, refresh_s=settings.device_refresh_s)
         self.adapter: MqttAdapter | None = None
         if settings.enabled:
@@ -232,12 +239,34 @@ class MqttService:
         await self.directory.refresh()
         await self.adapter.__aenter__()
         self._tasks.append(asyncio.create_task(self.directory.run(), name="mqtt-directory"))
+        self._tasks.append(asyncio.create_task(self._resume_liveness(), name="mqtt-liveness"))
         log.info(
             "MQTT adapter started for %s:%d with %d registered devices",
             self.settings.host,
             self.settings.port,
             len(self.directory),
         )
+
+    async def _resume_liveness(self) -> None:
+        """Watch again the heartbeats of devices heard before this start.
+
+        Liveness lives in memory; without this, a button that went silent while the
+        hub was down (or just before) would never be declared offline. Devices
+        already offline stay so until heard again.
+        """
+        adapter = self.adapter
+        assert adapter is not None  # noqa: S101 - only started with an adapter
+        try:
+            heard = await last_heard(
+                self._store, self.directory.device_ids(), heartbeat_kind=HEARTBEAT_KIND
+            )
+        except Exception:
+            log.exception("could not read when MQTT devices were last heard")
+            return
+        for entry in heard:
+            adapter.watch_liveness(entry.device_id, entry.at, entry.interval_s)
+        if heard:
+            log.info("watching the heartbeats of %d MQTT devices heard before start", len(heard))
 
     async def stop(self) -> None:
         """Disconnect; un-acked messages stay with the broker for the next start."""

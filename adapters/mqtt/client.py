@@ -220,6 +220,11 @@ class MqttAdapter:
         """The connection state as it truly is (a refused CONNACK is `REFUSED`)."""
         return self._status
 
+    def watch_liveness(self, device_id: str, last_heard: datetime, interval_s: float) -> None:
+        """Expect heartbeats from a device last heard before this adapter started: it
+        is declared offline after the missed intervals unless it is heard again."""
+        self._liveness.seed(device_id, last_heard, interval_s)
+
     def unit_status(self, device_id: str) -> UnitStatus:
         """What the adapter last heard a device is doing (`UNKNOWN` until evidence)."""
         return self._unit_status.get(device_id, UnitStatus.UNKNOWN)

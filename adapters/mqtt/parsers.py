@@ -596,6 +596,12 @@ class LivenessTracker:
         if interval_s is not None:
             entry.interval_s = interval_s
 
+    def seed(self, device_id: str, last_heard: datetime, interval_s: float) -> None:
+        """Watch a device heard before this tracker existed (the hub restarted);
+        a device already heard since is left as it is."""
+        if device_id not in self._devices:
+            self._devices[device_id] = _Liveness(last_heard, interval_s)
+
     def forget(self, device_id: str) -> None:
         """Stop watching a device (it said it is offline)."""
         self._devices.pop(device_id, None)

@@ -19,8 +19,10 @@ from hub.storage.health import TransitionRow, insert_transitions
 __all__ = [
     "MQTT_REGISTRY_KINDS",
     "HealthChange",
+    "LastHeard",
     "MqttDeviceRow",
     "apply_health_changes",
+    "last_heard",
     "load_mqtt_devices",
     "registry_fingerprint",
 ]
@@ -77,6 +79,50 @@ async def load_mqtt_devices(store: SqlStore) -> list[MqttDeviceRow]:
         )
         for row in rows
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class LastHeard:
+    """When a heartbeat-sending device was last heard, and its announced interval."""
+
+    device_id: str
+    at: datetime
+    interval_s: float
+
+
+async def last_heard(
+    store: SqlStore, device_ids: Sequence[str], *, heartbeat_kind: str
+) -> list[LastHeard]:
+    """For each of `device_ids` that has sent a heartbeat (events of `heartbeat_kind`)
+    and is not offline now: the newest evidence of it (any stored event) and the
+    interval of its newest heartbeat.
+
+    What the hub knew before a restart, so that a device that went silent while the
+    hub was down (or just before) is still declared offline after its missed
+    heartbeats instead of never.
+    """
+    found: list[LastHeard] = []
+    async with store.reading() as tx:
+        rows = await tx.fetchall("SELECT device_id, health, last_seen_at FROM device_state")
+        state = {str(row[0]): (row[1], from_ts(row[2])) for row in rows}
+        for device_id in device_ids:
+            health, seen = state.get(device_id, (None, None))
+            if health == "offline":
+                continue
+            row = await tx.fetchone(
+                "SELECT time, payload FROM events WHERE device_id = %s AND kind = %s"
+                " ORDER BY time DESC LIMIT 1",
+                (device_id, heartbeat_kind),
+            )
+            if row is None:
+                continue
+            beat = from_ts(row[0])
+            payload = from_json(row[1])
+            interval = payload.get("interval_s") if isinstance(payload, dict) else None
+            if beat is None or not isinstance(interval, int | float) or interval <= 0:
+                continue
+            found.append(LastHeard(device_id, max(beat, seen or beat), float(interval)))
+    return found
 
 
 async def registry_fingerprint(store: SqlStore) -> tuple[int, str]:

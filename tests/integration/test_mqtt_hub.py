@@ -185,3 +185,53 @@ async def test_hub_without_broker_starts_and_is_ready(tmp_path: Path) -> None:
             "reason": None,
             "devices": 0,
         }
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_button_silent_across_a_restart_is_still_declared_offline(
+    backend: str,
+    broker: tuple[str, int],
+    client_id: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Heartbeat watching survives a restart: a button heard before the hub went down
+    that stays connected but silent (hung firmware: no last will) is declared offline
+    by the restarted hub after its missed heartbeats."""
+    url = storage_url(backend, request)
+    prefix = unique_prefix()
+    mqtt = {**mqtt_hub_settings(*broker, prefix, client_id), "heartbeat_missed_intervals": 2}
+
+    async def health(hub: Hub) -> str | None:
+        async with hub.store.reading() as tx:
+            row = await tx.fetchone(
+                "SELECT health FROM device_state WHERE device_id = %s", (BUTTON,)
+            )
+        return None if row is None else str(row[0])
+
+    button = PanicButtonSim(BUTTON, host=broker[0], port=broker[1], prefix=prefix)
+    try:
+        async with hub_with_mqtt(tmp_path, url, mqtt) as (hub, _):
+            await register_device(hub.store, BUTTON, "alarm_point")
+            adapter = hub.mqtt.adapter
+            assert adapter is not None and await adapter.wait_connected(5)
+            await wait_until(lambda: hub.mqtt.directory.lookup(BUTTON), what="registry")
+            button.start()
+            button.heartbeat_interval_s = 1.0  # announces 1 s; sent by hand from here on
+            button.heartbeat()
+            await wait_until(
+                lambda: hub.store.count_events(kind="device.heartbeat"), what="heartbeat"
+            )
+            assert await health(hub) == "online"
+
+        async with hub_with_mqtt(tmp_path, url, mqtt) as (hub, _):
+
+            async def offline() -> bool:
+                return await health(hub) == "offline"
+
+            await wait_until(offline, timeout=20, what="silent button → offline")
+            events = await hub.store.events(device_id=BUTTON, limit=50)
+            reasons = [e.payload.get("reason") for e in events if e.kind == "device.offline"]
+            assert reasons == ["heartbeat_missed"]
+    finally:
+        button.stop()

@@ -380,6 +380,18 @@ def test_liveness_reports_a_silent_device_once() -> None:
     assert tracker.overdue(NOW + timedelta(seconds=600)) == []
 
 
+def test_liveness_seeded_after_a_restart_never_overrides_fresher_evidence() -> None:
+    tracker = LivenessTracker(missed_intervals=3)
+    tracker.heard("btn-heard-since", NOW, 60)
+    # What the store knew from before the restart: older for one, the only news for the other.
+    tracker.seed("btn-heard-since", NOW - timedelta(hours=1), 60)
+    tracker.seed("btn-silent", NOW - timedelta(seconds=100), 60)
+    overdue = tracker.overdue(NOW + timedelta(seconds=81))
+    assert [o.device_id for o in overdue] == ["btn-silent"]
+    assert overdue[0].last_heard == NOW - timedelta(seconds=100)
+    assert tracker.overdue(NOW + timedelta(seconds=181))[0].device_id == "btn-heard-since"
+
+
 def test_drill_press_carries_the_drill_flag_into_the_event() -> None:
     drill = decode(event_topic(), press("d-1", drill=True))
     real = decode(event_topic(), press("r-1"))
