@@ -456,13 +456,12 @@ class PatrolService:
             await self._probe_all(targets, progress, on_progress)
         finally:
             progress.finished_at = self._clock()
-            # Stored before the pass stops being "current": a reader that sees
-            # no current pass then finds this one finished with its counts.
+            # Stored before the pass stops being "current" (run_once clears it): a
+            # reader that sees no current pass then finds this one finished with its counts.
             try:
                 await asyncio.shield(self._save_progress(progress))
             except Exception:
                 log.exception("could not store the progress of patrol run %s", progress.run_id)
-            self.current = None
             self.last = progress
         wall = time.perf_counter() - wall0
         if self._metrics is not None and wall > 0 and progress.done:

@@ -81,6 +81,10 @@ async def load_mqtt_devices(store: SqlStore) -> list[MqttDeviceRow]:
     ]
 
 
+#: Device ids per IN list (well under either backend's parameter limit).
+_IDS_PER_QUERY = 500
+
+
 @dataclass(frozen=True, slots=True)
 class LastHeard:
     """When a heartbeat-sending device was last heard, and its announced interval."""
@@ -103,8 +107,17 @@ async def last_heard(
     """
     found: list[LastHeard] = []
     async with store.reading() as tx:
-        rows = await tx.fetchall("SELECT device_id, health, last_seen_at FROM device_state")
-        state = {str(row[0]): (row[1], from_ts(row[2])) for row in rows}
+        state: dict[str, tuple[Any, datetime | None]] = {}
+        for start in range(0, len(device_ids), _IDS_PER_QUERY):
+            chunk = device_ids[start : start + _IDS_PER_QUERY]
+            rows = await tx.fetchall(
+                "SELECT device_id, health, last_seen_at FROM device_state"  # noqa: S608 - placeholders only
+                f" WHERE device_id IN ({', '.join('%s' for _ in chunk)})",
+                chunk,
+            )
+            state.update({str(row[0]): (row[1], from_ts(row[2])) for row in rows})
+        # One indexed look-up (events by device and time) per device: the newest
+        # heartbeat is near the top of each, where a grouped scan would read them all.
         for device_id in device_ids:
             health, seen = state.get(device_id, (None, None))
             if health == "offline":

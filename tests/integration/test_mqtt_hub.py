@@ -54,6 +54,15 @@ def writes_blocked(hub: Hub, url: str | None, tmp_path: Path) -> Iterator[None]:
             pg.rollback()
 
 
+async def _device_health(hub: Hub, device_id: str) -> str | None:
+    """The device's stored health (None before anything was stored about it)."""
+    async with hub.store.reading() as tx:
+        row = await tx.fetchone(
+            "SELECT health FROM device_state WHERE device_id = %s", (device_id,)
+        )
+    return None if row is None else str(row[0])
+
+
 async def _stored_presses(hub: Hub, device_id: str) -> int:
     return await hub.store.count_events(device_id=device_id, kind="panic.press")
 
@@ -128,13 +137,8 @@ async def test_availability_and_heartbeats_move_device_health(
         assert adapter is not None and await adapter.wait_connected(5)
         await wait_until(lambda: hub.mqtt.directory.lookup(SPEAKER), what="registry")
 
-        async def health() -> str:
-            async with hub.store.reading() as tx:
-                row = await tx.fetchone(
-                    "SELECT health FROM device_state WHERE device_id = %s", (SPEAKER,)
-                )
-            assert row is not None
-            return str(row[0])
+        async def health() -> str | None:
+            return await _device_health(hub, SPEAKER)
 
         unit = BroadcastUnitSim(SPEAKER, host=broker[0], port=broker[1], prefix=prefix)
         unit.start()
@@ -202,13 +206,6 @@ async def test_a_button_silent_across_a_restart_is_still_declared_offline(
     prefix = unique_prefix()
     mqtt = {**mqtt_hub_settings(*broker, prefix, client_id), "heartbeat_missed_intervals": 2}
 
-    async def health(hub: Hub) -> str | None:
-        async with hub.store.reading() as tx:
-            row = await tx.fetchone(
-                "SELECT health FROM device_state WHERE device_id = %s", (BUTTON,)
-            )
-        return None if row is None else str(row[0])
-
     button = PanicButtonSim(BUTTON, host=broker[0], port=broker[1], prefix=prefix)
     try:
         async with hub_with_mqtt(tmp_path, url, mqtt) as (hub, _):
@@ -222,12 +219,12 @@ async def test_a_button_silent_across_a_restart_is_still_declared_offline(
             await wait_until(
                 lambda: hub.store.count_events(kind="device.heartbeat"), what="heartbeat"
             )
-            assert await health(hub) == "online"
+            assert await _device_health(hub, BUTTON) == "online"
 
         async with hub_with_mqtt(tmp_path, url, mqtt) as (hub, _):
 
             async def offline() -> bool:
-                return await health(hub) == "offline"
+                return await _device_health(hub, BUTTON) == "offline"
 
             await wait_until(offline, timeout=20, what="silent button → offline")
             events = await hub.store.events(device_id=BUTTON, limit=50)
