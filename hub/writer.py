@@ -2,9 +2,13 @@
 
 Producers `submit` events (and rejected messages) into a bounded queue and
 wait when it is full — backpressure, never a drop. The writer takes what is
-queued (up to `batch_max`, waiting at most `batch_delay` for a batch to fill),
-commits it in one transaction, and only then calls each item's
-`on_committed` callback and announces the stored events on the bus. A failed
+queued (up to `batch_max`) and commits it in one transaction. Only a writer
+that found its queue empty (a trickle: one press, say) waits up to `batch_delay`
+for company before committing; a writer that comes back from a commit to a
+queue that filled meanwhile commits what is there at once, so under load the
+batch size follows the commit time instead of adding the delay to every event's
+latency. Only after the commit does it call each item's `on_committed`
+callback and announce the stored events on the bus. A failed
 commit is retried with backoff until it succeeds or the writer is stopped; the
 callbacks of an uncommitted batch never fire, so the producer's source (an MQTT
 broker, say) redelivers after a crash.
@@ -76,8 +80,6 @@ class EventWriter:
         if not self._accepting:
             raise WriterStopped("the event writer is not running")
         await self._queue.put(_Entry(item, on_committed))
-        if self._metrics is not None:
-            self._metrics.writer_queue.set(self._queue.qsize())
 
     async def submit_many(self, items: Sequence[Item]) -> None:
         """Queue several events in order (each may wait for room)."""
@@ -131,8 +133,9 @@ class EventWriter:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    async def _next_batch(self) -> list[_Entry]:
-        """The first queued entry and whatever else arrives within the batch delay.
+    async def _next_batch(self, *, behind: bool) -> list[_Entry]:
+        """What is queued; unless the writer is `behind` (events queued up while
+        the last batch committed), also whatever else arrives within the batch delay.
 
         One timeout covers the whole collection: a per-entry `wait_for` would
         cost a task per event under a steady trickle."""
@@ -141,7 +144,9 @@ class EventWriter:
         limit = self._batch_max
         while len(batch) < limit and not queue.empty():
             batch.append(queue.get_nowait())
-        if len(batch) >= limit or self._batch_delay <= 0:
+        if self._metrics is not None:
+            self._metrics.writer_queue.set(queue.qsize())
+        if behind or len(batch) >= limit or self._batch_delay <= 0:
             return batch
         loop = asyncio.get_running_loop()
         try:
@@ -155,9 +160,12 @@ class EventWriter:
         return batch
 
     async def _run(self) -> None:
+        behind = False
         while True:
-            batch = await self._next_batch()
+            batch = await self._next_batch(behind=behind)
             result = await self._commit_until_done(batch)
+            # Whatever arrived during the commit has waited long enough already.
+            behind = not self._queue.empty()
             self._after_commit(batch, result)
             for _ in batch:
                 self._queue.task_done()

@@ -13,12 +13,15 @@ a single writer, which gives the same guarantee.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from psycopg.types.json import Jsonb
 
 from alarms.models import ACTIVE_STATES, Alarm, AlarmCategory, AlarmState, HistoryEntry, Priority
 from alarms.outbox import OUTBOX_NAMESPACE, OutboxRecord, OutboxState
@@ -87,9 +90,9 @@ _UPDATE_VALUES = (
 # One UPDATE for a batch's alarms, each guarded by the revision it was read at.
 _PG_UPDATE_MANY = (
     f"UPDATE alarms AS a SET {_UPDATE_SET}"  # noqa: S608 - constants only
-    " FROM unnest(%s::text[], %s::int[], %s::smallint[], %s::text[], %s::timestamptz[],"
-    " %s::int[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[],"
-    f" %s::int[], %s::text[], %s::timestamptz[]) AS v({_UPDATE_VALUES})"
+    " FROM unnest(%b::text[], %b::int[], %b::smallint[], %b::text[], %b::timestamptz[],"
+    " %b::int[], %b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[], %b::int[],"
+    f" %b::int[], %b::text[], %b::timestamptz[]) AS v({_UPDATE_VALUES})"
     " WHERE a.id = v.v_id AND a.revision = v.v_previous RETURNING a.id"
 )
 _SQLITE_UPDATE_MANY = (
@@ -290,6 +293,78 @@ def _values(rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
     return ", ".join(group for _ in rows), [value for row in rows for value in row]
 
 
+@dataclass(frozen=True)
+class _Table:
+    """A table the alarm engine appends to in batches: its columns and their types.
+
+    On PostgreSQL a batch travels as one binary array per column through
+    `unnest`, so the statement's text is the same for every batch size: psycopg
+    parses it once and the server prepares it once. SQLite takes multi-row VALUES.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    pg_types: tuple[str, ...]
+    #: Appended after the rows (ON CONFLICT …, RETURNING …).
+    tail: str = ""
+
+    @functools.cached_property
+    def pg_sql(self) -> str:
+        """INSERT … SELECT FROM unnest(arrays) in the arrays' order."""
+        columns = ", ".join(self.columns)
+        arrays = ", ".join(f"%b::{pg_type}[]" for pg_type in self.pg_types)
+        return (
+            f"INSERT INTO {self.name} ({columns}) SELECT {columns}"  # noqa: S608 - constants
+            f" FROM unnest({arrays}) WITH ORDINALITY AS v({columns}, n) ORDER BY n{self.tail}"
+        )
+
+    def sqlite_sql(self, values: str) -> str:
+        """INSERT … VALUES with `values` (the rows' placeholders)."""
+        return f"INSERT INTO {self.name} ({', '.join(self.columns)}) VALUES {values}{self.tail}"  # noqa: S608
+
+    def pg_params(self, rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        """One list per column; JSON columns' values wrapped for jsonb."""
+        params: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
+        for index, pg_type in enumerate(self.pg_types):
+            if pg_type == "jsonb":
+                params[index] = [None if v is None else Jsonb(v) for v in params[index]]
+        return params
+
+
+_ALARMS = _Table(
+    "alarms",
+    tuple(_ALARM_COLUMNS.split(", ")),
+    (
+        "text", "text", "smallint", "text", "text", "text", "text", "text", "text", "text",
+        "timestamptz", "timestamptz", "int", "text", "text", "timestamptz", "timestamptz",
+        "int", "int", "boolean", "text", "text", "text", "jsonb", "timestamptz",
+    ),
+)  # fmt: skip
+_HISTORY = _Table(
+    "alarm_history",
+    (
+        "alarm_id", "at", "actor", "action", "from_state", "to_state", "note", "details",
+        "revision",
+    ),
+    ("text", "timestamptz", "text", "text", "text", "text", "text", "jsonb", "int"),
+)  # fmt: skip
+_CHANGES = _Table(
+    "alarm_changes",
+    ("alarm_id", "revision", "action", "at", "jurisdiction_path", "category", "payload"),
+    ("text", "int", "text", "timestamptz", "text", "text", "jsonb"),
+    " RETURNING seq, alarm_id, revision",
+)
+_OUTBOX = _Table(
+    "outbox",
+    (
+        "alarm_id", "revision", "sink", "idempotency_key", "payload", "state", "attempts",
+        "next_attempt_at", "created_at",
+    ),
+    ("text", "int", "text", "text", "jsonb", "text", "int", "timestamptz", "timestamptz"),
+    " ON CONFLICT (idempotency_key) DO NOTHING",
+)  # fmt: skip
+
+
 def _opt_time(value: datetime | None) -> datetime | None:
     return None if value is None else to_db_time(value)
 
@@ -374,6 +449,32 @@ class AlarmRepository:
             self._device_columns = frozenset(names)
         return self._device_columns
 
+    def _member(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+        """`column` is one of `values`: one array parameter on PostgreSQL (the same
+        statement text for any number of values), an IN list on SQLite."""
+        if self.store.dialect == "postgresql":
+            return f"{column} = ANY(%b::text[])", [list(values)]
+        return f"{column} IN ({_in_list(values)})", list(values)
+
+    async def _insert(self, tx: Tx, table: _Table, rows: Sequence[Sequence[Any]]) -> list[Row]:
+        """Append `rows` to `table` in order; the rows its RETURNING clause gives, if any."""
+        if not rows:
+            return []
+        returning = "RETURNING" in table.tail
+        if self.store.dialect == "postgresql":
+            if returning:
+                return await tx.fetchall(table.pg_sql, table.pg_params(rows))
+            await tx.execute(table.pg_sql, table.pg_params(rows))
+            return []
+        found: list[Row] = []
+        for chunk in _chunks(rows, len(table.columns)):
+            values, params = _values(chunk)
+            if returning:
+                found += await tx.fetchall(table.sqlite_sql(values), params)
+            else:
+                await tx.execute(table.sqlite_sql(values), params)
+        return found
+
     async def devices(self, tx: Tx, device_ids: Iterable[str]) -> dict[str, DeviceInfo]:
         """Registry facts for `device_ids` (unknown devices are absent)."""
         ids = sorted(set(device_ids))
@@ -393,9 +494,10 @@ class AlarmRepository:
         )
         selected = ["id", "kind", "name", "jurisdiction", "attributes"]
         selected += [column if column in present else "NULL" for column in optional]
+        member, params = self._member("id", ids)
         rows = await tx.fetchall(
-            f"SELECT {', '.join(selected)} FROM devices WHERE id IN ({_in_list(ids)})",  # noqa: S608
-            ids,
+            f"SELECT {', '.join(selected)} FROM devices WHERE {member}",  # noqa: S608
+            params,
         )
         found: dict[str, DeviceInfo] = {}
         for row in rows:
@@ -439,11 +541,13 @@ class AlarmRepository:
         clauses: list[str] = []
         params: list[Any] = []
         if ids:
-            clauses.append(f"(device_id IN ({_in_list(ids)}) AND state IN ({_in_list(states)}))")
-            params += [*ids, *states]
+            member, values = self._member("device_id", ids)
+            clauses.append(f"({member} AND state IN ({_in_list(states)}))")
+            params += [*values, *states]
         if keys:
-            clauses.append(f"(dedup_key IN ({_in_list(keys)}) AND state IN ({_in_list(_ACTIVE)}))")
-            params += [*keys, *_ACTIVE]
+            member, values = self._member("dedup_key", keys)
+            clauses.append(f"({member} AND state IN ({_in_list(_ACTIVE)}))")
+            params += [*values, *_ACTIVE]
         lock = " FOR UPDATE" if self.store.dialect == "postgresql" else ""
         rows = await tx.fetchall(
             f"SELECT {_ALARM_COLUMNS} FROM alarms WHERE {' OR '.join(clauses)}"  # noqa: S608
@@ -485,13 +589,7 @@ class AlarmRepository:
 
     async def insert_many(self, tx: Tx, alarms: Sequence[StoredAlarm]) -> None:
         """Store newly opened alarms (`updated_at` is the time of the write)."""
-        rows = [_alarm_row(stored) for stored in alarms]
-        for chunk in _chunks(rows, 25):
-            values, params = _values(chunk)
-            await tx.execute(
-                f"INSERT INTO alarms ({_ALARM_COLUMNS}) VALUES {values}",  # noqa: S608
-                params,
-            )
+        await self._insert(tx, _ALARMS, [_alarm_row(stored) for stored in alarms])
 
     async def update(self, tx: Tx, alarm: Alarm, *, previous_revision: int, now: datetime) -> None:
         """Store the next revision of an alarm; raise StaleAlarm if another writer got there."""
@@ -566,14 +664,7 @@ class AlarmRepository:
 
     async def append_history_many(self, tx: Tx, entries: Sequence[HistoryEntry]) -> None:
         """Append history entries in the given order."""
-        rows = [_history_row(entry) for entry in entries]
-        for chunk in _chunks(rows, 9):
-            values, params = _values(chunk)
-            await tx.execute(
-                "INSERT INTO alarm_history (alarm_id, at, actor, action, from_state, to_state,"  # noqa: S608 - placeholders only
-                f" note, details, revision) VALUES {values}",
-                params,
-            )
+        await self._insert(tx, _HISTORY, [_history_row(entry) for entry in entries])
 
     async def append_change(
         self,
@@ -610,15 +701,8 @@ class AlarmRepository:
             )
             for alarm, entry, path, payload in items
         ]
-        seqs: dict[tuple[str, int], int] = {}
-        for chunk in _chunks(rows, 7):
-            values, params = _values(chunk)
-            found = await tx.fetchall(
-                "INSERT INTO alarm_changes (alarm_id, revision, action, at, jurisdiction_path,"  # noqa: S608 - placeholders only
-                f" category, payload) VALUES {values} RETURNING seq, alarm_id, revision",
-                params,
-            )
-            seqs.update({(str(row[1]), int(row[2])): int(row[0]) for row in found})
+        found = await self._insert(tx, _CHANGES, rows)
+        seqs = {(str(row[1]), int(row[2])): int(row[0]) for row in found}
         return [
             AlarmChange(
                 seq=seqs[(str(alarm.id), alarm.revision)],
@@ -649,14 +733,7 @@ class AlarmRepository:
             )
             for r in records
         ]
-        for chunk in _chunks(rows, 9):
-            values, params = _values(chunk)
-            await tx.execute(
-                "INSERT INTO outbox (alarm_id, revision, sink, idempotency_key, payload, state,"  # noqa: S608 - placeholders only
-                f" attempts, next_attempt_at, created_at) VALUES {values}"
-                " ON CONFLICT (idempotency_key) DO NOTHING",
-                params,
-            )
+        await self._insert(tx, _OUTBOX, rows)
 
     async def insert_rejected(self, tx: Tx, rejected: RejectedMessage) -> None:
         """Keep an event the engine could not evaluate, with the reason."""

@@ -164,3 +164,51 @@ async def test_a_cancelled_transaction_leaves_nothing_behind(wstore: SqlStore) -
     result = await wstore.ingest([make_event(1, key="after-cancel")])
     assert len(result.stored) == 1
     assert [r.reason for r in await wstore.rejected_messages()] == []
+
+
+async def test_events_queued_during_a_commit_do_not_wait_for_the_batch_delay(
+    wstore: SqlStore,
+) -> None:
+    """A lone event waits the batch delay for company; events that queued up while
+    a commit ran are committed right after it, in one batch, without that wait."""
+    gate = asyncio.Event()
+    first_begun = asyncio.Event()
+    all_committed = asyncio.Event()
+    batches: list[int] = []
+
+    async def slow_first_commit(_tx: Any, events: list[DeviceEvent]) -> None:
+        batches.append(len(events))
+        if len(batches) == 1:
+            first_begun.set()
+            await gate.wait()
+
+    loop = asyncio.get_running_loop()
+    committed: dict[int, float] = {}
+
+    def mark(n: int) -> Any:
+        def record() -> None:
+            committed.setdefault(n, loop.time())
+            if len(committed) == 4:
+                all_committed.set()
+
+        return record
+
+    writer = EventWriter(wstore, batch_delay=2.0, in_transaction=slow_first_commit)
+    await writer.start()
+    try:
+        started = loop.time()
+        await writer.submit(make_event(0, key="lone"), mark(0))
+        await asyncio.wait_for(first_begun.wait(), 10)  # after the delay
+        assert loop.time() - started >= 1.9
+        for n in (1, 2, 3):
+            await writer.submit(make_event(n, key=f"queued-{n}"), mark(n))
+        await asyncio.sleep(0.1)
+        released = loop.time()
+        gate.set()
+        await asyncio.wait_for(all_committed.wait(), 10)
+    finally:
+        gate.set()
+        await writer.stop(drain_timeout=10)
+    assert batches == [1, 3]
+    # Well under the 2 s delay the lone event waited.
+    assert max(committed[n] for n in (1, 2, 3)) - released < 1.0
