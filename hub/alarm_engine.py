@@ -2,9 +2,11 @@
 
 * **Events.** `in_transaction` runs inside the event writer's batch transaction:
   it reads the registry facts of the batch's devices and their open alarms
-  (one query each), runs `alarms.rules.evaluate` on the events in order in
-  memory, and writes alarms, history, change-log rows and outbox rows in that
-  same transaction, each table in multi-row statements. Repeats of one alarm
+  (one trip to the database), runs `alarms.rules.evaluate` on the events in
+  order in memory, and writes alarms, history, change-log rows and outbox rows
+  in that same transaction (one more trip: each table in a multi-row
+  statement, sent together as one PostgreSQL pipeline or one hop to SQLite's
+  writer thread). Repeats of one alarm
   within one batch make one revision: one UPDATE with the final count and
   last-seen time, one history entry saying how many presses it stands for and
   listing every one of them (event id, time, kind), one change-log row and one
@@ -374,11 +376,12 @@ class AlarmEngine:
     async def in_transaction(self, tx: Tx, events: list[DeviceEvent]) -> _Batch:
         """The writer's hook: evaluate the stored events in order, write their alarm changes.
 
-        Batch-oriented: one query for the devices' registry facts, one for the
-        open alarms of the devices and of the events' dedup keys; the rules run
-        in memory in event order; then each touched alarm is written once (its
-        final state) and each revision gets its history entry, change-log row
-        and outbox rows, all in multi-row statements. Repeats of one alarm in
+        Batch-oriented: one trip to the database reads the devices' registry
+        facts and the open alarms of the devices (and of the events' dedup keys
+        when a rule's key groups several devices); the rules run in memory in
+        event order; then one more trip writes each touched alarm once (its
+        final state) and each revision's history entry, change-log row and
+        outbox rows, in multi-row statements. Repeats of one alarm in
         one batch are one revision (see `_repeat_entry`), so a press storm
         queues one delivery per alarm per batch, not one per press; P1 alarms
         are announced right after the commit like everything else.
@@ -387,17 +390,14 @@ class AlarmEngine:
         if not events:
             return batch
         device_ids = {event.device_id for event in events}
-        batch.devices = await self.repo.devices(tx, device_ids)
-        contexts = {device_id: _context(device) for device_id, device in batch.devices.items()}
-        keys: set[str] = set()
-        for event in () if self._keys_per_device else events:
-            try:
-                key = dedup_key_for(event, contexts.get(event.device_id), self._rules)
-            except Exception:  # noqa: S112 - evaluate() below meets it again and rejects the event
-                continue
-            if key is not None:
-                keys.add(key)
-        read = await self.repo.open_alarms(tx, device_ids, keys)
+        if self._keys_per_device:
+            # Keys name the device: its alarms are found with it, in the same trip.
+            batch.devices, read = await self.repo.batch_context(tx, device_ids)
+            contexts = {id_: _context(device) for id_, device in batch.devices.items()}
+        else:
+            batch.devices = await self.repo.devices(tx, device_ids)
+            contexts = {id_: _context(device) for id_, device in batch.devices.items()}
+            read = await self.repo.open_alarms(tx, device_ids, self._keys_of(events, contexts))
         read_by_id = {stored.alarm.id: stored for stored in read.values()}
         current = {key: stored.alarm for key, stored in read.items()}
         tracked: dict[uuid.UUID, _Tracked] = {}
@@ -427,6 +427,20 @@ class AlarmEngine:
                 current[decision.alarm.dedup_key] = tracked[decision.alarm.id].alarm
         await self._write(tx, tracked, revisions, broadcasts, batch, now)
         return batch
+
+    def _keys_of(
+        self, events: Sequence[DeviceEvent], contexts: dict[str, DeviceContext | None]
+    ) -> set[str]:
+        """The dedup keys the rules give `events` (a key may group several devices)."""
+        keys: set[str] = set()
+        for event in events:
+            try:
+                key = dedup_key_for(event, contexts.get(event.device_id), self._rules)
+            except Exception:  # noqa: S112 - evaluate() meets it again and rejects the event
+                continue
+            if key is not None:
+                keys.add(key)
+        return keys
 
     def _opened(
         self,
@@ -518,26 +532,9 @@ class AlarmEngine:
         """Write what the batch decided: each alarm once, then every revision's rows."""
         if not revisions:
             return
-        # Updates first: an alarm closed here frees its dedup key for one opened here.
-        await self.repo.update_many(
-            tx,
-            [(t.alarm, t.read_revision) for t in tracked.values() if t.read_revision is not None],
-            now=now,
-        )
-        await self.repo.insert_many(
-            tx,
-            [
-                StoredAlarm(
-                    t.alarm, t.stored.jurisdiction_path, t.stored.rule, t.stored.details, now
-                )
-                for t in tracked.values()
-                if t.read_revision is None
-            ],
-        )
         for revision in revisions:
             if revision.repeats:
                 revision.entry = _repeat_entry(revision)
-        await self.repo.append_history_many(tx, [revision.entry for revision in revisions])
         changes = []
         records = list(broadcasts)
         for revision in revisions:
@@ -548,8 +545,23 @@ class AlarmEngine:
                 records += self._outbox_records(
                     revision.alarm, entry, payload, revision.location, now
                 )
-        batch.changes = await self.repo.append_changes(tx, changes)
-        await self.repo.insert_outbox(tx, records, now)
+        batch.changes = await self.repo.write_batch(
+            tx,
+            updates=[
+                (t.alarm, t.read_revision) for t in tracked.values() if t.read_revision is not None
+            ],
+            inserts=[
+                StoredAlarm(
+                    t.alarm, t.stored.jurisdiction_path, t.stored.rule, t.stored.details, now
+                )
+                for t in tracked.values()
+                if t.read_revision is None
+            ],
+            history=[revision.entry for revision in revisions],
+            changes=changes,
+            outbox=records,
+            now=now,
+        )
         batch.queued = bool(records)
 
     async def _reject(self, tx: Tx, event: DeviceEvent, exc: Exception, now: datetime) -> None:

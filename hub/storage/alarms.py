@@ -30,6 +30,9 @@ from hub.storage import audit as audit_log
 from hub.storage.base import (
     Row,
     SqlStore,
+    Statement,
+    StatementResult,
+    StorageError,
     Tx,
     from_json,
     from_ts,
@@ -365,6 +368,89 @@ _OUTBOX = _Table(
 )  # fmt: skip
 
 
+#: (alarm, history entry, jurisdiction path, payload): one change-log row.
+_ChangeItem = tuple[Alarm, HistoryEntry, str | None, Mapping[str, Any]]
+
+
+def _rows(result: StatementResult) -> list[Row]:
+    if not isinstance(result, list):
+        raise StorageError("a query gave no rows")
+    return result
+
+
+def _check_updated(
+    updates: Sequence[tuple[Alarm, int]], results: Sequence[StatementResult]
+) -> None:
+    changed = {str(row[0]) for result in results for row in _rows(result)}
+    stale = [alarm for alarm, _ in updates if str(alarm.id) not in changed]
+    if stale:
+        raise StaleAlarm(f"alarm {stale[0].id} changed since it was read")
+
+
+def _changes_from(
+    items: Sequence[_ChangeItem], results: Sequence[StatementResult]
+) -> list[AlarmChange]:
+    """The changes of `items`, with the sequence numbers the change log gave them
+    (`results` may hold the change log lock's row too: one column, not three)."""
+    seqs = {
+        (str(row[1]), int(row[2])): int(row[0])
+        for result in results
+        if isinstance(result, list)
+        for row in result
+        if len(row) == 3
+    }
+    return [
+        AlarmChange(
+            seq=seqs[(str(alarm.id), alarm.revision)],
+            alarm_id=alarm.id,
+            revision=alarm.revision,
+            action=entry.action.value,
+            at=entry.at,
+            jurisdiction_path=path,
+            category=alarm.category.value,
+            payload=payload,
+        )
+        for alarm, entry, path, payload in items
+    ]
+
+
+def _devices_from(rows: Sequence[Row]) -> dict[str, DeviceInfo]:
+    found: dict[str, DeviceInfo] = {}
+    for row in rows:
+        attributes = from_json(row[4]) or {}
+        if not isinstance(attributes, dict):
+            attributes = {}
+        linked = _strings(row[7]) or _strings(attributes.get("linked_cameras"))
+        found[row[0]] = DeviceInfo(
+            device_id=row[0],
+            kind=row[1] or "device",
+            name=row[2] or None,
+            project=row[5] or _opt_text(attributes.get("project")),
+            jurisdiction=row[3],
+            jurisdiction_path=row[6] or _opt_text(attributes.get("jurisdiction_path")),
+            linked_cameras=linked,
+            linked_speakers=_strings(attributes.get("linked_speakers")),
+            latitude=_float(row[8] if row[8] is not None else attributes.get("latitude")),
+            longitude=_float(row[9] if row[9] is not None else attributes.get("longitude")),
+            address=row[10] or _opt_text(attributes.get("address")),
+            snapshot_url=row[11] or _opt_text(attributes.get("snapshot_url")),
+            credentials=None if row[12] is None else bytes(row[12]),
+            rtsp_urls=_strings(row[13]) or _strings(attributes.get("rtsp_urls")),
+        )
+    return found
+
+
+def _open_alarms_from(rows: Sequence[Row]) -> dict[str, StoredAlarm]:
+    found: dict[str, StoredAlarm] = {}
+    for row in rows:
+        stored = _alarm_from_row(row)
+        current = found.get(stored.alarm.dedup_key)
+        # An active alarm beats a resolved one with the same key.
+        if current is None or not current.alarm.is_active or stored.alarm.is_active:
+            found[stored.alarm.dedup_key] = stored
+    return found
+
+
 def _opt_time(value: datetime | None) -> datetime | None:
     return None if value is None else to_db_time(value)
 
@@ -456,31 +542,28 @@ class AlarmRepository:
             return f"{column} = ANY(%b::text[])", [list(values)]
         return f"{column} IN ({_in_list(values)})", list(values)
 
-    async def _insert(self, tx: Tx, table: _Table, rows: Sequence[Sequence[Any]]) -> list[Row]:
-        """Append `rows` to `table` in order; the rows its RETURNING clause gives, if any."""
+    def _inserts(self, table: _Table, rows: Sequence[Sequence[Any]]) -> list[Statement]:
+        """Statements appending `rows` to `table` in order (none for no rows)."""
         if not rows:
             return []
         returning = "RETURNING" in table.tail
         if self.store.dialect == "postgresql":
-            if returning:
-                return await tx.fetchall(table.pg_sql, table.pg_params(rows))
-            await tx.execute(table.pg_sql, table.pg_params(rows))
-            return []
-        found: list[Row] = []
+            return [Statement(table.pg_sql, table.pg_params(rows), rows=returning)]
+        statements = []
         for chunk in _chunks(rows, len(table.columns)):
             values, params = _values(chunk)
-            if returning:
-                found += await tx.fetchall(table.sqlite_sql(values), params)
-            else:
-                await tx.execute(table.sqlite_sql(values), params)
+            statements.append(Statement(table.sqlite_sql(values), params, rows=returning))
+        return statements
+
+    async def _insert(self, tx: Tx, table: _Table, rows: Sequence[Sequence[Any]]) -> list[Row]:
+        """Append `rows` to `table` in order; the rows its RETURNING clause gives, if any."""
+        found: list[Row] = []
+        for result in await tx.run_all(self._inserts(table, rows)):
+            if isinstance(result, list):
+                found += result
         return found
 
-    async def devices(self, tx: Tx, device_ids: Iterable[str]) -> dict[str, DeviceInfo]:
-        """Registry facts for `device_ids` (unknown devices are absent)."""
-        ids = sorted(set(device_ids))
-        if not ids:
-            return {}
-        present = await self._columns(tx)
+    def _devices_query(self, ids: Sequence[str], present: frozenset[str]) -> Statement:
         optional = (
             "project",
             "jurisdiction_path",
@@ -495,35 +578,41 @@ class AlarmRepository:
         selected = ["id", "kind", "name", "jurisdiction", "attributes"]
         selected += [column if column in present else "NULL" for column in optional]
         member, params = self._member("id", ids)
-        rows = await tx.fetchall(
+        return Statement(
             f"SELECT {', '.join(selected)} FROM devices WHERE {member}",  # noqa: S608
             params,
+            rows=True,
         )
-        found: dict[str, DeviceInfo] = {}
-        for row in rows:
-            attributes = from_json(row[4]) or {}
-            if not isinstance(attributes, dict):
-                attributes = {}
-            linked = _strings(row[7]) or _strings(attributes.get("linked_cameras"))
-            found[row[0]] = DeviceInfo(
-                device_id=row[0],
-                kind=row[1] or "device",
-                name=row[2] or None,
-                project=row[5] or _opt_text(attributes.get("project")),
-                jurisdiction=row[3],
-                jurisdiction_path=row[6] or _opt_text(attributes.get("jurisdiction_path")),
-                linked_cameras=linked,
-                linked_speakers=_strings(attributes.get("linked_speakers")),
-                latitude=_float(row[8] if row[8] is not None else attributes.get("latitude")),
-                longitude=_float(row[9] if row[9] is not None else attributes.get("longitude")),
-                address=row[10] or _opt_text(attributes.get("address")),
-                snapshot_url=row[11] or _opt_text(attributes.get("snapshot_url")),
-                credentials=None if row[12] is None else bytes(row[12]),
-                rtsp_urls=_strings(row[13]) or _strings(attributes.get("rtsp_urls")),
-            )
-        return found
+
+    async def devices(self, tx: Tx, device_ids: Iterable[str]) -> dict[str, DeviceInfo]:
+        """Registry facts for `device_ids` (unknown devices are absent)."""
+        ids = sorted(set(device_ids))
+        if not ids:
+            return {}
+        (rows,) = await tx.run_all([self._devices_query(ids, await self._columns(tx))])
+        return _devices_from(_rows(rows))
 
     # -- alarms -------------------------------------------------------------
+
+    def _open_alarms_query(self, ids: Sequence[str], keys: Sequence[str]) -> Statement:
+        states = (*_ACTIVE, AlarmState.RESOLVED.value)
+        clauses: list[str] = []
+        params: list[Any] = []
+        if ids:
+            member, values = self._member("device_id", ids)
+            clauses.append(f"({member} AND state IN ({_in_list(states)}))")
+            params += [*values, *states]
+        if keys:
+            member, values = self._member("dedup_key", keys)
+            clauses.append(f"({member} AND state IN ({_in_list(_ACTIVE)}))")
+            params += [*values, *_ACTIVE]
+        lock = " FOR UPDATE" if self.store.dialect == "postgresql" else ""
+        return Statement(
+            f"SELECT {_ALARM_COLUMNS} FROM alarms WHERE {' OR '.join(clauses)}"  # noqa: S608
+            f" ORDER BY opened_at{lock}",
+            params,
+            rows=True,
+        )
 
     async def open_alarms(
         self, tx: Tx, device_ids: Iterable[str], dedup_keys: Iterable[str] = ()
@@ -537,31 +626,24 @@ class AlarmRepository:
         keys = sorted(set(dedup_keys))
         if not ids and not keys:
             return {}
-        states = (*_ACTIVE, AlarmState.RESOLVED.value)
-        clauses: list[str] = []
-        params: list[Any] = []
+        (rows,) = await tx.run_all([self._open_alarms_query(ids, keys)])
+        return _open_alarms_from(_rows(rows))
+
+    async def batch_context(
+        self, tx: Tx, device_ids: Iterable[str], dedup_keys: Iterable[str] = ()
+    ) -> tuple[dict[str, DeviceInfo], dict[str, StoredAlarm]]:
+        """`devices` and `open_alarms` together, in one trip to the database."""
+        ids = sorted(set(device_ids))
+        keys = sorted(set(dedup_keys))
+        if not ids and not keys:
+            return {}, {}
+        present = await self._columns(tx)
+        statements = [self._open_alarms_query(ids, keys)]
         if ids:
-            member, values = self._member("device_id", ids)
-            clauses.append(f"({member} AND state IN ({_in_list(states)}))")
-            params += [*values, *states]
-        if keys:
-            member, values = self._member("dedup_key", keys)
-            clauses.append(f"({member} AND state IN ({_in_list(_ACTIVE)}))")
-            params += [*values, *_ACTIVE]
-        lock = " FOR UPDATE" if self.store.dialect == "postgresql" else ""
-        rows = await tx.fetchall(
-            f"SELECT {_ALARM_COLUMNS} FROM alarms WHERE {' OR '.join(clauses)}"  # noqa: S608
-            f" ORDER BY opened_at{lock}",
-            params,
-        )
-        found: dict[str, StoredAlarm] = {}
-        for row in rows:
-            stored = _alarm_from_row(row)
-            current = found.get(stored.alarm.dedup_key)
-            # An active alarm beats a resolved one with the same key.
-            if current is None or not current.alarm.is_active or stored.alarm.is_active:
-                found[stored.alarm.dedup_key] = stored
-        return found
+            statements.append(self._devices_query(ids, present))
+        results = await tx.run_all(statements)
+        devices = _devices_from(_rows(results[1])) if ids else {}
+        return devices, _open_alarms_from(_rows(results[0]))
 
     async def get(
         self, tx: Tx, alarm_id: uuid.UUID, *, for_update: bool = False
@@ -618,13 +700,11 @@ class AlarmRepository:
         if changed != 1:
             raise StaleAlarm(f"alarm {alarm.id} is no longer at revision {previous_revision}")
 
-    async def update_many(
-        self, tx: Tx, updates: Sequence[tuple[Alarm, int]], *, now: datetime
-    ) -> None:
-        """Store the next revision of several alarms (alarm, previous revision) in one
-        statement; raise StaleAlarm if any of them moved on meanwhile."""
+    def _updates(self, updates: Sequence[tuple[Alarm, int]], now: datetime) -> list[Statement]:
+        """Statements storing the next revision of several alarms (alarm, previous
+        revision), each guarded by that revision; they return the ids they changed."""
         if not updates:
-            return
+            return []
         rows = [
             (
                 str(alarm.id),
@@ -644,19 +724,20 @@ class AlarmRepository:
             )
             for alarm, previous in updates
         ]
-        changed: set[str] = set()
         if self.store.dialect == "postgresql":
-            columns = list(zip(*rows, strict=True))
-            found = await tx.fetchall(_PG_UPDATE_MANY, [list(column) for column in columns])
-            changed.update(str(row[0]) for row in found)
-        else:
-            for chunk in _chunks(rows, 14):
-                values, params = _values(chunk)
-                found = await tx.fetchall(_SQLITE_UPDATE_MANY.format(values=values), params)
-                changed.update(str(row[0]) for row in found)
-        stale = [alarm for alarm, _ in updates if str(alarm.id) not in changed]
-        if stale:
-            raise StaleAlarm(f"alarm {stale[0].id} changed since it was read")
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            return [Statement(_PG_UPDATE_MANY, columns, rows=True)]
+        return [
+            Statement(_SQLITE_UPDATE_MANY.format(values=_values(chunk)[0]), _values(chunk)[1], True)
+            for chunk in _chunks(rows, 14)
+        ]
+
+    async def update_many(
+        self, tx: Tx, updates: Sequence[tuple[Alarm, int]], *, now: datetime
+    ) -> None:
+        """Store the next revision of several alarms (alarm, previous revision) in one
+        statement; raise StaleAlarm if any of them moved on meanwhile."""
+        _check_updated(updates, await tx.run_all(self._updates(updates, now)))
 
     async def append_history(self, tx: Tx, entry: HistoryEntry) -> None:
         """Append one history entry."""
@@ -678,17 +759,13 @@ class AlarmRepository:
         (change,) = await self.append_changes(tx, [(alarm, entry, jurisdiction_path, payload)])
         return change
 
-    async def append_changes(
-        self,
-        tx: Tx,
-        items: Sequence[tuple[Alarm, HistoryEntry, str | None, Mapping[str, Any]]],
-    ) -> list[AlarmChange]:
-        """Append (alarm, entry, jurisdiction path, payload) changes in the given order;
-        the returned changes (in that order) are announced after commit."""
+    def _change_inserts(self, items: Sequence[_ChangeItem]) -> list[Statement]:
+        """The change-log rows of `items` (after the log's lock on PostgreSQL)."""
         if not items:
             return []
+        lock = []
         if self.store.dialect == "postgresql":
-            await tx.execute("SELECT pg_advisory_xact_lock(%s)", (_CHANGE_LOG_LOCK,))
+            lock = [Statement("SELECT pg_advisory_xact_lock(%s)", (_CHANGE_LOG_LOCK,), rows=True)]
         rows = [
             (
                 str(alarm.id),
@@ -701,24 +778,15 @@ class AlarmRepository:
             )
             for alarm, entry, path, payload in items
         ]
-        found = await self._insert(tx, _CHANGES, rows)
-        seqs = {(str(row[1]), int(row[2])): int(row[0]) for row in found}
-        return [
-            AlarmChange(
-                seq=seqs[(str(alarm.id), alarm.revision)],
-                alarm_id=alarm.id,
-                revision=alarm.revision,
-                action=entry.action.value,
-                at=entry.at,
-                jurisdiction_path=path,
-                category=alarm.category.value,
-                payload=payload,
-            )
-            for alarm, entry, path, payload in items
-        ]
+        return lock + self._inserts(_CHANGES, rows)
 
-    async def insert_outbox(self, tx: Tx, records: Sequence[OutboxRecord], now: datetime) -> None:
-        """Queue deliveries; a record already queued (same idempotency key) is kept."""
+    async def append_changes(self, tx: Tx, items: Sequence[_ChangeItem]) -> list[AlarmChange]:
+        """Append (alarm, entry, jurisdiction path, payload) changes in the given order;
+        the returned changes (in that order) are announced after commit."""
+        results = await tx.run_all(self._change_inserts(items))
+        return _changes_from(items, results)
+
+    def _outbox_inserts(self, records: Sequence[OutboxRecord], now: datetime) -> list[Statement]:
         rows = [
             (
                 str(r.alarm_id),
@@ -733,7 +801,40 @@ class AlarmRepository:
             )
             for r in records
         ]
-        await self._insert(tx, _OUTBOX, rows)
+        return self._inserts(_OUTBOX, rows)
+
+    async def insert_outbox(self, tx: Tx, records: Sequence[OutboxRecord], now: datetime) -> None:
+        """Queue deliveries; a record already queued (same idempotency key) is kept."""
+        await tx.run_all(self._outbox_inserts(records, now))
+
+    async def write_batch(
+        self,
+        tx: Tx,
+        *,
+        updates: Sequence[tuple[Alarm, int]],
+        inserts: Sequence[StoredAlarm],
+        history: Sequence[HistoryEntry],
+        changes: Sequence[_ChangeItem],
+        outbox: Sequence[OutboxRecord],
+        now: datetime,
+    ) -> list[AlarmChange]:
+        """What one batch of events did to alarms, in one trip to the database:
+        updates (raising StaleAlarm if one moved on), new alarms, history entries,
+        change-log rows (returned, for announcing after commit) and outbox rows.
+
+        Updates go first: an alarm closed here frees its dedup key for one opened here.
+        """
+        update_statements = self._updates(updates, now)
+        statements = [
+            *update_statements,
+            *self._inserts(_ALARMS, [_alarm_row(stored) for stored in inserts]),
+            *self._inserts(_HISTORY, [_history_row(entry) for entry in history]),
+            *self._outbox_inserts(outbox, now),
+        ]
+        change_statements = self._change_inserts(changes)
+        results = await tx.run_all(statements + change_statements)
+        _check_updated(updates, results[: len(update_statements)])
+        return _changes_from(changes, results[len(statements) :])
 
     async def insert_rejected(self, tx: Tx, rejected: RejectedMessage) -> None:
         """Keep an event the engine could not evaluate, with the reason."""

@@ -27,6 +27,8 @@ __all__ = [
     "Json",
     "SchemaTooNew",
     "SqlStore",
+    "Statement",
+    "StatementResult",
     "StorageError",
     "StoredRejection",
     "Tx",
@@ -50,8 +52,30 @@ class SchemaTooNew(StorageError):
     """The database was migrated by a newer GridWatch than this one."""
 
 
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement of a `Tx.run_all` group."""
+
+    sql: str
+    params: Sequence[Any] = ()
+    #: Give back the rows (a query, or RETURNING); else the affected row count.
+    rows: bool = False
+
+
+#: What `Tx.run_all` gives back per statement: its rows, or its affected row count.
+StatementResult = list[Row] | int
+
+
 class Tx(Protocol):
     """A transaction (or read-only session) on one connection."""
+
+    async def run_all(self, statements: Sequence[Statement]) -> list[StatementResult]:
+        """Run `statements` in order in one trip to the database (a single hop to
+        SQLite's thread, one PostgreSQL pipeline); one result per statement.
+
+        A failing statement raises and the rest do not take effect (the caller's
+        transaction fails as a whole)."""
+        ...
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; return the affected row count."""
@@ -344,12 +368,7 @@ class SqlStore(ABC):
         rejected = [item for item in items if isinstance(item, RejectedMessage)]
         hook_result: object = None
         async with self.transaction() as tx:
-            keyed = first_per_key(events)
-            fresh = await self._claim_keys(tx, keyed) if keyed else set()
-            stored, duplicates = dedupe_batch(events, fresh)
-            if stored:
-                await self._insert_events(tx, stored)
-                await self._touch_devices(tx, latest_per_device(stored))
+            stored, duplicates = await self._store_events(tx, events)
             if rejected:
                 await self._insert_rejected(tx, rejected)
             if in_transaction is not None:
@@ -357,6 +376,19 @@ class SqlStore(ABC):
         return IngestResult(
             stored=stored, duplicates=duplicates, rejected=len(rejected), hook_result=hook_result
         )
+
+    async def _store_events(
+        self, tx: Tx, events: Sequence[DeviceEvent]
+    ) -> tuple[list[DeviceEvent], int]:
+        """Store the events not stored before (by dedup key) and move their devices'
+        last-seen times; (the events stored, how many were duplicates)."""
+        keyed = first_per_key(events)
+        fresh = await self._claim_keys(tx, keyed) if keyed else set()
+        stored, duplicates = dedupe_batch(events, fresh)
+        if stored:
+            await self._insert_events(tx, stored)
+            await self._touch_devices(tx, latest_per_device(stored))
+        return stored, duplicates
 
     async def _touch_devices(self, tx: Tx, latest: Mapping[str, datetime]) -> None:
         rows = [(to_db_time(at), device_id) for device_id, at in latest.items()]

@@ -25,7 +25,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from camera_registry.events import DeviceEvent
-from hub.storage.base import Backend, Json, Row, SqlStore, StorageError, Tx
+from hub.storage.base import (
+    Backend,
+    Json,
+    Row,
+    SqlStore,
+    Statement,
+    StatementResult,
+    StorageError,
+    Tx,
+    dedupe_batch,
+    first_per_key,
+    latest_per_device,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -79,6 +91,20 @@ def _params(values: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(_param(v) for v in values)
 
 
+def _run_all(
+    conn: sqlite3.Connection, prepared: Sequence[tuple[str, tuple[Any, ...], bool]]
+) -> list[StatementResult]:
+    results: list[StatementResult] = []
+    for sql, params, rows in prepared:
+        cursor = conn.execute(sql, params)
+        results.append(cursor.fetchall() if rows else cursor.rowcount)
+    return results
+
+
+def _prepare(statements: Sequence[Statement]) -> list[tuple[str, tuple[Any, ...], bool]]:
+    return [(_qmarks(s.sql), _params(s.params), s.rows) for s in statements]
+
+
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -88,19 +114,76 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _insert(conn: sqlite3.Connection, events: Sequence[DeviceEvent]) -> None:
+    # Converted here, on the writer thread, in one pass: not on the event loop.
+    conn.executemany(
+        "INSERT INTO events (time, event_id, device_id, kind, severity, source,"
+        " dedup_key, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                _iso(e.time),
+                str(e.event_id),
+                e.device_id,
+                e.kind,
+                e.severity.value,
+                e.source,
+                e.dedup_key,
+                _dumps(dict(e.payload)),
+            )
+            for e in events
+        ],
+    )
+
+
+def _touch(conn: sqlite3.Connection, latest: Mapping[str, datetime]) -> None:
+    conn.executemany(
+        "UPDATE device_state SET last_event_at = MAX(COALESCE(last_event_at, ?1), ?1),"
+        " last_seen_at = MAX(COALESCE(last_seen_at, ?1), ?1) WHERE device_id = ?2",
+        [(_iso(at), device_id) for device_id, at in latest.items()],
+    )
+
+
+def _claim(conn: sqlite3.Connection, events: Sequence[DeviceEvent]) -> set[str]:
+    # One statement for the batch: the keys travel as one JSON array and
+    # RETURNING names those that were not stored before.
+    rows = _dumps([[e.dedup_key, _iso(e.time), str(e.event_id)] for e in events if e.dedup_key])
+    cursor = conn.execute(
+        "INSERT INTO event_keys (dedup_key, time, event_id)"
+        " SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?) WHERE 1"
+        " ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key",
+        (rows,),
+    )
+    return {row[0] for row in cursor.fetchall()}
+
+
 class _SQLiteTx:
     """Statements of one transaction, each sent to the connection's own thread."""
 
     def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
         self._conn = conn
         self._executor = executor
+        #: BEGIN IMMEDIATE goes with the first statement: one hop to the thread fewer.
+        self.begun = False
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        if self.begun:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        self.begun = True
+
+        def begin_then() -> T:
+            self._conn.execute("BEGIN IMMEDIATE")
+            return fn()
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, begin_then)
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` with the raw connection on its thread (for multi-statement bulk work)."""
         return await self._run(lambda: fn(self._conn))
+
+    async def run_all(self, statements: Sequence[Statement]) -> list[StatementResult]:
+        """Run `statements` in order in one hop to the writer thread."""
+        prepared = _prepare(statements)
+        return await self._run(lambda: _run_all(self._conn, prepared))
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; return the affected row count."""
@@ -187,9 +270,9 @@ class SQLiteStore(SqlStore):
         async with self._write_lock:
             tx = _SQLiteTx(conn, self._write_executor)
             try:
-                await tx.execute("BEGIN IMMEDIATE")
                 yield tx
-                await tx.execute("COMMIT")
+                if tx.begun:
+                    await tx.execute("COMMIT")
             except BaseException:
                 # A cancelled task leaves its statement running on the writer
                 # thread (BEGIN, say). The rollback is queued on that same thread
@@ -219,57 +302,30 @@ class SQLiteStore(SqlStore):
         # each with its own connection: fine for independent queries under WAL.
         yield _ReaderTx(self)
 
-    async def _insert_events(self, tx: Tx, events: Sequence[DeviceEvent]) -> None:
-        def insert(conn: sqlite3.Connection) -> None:
-            # Converted here, on the writer thread, in one pass: not on the event loop.
-            conn.executemany(
-                "INSERT INTO events (time, event_id, device_id, kind, severity, source,"
-                " dedup_key, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        _iso(e.time),
-                        str(e.event_id),
-                        e.device_id,
-                        e.kind,
-                        e.severity.value,
-                        e.source,
-                        e.dedup_key,
-                        _dumps(dict(e.payload)),
-                    )
-                    for e in events
-                ],
-            )
+    async def _store_events(
+        self, tx: Tx, events: Sequence[DeviceEvent]
+    ) -> tuple[list[DeviceEvent], int]:
+        """Claim the keys, insert the new events and touch their devices in one hop
+        to the writer thread (each hop costs a thread switch both ways)."""
 
-        await _own(tx).call(insert)
+        def store(conn: sqlite3.Connection) -> tuple[list[DeviceEvent], int]:
+            keyed = first_per_key(events)
+            stored, duplicates = dedupe_batch(events, _claim(conn, keyed) if keyed else set())
+            if stored:
+                _insert(conn, stored)
+                _touch(conn, latest_per_device(stored))
+            return stored, duplicates
+
+        return await _own(tx).call(store)
+
+    async def _insert_events(self, tx: Tx, events: Sequence[DeviceEvent]) -> None:
+        await _own(tx).call(lambda conn: _insert(conn, events))
 
     async def _touch_devices(self, tx: Tx, latest: Mapping[str, datetime]) -> None:
-        rows = [(_iso(at), device_id) for device_id, at in latest.items()]
-
-        def touch(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "UPDATE device_state SET last_event_at = MAX(COALESCE(last_event_at, ?1), ?1),"
-                " last_seen_at = MAX(COALESCE(last_seen_at, ?1), ?1) WHERE device_id = ?2",
-                rows,
-            )
-
-        await _own(tx).call(touch)
+        await _own(tx).call(lambda conn: _touch(conn, latest))
 
     async def _claim_keys(self, tx: Tx, events: Sequence[DeviceEvent]) -> set[str]:
-        def claim(conn: sqlite3.Connection) -> set[str]:
-            # One statement for the batch: the keys travel as one JSON array and
-            # RETURNING names those that were not stored before.
-            rows = _dumps(
-                [[e.dedup_key, _iso(e.time), str(e.event_id)] for e in events if e.dedup_key]
-            )
-            cursor = conn.execute(
-                "INSERT INTO event_keys (dedup_key, time, event_id)"
-                " SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?) WHERE 1"
-                " ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key",
-                (rows,),
-            )
-            return {row[0] for row in cursor.fetchall()}
-
-        return await _own(tx).call(claim)
+        return await _own(tx).call(lambda conn: _claim(conn, events))
 
     async def apply_retention(self, now: datetime) -> int:
         """Delete events older than the retention period."""
@@ -293,6 +349,11 @@ class _ReaderTx:
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; return the affected row count."""
         return await self._run(lambda c: c.execute(_qmarks(sql), _params(params)).rowcount)
+
+    async def run_all(self, statements: Sequence[Statement]) -> list[StatementResult]:
+        """Run `statements` in order on one reader thread."""
+        prepared = _prepare(statements)
+        return await self._run(lambda c: _run_all(c, prepared))
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Refused: a reading session does not write."""

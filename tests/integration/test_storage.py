@@ -51,6 +51,31 @@ async def test_refuses_a_schema_newer_than_the_code(store: SqlStore) -> None:
             await store._migrate(tx, timescale=False, now=datetime.now(UTC))
 
 
+async def _register_camera(store: SqlStore) -> None:
+    """cam-001 in the registry, with its device-state row."""
+    async with store.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO devices (id, name, kind, created_at, updated_at)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            ("cam-001", "东门", "camera", BASE_TIME, BASE_TIME),
+        )
+        await tx.execute(
+            "INSERT INTO device_state (device_id, updated_at) VALUES (%s, %s)",
+            ("cam-001", BASE_TIME),
+        )
+
+
+async def _last_event_at(store: SqlStore) -> datetime:
+    """When cam-001's latest stored event happened, as device state records it."""
+    async with store.reading() as tx:
+        row = await tx.fetchone(
+            "SELECT last_event_at FROM device_state WHERE device_id = %s", ("cam-001",)
+        )
+    assert row is not None
+    recorded = row[0] if isinstance(row[0], datetime) else datetime.fromisoformat(row[0])
+    return recorded
+
+
 async def test_events_round_trip_with_every_field(store: SqlStore) -> None:
     event = make_event(
         3,
@@ -77,6 +102,22 @@ async def test_duplicate_keys_are_stored_once_within_and_across_batches(store: S
     assert await store.count_events() == 4
     kept = await store.events(limit=10)
     assert sorted(e.payload["n"] for e in kept) == [1, 3, 4, 6]
+
+
+async def test_large_batches_dedupe_and_touch_devices_like_small_ones(store: SqlStore) -> None:
+    """Hundreds of events in one batch take the bulk path (COPY on PostgreSQL); the
+    result must not differ from a batch of a few."""
+    await _register_camera(store)
+    big = [make_event(i, key=f"k{i % 250}") for i in range(400)]  # 150 repeats within
+    first = await store.ingest(big)
+    assert len(first.stored) == 250 and first.duplicates == 150
+    assert [e.payload["n"] for e in first.stored] == list(range(250))
+    again = [make_event(i, key=f"k{i}") for i in range(200, 500)]  # 50 stored before
+    second = await store.ingest(again)
+    assert len(second.stored) == 250 and second.duplicates == 50
+    assert await store.count_events() == 500
+    recorded = await _last_event_at(store)
+    assert recorded == BASE_TIME + timedelta(seconds=499)
 
 
 async def test_rejected_messages_keep_reason_and_bytes(store: SqlStore) -> None:
@@ -107,24 +148,10 @@ async def test_event_filters_by_kind_and_time(store: SqlStore) -> None:
 
 
 async def test_device_state_records_the_latest_event(store: SqlStore) -> None:
-    async with store.transaction() as tx:
-        await tx.execute(
-            "INSERT INTO devices (id, name, kind, created_at, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            ("cam-001", "东门", "camera", BASE_TIME, BASE_TIME),
-        )
-        await tx.execute(
-            "INSERT INTO device_state (device_id, updated_at) VALUES (%s, %s)",
-            ("cam-001", BASE_TIME),
-        )
+    await _register_camera(store)
     await store.ingest([make_event(5), make_event(2), make_event(9, device_id="other")])
     await store.ingest([make_event(1)])  # older than what is recorded: no step back
-    async with store.reading() as tx:
-        row = await tx.fetchone(
-            "SELECT last_event_at FROM device_state WHERE device_id = %s", ("cam-001",)
-        )
-    assert row is not None
-    recorded = row[0] if isinstance(row[0], datetime) else datetime.fromisoformat(row[0])
+    recorded = await _last_event_at(store)
     assert recorded == BASE_TIME + timedelta(seconds=5)
 
 
