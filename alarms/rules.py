@@ -561,8 +561,6 @@ def evaluate(
         logger.debug("no alarm rule for event", extra={"kind": event.kind})
         return decisions
     rule, values, dedup_key = matched
-    priority = Priority(rule.priority)
-    is_drill = event.payload.get("drill") is True
 
     existing = open_alarms.get(dedup_key)
     if existing is not None and existing.is_active and existing.id not in closed_ids:
@@ -581,6 +579,8 @@ def evaluate(
         )
         return decisions
 
+    priority = Priority(rule.priority)
+    is_drill = event.payload.get("drill") is True
     title = render_template(rule.title, values, event.payload)[:_MAX_TITLE].strip()
     deadlines = deadlines_for(priority, now, sla)
     alarm, entry = open_alarm(

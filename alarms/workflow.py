@@ -262,6 +262,10 @@ def allowed_actions(alarm: Alarm) -> frozenset[AlarmAction]:
     return frozenset(found)
 
 
+#: The optional arguments of `apply`, in its order, for "does not take" errors.
+_ARGUMENT_NAMES = ("note", "assignee", "department", "priority", "ack_due", "resolve_due")
+
+
 def apply(
     alarm: Alarm,
     action: AlarmAction | str,
@@ -286,21 +290,16 @@ def apply(
     rule = _HANDLERS.get(action)
     if rule is None:
         raise ValueError(f"{action} is not applied to an existing alarm; use open_alarm")
-    given = {
-        name
-        for name, value in (
-            ("note", note),
-            ("assignee", assignee),
-            ("department", department),
-            ("priority", priority),
-            ("ack_due", ack_due),
-            ("resolve_due", resolve_due),
-        )
-        if value is not None
-    }
-    unexpected = given - rule.accepts
-    if unexpected:
-        raise ValueError(f"{action} does not take {', '.join(sorted(unexpected))}")
+    arguments = (note, assignee, department, priority, ack_due, resolve_due)
+    if arguments.count(None) != len(arguments):
+        given = {
+            name
+            for name, value in zip(_ARGUMENT_NAMES, arguments, strict=True)
+            if value is not None
+        }
+        unexpected = given - rule.accepts
+        if unexpected:
+            raise ValueError(f"{action} does not take {', '.join(sorted(unexpected))}")
     if alarm.state not in rule.allowed:
         raise _invalid(action, alarm.state)
     for name, due in (("ack_due", ack_due), ("resolve_due", resolve_due)):
