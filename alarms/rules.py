@@ -165,6 +165,8 @@ class EventMatch(BaseModel):
             return False
         if self.projects and (device is None or device.project not in self.projects):
             return False
+        if not self.payload_equals:
+            return True
         return all(
             _same_value(event.payload.get(key), expected)
             for key, expected in self.payload_equals.items()
@@ -441,6 +443,12 @@ def _linkage(
     )
 
 
+#: How `{priority}` renders, per level.
+_PRIORITY_TEXT = {
+    level: str(Priority(level)) for level in range(Priority.HIGHEST, Priority.LOWEST + 1)
+}
+
+
 def _bounded_key(key: str) -> str:
     if len(key) <= _MAX_KEY:
         return key
@@ -517,7 +525,7 @@ def _match(
         "kind": event.kind,
         "project": (device.project or "") if device else "",
         "jurisdiction": (device.jurisdiction or "") if device else "",
-        "priority": str(Priority(rule.priority)),
+        "priority": _PRIORITY_TEXT[rule.priority],
     }
     key = render_template(rule.dedup_key, values, event.payload)
     is_drill = event.payload.get("drill") is True

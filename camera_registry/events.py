@@ -6,7 +6,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -64,7 +64,9 @@ class DeviceEvent:
     event_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
     def __post_init__(self) -> None:
-        if self.time.tzinfo is None or self.time.utcoffset() != timedelta(0):
+        if self.time.tzinfo is not UTC and (
+            self.time.tzinfo is None or self.time.utcoffset() != timedelta(0)
+        ):
             raise ValueError("DeviceEvent.time must be timezone-aware UTC")
         validate_device_id(self.device_id)
         if not _KIND_PATTERN.fullmatch(self.kind) or len(self.kind) > 64:

@@ -95,7 +95,7 @@ class InboundMessage:
     received_at: datetime
 
     def __post_init__(self) -> None:
-        if self.received_at.utcoffset() != timedelta(0):
+        if self.received_at.tzinfo is not UTC and self.received_at.utcoffset() != timedelta(0):
             raise ValueError("received_at must be timezone-aware UTC")
 
 
@@ -139,8 +139,10 @@ _SUFFIXES: dict[tuple[str, ...], MessageType] = {
 }
 
 
+@functools.lru_cache(maxsize=16384)
 def parse_topic(prefix: str, topic: str) -> tuple[str, MessageType] | None:
-    """(device_id, message type) for a topic of the scheme, else None."""
+    """(device_id, message type) for a topic of the scheme, else None (remembered for
+    the most recent topics: a district's devices publish on a few thousand)."""
     if not topic.startswith(prefix + "/"):
         return None
     rest = topic[len(prefix) + 1 :].split("/")
