@@ -66,7 +66,9 @@ __all__ = [
     "UpdateAlarm",
     "dedup_key_for",
     "evaluate",
+    "match_rule",
     "render_template",
+    "repeat",
 ]
 
 logger = logging.getLogger(__name__)
@@ -297,6 +299,7 @@ class RuleSet(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rules: list[AlarmRule] = Field(description="Rules in the order they are tried.")
+    _same_match: dict[str, bool] = PrivateAttr(default_factory=dict)
     _by_kind: dict[str, tuple[tuple[AlarmRule, ...], tuple[AlarmRule, ...]]] = PrivateAttr(
         default_factory=dict
     )
@@ -318,6 +321,22 @@ class RuleSet(BaseModel):
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # lists inside: never hashable
+
+    def same_match_per_device(self, kind: str) -> bool:
+        """True when which rule an event of `kind` matches, and its dedup key, depend
+        only on its device and drill flag (no payload conditions, no payload fields
+        in the key) and no rule auto-closes on `kind`: then a batch can match once
+        per device and reuse it for the device's further events of that kind."""
+        found = self._same_match.get(kind)
+        if found is None:
+            candidates, closing = self.for_kind(kind)
+            found = not closing and all(
+                not rule.match.payload_equals and "{payload" not in rule.dedup_key
+                for rule in candidates
+            )
+            if len(self._same_match) < _KIND_INDEX_LIMIT:
+                self._same_match[kind] = found
+        return found
 
     def for_kind(self, kind: str) -> tuple[tuple[AlarmRule, ...], tuple[AlarmRule, ...]]:
         """The enabled rules whose kind globs take `kind` (in order), and those an
@@ -532,6 +551,32 @@ def _match(
     return rule, values, _bounded_key(f"drill:{key}" if is_drill else key)
 
 
+def match_rule(
+    event: DeviceEvent, device: DeviceContext | None, rules: RuleSet
+) -> tuple[AlarmRule, str] | None:
+    """The rule `evaluate` matches `event` with and the event's dedup key (None when
+    no rule matches it)."""
+    matched = _match(event, device, rules.for_kind(event.kind)[0])
+    return None if matched is None else (matched[0], matched[2])
+
+
+def repeat(
+    alarm: Alarm, event: DeviceEvent, rule: AlarmRule, now: datetime, *, revision: int
+) -> UpdateAlarm:
+    """What `evaluate` decides for `event` repeating the active `alarm` its rule keys
+    it to, as revision `revision` (the number of a revision the batch already makes)."""
+    quiet = now - alarm.last_seen_at > rule.dedup_window
+    repeated, entry = apply(
+        alarm,
+        AlarmAction.REPEAT,
+        "rules",
+        now,
+        details=_event_details(event, rule),
+        revision=revision,
+    )
+    return UpdateAlarm(repeated, entry, notify=alarm.priority.is_highest or quiet)
+
+
 def dedup_key_for(
     event: DeviceEvent, device: DeviceContext | None, rules: RuleSet | Sequence[AlarmRule]
 ) -> str | None:
@@ -572,11 +617,7 @@ def evaluate(
 
     existing = open_alarms.get(dedup_key)
     if existing is not None and existing.is_active and existing.id not in closed_ids:
-        quiet = now - existing.last_seen_at > rule.dedup_window
-        repeated, entry = apply(
-            existing, AlarmAction.REPEAT, "rules", now, details=_event_details(event, rule)
-        )
-        decisions.append(UpdateAlarm(repeated, entry, notify=existing.priority.is_highest or quiet))
+        decisions.append(repeat(existing, event, rule, now, revision=existing.revision + 1))
         return decisions
 
     if event.payload.get("retained") is True:

@@ -279,8 +279,12 @@ def apply(
     ack_due: datetime | None = None,
     resolve_due: datetime | None = None,
     details: Mapping[str, Any] | None = None,
+    revision: int | None = None,
 ) -> tuple[Alarm, HistoryEntry]:
     """Apply `action` by `actor` at `at`; return the next alarm and its history entry.
+
+    The change makes the alarm's next revision unless `revision` says which (a
+    repeat joining a revision already made in the same batch keeps its number).
 
     Raises `InvalidTransition` when the state forbids the action and
     `ValueError` when an argument is missing or does not belong to the action.
@@ -307,7 +311,7 @@ def apply(
             require_utc(due, name)
     request = _Request(note, assignee, department, priority, ack_due, resolve_due, at)
     changes, change_details = rule.handler(alarm, request)
-    changes["revision"] = alarm.revision + 1
+    changes["revision"] = alarm.revision + 1 if revision is None else revision
     updated = alarm.evolve(**changes)
     entry = HistoryEntry(
         alarm_id=alarm.id,

@@ -51,6 +51,7 @@ from adapters.sinks.cap import CapOptions, encode_alert
 from alarms.models import Alarm, AlarmAction, HistoryEntry, Location
 from alarms.outbox import OutboxRecord, alarm_payload, new_outbox_record
 from alarms.rules import (
+    AlarmRule,
     CloseAlarm,
     DeviceContext,
     LinkagePlan,
@@ -58,6 +59,8 @@ from alarms.rules import (
     UpdateAlarm,
     dedup_key_for,
     evaluate,
+    match_rule,
+    repeat,
 )
 from alarms.sla import check_escalation, escalate
 from alarms.workflow import apply
@@ -259,6 +262,7 @@ class AlarmEngine:
         snapshot_fetcher: SnapshotFetcher | None = None,
         credentials: CredentialResolver | None = None,
         metrics: Metrics | None = None,
+        fast_repeats: bool = True,
     ) -> None:
         self.store = store
         self.repo = AlarmRepository(store)
@@ -272,6 +276,10 @@ class AlarmEngine:
             "{device_id}" in rule.dedup_key for rule in self._rules.rules if rule.enabled
         )
         self._sla = settings.sla_policy()
+        # Off only to check that both ways decide the same (tests).
+        self._fast_repeats = fast_repeats
+        #: Presses recorded by `_joined_repeat` so far.
+        self.short_repeats = 0
         self._sinks = [sink for sink in settings.sinks if sink.enabled]
         self._wake: list[Callable[[], None]] = []
         self._custom_snapshot = snapshot_fetcher
@@ -404,7 +412,12 @@ class AlarmEngine:
         revisions: list[_Revision] = []
         broadcasts: list[OutboxRecord] = []
         now = self._clock()
+        matches: dict[tuple[str, str, bool], tuple[AlarmRule, str] | None] = {}
         for event in events:
+            if self._fast_repeats and self._joined_repeat(
+                event, contexts, matches, current, tracked, now
+            ):
+                continue
             device = batch.devices.get(event.device_id)
             try:
                 decisions = evaluate(
@@ -427,6 +440,56 @@ class AlarmEngine:
                 current[decision.alarm.dedup_key] = tracked[decision.alarm.id].alarm
         await self._write(tx, tracked, revisions, broadcasts, batch, now)
         return batch
+
+    def _joined_repeat(
+        self,
+        event: DeviceEvent,
+        contexts: dict[str, DeviceContext | None],
+        matches: dict[tuple[str, str, bool], tuple[AlarmRule, str] | None],
+        current: dict[str, Alarm],
+        tracked: dict[uuid.UUID, _Tracked],
+        now: datetime,
+    ) -> bool:
+        """Record `event` as one more press of an alarm this batch already repeats,
+        if it is one; False (nothing done) for anything else.
+
+        In a press storm most events of a batch are such repeats. Where the rules
+        say which rule and key an event gets from its device alone (see
+        `RuleSet.same_match_per_device`), the batch matches once per device, kind
+        and drill flag, and a further press goes straight to `alarms.rules.repeat`
+        — the decision `evaluate` makes for it — joining the batch's revision
+        without the rest of the rules pass. Anything else takes the full pass.
+        """
+        if not self._rules.same_match_per_device(event.kind):
+            return False
+        memo = (event.device_id, event.kind, event.payload.get("drill") is True)
+        if memo in matches:
+            matched = matches[memo]
+        else:
+            try:
+                matched = match_rule(event, contexts.get(event.device_id), self._rules)
+            except Exception:
+                matched = None  # the full pass meets it again and rejects the event
+            matches[memo] = matched
+        if matched is None:
+            return False
+        rule, key = matched
+        alarm = current.get(key)
+        track = None if alarm is None else tracked.get(alarm.id)
+        if alarm is None or track is None or track.repeat is None or not alarm.is_active:
+            return False
+        joined = track.repeat
+        try:
+            decision = repeat(alarm, event, rule, now, revision=joined.alarm.revision)
+        except Exception:
+            return False  # the full pass decides, or rejects the event
+        joined.alarm = decision.alarm
+        joined.repeats.append(decision.history)
+        joined.notify = joined.notify or decision.notify
+        track.alarm = decision.alarm
+        current[key] = decision.alarm
+        self.short_repeats += 1
+        return True
 
     def _keys_of(
         self, events: Sequence[DeviceEvent], contexts: dict[str, DeviceContext | None]
