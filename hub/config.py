@@ -89,7 +89,13 @@ class WriterSettings(_Section):
     )
     batch_max: int = Field(2_000, ge=1, le=100_000, description="Most events in one commit.")
     batch_delay_ms: float = Field(
-        5.0, ge=0, le=1000, description="How long a batch waits to fill before it commits."
+        5.0,
+        ge=0,
+        le=1000,
+        description=(
+            "How long a lone event waits for company before its commit; events that"
+            " queued up during the previous commit are committed at once."
+        ),
     )
 
 
