@@ -350,12 +350,16 @@ class HistoryEntry:
             raise ValueError("alarm_id must be a UUID")
         require_utc(self.at, "at")
         _check_text(self.actor, "actor", required=True, limit=128)
-        object.__setattr__(self, "action", AlarmAction(self.action))
+        # Enum members as given are kept; anything else is converted (or refused).
+        if self.action.__class__ is not AlarmAction:
+            object.__setattr__(self, "action", AlarmAction(self.action))
         if self.from_state is not None:
-            object.__setattr__(self, "from_state", AlarmState(self.from_state))
+            if self.from_state.__class__ is not AlarmState:
+                object.__setattr__(self, "from_state", AlarmState(self.from_state))
         elif self.action is not AlarmAction.OPEN:
             raise ValueError("only an 'open' entry may have no from_state")
-        object.__setattr__(self, "to_state", AlarmState(self.to_state))
+        if self.to_state.__class__ is not AlarmState:
+            object.__setattr__(self, "to_state", AlarmState(self.to_state))
         _check_text(self.note, "note", required=False)
         if isinstance(self.revision, bool) or self.revision < 1:
             raise ValueError(f"revision must be >= 1, got {self.revision}")

@@ -482,7 +482,9 @@ def decode_message(
             return Rejection(document.reason, document.detail, device_id)
         return _DECODERS[message_type](message, document, device)
 
-    return _screen_then(message, device_id, max_payload_bytes, retained_ok, decode_own)
+    return _screen_then(
+        message, device_id, max_payload_bytes, retained_ok, decode_own, checked_id=True
+    )
 
 
 def _screen_then(
@@ -491,8 +493,12 @@ def _screen_then(
     max_payload_bytes: int,
     retained_ok: bool,
     decode: Callable[[], Decoded],
+    *,
+    checked_id: bool = False,
 ) -> Decoded:
-    if device_id is not None and not DEVICE_ID_PATTERN.fullmatch(device_id):
+    """Refuse what is too big or retained where it must not be, else `decode`.
+    `checked_id`: `device_id` already passed the device id pattern (own topics)."""
+    if device_id is not None and not checked_id and not DEVICE_ID_PATTERN.fullmatch(device_id):
         device_id = None
     if len(message.payload) > max_payload_bytes:
         return Rejection(
