@@ -49,6 +49,7 @@ from camera_registry.events import DeviceEvent
 from hub.config import load_settings
 from hub.runtime import Hub, freeze_startup_heap
 from tests.integration.hub_mqtt_support import register_device
+from tests.integration.mqtt_support import drop_session
 from tests.peers.mosquitto import MosquittoPeer, mosquitto_peer
 
 PREFIX = "gridwatch/v1"
@@ -269,7 +270,9 @@ async def through_hub(
         assert adapter.metrics.acked - acked_before >= count
         stored = await hub.store.count_events(kind="panic.press")
         batches = hub.writer.committed_batches
-    _discard_session(peer, settings.mqtt.client_id)
+    # Left behind, the hub's persistent session would have every later press queued
+    # for it (and saved by the broker's persistence), slowing every later run.
+    drop_session(peer.host, peer.port, settings.mqtt.client_id)
     elapsed = last_commit - report["started"]
     return {
         "messages": count,
@@ -278,29 +281,6 @@ async def through_hub(
         "commits": batches,
         **(_latency_figures(latencies, report["started"]) if rate > 0 else {}),
     }
-
-
-def _discard_session(peer: MosquittoPeer, client_id: str) -> None:
-    """End the hub's persistent session on the broker. Left behind, every later press
-    of the benchmark would also be queued for it (and saved with the broker's
-    persistence), slowing every later run, the bare subscriber's included."""
-    client = paho.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=paho.MQTTv5,
-    )
-    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    properties.SessionExpiryInterval = 0
-    client.connect(peer.host, peer.port, clean_start=True, properties=properties)
-    client.loop_start()
-    try:
-        for _ in range(100):
-            if client.is_connected():
-                break
-            time.sleep(0.05)
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 async def hub_runs(peer: MosquittoPeer, messages: int, seconds: float) -> dict[str, Any]:

@@ -249,6 +249,10 @@ def _context(device: DeviceInfo) -> DeviceContext | None:
         return None
 
 
+def _contexts(devices: dict[str, DeviceInfo]) -> dict[str, DeviceContext | None]:
+    return {device_id: _context(device) for device_id, device in devices.items()}
+
+
 class AlarmEngine:
     """Turns events into alarms, applies operator actions and SLA escalation."""
 
@@ -401,10 +405,11 @@ class AlarmEngine:
         if self._keys_per_device:
             # Keys name the device: its alarms are found with it, in the same trip.
             batch.devices, read = await self.repo.batch_context(tx, device_ids)
-            contexts = {id_: _context(device) for id_, device in batch.devices.items()}
+            contexts = _contexts(batch.devices)
         else:
+            # A key may group several devices: the keys (from the registry facts) first.
             batch.devices = await self.repo.devices(tx, device_ids)
-            contexts = {id_: _context(device) for id_, device in batch.devices.items()}
+            contexts = _contexts(batch.devices)
             read = await self.repo.open_alarms(tx, device_ids, self._keys_of(events, contexts))
         read_by_id = {stored.alarm.id: stored for stored in read.values()}
         current = {key: stored.alarm for key, stored in read.items()}

@@ -391,14 +391,8 @@ def _changes_from(
     items: Sequence[_ChangeItem], results: Sequence[StatementResult]
 ) -> list[AlarmChange]:
     """The changes of `items`, with the sequence numbers the change log gave them
-    (`results` may hold the change log lock's row too: one column, not three)."""
-    seqs = {
-        (str(row[1]), int(row[2])): int(row[0])
-        for result in results
-        if isinstance(result, list)
-        for row in result
-        if len(row) == 3
-    }
+    (`results`: those of the change-log inserts)."""
+    seqs = {(str(row[1]), int(row[2])): int(row[0]) for result in results for row in _rows(result)}
     return [
         AlarmChange(
             seq=seqs[(str(alarm.id), alarm.revision)],
@@ -759,13 +753,14 @@ class AlarmRepository:
         (change,) = await self.append_changes(tx, [(alarm, entry, jurisdiction_path, payload)])
         return change
 
-    def _change_inserts(self, items: Sequence[_ChangeItem]) -> list[Statement]:
-        """The change-log rows of `items` (after the log's lock on PostgreSQL)."""
-        if not items:
+    def _change_log_lock(self) -> list[Statement]:
+        """The change log's lock (PostgreSQL; SQLite's single writer needs none)."""
+        if self.store.dialect != "postgresql":
             return []
-        lock = []
-        if self.store.dialect == "postgresql":
-            lock = [Statement("SELECT pg_advisory_xact_lock(%s)", (_CHANGE_LOG_LOCK,), rows=True)]
+        return [Statement("SELECT pg_advisory_xact_lock(%s)", (_CHANGE_LOG_LOCK,), rows=True)]
+
+    def _change_inserts(self, items: Sequence[_ChangeItem]) -> list[Statement]:
+        """The change-log rows of `items` (to follow `_change_log_lock`)."""
         rows = [
             (
                 str(alarm.id),
@@ -778,13 +773,16 @@ class AlarmRepository:
             )
             for alarm, entry, path, payload in items
         ]
-        return lock + self._inserts(_CHANGES, rows)
+        return self._inserts(_CHANGES, rows)
 
     async def append_changes(self, tx: Tx, items: Sequence[_ChangeItem]) -> list[AlarmChange]:
         """Append (alarm, entry, jurisdiction path, payload) changes in the given order;
         the returned changes (in that order) are announced after commit."""
-        results = await tx.run_all(self._change_inserts(items))
-        return _changes_from(items, results)
+        if not items:
+            return []
+        lock = self._change_log_lock()
+        results = await tx.run_all(lock + self._change_inserts(items))
+        return _changes_from(items, results[len(lock) :])
 
     def _outbox_inserts(self, records: Sequence[OutboxRecord], now: datetime) -> list[Statement]:
         rows = [
@@ -827,6 +825,7 @@ class AlarmRepository:
         update_statements = self._updates(updates, now)
         statements = [
             *update_statements,
+            *(self._change_log_lock() if changes else []),
             *self._inserts(_ALARMS, [_alarm_row(stored) for stored in inserts]),
             *self._inserts(_HISTORY, [_history_row(entry) for entry in history]),
             *self._outbox_inserts(outbox, now),

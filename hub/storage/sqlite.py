@@ -396,9 +396,6 @@ class SQLiteStore(SqlStore):
     async def _insert_events(self, tx: Tx, events: Sequence[DeviceEvent]) -> None:
         await _own(tx).call(lambda conn: _insert(conn, events))
 
-    async def _touch_devices(self, tx: Tx, latest: Mapping[str, datetime]) -> None:
-        await _own(tx).call(lambda conn: _touch(conn, latest))
-
     async def _claim_keys(self, tx: Tx, events: Sequence[DeviceEvent]) -> set[str]:
         return await _own(tx).call(lambda conn: _claim(conn, events))
 
