@@ -38,8 +38,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from adapters.sim import DistrictSpec, build_district
 from benchmarks.common import scratch_database, write_result
 from hub.config import load_settings
-from hub.demo import DemoBroker
-from hub.registry import Actor
+from hub.demo.run import DemoBroker
+from hub.devices.registry import Actor
 from hub.runtime import Hub
 
 __all__ = ["main", "run"]
@@ -182,7 +182,7 @@ async def run(
             await hub.registry.bulk_upsert(list(district.devices), actor=bench, scope=None)
             await hub.mqtt.directory.refresh()
             app = hub.app()
-            from hub.api.auth import Principal, Role, current_principal
+            from hub.auth.guards import Principal, Role, current_principal
 
             async def admin() -> Principal:
                 return Principal(subject="bench", role=Role.ADMIN, scope_paths=("/",))

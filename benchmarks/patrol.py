@@ -101,8 +101,8 @@ async def _scheduler(
     urls: list[str], workers: int, frames: int, server_pid: int, data_dir: Path
 ) -> dict[str, Any]:
     """A pass through the hub's patrol scheduler: probe, diagnose, store, emit events."""
-    from hub.patrol import PatrolService
-    from hub.patrol_config import PatrolSettings
+    from hub.devices.patrol import PatrolService
+    from hub.devices.patrol_config import PatrolSettings
     from hub.storage import SQLiteStore
     from hub.writer import EventWriter
     from tests.integration.health_seed import seed_camera, seed_tree

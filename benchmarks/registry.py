@@ -43,9 +43,9 @@ import httpx
 
 from benchmarks.common import scratch_database, write_result
 from camera_registry.jurisdiction import JurisdictionLevel, JurisdictionNode
-from hub.api.auth import Principal, Role, current_principal
+from hub.auth.guards import Principal, Role, current_principal
 from hub.config import load_settings
-from hub.registry import Actor
+from hub.devices.registry import Actor
 from hub.runtime import Hub
 
 DEVICES = 100_000

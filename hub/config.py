@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from adapters.mqtt.models import MqttSettings
-from hub.alarm_config import AlarmSettings
-from hub.onvif_config import OnvifSettings
-from hub.patrol_config import PatrolSettings
+from hub.alarms.config import AlarmSettings
+from hub.devices.patrol_config import PatrolSettings
+from hub.onvif.config import OnvifSettings
 
 __all__ = [
     "AuthSettings",

@@ -16,20 +16,20 @@ import uvicorn
 from fastapi import FastAPI
 
 from camera_registry.events import DeviceEvent
-from hub.alarm_engine import AlarmChange, AlarmEngine
+from hub.alarms.dispatcher import Dispatcher
+from hub.alarms.engine import AlarmChange, AlarmEngine
 from hub.api import create_app
-from hub.auth import Authenticator
-from hub.broadcast import BroadcastService
+from hub.auth.service import Authenticator
+from hub.broadcast.service import BroadcastService
 from hub.bus import EventBus
 from hub.config import Settings
 from hub.crypto import CredentialCipher, load_keyring
-from hub.dispatcher import Dispatcher
-from hub.live import LiveViews
+from hub.devices.patrol import PatrolService, camera_login
+from hub.devices.registry import Registry
+from hub.live.service import LiveViews
 from hub.metrics import Metrics
-from hub.mqtt import MqttService
-from hub.onvif_service import OnvifService
-from hub.patrol import PatrolService, camera_login
-from hub.registry import Registry
+from hub.mqtt.service import MqttService
+from hub.onvif.service import OnvifService
 from hub.storage import SqlStore, Tx, open_store
 from hub.storage.base import IngestResult, InTransaction
 from hub.writer import EventWriter

@@ -37,7 +37,7 @@ def act_as(
     app: Any, role: str = "admin", scope: tuple[str, ...] = ("/",), subject: str = "tester"
 ) -> Any:
     """Make every request to `app` come from this principal (overrides authentication)."""
-    from hub.api.auth import Principal, Role, current_principal
+    from hub.auth.guards import Principal, Role, current_principal
 
     principal = Principal(subject=subject, role=Role(role), scope_paths=scope)
 

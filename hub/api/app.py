@@ -6,39 +6,31 @@ from fastapi import FastAPI
 
 from camera_registry.events import DeviceEvent
 from hub import __version__
-from hub.alarm_engine import AlarmChange, AlarmEngine
-from hub.api.auth import OriginGuard, authenticate_connection
+from hub.alarms import drill_routes
+from hub.alarms import routes as alarm_routes
+from hub.alarms.dispatcher import Dispatcher
+from hub.alarms.engine import AlarmChange, AlarmEngine
 from hub.api.deps import Services
 from hub.api.problems import install_problem_handlers
-from hub.api.routes import (
-    alarms,
-    apikeys,
-    audit,
-    auth,
-    broadcast,
-    console,
-    device_health,
-    devices,
-    drills,
-    health,
-    jurisdictions,
-    kpi,
-    patrol,
-    users,
-)
-from hub.api.routes import live as live_view
-from hub.api.routes import onvif as onvif_routes
-from hub.auth import Authenticator
-from hub.broadcast import BroadcastService
+from hub.api.routes import console, health
+from hub.auth import apikey_routes, audit_routes, user_routes
+from hub.auth import routes as auth_routes
+from hub.auth.guards import OriginGuard, authenticate_connection
+from hub.auth.service import Authenticator
+from hub.broadcast import routes as broadcast_routes
+from hub.broadcast.service import BroadcastService
 from hub.bus import EventBus
 from hub.config import Settings
-from hub.dispatcher import Dispatcher
-from hub.live import LiveViews
+from hub.devices import health_routes, jurisdiction_routes, kpi_routes, patrol_routes
+from hub.devices import routes as device_routes
+from hub.devices.patrol import PatrolService
+from hub.devices.registry import Registry
+from hub.live import routes as live_view
+from hub.live.service import LiveViews
 from hub.metrics import Metrics
-from hub.mqtt import MqttService
-from hub.onvif_service import OnvifService
-from hub.patrol import PatrolService
-from hub.registry import Registry
+from hub.mqtt.service import MqttService
+from hub.onvif import routes as onvif_routes
+from hub.onvif.service import OnvifService
 from hub.storage import SqlStore
 from hub.writer import EventWriter
 
@@ -92,19 +84,19 @@ def create_app(
     app.add_middleware(OriginGuard, extra_origins=settings.auth.allowed_origins)
     install_problem_handlers(app)
     app.include_router(health.router)
-    app.include_router(devices.router)
-    app.include_router(jurisdictions.router)
-    app.include_router(alarms.router)
-    app.include_router(broadcast.router)
-    app.include_router(auth.router)
-    app.include_router(users.router)
-    app.include_router(apikeys.router)
-    app.include_router(audit.router)
+    app.include_router(device_routes.router)
+    app.include_router(jurisdiction_routes.router)
+    app.include_router(alarm_routes.router)
+    app.include_router(broadcast_routes.router)
+    app.include_router(auth_routes.router)
+    app.include_router(user_routes.router)
+    app.include_router(apikey_routes.router)
+    app.include_router(audit_routes.router)
     app.include_router(live_view.router)
-    app.include_router(device_health.router)
-    app.include_router(patrol.router)
+    app.include_router(health_routes.router)
+    app.include_router(patrol_routes.router)
     app.include_router(onvif_routes.router)
-    app.include_router(kpi.router)
-    app.include_router(drills.router)
+    app.include_router(kpi_routes.router)
+    app.include_router(drill_routes.router)
     app.include_router(console.router)
     return app

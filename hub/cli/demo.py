@@ -17,7 +17,7 @@ __all__ = ["register"]
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from hub.cli import settings_from
-    from hub.demo import DemoOptions, run_demo
+    from hub.demo.run import DemoOptions, run_demo
 
     base = settings_from(args)
     options = DemoOptions(

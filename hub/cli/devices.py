@@ -19,12 +19,12 @@ from typing import Any
 from tqdm import tqdm
 
 from camera_registry.models import DeviceKind, HealthState
+from hub.auth.principal import cli_actor
 from hub.cli import settings_from
 from hub.crypto import CredentialCipher, load_keyring
-from hub.principal import cli_actor
-from hub.registry import Actor, Registry, parse_jurisdictions
+from hub.devices.registry import Actor, Registry, parse_jurisdictions
+from hub.devices.storage import DeviceFilter
 from hub.storage import open_store
-from hub.storage.devices import DeviceFilter
 
 __all__ = ["device_actions", "open_registry", "register"]
 

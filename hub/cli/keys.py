@@ -15,7 +15,7 @@ import sys
 
 from hub.cli import settings_from
 from hub.crypto import KEY_ENV_VAR, CredentialCipher, Keyring, generate_key, load_keyring
-from hub.registry import Registry
+from hub.devices.registry import Registry
 from hub.storage import open_store
 
 __all__ = ["register", "rotate"]

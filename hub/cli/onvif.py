@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TextIO
 
+from hub.auth.principal import cli_actor
 from hub.config import Settings
-from hub.principal import cli_actor
 
 __all__ = ["register"]
 
@@ -58,8 +58,8 @@ def _actor() -> str:
 @asynccontextmanager
 async def _service(settings: Settings) -> AsyncIterator[Any]:
     from hub.crypto import CredentialCipher, load_keyring
-    from hub.onvif_service import OnvifService
-    from hub.registry import Registry
+    from hub.devices.registry import Registry
+    from hub.onvif.service import OnvifService
     from hub.storage import open_store
 
     store = open_store(
@@ -103,7 +103,7 @@ def _print_probe(outcome: Any, out: TextIO) -> None:
 
 def _cmd_probe(args: argparse.Namespace) -> int:
     from hub.cli import settings_from
-    from hub.onvif_service import OnvifUnavailable, ProbeFailed
+    from hub.onvif.service import OnvifUnavailable, ProbeFailed
 
     settings = settings_from(args)
 

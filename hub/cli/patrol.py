@@ -12,7 +12,7 @@ from typing import Any
 from tqdm import tqdm
 
 from hub.config import Settings
-from hub.patrol import PatrolProgress
+from hub.devices.patrol import PatrolProgress
 
 __all__ = ["register"]
 

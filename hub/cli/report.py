@@ -9,9 +9,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hub.kpi_report import ScopeError, build_kpi_report, kpi_csv, kpi_table, kpi_xlsx, parse_period
+from hub.devices.health_storage import HealthRepository
+from hub.devices.kpi_report import (
+    ScopeError,
+    build_kpi_report,
+    kpi_csv,
+    kpi_table,
+    kpi_xlsx,
+    parse_period,
+)
 from hub.storage import open_store
-from hub.storage.health import HealthRepository
 
 __all__ = ["register"]
 

@@ -12,9 +12,9 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from hub.auth import AccountError, Authenticator, generate_password
+from hub.auth.principal import Role, cli_actor
+from hub.auth.service import AccountError, Authenticator, generate_password
 from hub.cli import settings_from
-from hub.principal import Role, cli_actor
 from hub.storage import open_store
 
 __all__ = ["register"]

@@ -7,10 +7,10 @@ import asyncio
 import signal
 import sys
 
-from hub.alarm_config import AlarmSettings
-from hub.dispatcher import Dispatcher
+from hub.alarms.config import AlarmSettings
+from hub.alarms.dispatcher import Dispatcher
+from hub.alarms.storage import AlarmRepository
 from hub.storage import open_store
-from hub.storage.alarms import AlarmRepository
 from tests.integration.alarm_support import SECRET
 
 

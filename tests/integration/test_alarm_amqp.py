@@ -12,11 +12,11 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from hub.alarm_config import AlarmSettings
-from hub.alarm_engine import AlarmChange, AlarmEngine
+from hub.alarms.config import AlarmSettings
+from hub.alarms.dispatcher import Dispatcher
+from hub.alarms.engine import AlarmChange, AlarmEngine
+from hub.alarms.storage import AlarmFilter
 from hub.bus import EventBus
-from hub.dispatcher import Dispatcher
-from hub.storage.alarms import AlarmFilter
 from tests.conftest import build_store
 from tests.helpers import make_event
 from tests.integration.alarm_support import add_device

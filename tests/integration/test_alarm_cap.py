@@ -14,12 +14,12 @@ import pytest
 
 from adapters.sinks.cap import CAP_NS, validate_alert
 from alarms.rules import DEFAULT_RULES
-from hub.alarm_config import AlarmSettings
-from hub.alarm_engine import AlarmChange, AlarmEngine
+from hub.alarms.config import AlarmSettings
+from hub.alarms.dispatcher import Dispatcher
+from hub.alarms.engine import AlarmChange, AlarmEngine
+from hub.alarms.storage import AlarmFilter
 from hub.bus import EventBus
-from hub.dispatcher import Dispatcher
 from hub.storage import SqlStore
-from hub.storage.alarms import AlarmFilter
 from tests.conftest import build_store
 from tests.helpers import make_event
 from tests.integration.alarm_support import add_device

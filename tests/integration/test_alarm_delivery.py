@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from hub.alarm_config import AlarmSettings
-from hub.alarm_engine import AlarmChange, AlarmEngine
+from hub.alarms.config import AlarmSettings
+from hub.alarms.dispatcher import Dispatcher
+from hub.alarms.engine import AlarmChange, AlarmEngine
+from hub.alarms.storage import AlarmFilter
 from hub.bus import EventBus
-from hub.dispatcher import Dispatcher
 from hub.storage import SqlStore
-from hub.storage.alarms import AlarmFilter
 from tests.conftest import build_store
 from tests.helpers import make_event
 from tests.integration.alarm_support import SECRET, Receiver, add_device, running_receiver

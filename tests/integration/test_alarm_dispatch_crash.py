@@ -16,10 +16,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from hub.alarm_config import AlarmSettings
-from hub.alarm_engine import AlarmChange, AlarmEngine
+from hub.alarms.config import AlarmSettings
+from hub.alarms.dispatcher import Dispatcher
+from hub.alarms.engine import AlarmChange, AlarmEngine
 from hub.bus import EventBus
-from hub.dispatcher import Dispatcher
 from hub.storage import SqlStore, open_store
 from tests.helpers import make_event
 from tests.integration.alarm_support import add_device

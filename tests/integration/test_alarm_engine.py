@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-import hub.alarm_engine as alarm_engine_module
+import hub.alarms.engine as alarm_engine_module
 from alarms.models import AlarmState
 from alarms.rules import evaluate as real_evaluate
 from camera_registry.events import DeviceEvent
-from hub.alarm_config import AlarmSettings
-from hub.alarm_engine import AlarmChange, AlarmEngine
+from hub.alarms.config import AlarmSettings
+from hub.alarms.engine import AlarmChange, AlarmEngine
+from hub.alarms.storage import AlarmFilter
 from hub.bus import EventBus
 from hub.storage import SqlStore, Tx
-from hub.storage.alarms import AlarmFilter
 from tests.conftest import build_store
 from tests.helpers import make_event
 from tests.integration.alarm_support import SECRET, Clock, add_device

@@ -20,10 +20,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from adapters.sinks.mqtt import MqttSink
-from hub.alarm_config import AlarmSettings
-from hub.alarm_engine import AlarmChange, AlarmEngine
+from hub.alarms.config import AlarmSettings
+from hub.alarms.dispatcher import Dispatcher
+from hub.alarms.engine import AlarmChange, AlarmEngine
 from hub.bus import EventBus
-from hub.dispatcher import Dispatcher
 from hub.storage import SqlStore
 from tests.conftest import build_store
 from tests.helpers import make_event

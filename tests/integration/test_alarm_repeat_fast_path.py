@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 
 from alarms.workflow import InvalidTransition
 from camera_registry.events import DeviceEvent
-from hub.alarm_config import AlarmSettings
-from hub.alarm_engine import AlarmChange, AlarmEngine
+from hub.alarms.config import AlarmSettings
+from hub.alarms.engine import AlarmChange, AlarmEngine
+from hub.alarms.storage import AlarmFilter
 from hub.bus import EventBus
 from hub.storage import SqlStore
-from hub.storage.alarms import AlarmFilter
 from hub.storage.sqlite import SQLiteStore
 from tests.helpers import make_event
 from tests.integration.alarm_support import SECRET, Clock, add_device

@@ -12,11 +12,11 @@ import pytest
 
 from alarms.models import AlarmState
 from camera_registry.events import DeviceEvent
-from hub.alarm_config import AlarmSettings
-from hub.alarm_engine import AlarmChange, AlarmEngine
+from hub.alarms.config import AlarmSettings
+from hub.alarms.engine import AlarmChange, AlarmEngine
+from hub.alarms.storage import AlarmFilter, StoredAlarm
 from hub.bus import EventBus
 from hub.storage import SqlStore
-from hub.storage.alarms import AlarmFilter, StoredAlarm
 from hub.storage.base import from_json
 from tests.conftest import build_store
 from tests.helpers import make_event

@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from hub.api.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, origin_allowed
-from hub.auth import check_password_policy, token_hash
+from hub.auth import audit_storage as audit_log
+from hub.auth.guards import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, origin_allowed
+from hub.auth.service import check_password_policy, token_hash
 from hub.config import load_settings
 from hub.runtime import Hub
-from hub.storage import audit as audit_log
 
 GOOD = "Tr0ub4dor&3-horse"
 OTHER_GOOD = "C0rrect-Battery-Staple"
@@ -238,7 +238,7 @@ async def test_api_keys_authenticate_with_role_and_scope(
 async def test_jurisdiction_codes_resolve_through_the_tree(hub: Hub) -> None:
     has_tree = False
     async with hub.store.reading() as tx:
-        from hub.storage.auth import jurisdictions_available
+        from hub.auth.storage import jurisdictions_available
 
         has_tree = await jurisdictions_available(tx, hub.store.dialect)
     if not has_tree:

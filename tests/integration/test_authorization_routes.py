@@ -20,7 +20,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 
-from hub.api.auth import Role
+from hub.auth.guards import Role
 from hub.config import load_settings
 from hub.runtime import Hub
 from tests.helpers import act_as
@@ -29,7 +29,7 @@ TOWN_A = "/150102/150102001/"
 TOWN_B = "/150102/150102002/"
 ALL = tuple(r for r in Role if r is not Role.ADMIN)
 PUBLIC = "public"
-LOOPBACK = "loopback"  # public from 127.0.0.1 only (see hub.api.auth.metrics_access)
+LOOPBACK = "loopback"  # public from 127.0.0.1 only (see hub.auth.guards.metrics_access)
 OP, DI, MA, AU = Role.OPERATOR, Role.DISPATCHER, Role.MAINTENANCE, Role.AUDITOR
 ADMIN_ONLY: tuple[Role, ...] = ()
 RANDOM = str(uuid.UUID(int=7))

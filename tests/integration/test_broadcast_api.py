@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from adapters.sim import BroadcastUnitSim
-from hub.storage import audit
+from hub.auth import audit_storage as audit
 from tests.helpers import act_as
 from tests.integration.hub_mqtt_support import (
     OTHER_TOWN_PATH,

@@ -28,9 +28,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from adapters.sim.mqtt_devices import BroadcastUnitSim, PanicButtonSim
+from hub.devices.health_storage import TransitionRow, insert_transitions
 from hub.runtime import Hub
 from hub.storage import Json
-from hub.storage.health import TransitionRow, insert_transitions
 from tests.integration.console_support import (
     PASSWORD,
     SCREENSHOTS,

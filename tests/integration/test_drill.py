@@ -11,7 +11,7 @@ import pytest
 
 from adapters.sim import DistrictSpec, build_district
 from hub.config import load_settings
-from hub.registry import Actor
+from hub.devices.registry import Actor
 from hub.runtime import Hub
 from tests.helpers import act_as
 from tests.integration.alarm_support import SECRET, Receiver, running_receiver

@@ -27,10 +27,10 @@ import pytest
 from openpyxl import load_workbook
 
 from hub.config import load_settings
-from hub.kpi_report import ScopeError, build_kpi_report, parse_period
+from hub.devices.health_storage import HealthRepository, HealthSampleRow, TransitionRow
+from hub.devices.kpi_report import ScopeError, build_kpi_report, parse_period
 from hub.runtime import Hub
 from hub.storage import SqlStore
-from hub.storage.health import HealthRepository, HealthSampleRow, TransitionRow
 from tests.helpers import act_as
 from tests.integration.health_seed import TOWN_A, TOWN_B, seed_camera, seed_tree
 

@@ -20,9 +20,9 @@ import httpx
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 
+from hub.auth import audit_storage as audit
 from hub.config import load_settings
 from hub.runtime import Hub
-from hub.storage import audit
 from tests.helpers import act_as
 from tests.integration.health_seed import seed_camera, seed_tree
 from tests.peers.rtsp import RtspPeer, rtsp_peer

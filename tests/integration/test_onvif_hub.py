@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
+from hub.auth import audit_storage as audit
 from hub.config import load_settings
 from hub.runtime import Hub
-from hub.storage import audit
 from tests.helpers import act_as
 from tests.integration.onvif_fake_camera import fake_camera
 from tests.integration.test_onvif_discovery import Responder

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from hub.config import load_settings
+from hub.devices.health_storage import HealthRepository, TransitionRow
 from hub.runtime import Hub
-from hub.storage.health import HealthRepository, TransitionRow
 from tests.helpers import act_as
 from tests.integration.health_seed import seed_camera, seed_tree
 

@@ -15,7 +15,7 @@ import openpyxl
 import pytest
 
 from hub.config import load_settings
-from hub.registry import DeviceChange
+from hub.devices.registry import DeviceChange
 from hub.runtime import Hub
 from tests.helpers import act_as
 

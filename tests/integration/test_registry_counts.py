@@ -19,11 +19,11 @@ import pytest
 
 from camera_registry.jurisdiction import JurisdictionLevel, JurisdictionNode
 from camera_registry.models import DeviceIn, DeviceKind
+from hub.auth.audit_storage import query as audit_query
 from hub.crypto import CredentialCipher, Keyring, generate_key
-from hub.registry import Actor, Registry
+from hub.devices import storage as repo
+from hub.devices.registry import Actor, Registry
 from hub.storage import SqlStore
-from hub.storage import devices as repo
-from hub.storage.audit import query as audit_query
 from hub.storage.migration import OptionalStep
 from tests.conftest import build_store
 

@@ -16,7 +16,7 @@ from camera_registry.models import Credentials, DeviceIn, DeviceKind
 from hub.cli import main
 from hub.cli.keys import rotate
 from hub.crypto import CredentialCipher, CredentialError, Keyring, generate_key, load_keyring
-from hub.registry import Actor, Registry
+from hub.devices.registry import Actor, Registry
 from tests.conftest import build_store
 
 ACTOR = Actor("system:test-rotation")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.principal import (
+from hub.auth.principal import (
     Principal,
     Role,
     check_actor,
@@ -13,7 +13,7 @@ from hub.principal import (
     system_actor,
     user_actor,
 )
-from hub.registry import Actor
+from hub.devices.registry import Actor
 
 
 def test_a_console_user_and_an_api_key_are_named_by_kind() -> None:

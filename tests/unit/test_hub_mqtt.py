@@ -9,11 +9,11 @@ import pytest
 
 from adapters.mqtt import DeviceKind, UnitStatus
 from camera_registry.events import DeviceEvent, Severity
-from hub.broadcast import unit_status_label
+from hub.broadcast.service import unit_status_label
 from hub.config import load_settings
-from hub.mqtt import DeviceDirectory, health_changes
+from hub.mqtt.service import DeviceDirectory, health_changes
+from hub.mqtt.storage import MqttDeviceRow
 from hub.storage import SQLiteStore
-from hub.storage.mqtt_devices import MqttDeviceRow
 
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 

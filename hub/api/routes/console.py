@@ -12,7 +12,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from hub.api.auth import not_found
+from hub.auth.guards import not_found
 
 __all__ = ["CONSOLE_DIR", "CONTENT_SECURITY_POLICY", "router"]
 

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel
 
 from hub import __version__
-from hub.api.auth import metrics_access
 from hub.api.deps import get_metrics, get_mqtt, get_store, get_writer
 from hub.api.problems import Problem
+from hub.auth.guards import metrics_access
 from hub.metrics import Metrics
-from hub.mqtt import MqttService
+from hub.mqtt.service import MqttService
 from hub.storage import SqlStore, StorageError
 from hub.writer import EventWriter
 

@@ -227,7 +227,7 @@ MIGRATION = Migration(
             extension="pg_trgm",
             statements=[
                 "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-                # Must match `DEVICE_TEXT` in hub.storage.devices exactly.
+                # Must match `DEVICE_TEXT` in hub.devices.storage exactly.
                 """CREATE INDEX devices_text_trgm ON devices USING gin (
                     (name || ' ' || COALESCE(address, '') || ' ' || id) gin_trgm_ops)""",
             ],

@@ -1,0 +1,1 @@
+"""Alarms: engine, operator actions, SLA, linkage, outbox dispatcher, drills; storage, routes."""

@@ -1,0 +1,1235 @@
+"""Alarm storage: alarms, their history and change log, outbox rows, media, sink status.
+
+Every write takes the caller's `Tx`, so an alarm change, its history entry, its
+change-log row and its outbox rows commit together (or not at all) with
+whatever else the transaction holds (the events that caused them, an audit row).
+
+The change log (`alarm_changes.seq`) is the cursor of the pull API and the live
+stream. A reader must never see seq 7 before seq 6 commits, so on PostgreSQL
+every transaction that appends to the log first takes one transaction-level
+advisory lock: sequence numbers are then handed out in commit order. SQLite has
+a single writer, which gives the same guarantee.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from alarms.models import ACTIVE_STATES, Alarm, AlarmCategory, AlarmState, HistoryEntry, Priority
+from alarms.outbox import OUTBOX_NAMESPACE, OutboxRecord, OutboxState
+from camera_registry.events import RejectedMessage
+from hub.auth import audit_storage as audit_log
+from hub.storage.base import (
+    Row,
+    SqlStore,
+    Statement,
+    StatementResult,
+    StorageError,
+    Tx,
+    from_json,
+    from_ts,
+    from_uuid,
+    scope_condition,
+    to_db_time,
+)
+
+__all__ = [
+    "AlarmChange",
+    "AlarmFilter",
+    "AlarmRepository",
+    "ClaimedDelivery",
+    "DeliveryRow",
+    "DeviceInfo",
+    "MediaRow",
+    "SinkState",
+    "StaleAlarm",
+    "StoredAlarm",
+]
+
+log = logging.getLogger(__name__)
+
+# Advisory lock id serialising appends to the change log ("alrm").
+_CHANGE_LOG_LOCK = 0x616C_726D
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Parameters per multi-row statement: below SQLite's limit (32,766) and PostgreSQL's.
+_MAX_PARAMS = 30_000
+_ACTIVE = tuple(sorted(state.value for state in ACTIVE_STATES))
+_ALARM_COLUMNS = (
+    "id, type, priority, state, category, device_id, jurisdiction, title, sop, dedup_key,"
+    " opened_at, last_seen_at, count, assignee, department, ack_due, resolve_due,"
+    " escalation_level, revision, is_drill, closed_reason, jurisdiction_path, rule, details,"
+    " updated_at"
+)
+#: The last error of a row taken back after its claim's lease ran out.
+LEASE_EXPIRED = (
+    "the claim's lease ran out before an outcome was recorded (the dispatcher stopped or hung)"
+)
+_OUTBOX_COLUMNS = (
+    "id, alarm_id, revision, sink, payload, state, attempts, next_attempt_at, last_error,"
+    " delivered_at"
+)
+
+
+_UPDATE_SET = (
+    "priority = v.v_priority, state = v.v_state, last_seen_at = v.v_last_seen_at,"
+    " count = v.v_count, assignee = v.v_assignee, department = v.v_department,"
+    " ack_due = v.v_ack_due, resolve_due = v.v_resolve_due,"
+    " escalation_level = v.v_escalation_level, revision = v.v_revision,"
+    " closed_reason = v.v_closed_reason, updated_at = v.v_updated_at"
+)
+_UPDATE_VALUES = (
+    "v_id, v_previous, v_priority, v_state, v_last_seen_at, v_count, v_assignee,"
+    " v_department, v_ack_due, v_resolve_due, v_escalation_level, v_revision,"
+    " v_closed_reason, v_updated_at"
+)
+# One UPDATE for a batch's alarms, each guarded by the revision it was read at.
+_PG_UPDATE_MANY = (
+    f"UPDATE alarms AS a SET {_UPDATE_SET}"  # noqa: S608 - constants only
+    " FROM unnest(%b::text[], %b::int[], %b::smallint[], %b::text[], %b::timestamptz[],"
+    " %b::int[], %b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[], %b::int[],"
+    f" %b::int[], %b::text[], %b::timestamptz[]) AS v({_UPDATE_VALUES})"
+    " WHERE a.id = v.v_id AND a.revision = v.v_previous RETURNING a.id"
+)
+_SQLITE_UPDATE_MANY = (
+    f"WITH v({_UPDATE_VALUES}) AS (VALUES {{values}})"  # noqa: S608 - constants only
+    f" UPDATE alarms SET {_UPDATE_SET} FROM v"
+    " WHERE alarms.id = v.v_id AND alarms.revision = v.v_previous RETURNING id"
+)
+
+
+class StaleAlarm(Exception):
+    """The alarm changed since it was read (its revision moved on); read it again."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAlarm:
+    """An alarm as stored, with what the domain type does not carry."""
+
+    alarm: Alarm
+    jurisdiction_path: str | None
+    rule: str | None
+    details: Mapping[str, Any]
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmChange:
+    """One committed alarm change, in change-log order (the pull API and stream unit)."""
+
+    seq: int
+    alarm_id: uuid.UUID
+    revision: int
+    action: str
+    at: datetime
+    jurisdiction_path: str | None
+    category: str
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """What the alarm engine reads about a device from the registry."""
+
+    device_id: str
+    kind: str
+    name: str | None
+    project: str | None
+    jurisdiction: str | None
+    jurisdiction_path: str | None
+    linked_cameras: tuple[str, ...]
+    linked_speakers: tuple[str, ...]
+    latitude: float | None
+    longitude: float | None
+    address: str | None
+    snapshot_url: str | None
+    credentials: bytes | None = field(default=None, repr=False)
+    #: The camera's RTSP URLs (main stream first), for a one-frame snapshot.
+    rtsp_urls: tuple[str, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """An outbox row claimed by one dispatcher for one attempt."""
+
+    row_id: int
+    record: OutboxRecord
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """A delivery receipt as shown on an alarm."""
+
+    sink: str
+    revision: int
+    idempotency_key: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    delivered_at: datetime | None
+    receipt: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRow:
+    """A snapshot bound to an alarm (without its bytes)."""
+
+    id: uuid.UUID
+    alarm_id: uuid.UUID
+    device_id: str
+    content_type: str
+    size: int
+    taken_at: datetime
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class SinkState:
+    """A sink's run-time status and its outbox backlog."""
+
+    name: str
+    disabled: bool
+    reason: str | None
+    updated_at: datetime | None
+    counts: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmFilter:
+    """Which alarms a list query returns."""
+
+    states: Sequence[str] = ()
+    priorities: Sequence[int] = ()
+    types: Sequence[str] = ()
+    categories: Sequence[str] = ()
+    device_id: str | None = None
+    jurisdiction_path: str | None = None
+    opened_from: datetime | None = None
+    opened_until: datetime | None = None
+    text: str | None = None
+
+
+def _ts(value: Any) -> datetime:
+    return from_ts(value) or _EPOCH
+
+
+def _opt_text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _alarm_from_row(row: Row) -> StoredAlarm:
+    alarm = Alarm(
+        id=from_uuid(row[0]),
+        type=row[1],
+        priority=Priority(int(row[2])),
+        state=AlarmState(row[3]),
+        category=AlarmCategory(row[4]),
+        device_id=row[5],
+        jurisdiction=row[6],
+        title=row[7],
+        sop=row[8] or "",
+        dedup_key=row[9],
+        opened_at=_ts(row[10]),
+        last_seen_at=_ts(row[11]),
+        count=int(row[12]),
+        assignee=row[13],
+        department=row[14],
+        ack_due=from_ts(row[15]),
+        resolve_due=from_ts(row[16]),
+        escalation_level=int(row[17]),
+        revision=int(row[18]),
+        is_drill=bool(row[19]),
+        closed_reason=row[20],
+    )
+    return StoredAlarm(
+        alarm=alarm,
+        jurisdiction_path=row[21],
+        rule=row[22],
+        details=from_json(row[23]) or {},
+        updated_at=_ts(row[24]),
+    )
+
+
+def _record_from_row(row: Row) -> ClaimedDelivery:
+    alarm_id = from_uuid(row[1])
+    revision = int(row[2])
+    sink = str(row[3])
+    record = OutboxRecord(
+        id=uuid.uuid5(OUTBOX_NAMESPACE, f"{alarm_id}:{revision}:{sink}"),
+        alarm_id=alarm_id,
+        revision=revision,
+        sink=sink,
+        payload=from_json(row[4]) or {},
+        state=OutboxState(row[5]),
+        attempts=int(row[6]),
+        next_attempt_at=_ts(row[7]),
+        last_error=row[8],
+        delivered_at=from_ts(row[9]),
+    )
+    return ClaimedDelivery(row_id=int(row[0]), record=record)
+
+
+def _in_list(values: Sequence[Any]) -> str:
+    return ", ".join("%s" for _ in values)
+
+
+def _chunks(rows: Sequence[Sequence[Any]], width: int) -> list[Sequence[Sequence[Any]]]:
+    """Row groups small enough for one multi-row statement on either backend.
+
+    SQLite allows 32,766 parameters per statement and PostgreSQL 65,535.
+    """
+    size = max(1, _MAX_PARAMS // width)
+    return [rows[start : start + size] for start in range(0, len(rows), size)]
+
+
+def _values(rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
+    """`(%s, …), (%s, …)` for `rows`, and their parameters flattened in order."""
+    group = "(" + ", ".join("%s" for _ in rows[0]) + ")"
+    return ", ".join(group for _ in rows), [value for row in rows for value in row]
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A table the alarm engine appends to in batches: its columns and their types.
+
+    On PostgreSQL a batch travels as one binary array per column through
+    `unnest`, so the statement's text is the same for every batch size: psycopg
+    parses it once and the server prepares it once. SQLite takes multi-row VALUES.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    pg_types: tuple[str, ...]
+    #: Appended after the rows (ON CONFLICT …, RETURNING …).
+    tail: str = ""
+
+    @functools.cached_property
+    def pg_sql(self) -> str:
+        """INSERT … SELECT FROM unnest(arrays) in the arrays' order."""
+        columns = ", ".join(self.columns)
+        arrays = ", ".join(f"%b::{pg_type}[]" for pg_type in self.pg_types)
+        return (
+            f"INSERT INTO {self.name} ({columns}) SELECT {columns}"  # noqa: S608 - constants
+            f" FROM unnest({arrays}) WITH ORDINALITY AS v({columns}, n) ORDER BY n{self.tail}"
+        )
+
+    def sqlite_sql(self, values: str) -> str:
+        """INSERT … VALUES with `values` (the rows' placeholders)."""
+        return f"INSERT INTO {self.name} ({', '.join(self.columns)}) VALUES {values}{self.tail}"  # noqa: S608
+
+    def pg_params(self, rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        """One list per column; JSON columns' values wrapped for jsonb."""
+        params: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
+        for index, pg_type in enumerate(self.pg_types):
+            if pg_type == "jsonb":
+                params[index] = [None if v is None else Jsonb(v) for v in params[index]]
+        return params
+
+
+_ALARMS = _Table(
+    "alarms",
+    tuple(_ALARM_COLUMNS.split(", ")),
+    (
+        "text", "text", "smallint", "text", "text", "text", "text", "text", "text", "text",
+        "timestamptz", "timestamptz", "int", "text", "text", "timestamptz", "timestamptz",
+        "int", "int", "boolean", "text", "text", "text", "jsonb", "timestamptz",
+    ),
+)  # fmt: skip
+_HISTORY = _Table(
+    "alarm_history",
+    (
+        "alarm_id", "at", "actor", "action", "from_state", "to_state", "note", "details",
+        "revision",
+    ),
+    ("text", "timestamptz", "text", "text", "text", "text", "text", "jsonb", "int"),
+)  # fmt: skip
+_CHANGES = _Table(
+    "alarm_changes",
+    ("alarm_id", "revision", "action", "at", "jurisdiction_path", "category", "payload"),
+    ("text", "int", "text", "timestamptz", "text", "text", "jsonb"),
+    " RETURNING seq, alarm_id, revision",
+)
+_OUTBOX = _Table(
+    "outbox",
+    (
+        "alarm_id", "revision", "sink", "idempotency_key", "payload", "state", "attempts",
+        "next_attempt_at", "created_at",
+    ),
+    ("text", "int", "text", "text", "jsonb", "text", "int", "timestamptz", "timestamptz"),
+    " ON CONFLICT (idempotency_key) DO NOTHING",
+)  # fmt: skip
+
+
+#: (alarm, history entry, jurisdiction path, payload): one change-log row.
+_ChangeItem = tuple[Alarm, HistoryEntry, str | None, Mapping[str, Any]]
+
+
+def _rows(result: StatementResult) -> list[Row]:
+    if not isinstance(result, list):
+        raise StorageError("a query gave no rows")
+    return result
+
+
+def _check_updated(
+    updates: Sequence[tuple[Alarm, int]], results: Sequence[StatementResult]
+) -> None:
+    changed = {str(row[0]) for result in results for row in _rows(result)}
+    stale = [alarm for alarm, _ in updates if str(alarm.id) not in changed]
+    if stale:
+        raise StaleAlarm(f"alarm {stale[0].id} changed since it was read")
+
+
+def _changes_from(
+    items: Sequence[_ChangeItem], results: Sequence[StatementResult]
+) -> list[AlarmChange]:
+    """The changes of `items`, with the sequence numbers the change log gave them
+    (`results`: those of the change-log inserts)."""
+    seqs = {(str(row[1]), int(row[2])): int(row[0]) for result in results for row in _rows(result)}
+    return [
+        AlarmChange(
+            seq=seqs[(str(alarm.id), alarm.revision)],
+            alarm_id=alarm.id,
+            revision=alarm.revision,
+            action=entry.action.value,
+            at=entry.at,
+            jurisdiction_path=path,
+            category=alarm.category.value,
+            payload=payload,
+        )
+        for alarm, entry, path, payload in items
+    ]
+
+
+def _devices_from(rows: Sequence[Row]) -> dict[str, DeviceInfo]:
+    found: dict[str, DeviceInfo] = {}
+    for row in rows:
+        attributes = from_json(row[4]) or {}
+        if not isinstance(attributes, dict):
+            attributes = {}
+        linked = _strings(row[7]) or _strings(attributes.get("linked_cameras"))
+        found[row[0]] = DeviceInfo(
+            device_id=row[0],
+            kind=row[1] or "device",
+            name=row[2] or None,
+            project=row[5] or _opt_text(attributes.get("project")),
+            jurisdiction=row[3],
+            jurisdiction_path=row[6] or _opt_text(attributes.get("jurisdiction_path")),
+            linked_cameras=linked,
+            linked_speakers=_strings(attributes.get("linked_speakers")),
+            latitude=_float(row[8] if row[8] is not None else attributes.get("latitude")),
+            longitude=_float(row[9] if row[9] is not None else attributes.get("longitude")),
+            address=row[10] or _opt_text(attributes.get("address")),
+            snapshot_url=row[11] or _opt_text(attributes.get("snapshot_url")),
+            credentials=None if row[12] is None else bytes(row[12]),
+            rtsp_urls=_strings(row[13]) or _strings(attributes.get("rtsp_urls")),
+        )
+    return found
+
+
+def _open_alarms_from(rows: Sequence[Row]) -> dict[str, StoredAlarm]:
+    found: dict[str, StoredAlarm] = {}
+    for row in rows:
+        stored = _alarm_from_row(row)
+        current = found.get(stored.alarm.dedup_key)
+        # An active alarm beats a resolved one with the same key.
+        if current is None or not current.alarm.is_active or stored.alarm.is_active:
+            found[stored.alarm.dedup_key] = stored
+    return found
+
+
+def _opt_time(value: datetime | None) -> datetime | None:
+    return None if value is None else to_db_time(value)
+
+
+def _alarm_row(stored: StoredAlarm) -> tuple[Any, ...]:
+    alarm = stored.alarm
+    return (
+        str(alarm.id),
+        alarm.type,
+        alarm.priority.level,
+        alarm.state.value,
+        alarm.category.value,
+        alarm.device_id,
+        alarm.jurisdiction,
+        alarm.title,
+        alarm.sop,
+        alarm.dedup_key,
+        to_db_time(alarm.opened_at),
+        to_db_time(alarm.last_seen_at),
+        alarm.count,
+        alarm.assignee,
+        alarm.department,
+        _opt_time(alarm.ack_due),
+        _opt_time(alarm.resolve_due),
+        alarm.escalation_level,
+        alarm.revision,
+        alarm.is_drill,
+        alarm.closed_reason,
+        stored.jurisdiction_path,
+        stored.rule,
+        dict(stored.details),
+        to_db_time(stored.updated_at),
+    )
+
+
+def _history_row(entry: HistoryEntry) -> tuple[Any, ...]:
+    return (
+        str(entry.alarm_id),
+        to_db_time(entry.at),
+        entry.actor,
+        entry.action.value,
+        entry.from_state.value if entry.from_state else None,
+        entry.to_state.value,
+        entry.note,
+        dict(entry.details),
+        entry.revision,
+    )
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    decoded = from_json(value) if isinstance(value, str | bytes) else value
+    if not isinstance(decoded, list):
+        return ()
+    return tuple(str(item) for item in decoded if isinstance(item, str) and item)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+class AlarmRepository:
+    """All SQL of the alarm engine, the dispatcher and the alarm API."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self._device_columns: frozenset[str] | None = None
+
+    # -- devices ------------------------------------------------------------
+
+    async def _columns(self, tx: Tx) -> frozenset[str]:
+        # The registry's migration adds device columns; read only those present.
+        if self._device_columns is None:
+            if self.store.dialect == "sqlite":
+                rows = await tx.fetchall("PRAGMA table_info(devices)")
+                names = {str(row[1]) for row in rows}
+            else:
+                rows = await tx.fetchall(
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_name = 'devices' AND table_schema = current_schema()"
+                )
+                names = {str(row[0]) for row in rows}
+            self._device_columns = frozenset(names)
+        return self._device_columns
+
+    def _member(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+        """`column` is one of `values`: one array parameter on PostgreSQL (the same
+        statement text for any number of values), an IN list on SQLite."""
+        if self.store.dialect == "postgresql":
+            return f"{column} = ANY(%b::text[])", [list(values)]
+        return f"{column} IN ({_in_list(values)})", list(values)
+
+    def _inserts(self, table: _Table, rows: Sequence[Sequence[Any]]) -> list[Statement]:
+        """Statements appending `rows` to `table` in order (none for no rows)."""
+        if not rows:
+            return []
+        returning = "RETURNING" in table.tail
+        if self.store.dialect == "postgresql":
+            return [Statement(table.pg_sql, table.pg_params(rows), rows=returning)]
+        statements = []
+        for chunk in _chunks(rows, len(table.columns)):
+            values, params = _values(chunk)
+            statements.append(Statement(table.sqlite_sql(values), params, rows=returning))
+        return statements
+
+    async def _insert(self, tx: Tx, table: _Table, rows: Sequence[Sequence[Any]]) -> list[Row]:
+        """Append `rows` to `table` in order; the rows its RETURNING clause gives, if any."""
+        found: list[Row] = []
+        for result in await tx.run_all(self._inserts(table, rows)):
+            if isinstance(result, list):
+                found += result
+        return found
+
+    def _devices_query(self, ids: Sequence[str], present: frozenset[str]) -> Statement:
+        optional = (
+            "project",
+            "jurisdiction_path",
+            "linked_cameras",
+            "latitude",
+            "longitude",
+            "address",
+            "snapshot_url",
+            "credentials",
+            "rtsp_urls",
+        )
+        selected = ["id", "kind", "name", "jurisdiction", "attributes"]
+        selected += [column if column in present else "NULL" for column in optional]
+        member, params = self._member("id", ids)
+        return Statement(
+            f"SELECT {', '.join(selected)} FROM devices WHERE {member}",  # noqa: S608
+            params,
+            rows=True,
+        )
+
+    async def devices(self, tx: Tx, device_ids: Iterable[str]) -> dict[str, DeviceInfo]:
+        """Registry facts for `device_ids` (unknown devices are absent)."""
+        ids = sorted(set(device_ids))
+        if not ids:
+            return {}
+        (rows,) = await tx.run_all([self._devices_query(ids, await self._columns(tx))])
+        return _devices_from(_rows(rows))
+
+    # -- alarms -------------------------------------------------------------
+
+    def _open_alarms_query(self, ids: Sequence[str], keys: Sequence[str]) -> Statement:
+        states = (*_ACTIVE, AlarmState.RESOLVED.value)
+        clauses: list[str] = []
+        params: list[Any] = []
+        if ids:
+            member, values = self._member("device_id", ids)
+            clauses.append(f"({member} AND state IN ({_in_list(states)}))")
+            params += [*values, *states]
+        if keys:
+            member, values = self._member("dedup_key", keys)
+            clauses.append(f"({member} AND state IN ({_in_list(_ACTIVE)}))")
+            params += [*values, *_ACTIVE]
+        lock = " FOR UPDATE" if self.store.dialect == "postgresql" else ""
+        return Statement(
+            f"SELECT {_ALARM_COLUMNS} FROM alarms WHERE {' OR '.join(clauses)}"  # noqa: S608
+            f" ORDER BY opened_at{lock}",
+            params,
+            rows=True,
+        )
+
+    async def open_alarms(
+        self, tx: Tx, device_ids: Iterable[str], dedup_keys: Iterable[str] = ()
+    ) -> dict[str, StoredAlarm]:
+        """Active and resolved alarms of `device_ids` and active alarms of `dedup_keys`
+        (a key may group several devices), by dedup key (newest wins), in one query.
+
+        Locked for the transaction on PostgreSQL, so an operator action on one of
+        them waits for the batch (and the batch's revision check cannot fail)."""
+        ids = sorted(set(device_ids))
+        keys = sorted(set(dedup_keys))
+        if not ids and not keys:
+            return {}
+        (rows,) = await tx.run_all([self._open_alarms_query(ids, keys)])
+        return _open_alarms_from(_rows(rows))
+
+    async def batch_context(
+        self, tx: Tx, device_ids: Iterable[str], dedup_keys: Iterable[str] = ()
+    ) -> tuple[dict[str, DeviceInfo], dict[str, StoredAlarm]]:
+        """`devices` and `open_alarms` together, in one trip to the database."""
+        ids = sorted(set(device_ids))
+        keys = sorted(set(dedup_keys))
+        if not ids and not keys:
+            return {}, {}
+        present = await self._columns(tx)
+        statements = [self._open_alarms_query(ids, keys)]
+        if ids:
+            statements.append(self._devices_query(ids, present))
+        results = await tx.run_all(statements)
+        devices = _devices_from(_rows(results[1])) if ids else {}
+        return devices, _open_alarms_from(_rows(results[0]))
+
+    async def get(
+        self, tx: Tx, alarm_id: uuid.UUID, *, for_update: bool = False
+    ) -> StoredAlarm | None:
+        """One alarm by id (locked for the transaction on PostgreSQL when `for_update`)."""
+        lock = " FOR UPDATE" if for_update and self.store.dialect == "postgresql" else ""
+        row = await tx.fetchone(
+            f"SELECT {_ALARM_COLUMNS} FROM alarms WHERE id = %s{lock}",  # noqa: S608
+            (str(alarm_id),),
+        )
+        return None if row is None else _alarm_from_row(row)
+
+    async def insert(
+        self,
+        tx: Tx,
+        alarm: Alarm,
+        *,
+        jurisdiction_path: str | None,
+        rule: str | None,
+        details: Mapping[str, Any],
+        now: datetime,
+    ) -> None:
+        """Store a newly opened alarm."""
+        await self.insert_many(tx, [StoredAlarm(alarm, jurisdiction_path, rule, details, now)])
+
+    async def insert_many(self, tx: Tx, alarms: Sequence[StoredAlarm]) -> None:
+        """Store newly opened alarms (`updated_at` is the time of the write)."""
+        await self._insert(tx, _ALARMS, [_alarm_row(stored) for stored in alarms])
+
+    async def update(self, tx: Tx, alarm: Alarm, *, previous_revision: int, now: datetime) -> None:
+        """Store the next revision of an alarm; raise StaleAlarm if another writer got there."""
+        changed = await tx.execute(
+            "UPDATE alarms SET priority = %s, state = %s, last_seen_at = %s, count = %s,"
+            " assignee = %s, department = %s, ack_due = %s, resolve_due = %s,"
+            " escalation_level = %s, revision = %s, closed_reason = %s, updated_at = %s"
+            " WHERE id = %s AND revision = %s",
+            (
+                alarm.priority.level,
+                alarm.state.value,
+                to_db_time(alarm.last_seen_at),
+                alarm.count,
+                alarm.assignee,
+                alarm.department,
+                alarm.ack_due,
+                alarm.resolve_due,
+                alarm.escalation_level,
+                alarm.revision,
+                alarm.closed_reason,
+                to_db_time(now),
+                str(alarm.id),
+                previous_revision,
+            ),
+        )
+        if changed != 1:
+            raise StaleAlarm(f"alarm {alarm.id} is no longer at revision {previous_revision}")
+
+    def _updates(self, updates: Sequence[tuple[Alarm, int]], now: datetime) -> list[Statement]:
+        """Statements storing the next revision of several alarms (alarm, previous
+        revision), each guarded by that revision; they return the ids they changed."""
+        if not updates:
+            return []
+        rows = [
+            (
+                str(alarm.id),
+                previous,
+                alarm.priority.level,
+                alarm.state.value,
+                to_db_time(alarm.last_seen_at),
+                alarm.count,
+                alarm.assignee,
+                alarm.department,
+                _opt_time(alarm.ack_due),
+                _opt_time(alarm.resolve_due),
+                alarm.escalation_level,
+                alarm.revision,
+                alarm.closed_reason,
+                to_db_time(now),
+            )
+            for alarm, previous in updates
+        ]
+        if self.store.dialect == "postgresql":
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            return [Statement(_PG_UPDATE_MANY, columns, rows=True)]
+        return [
+            Statement(_SQLITE_UPDATE_MANY.format(values=_values(chunk)[0]), _values(chunk)[1], True)
+            for chunk in _chunks(rows, 14)
+        ]
+
+    async def update_many(
+        self, tx: Tx, updates: Sequence[tuple[Alarm, int]], *, now: datetime
+    ) -> None:
+        """Store the next revision of several alarms (alarm, previous revision) in one
+        statement; raise StaleAlarm if any of them moved on meanwhile."""
+        _check_updated(updates, await tx.run_all(self._updates(updates, now)))
+
+    async def append_history(self, tx: Tx, entry: HistoryEntry) -> None:
+        """Append one history entry."""
+        await self.append_history_many(tx, [entry])
+
+    async def append_history_many(self, tx: Tx, entries: Sequence[HistoryEntry]) -> None:
+        """Append history entries in the given order."""
+        await self._insert(tx, _HISTORY, [_history_row(entry) for entry in entries])
+
+    async def append_change(
+        self,
+        tx: Tx,
+        alarm: Alarm,
+        entry: HistoryEntry,
+        jurisdiction_path: str | None,
+        payload: Mapping[str, Any],
+    ) -> AlarmChange:
+        """Append to the change log; the returned change is announced after commit."""
+        (change,) = await self.append_changes(tx, [(alarm, entry, jurisdiction_path, payload)])
+        return change
+
+    def _change_log_lock(self) -> list[Statement]:
+        """The change log's lock (PostgreSQL; SQLite's single writer needs none)."""
+        if self.store.dialect != "postgresql":
+            return []
+        return [Statement("SELECT pg_advisory_xact_lock(%s)", (_CHANGE_LOG_LOCK,), rows=True)]
+
+    def _change_inserts(self, items: Sequence[_ChangeItem]) -> list[Statement]:
+        """The change-log rows of `items` (to follow `_change_log_lock`)."""
+        rows = [
+            (
+                str(alarm.id),
+                alarm.revision,
+                entry.action.value,
+                to_db_time(entry.at),
+                path,
+                alarm.category.value,
+                dict(payload),
+            )
+            for alarm, entry, path, payload in items
+        ]
+        return self._inserts(_CHANGES, rows)
+
+    async def append_changes(self, tx: Tx, items: Sequence[_ChangeItem]) -> list[AlarmChange]:
+        """Append (alarm, entry, jurisdiction path, payload) changes in the given order;
+        the returned changes (in that order) are announced after commit."""
+        if not items:
+            return []
+        lock = self._change_log_lock()
+        results = await tx.run_all(lock + self._change_inserts(items))
+        return _changes_from(items, results[len(lock) :])
+
+    def _outbox_inserts(self, records: Sequence[OutboxRecord], now: datetime) -> list[Statement]:
+        rows = [
+            (
+                str(r.alarm_id),
+                r.revision,
+                r.sink,
+                r.idempotency_key,
+                dict(r.payload),
+                r.state.value,
+                r.attempts,
+                to_db_time(r.next_attempt_at),
+                to_db_time(now),
+            )
+            for r in records
+        ]
+        return self._inserts(_OUTBOX, rows)
+
+    async def insert_outbox(self, tx: Tx, records: Sequence[OutboxRecord], now: datetime) -> None:
+        """Queue deliveries; a record already queued (same idempotency key) is kept."""
+        await tx.run_all(self._outbox_inserts(records, now))
+
+    async def write_batch(
+        self,
+        tx: Tx,
+        *,
+        updates: Sequence[tuple[Alarm, int]],
+        inserts: Sequence[StoredAlarm],
+        history: Sequence[HistoryEntry],
+        changes: Sequence[_ChangeItem],
+        outbox: Sequence[OutboxRecord],
+        now: datetime,
+    ) -> list[AlarmChange]:
+        """What one batch of events did to alarms, in one trip to the database:
+        updates (raising StaleAlarm if one moved on), new alarms, history entries,
+        change-log rows (returned, for announcing after commit) and outbox rows.
+
+        Updates go first: an alarm closed here frees its dedup key for one opened here.
+        """
+        update_statements = self._updates(updates, now)
+        statements = [
+            *update_statements,
+            *(self._change_log_lock() if changes else []),
+            *self._inserts(_ALARMS, [_alarm_row(stored) for stored in inserts]),
+            *self._inserts(_HISTORY, [_history_row(entry) for entry in history]),
+            *self._outbox_inserts(outbox, now),
+        ]
+        change_statements = self._change_inserts(changes)
+        results = await tx.run_all(statements + change_statements)
+        _check_updated(updates, results[: len(update_statements)])
+        return _changes_from(changes, results[len(statements) :])
+
+    async def insert_rejected(self, tx: Tx, rejected: RejectedMessage) -> None:
+        """Keep an event the engine could not evaluate, with the reason."""
+        await tx.execute(
+            "INSERT INTO rejected_messages (id, time, source, origin, device_id, reason, payload)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+            (
+                rejected.message_id,
+                to_db_time(rejected.time),
+                rejected.source,
+                rejected.origin,
+                rejected.device_id,
+                rejected.reason,
+                rejected.payload,
+            ),
+        )
+
+    async def audit(
+        self,
+        tx: Tx,
+        *,
+        at: datetime,
+        actor: str,
+        action: str,
+        target: str,
+        remote_addr: str | None,
+        details: Mapping[str, Any],
+    ) -> None:
+        """One audit-log row for an operator action."""
+        await audit_log.record(tx, actor, action, target, remote_addr, details, at=at)
+
+    # -- queries ------------------------------------------------------------
+
+    async def search(
+        self,
+        query: AlarmFilter,
+        *,
+        scope_paths: Sequence[str] | None,
+        limit: int,
+        cursor: tuple[datetime, str] | None = None,
+    ) -> list[StoredAlarm]:
+        """Alarms matching `query` within the scope, newest first, after `cursor`."""
+        scope_sql, scope_params = scope_condition(scope_paths, "jurisdiction_path")
+        clauses: list[str] = [scope_sql]
+        params: list[Any] = list(scope_params)
+        for column, values in (
+            ("state", query.states),
+            ("priority", query.priorities),
+            ("type", query.types),
+            ("category", query.categories),
+        ):
+            if values:
+                clauses.append(f"{column} IN ({_in_list(values)})")
+                params.extend(values)
+        if query.device_id:
+            clauses.append("device_id = %s")
+            params.append(query.device_id)
+        if query.jurisdiction_path:
+            clauses.append("jurisdiction_path LIKE %s")
+            params.append(query.jurisdiction_path + "%")
+        if query.opened_from:
+            clauses.append("opened_at >= %s")
+            params.append(to_db_time(query.opened_from))
+        if query.opened_until:
+            clauses.append("opened_at < %s")
+            params.append(to_db_time(query.opened_until))
+        if query.text:
+            clauses.append("(LOWER(title) LIKE %s OR LOWER(device_id) LIKE %s)")
+            needle = "%" + query.text.lower().replace("%", "").replace("_", "") + "%"
+            params.extend([needle, needle])
+        if cursor is not None:
+            clauses.append("(opened_at < %s OR (opened_at = %s AND id < %s))")
+            params.extend([to_db_time(cursor[0]), to_db_time(cursor[0]), cursor[1]])
+        sql = (
+            f"SELECT {_ALARM_COLUMNS} FROM alarms WHERE {' AND '.join(clauses)}"  # noqa: S608
+            " ORDER BY opened_at DESC, id DESC LIMIT %s"
+        )
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(sql, [*params, limit])
+        return [_alarm_from_row(row) for row in rows]
+
+    async def history(self, alarm_id: uuid.UUID) -> list[HistoryEntry]:
+        """An alarm's history, oldest first."""
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(
+                "SELECT at, actor, action, from_state, to_state, note, details, revision"
+                " FROM alarm_history WHERE alarm_id = %s ORDER BY id",
+                (str(alarm_id),),
+            )
+        return [
+            HistoryEntry(
+                alarm_id=alarm_id,
+                at=_ts(row[0]),
+                actor=row[1],
+                action=row[2],
+                from_state=row[3],
+                to_state=row[4],
+                note=row[5],
+                details=from_json(row[6]) or {},
+                revision=int(row[7]),
+            )
+            for row in rows
+        ]
+
+    async def deliveries(self, alarm_id: uuid.UUID) -> list[DeliveryRow]:
+        """Every outbox row of an alarm: the delivery receipts shown to operators."""
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(
+                "SELECT sink, revision, idempotency_key, state, attempts, next_attempt_at,"
+                " last_error, delivered_at, receipt FROM outbox WHERE alarm_id = %s ORDER BY id",
+                (str(alarm_id),),
+            )
+        return [
+            DeliveryRow(
+                sink=row[0],
+                revision=int(row[1]),
+                idempotency_key=row[2],
+                state=row[3],
+                attempts=int(row[4]),
+                next_attempt_at=from_ts(row[5]),
+                last_error=row[6],
+                delivered_at=from_ts(row[7]),
+                receipt=row[8],
+            )
+            for row in rows
+        ]
+
+    async def changes(
+        self,
+        since: int,
+        *,
+        limit: int,
+        scope_paths: Sequence[str] | None,
+        categories: Sequence[str] = (),
+    ) -> list[AlarmChange]:
+        """Committed changes after `since` in sequence order, within the scope."""
+        scope_sql, scope_params = scope_condition(scope_paths, "jurisdiction_path")
+        clauses = ["seq > %s", scope_sql]
+        params: list[Any] = [since, *scope_params]
+        if categories:
+            clauses.append(f"category IN ({_in_list(categories)})")
+            params.extend(categories)
+        sql = (
+            "SELECT seq, alarm_id, revision, action, at, jurisdiction_path, category, payload"  # noqa: S608 - placeholders only
+            f" FROM alarm_changes WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT %s"
+        )
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(sql, [*params, limit])
+        return [
+            AlarmChange(
+                seq=int(row[0]),
+                alarm_id=from_uuid(row[1]),
+                revision=int(row[2]),
+                action=row[3],
+                at=_ts(row[4]),
+                jurisdiction_path=row[5],
+                category=row[6],
+                payload=from_json(row[7]) or {},
+            )
+            for row in rows
+        ]
+
+    async def last_change_seq(self) -> int:
+        """The newest committed change sequence (0 when there is none)."""
+        async with self.store.reading() as tx:
+            row = await tx.fetchone("SELECT COALESCE(MAX(seq), 0) FROM alarm_changes")
+        return int(row[0]) if row else 0
+
+    async def due_for_escalation(
+        self, now: datetime, *, max_level: int, limit: int = 100
+    ) -> list[uuid.UUID]:
+        """Active alarms whose stored acknowledge or resolve deadline has passed."""
+        at = to_db_time(now)
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(
+                "SELECT id FROM alarms WHERE escalation_level < %s AND ("  # noqa: S608 - placeholders only
+                " (state = 'new' AND ack_due <= %s)"
+                f" OR (state IN ({_in_list(_ACTIVE)}) AND resolve_due <= %s))"
+                " ORDER BY opened_at LIMIT %s",
+                (max_level, at, *_ACTIVE, at, limit),
+            )
+        return [from_uuid(row[0]) for row in rows]
+
+    # -- media ----------------------------------------------------------------
+
+    async def add_media(
+        self,
+        alarm_id: uuid.UUID,
+        device_id: str,
+        content_type: str,
+        data: bytes,
+        taken_at: datetime,
+        source: str,
+    ) -> uuid.UUID:
+        """Store a snapshot bound to an alarm; return its id."""
+        media_id = uuid.uuid4()
+        async with self.store.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO alarm_media (id, alarm_id, device_id, content_type, size, data,"
+                " taken_at, source) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    media_id,
+                    str(alarm_id),
+                    device_id,
+                    content_type,
+                    len(data),
+                    data,
+                    to_db_time(taken_at),
+                    source,
+                ),
+            )
+        return media_id
+
+    async def media(self, alarm_id: uuid.UUID) -> list[MediaRow]:
+        """An alarm's snapshots (metadata only)."""
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(
+                "SELECT id, alarm_id, device_id, content_type, size, taken_at, source"
+                " FROM alarm_media WHERE alarm_id = %s ORDER BY taken_at, id",
+                (str(alarm_id),),
+            )
+        return [
+            MediaRow(
+                id=from_uuid(row[0]),
+                alarm_id=from_uuid(row[1]),
+                device_id=row[2],
+                content_type=row[3],
+                size=int(row[4]),
+                taken_at=_ts(row[5]),
+                source=row[6],
+            )
+            for row in rows
+        ]
+
+    async def media_content(self, alarm_id: uuid.UUID, media_id: uuid.UUID) -> tuple[str, bytes]:
+        """(content type, bytes) of one snapshot of `alarm_id`; KeyError if absent."""
+        async with self.store.reading() as tx:
+            row = await tx.fetchone(
+                "SELECT content_type, data FROM alarm_media WHERE id = %s AND alarm_id = %s",
+                (media_id, str(alarm_id)),
+            )
+        if row is None:
+            raise KeyError(str(media_id))
+        return str(row[0]), bytes(row[1])
+
+    # -- outbox -------------------------------------------------------------
+
+    async def claim(
+        self,
+        worker: str,
+        sinks: Sequence[str],
+        now: datetime,
+        *,
+        lease_until: datetime,
+        limit: int,
+    ) -> list[ClaimedDelivery]:
+        """Claim due rows of `sinks`: pending and due, or delivering with an expired lease.
+
+        PostgreSQL skips rows other dispatchers hold (`FOR UPDATE SKIP LOCKED`);
+        SQLite's single writer makes the claim atomic by itself.
+        """
+        if not sinks:
+            return []
+        at = to_db_time(now)
+        skip = " FOR UPDATE SKIP LOCKED" if self.store.dialect == "postgresql" else ""
+        # A row taken back from an expired lease counts as an attempt (its dispatcher
+        # died or hung while sending it): a row that kills every dispatcher that tries
+        # it reaches the attempt limit and is dead-lettered instead of looping forever.
+        sql = (
+            "UPDATE outbox SET state = 'delivering', claimed_by = %s, claimed_until = %s,"  # noqa: S608 - placeholders only
+            " attempts = CASE WHEN state = 'delivering' THEN attempts + 1 ELSE attempts END,"
+            " last_error = CASE WHEN state = 'delivering' THEN %s ELSE last_error END"
+            " WHERE id IN (SELECT id FROM outbox WHERE"
+            " ((state = 'pending' AND next_attempt_at <= %s)"
+            " OR (state = 'delivering' AND claimed_until < %s))"
+            f" AND sink IN ({_in_list(sinks)})"
+            f" ORDER BY next_attempt_at, id LIMIT %s{skip})"
+            f" RETURNING {_OUTBOX_COLUMNS}"
+        )
+        async with self.store.transaction() as tx:
+            rows = await tx.fetchall(
+                sql, [worker, to_db_time(lease_until), LEASE_EXPIRED, at, at, *sinks, limit]
+            )
+        return sorted((_record_from_row(row) for row in rows), key=lambda c: c.row_id)
+
+    async def mark_delivered(self, row_id: int, now: datetime, receipt: str) -> None:
+        """Record a confirmed delivery (whoever delivered it, it is delivered)."""
+        async with self.store.transaction() as tx:
+            await tx.execute(
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1,"
+                " delivered_at = %s, receipt = %s, last_error = NULL, claimed_by = NULL,"
+                " claimed_until = NULL WHERE id = %s AND state <> 'delivered'",
+                (to_db_time(now), receipt[:1000], row_id),
+            )
+
+    async def mark_failed(self, row_id: int, worker: str, record: OutboxRecord) -> None:
+        """Record a failed attempt: back to pending with its backoff, or dead."""
+        async with self.store.transaction() as tx:
+            await tx.execute(
+                "UPDATE outbox SET state = %s, attempts = %s, last_error = %s,"
+                " next_attempt_at = %s, claimed_by = NULL, claimed_until = NULL"
+                " WHERE id = %s AND claimed_by = %s AND state = 'delivering'",
+                (
+                    record.state.value,
+                    record.attempts,
+                    record.last_error,
+                    to_db_time(record.next_attempt_at),
+                    row_id,
+                    worker,
+                ),
+            )
+
+    async def release(self, row_id: int, worker: str, now: datetime) -> None:
+        """Give a claimed row back untried (its sink was disabled meanwhile)."""
+        async with self.store.transaction() as tx:
+            await tx.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = %s, claimed_by = NULL,"
+                " claimed_until = NULL WHERE id = %s AND claimed_by = %s AND state = 'delivering'",
+                (to_db_time(now), row_id, worker),
+            )
+
+    async def requeue_dead(self, sink: str, now: datetime) -> int:
+        """Put a sink's dead rows back in the queue (after the operator fixed the receiver)."""
+        async with self.store.transaction() as tx:
+            return await tx.execute(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = %s"
+                " WHERE sink = %s AND state = 'dead'",
+                (to_db_time(now), sink),
+            )
+
+    async def outbox_backlog(self) -> dict[tuple[str, str], int]:
+        """Rows not yet delivered, by (sink, state): pending, delivering and dead."""
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(
+                "SELECT sink, state, COUNT(*) FROM outbox"
+                " WHERE state IN ('pending', 'delivering', 'dead') GROUP BY sink, state"
+            )
+        return {(str(row[0]), str(row[1])): int(row[2]) for row in rows}
+
+    async def next_due(self, sinks: Sequence[str]) -> datetime | None:
+        """When the earliest pending row of `sinks` is due (None when nothing waits)."""
+        if not sinks:
+            return None
+        async with self.store.reading() as tx:
+            row = await tx.fetchone(
+                "SELECT MIN(CASE WHEN state = 'pending' THEN next_attempt_at"  # noqa: S608 - placeholders only
+                " ELSE claimed_until END) FROM outbox"
+                f" WHERE state IN ('pending', 'delivering') AND sink IN ({_in_list(sinks)})",
+                list(sinks),
+            )
+        return from_ts(row[0]) if row else None
+
+    # -- sinks --------------------------------------------------------------
+
+    async def disabled_sinks(self) -> dict[str, str]:
+        """Sinks disabled at run time, with the reason."""
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall("SELECT name, reason FROM sink_status WHERE disabled")
+        return {str(row[0]): str(row[1] or "") for row in rows}
+
+    async def set_sink_disabled(
+        self, name: str, disabled: bool, reason: str | None, now: datetime
+    ) -> None:
+        """Disable (with a reason) or re-enable a sink."""
+        async with self.store.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO sink_status (name, disabled, reason, updated_at)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET"
+                " disabled = EXCLUDED.disabled, reason = EXCLUDED.reason,"
+                " updated_at = EXCLUDED.updated_at",
+                (name, disabled, reason, to_db_time(now)),
+            )
+
+    async def sink_states(self, names: Sequence[str]) -> list[SinkState]:
+        """Status and backlog per configured sink."""
+        async with self.store.reading() as tx:
+            status_rows = await tx.fetchall(
+                "SELECT name, disabled, reason, updated_at FROM sink_status"
+            )
+            count_rows = await tx.fetchall(
+                "SELECT sink, state, COUNT(*) FROM outbox GROUP BY sink, state"
+            )
+        status = {str(r[0]): r for r in status_rows}
+        counts: dict[str, dict[str, int]] = {}
+        for sink, state, count in count_rows:
+            counts.setdefault(str(sink), {})[str(state)] = int(count)
+        states = []
+        for name in names:
+            row = status.get(name)
+            states.append(
+                SinkState(
+                    name=name,
+                    disabled=bool(row[1]) if row else False,
+                    reason=row[2] if row else None,
+                    updated_at=from_ts(row[3]) if row else None,
+                    counts=counts.get(name, {}),
+                )
+            )
+        return states

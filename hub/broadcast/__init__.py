@@ -1,0 +1,1 @@
+"""Cloud broadcast units: commands over MQTT, their storage and routes."""

@@ -1,0 +1,1 @@
+"""`gridwatch demo`: the real hub with a simulated district around it."""

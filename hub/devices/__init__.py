@@ -1,0 +1,1 @@
+"""Devices: the registry, health and KPIs, the stream patrol, their storage and routes."""

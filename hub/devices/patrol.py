@@ -1,0 +1,812 @@
+"""The camera patrol: probe every enabled camera once per interval and judge its health.
+
+Each pass takes the enabled cameras with an RTSP URL, the longest unprobed
+first, and probes them with bounded concurrency (`ProbePool` threads; decode
+and diagnosis never run on the event loop). Each probe becomes:
+
+- a health sample (what the probe and the video-quality diagnosis found);
+- evidence for the camera's `HealthTracker` (online / degraded / offline,
+  offline only after `policy.failures_to_offline` failures in a row);
+- on a transition, a history row with its reason and a `health.<state>` event;
+- on a newly confirmed picture fault, a `vqd.<check>` event with the score, the
+  threshold, the explanation and an evidence snapshot id; `vqd.ok` when the
+  picture is fault-free again.
+
+Samples, transitions, evidence and baselines commit in one transaction; the
+events then go through the hub's writer (so the alarm engine sees them).
+After a restart every camera is `unknown` until new evidence arrives: the
+hub's own down time is neither online nor offline time in the KPIs.
+
+Which stream is probed: the camera's sub-stream where it has one (decode is
+the bottleneck, and a sub-stream decodes 5-10x faster). The rule, in order:
+the first URL whose path or query names a sub-stream (`sub`, `102`,
+`stream2`, `subtype=1`, but not `subtype=0`); else the second URL
+(registries list the main stream first); else the only URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import cv2
+import numpy as np
+
+from adapters.rtsp import (
+    Check,
+    Diagnosis,
+    ProbePool,
+    SceneReference,
+    StreamProbe,
+    VqdBaseline,
+    VqdThresholds,
+    diagnose,
+    learn_baseline,
+    scene_reference,
+)
+from camera_registry.events import DeviceEvent, Severity
+from camera_registry.health import Evidence, HealthTracker, Transition
+from camera_registry.models import HealthState
+from hub.crypto import CredentialCipher
+from hub.devices.health_storage import (
+    BaselineRow,
+    EvidenceImage,
+    HealthRepository,
+    HealthSampleRow,
+    PatrolTarget,
+    TransitionRow,
+)
+from hub.devices.patrol_config import PatrolSettings
+from hub.metrics import Metrics
+from hub.storage import SqlStore
+from hub.writer import EventWriter
+
+__all__ = [
+    "CredentialDecryptor",
+    "PatrolProgress",
+    "PatrolService",
+    "camera_login",
+    "choose_stream_url",
+    "judge",
+    "url_with_credentials",
+]
+
+log = logging.getLogger(__name__)
+
+#: Turns a device's stored (encrypted) credentials into (username, password):
+#: called with the device id (the ciphertext's associated data) and the blob.
+CredentialDecryptor = Callable[[str, bytes], tuple[str, str] | None]
+Clock = Callable[[], datetime]
+
+SOURCE = "patrol"
+# "subtype=0" (Dahua main stream) names the main stream, not a sub-stream.
+_SUB_STREAM = re.compile(r"sub(?!type=0)|(?<!\d)102(?!\d)|stream2", re.IGNORECASE)
+_SEVERITY: dict[str, Severity] = {
+    Check.SIGNAL_LOSS: Severity.MAJOR,
+    Check.FROZEN: Severity.MAJOR,
+    Check.OCCLUSION: Severity.MAJOR,
+    Check.SCENE_CHANGE: Severity.MAJOR,
+}
+_HEALTH_SEVERITY = {
+    HealthState.OFFLINE: Severity.MAJOR,
+    HealthState.DEGRADED: Severity.WARNING,
+    HealthState.ONLINE: Severity.INFO,
+}
+_RESTART_REASON = "hub started: no evidence yet since start-up"
+_PROGRESS_EVERY_S = 2.0
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def camera_login(cipher: CredentialCipher) -> CredentialDecryptor:
+    """A decryptor of stored camera credentials through the registry's cipher."""
+
+    def login(device_id: str, blob: bytes) -> tuple[str, str]:
+        credentials = cipher.open(device_id, blob)
+        return credentials.username, credentials.password.get_secret_value()
+
+    return login
+
+
+def choose_stream_url(urls: Sequence[str]) -> str:
+    """The URL to patrol: a named sub-stream, else the second URL, else the first."""
+    if not urls:
+        raise ValueError("no RTSP URL")
+    for url in urls:
+        parts = urlsplit(url)
+        if _SUB_STREAM.search(parts.path) or _SUB_STREAM.search(parts.query):
+            return url
+    return urls[1] if len(urls) > 1 else urls[0]
+
+
+def url_with_credentials(url: str, username: str, password: str) -> str:
+    """`url` with `username:password@` inserted (percent-encoded); never log the result."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    userinfo = f"{quote(username, safe='')}:{quote(password, safe='')}"
+    return urlunsplit((parts.scheme, f"{userinfo}@{host}{port}", parts.path, parts.query, ""))
+
+
+def judge(probe: StreamProbe, diagnosis: Diagnosis | None) -> Evidence:
+    """What one probe says about a camera: ONLINE, DEGRADED (with faults) or OFFLINE."""
+    if not probe.reachable:
+        failure = probe.failure.value if probe.failure else "failed"
+        return Evidence(
+            HealthState.OFFLINE,
+            f"{failure}: {probe.error or 'no answer'}"[:500],
+            source=SOURCE,
+            details={"failure": failure},
+        )
+    if diagnosis is not None and not diagnosis.ok:
+        reason = diagnosis.explain()
+        if not probe.ok and probe.failure is not None:
+            reason = f"the camera answers but sends no picture ({probe.failure.value}): {reason}"
+        return Evidence(
+            HealthState.DEGRADED,
+            reason[:500],
+            source=SOURCE,
+            faults=tuple(str(f) for f in diagnosis.faults),
+        )
+    size = f"{probe.width}x{probe.height}" if probe.width and probe.height else "unknown size"
+    return Evidence(
+        HealthState.ONLINE,
+        f"picture ok ({probe.codec or 'video'} {size}, {probe.frames_decoded} frames)",
+        source=SOURCE,
+    )
+
+
+@dataclass(slots=True)
+class PatrolProgress:
+    """How far a patrol pass has got."""
+
+    run_id: int | None
+    trigger: str
+    started_at: datetime
+    total: int
+    done: int = 0
+    failed: int = 0
+    degraded: int = 0
+    finished_at: datetime | None = None
+    transitions: int = 0
+    events: int = 0
+    #: Cameras this pass found not online: (device id, observed, reason), capped.
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def running(self) -> bool:
+        """True until the pass has finished."""
+        return self.finished_at is None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "run_id": self.run_id,
+            "trigger": self.trigger,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "running": self.running,
+            "total": self.total,
+            "done": self.done,
+            "failed": self.failed,
+            "degraded": self.degraded,
+            "transitions": self.transitions,
+            "events": self.events,
+        }
+
+
+@dataclass(slots=True)
+class _Camera:
+    """What the patrol remembers about one camera between probes."""
+
+    tracker: HealthTracker
+    active_faults: tuple[str, ...] = ()
+    baseline: VqdBaseline | None = None
+    reference: SceneReference | None = None
+    reference_png: bytes | None = None
+    last_evidence_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class _Result:
+    """One probe's outcome, ready to store and announce."""
+
+    sample: HealthSampleRow
+    transition: Transition | None
+    evidence: EvidenceImage | None
+    baseline: BaselineRow | None
+    reason: str
+    events: list[DeviceEvent] = field(default_factory=list)
+
+
+class PatrolService:
+    """Runs patrol passes on a schedule (or on demand) and records what they find."""
+
+    def __init__(
+        self,
+        settings: PatrolSettings,
+        *,
+        store: SqlStore,
+        writer: EventWriter,
+        metrics: Metrics | None = None,
+        clock: Clock = _utc_now,
+        decrypt: CredentialDecryptor | None = None,
+        node: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.repository = HealthRepository(store)
+        self._writer = writer
+        self._metrics = metrics
+        self._clock = clock
+        # Seam for the registry's credential decryption; until it is given,
+        # the stored URL is probed as it is.
+        self._decrypt = decrypt
+        self._node = node or socket.gethostname()
+        self._cameras: dict[str, _Camera] = {}
+        self._last_evidence: dict[str, datetime] = {}
+        self._loaded: dict[str, tuple[VqdBaseline | None, SceneReference | None, bytes | None]] = {}
+        self._pool: ProbePool | None = None
+        self._vqd_executor: ThreadPoolExecutor | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._run_task: asyncio.Task[PatrolProgress] | None = None
+        self._run_lock = asyncio.Lock()
+        self.current: PatrolProgress | None = None
+        self.last: PatrolProgress | None = None
+        self._started = False
+        self._warned_credentials: set[str] = set()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self, *, schedule: bool | None = None) -> None:
+        """Mark cameras unknown, load baselines, and start the schedule (if enabled)."""
+        if self._started:
+            return
+        s = self.settings
+        self._pool = ProbePool(
+            max_workers=s.concurrency,
+            frames=s.frames,
+            timeout_s=s.timeout_s,
+            transport=s.transport,
+            analysis_width=s.thresholds.analysis_width,
+        )
+        self._vqd_executor = ThreadPoolExecutor(s.concurrency, thread_name_prefix="vqd")
+        now = self._clock()
+        reset = await self.repository.reset_to_unknown(now, _RESTART_REASON)
+        if reset:
+            log.info("patrol: %d cameras are unknown until their next probe", len(reset))
+        await self._load_memory()
+        await self.repository.apply_timescale_policies(
+            retention_days=s.sample_retention_days,
+            compress_after_days=s.sample_compress_after_days,
+        )
+        self._started = True
+        if s.enabled if schedule is None else schedule:
+            self._loop_task = asyncio.create_task(self._schedule(), name="patrol")
+
+    async def stop(self) -> None:
+        """Stop the schedule, let a running pass end (cancelled), release the workers."""
+        for task in (self._loop_task, self._run_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._loop_task = None
+        self._run_task = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
+        if self._vqd_executor is not None:
+            executor, self._vqd_executor = self._vqd_executor, None
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        self._started = False
+
+    async def _load_memory(self) -> None:
+        baselines = await self.repository.baselines()
+        self._last_evidence = await self.repository.last_evidence_times()
+
+        def decode() -> dict[str, tuple[VqdBaseline | None, SceneReference | None, bytes | None]]:
+            loaded = {}
+            for device_id, row in baselines.items():
+                baseline = (
+                    VqdBaseline(row.sharpness, max(1, row.samples))
+                    if row.sharpness is not None
+                    else None
+                )
+                reference = None
+                if row.reference_png is not None:
+                    grey = cv2.imdecode(
+                        np.frombuffer(row.reference_png, np.uint8), cv2.IMREAD_GRAYSCALE
+                    )
+                    if grey is not None:
+                        reference = SceneReference(grey.astype(np.uint8))
+                loaded[device_id] = (baseline, reference, row.reference_png)
+            return loaded
+
+        self._loaded = await asyncio.to_thread(decode)
+
+    def _camera(self, device_id: str, now: datetime) -> _Camera:
+        camera = self._cameras.get(device_id)
+        if camera is None:
+            baseline, reference, png = self._loaded.get(device_id, (None, None, None))
+            camera = _Camera(
+                tracker=HealthTracker(device_id, self.settings.policy, now),
+                baseline=baseline,
+                reference=reference,
+                reference_png=png,
+                last_evidence_at=self._last_evidence.get(device_id),
+            )
+            self._cameras[device_id] = camera
+        return camera
+
+    # -- scheduling ----------------------------------------------------------
+
+    async def _schedule(self) -> None:
+        await asyncio.sleep(self.settings.start_delay_s)
+        while True:
+            try:
+                await self.run_once(trigger="schedule", only_due=True)
+                await self._housekeeping()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("patrol pass failed; the next one starts on schedule")
+            await asyncio.sleep(await self._until_next_due())
+
+    async def _until_next_due(self) -> float:
+        interval = self.settings.interval_s
+        targets = await self.repository.patrol_targets()
+        if not targets:
+            return interval
+        oldest = targets[0].last_probe_at
+        if oldest is None:
+            return 1.0
+        wait = (oldest + timedelta(seconds=interval) - self._clock()).total_seconds()
+        return min(interval, max(1.0, wait))
+
+    async def _housekeeping(self) -> None:
+        now = self._clock()
+        removed = await self.repository.delete_before(
+            samples_before=now - timedelta(days=self.settings.sample_retention_days),
+            evidence_before=now - timedelta(days=self.settings.evidence_retention_days),
+        )
+        if removed:
+            log.info("patrol housekeeping removed %d old samples and snapshots", removed)
+
+    def trigger(self, trigger: str = "manual") -> bool:
+        """Start a full pass in the background now; False if one is already running.
+
+        The pass is `current` from this call on, so whoever asked sees it
+        running at once, before its cameras are even listed."""
+        if not self._started:
+            raise RuntimeError("the patrol service is not started")
+        if self._run_lock.locked() or (self._run_task is not None and not self._run_task.done()):
+            return False
+        progress = PatrolProgress(None, trigger, self._clock(), 0)
+        self.current = progress
+        self._run_task = asyncio.create_task(
+            self.run_once(trigger=trigger, progress=progress), name="patrol-run"
+        )
+        return True
+
+    @property
+    def running(self) -> bool:
+        """True while a pass is in progress."""
+        return self._run_lock.locked()
+
+    # -- one pass ------------------------------------------------------------
+
+    async def run_once(
+        self,
+        *,
+        trigger: str = "manual",
+        only_due: bool = False,
+        on_progress: Callable[[PatrolProgress], None] | None = None,
+        progress: PatrolProgress | None = None,
+    ) -> PatrolProgress:
+        """Probe every enabled camera (or only those due), the longest unprobed first.
+
+        `progress` is the pass as `trigger()` already announced it."""
+        if not self._started:
+            raise RuntimeError("the patrol service is not started")
+        if progress is None:
+            progress = PatrolProgress(None, trigger, self._clock(), 0)
+        try:
+            async with self._run_lock:
+                # Current from before its row exists to after its counts are stored:
+                # a reader never sees the pass's row without its live counts.
+                self.current = progress
+                return await self._run(progress, only_due, on_progress)
+        finally:
+            if self.current is progress:
+                self.current = None
+
+    async def _run(
+        self,
+        progress: PatrolProgress,
+        only_due: bool,
+        on_progress: Callable[[PatrolProgress], None] | None,
+    ) -> PatrolProgress:
+        targets = await self.repository.patrol_targets()
+        if only_due:
+            due_before = progress.started_at - timedelta(seconds=self.settings.interval_s * 0.95)
+            targets = [
+                t for t in targets if t.last_probe_at is None or t.last_probe_at <= due_before
+            ]
+        progress.total = len(targets)
+        progress.run_id = await self.repository.start_run(
+            progress.started_at, len(targets), progress.trigger, self._node
+        )
+        wall0 = time.perf_counter()
+        try:
+            await self._probe_all(targets, progress, on_progress)
+        finally:
+            progress.finished_at = self._clock()
+            # Stored before the pass stops being "current" (run_once clears it): a
+            # reader that sees no current pass then finds this one finished with its counts.
+            try:
+                await asyncio.shield(self._save_progress(progress))
+            except Exception:
+                log.exception("could not store the progress of patrol run %s", progress.run_id)
+            self.last = progress
+        wall = time.perf_counter() - wall0
+        if self._metrics is not None and wall > 0 and progress.done:
+            self._metrics.patrol_cameras_per_second.set(progress.done / wall)
+        log.info(
+            "patrol %s: %d cameras in %.1f s, %d failed, %d degraded, %d transitions",
+            progress.trigger,
+            progress.done,
+            wall,
+            progress.failed,
+            progress.degraded,
+            progress.transitions,
+        )
+        if on_progress is not None:
+            on_progress(progress)
+        return progress
+
+    async def _save_progress(self, progress: PatrolProgress) -> None:
+        if progress.run_id is None:
+            return
+        await self.repository.update_run(
+            progress.run_id,
+            done=progress.done,
+            failed=progress.failed,
+            degraded=progress.degraded,
+            finished_at=progress.finished_at,
+        )
+
+    async def _probe_all(
+        self,
+        targets: Sequence[PatrolTarget],
+        progress: PatrolProgress,
+        on_progress: Callable[[PatrolProgress], None] | None,
+    ) -> None:
+        queue: asyncio.Queue[_Result] = asyncio.Queue()
+        pending = iter(targets)
+        last_saved = time.monotonic()
+
+        async def worker() -> None:
+            for target in pending:
+                try:
+                    queue.put_nowait(await self._probe_one(target, progress.run_id))
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("patrol of %s failed", target.device_id)
+
+        async def flusher() -> None:
+            nonlocal last_saved
+            while True:
+                batch = [await queue.get()]
+                while not queue.empty():
+                    batch.append(queue.get_nowait())
+                await self._commit(batch, progress)
+                if on_progress is not None:
+                    on_progress(progress)
+                if time.monotonic() - last_saved > _PROGRESS_EVERY_S:
+                    last_saved = time.monotonic()
+                    await self._save_progress(progress)
+                for _ in batch:
+                    queue.task_done()
+
+        workers = [
+            asyncio.create_task(worker(), name="patrol-worker")
+            for _ in range(min(self.settings.concurrency, max(1, len(targets))))
+        ]
+        flush_task = asyncio.create_task(flusher(), name="patrol-flush")
+        try:
+            await asyncio.gather(*workers)
+            await queue.join()
+        finally:
+            for task in [*workers, flush_task]:
+                task.cancel()
+            for task in [*workers, flush_task]:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _probe_one(self, target: PatrolTarget, run_id: int | None) -> _Result:
+        assert self._pool is not None  # noqa: S101 - set by start()
+        url = self._probe_url(target)
+        probe = await self._pool.probe(url)
+        if self._metrics is not None:
+            self._metrics.patrol_probe_seconds.observe(probe.total_time_s)
+        camera = self._camera(target.device_id, self._clock())
+        loop = asyncio.get_running_loop()
+        # OpenCV work runs in its own bounded pool, never on the event loop.
+        return await loop.run_in_executor(
+            self._vqd_executor, self._assess, target, camera, probe, run_id, self._clock()
+        )
+
+    def _probe_url(self, target: PatrolTarget) -> str:
+        url = choose_stream_url(target.rtsp_urls)
+        if target.credentials is None:
+            return url
+        if self._decrypt is None:
+            if target.device_id not in self._warned_credentials:
+                self._warned_credentials.add(target.device_id)
+                log.warning(
+                    "camera %s has stored credentials but no decryption is configured; "
+                    "probing its URL without them",
+                    target.device_id,
+                )
+            return url
+        try:
+            login = self._decrypt(target.device_id, target.credentials)
+        except Exception as exc:
+            # Logged without the exception text: it may quote the ciphertext's context.
+            log.warning(
+                "camera %s: stored credentials cannot be decrypted (%s); probing without them",
+                target.device_id,
+                type(exc).__name__,
+            )
+            return url
+        return url_with_credentials(url, *login) if login is not None else url
+
+    def _assess(
+        self,
+        target: PatrolTarget,
+        camera: _Camera,
+        probe: StreamProbe,
+        run_id: int | None,
+        at: datetime,
+    ) -> _Result:
+        """Diagnose, judge and prepare what to store (runs on a VQD worker thread)."""
+        s = self.settings
+        diagnosis: Diagnosis | None = None
+        if probe.reachable:
+            diagnosis = diagnose(
+                probe.frames,
+                s.thresholds,
+                camera.baseline,
+                camera.reference,
+                expected_frames=probe.frames_requested or s.frames,
+            )
+        evidence = judge(probe, diagnosis)
+        baseline_row = self._learn(target.device_id, camera, probe, diagnosis, s.thresholds)
+        transition = camera.tracker.observe(evidence.observed, evidence, at)
+        status = camera.tracker.status()
+        confirmed_faults: tuple[str, ...] = ()
+        if evidence.observed is HealthState.DEGRADED and (
+            status.consecutive_faults >= s.policy.faults_to_degrade
+        ):
+            confirmed_faults = evidence.faults
+        new_faults = tuple(f for f in confirmed_faults if f not in camera.active_faults)
+        recovered = evidence.observed is HealthState.ONLINE and bool(camera.active_faults)
+
+        snapshot = self._evidence_for(target.device_id, camera, probe, at, new_faults, transition)
+        evidence_id = snapshot.id if snapshot is not None else None
+        events: list[DeviceEvent] = []
+        for fault in new_faults:
+            events.append(self._fault_event(target, diagnosis, fault, evidence_id, at))
+        if recovered:
+            events.append(
+                DeviceEvent(
+                    time=at,
+                    device_id=target.device_id,
+                    kind="vqd.ok",
+                    severity=Severity.INFO,
+                    source=SOURCE,
+                    payload={
+                        "recovered": list(camera.active_faults),
+                        "explanation": evidence.reason,
+                        "evidence_id": str(evidence_id) if evidence_id else None,
+                    },
+                )
+            )
+        if confirmed_faults:
+            # A fault stays active until the whole picture is fine again (vqd.ok):
+            # its alarm closes only then, so a fault that comes and goes while
+            # others remain is not announced twice.
+            camera.active_faults = tuple(dict.fromkeys((*camera.active_faults, *new_faults)))
+        elif recovered:
+            camera.active_faults = ()
+        if transition is not None:
+            events.append(self._transition_event(transition, evidence_id))
+        sample = HealthSampleRow(
+            time=at,
+            device_id=target.device_id,
+            ok=probe.ok,
+            observed=evidence.observed.value,
+            failure=probe.failure.value if probe.failure else None,
+            error=probe.error,
+            url=probe.url,
+            open_latency_ms=(
+                round(probe.open_latency_s * 1000, 1) if probe.open_latency_s is not None else None
+            ),
+            codec=probe.codec,
+            width=probe.width,
+            height=probe.height,
+            fps=probe.fps,
+            frames=probe.frames_decoded,
+            verdicts=[_verdict_dict(v) for v in diagnosis.verdicts] if diagnosis else [],
+            faults=list(evidence.faults),
+            evidence_id=evidence_id,
+            patrol_id=run_id,
+        )
+        return _Result(sample, transition, snapshot, baseline_row, evidence.reason, events)
+
+    def _learn(
+        self,
+        device_id: str,
+        camera: _Camera,
+        probe: StreamProbe,
+        diagnosis: Diagnosis | None,
+        thresholds: VqdThresholds,
+    ) -> BaselineRow | None:
+        if diagnosis is None or not diagnosis.ok or not probe.frames:
+            return None
+        camera.baseline = learn_baseline(camera.baseline, diagnosis)
+        if camera.reference is None:
+            camera.reference = scene_reference(probe.frames[-1], thresholds)
+            encoded, png = cv2.imencode(".png", camera.reference.thumbnail)
+            camera.reference_png = bytes(png.tobytes()) if encoded else None
+        baseline = camera.baseline
+        return BaselineRow(
+            device_id,
+            baseline.sharpness if baseline else None,
+            baseline.samples if baseline else 0,
+            camera.reference_png,
+        )
+
+    def _evidence_for(
+        self,
+        device_id: str,
+        camera: _Camera,
+        probe: StreamProbe,
+        at: datetime,
+        new_faults: tuple[str, ...],
+        transition: Transition | None,
+    ) -> EvidenceImage | None:
+        if probe.snapshot_jpeg is None:
+            return None
+        faulty = bool(camera.active_faults or new_faults)
+        refresh = (
+            self.settings.fault_evidence_refresh_s if faulty else self.settings.evidence_refresh_s
+        )
+        last = camera.last_evidence_at
+        stale = last is None or (at - last).total_seconds() >= refresh
+        if not (new_faults or stale or transition is not None):
+            return None
+        camera.last_evidence_at = at
+        return EvidenceImage(uuid.uuid4(), device_id, probe.snapshot_jpeg, at, SOURCE)
+
+    def _fault_event(
+        self,
+        target: PatrolTarget,
+        diagnosis: Diagnosis | None,
+        fault: str,
+        evidence_id: uuid.UUID | None,
+        at: datetime,
+    ) -> DeviceEvent:
+        payload: dict[str, Any] = {
+            "check": fault,
+            "evidence_id": str(evidence_id) if evidence_id else None,
+        }
+        if diagnosis is not None:
+            with contextlib.suppress(KeyError):
+                verdict = diagnosis.verdict(fault)
+                payload.update(
+                    score=verdict.score,
+                    threshold=verdict.threshold,
+                    explanation=verdict.explanation,
+                )
+        return DeviceEvent(
+            time=at,
+            device_id=target.device_id,
+            kind=f"vqd.{fault}",
+            severity=_SEVERITY.get(fault, Severity.WARNING),
+            source=SOURCE,
+            payload=payload,
+        )
+
+    @staticmethod
+    def _transition_event(transition: Transition, evidence_id: uuid.UUID | None) -> DeviceEvent:
+        return DeviceEvent(
+            time=transition.at,
+            device_id=transition.device_id,
+            kind=f"health.{transition.state.value}",
+            severity=_HEALTH_SEVERITY.get(transition.state, Severity.INFO),
+            source=SOURCE,
+            payload={
+                "from": transition.previous.value,
+                "to": transition.state.value,
+                "reason": transition.reason,
+                "evidence_id": str(evidence_id) if evidence_id else None,
+            },
+        )
+
+    async def _commit(self, batch: Sequence[_Result], progress: PatrolProgress) -> None:
+        transitions = [
+            TransitionRow(
+                device_id=r.transition.device_id,
+                at=r.transition.at,
+                from_state=r.transition.previous.value,
+                to_state=r.transition.state.value,
+                reason=r.transition.reason,
+                evidence=_evidence_json(r.transition, r.sample.evidence_id),
+            )
+            for r in batch
+            if r.transition is not None
+        ]
+        await self.repository.record(
+            samples=[r.sample for r in batch],
+            transitions=transitions,
+            evidence=[r.evidence for r in batch if r.evidence is not None],
+            baselines=[r.baseline for r in batch if r.baseline is not None],
+            now=self._clock(),
+        )
+        events = [event for r in batch for event in r.events]
+        # Commit, then announce: the events follow the stored state.
+        await self._writer.submit_many(events)
+        for r in batch:
+            progress.done += 1
+            if r.sample.observed == HealthState.OFFLINE.value:
+                progress.failed += 1
+            elif r.sample.observed == HealthState.DEGRADED.value:
+                progress.degraded += 1
+            if r.sample.observed != HealthState.ONLINE.value and len(progress.problems) < 1000:
+                progress.problems.append((r.sample.device_id, r.sample.observed, r.reason))
+            if self._metrics is not None:
+                self._metrics.patrol_probes.labels(r.sample.observed).inc()
+        progress.transitions += len(transitions)
+        progress.events += len(events)
+
+
+def _verdict_dict(verdict: Any) -> dict[str, Any]:
+    return {
+        "check": str(verdict.name),
+        "ok": bool(verdict.ok),
+        "score": float(verdict.score),
+        "threshold": float(verdict.threshold),
+        "explanation": verdict.explanation,
+        "judged": bool(verdict.judged),
+    }
+
+
+def _evidence_json(transition: Transition, evidence_id: uuid.UUID | None) -> dict[str, Any]:
+    evidence = transition.evidence
+    if evidence is None:
+        return {}
+    return {
+        "observed": evidence.observed.value,
+        "source": evidence.source,
+        "reason": evidence.reason,
+        "faults": list(evidence.faults),
+        "details": dict(evidence.details),
+        "evidence_id": str(evidence_id) if evidence_id else None,
+    }

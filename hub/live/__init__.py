@@ -1,0 +1,1 @@
+"""Live view: WebRTC viewers over the hub's one pull per camera."""

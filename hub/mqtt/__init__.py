@@ -1,0 +1,1 @@
+"""MQTT devices: the broker client service (panic buttons, heartbeats) and its storage."""

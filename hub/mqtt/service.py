@@ -1,0 +1,384 @@
+"""The MQTT devices in the hub: registry directory, adapter lifecycle, health, metrics.
+
+- `DeviceDirectory` answers the adapter's synchronous `device_lookup` from memory. It is
+  loaded from the registry at start and reloaded when the registry's MQTT devices change
+  (a cheap fingerprint query every `device_refresh_s`, so changes made through any hub
+  node are seen) and in full every few minutes regardless.
+- `MqttService` runs the `MqttAdapter` with the writer's `submit`: the adapter PUBACKs a
+  message only in the writer's committed-callback.
+- `health_changes` turns stored MQTT events into device health (availability, heartbeats,
+  broadcast status); `MqttService.in_transaction` writes them in the writer's transaction.
+  Availability and the adapter's missed-heartbeat verdict are already conclusive (the
+  broker saw the connection die, or N intervals passed), so no further smoothing is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from adapters.mqtt import (
+    BroadcastCommand,
+    CommandResult,
+    ConnectionState,
+    DeviceInfo,
+    DeviceKind,
+    MqttAdapter,
+    UnitStatus,
+)
+from adapters.mqtt.parsers import HEARTBEAT_KIND
+from camera_registry.events import DEVICE_ID_PATTERN, DeviceEvent
+from hub.config import MqttHubSettings
+from hub.metrics import Metrics
+from hub.mqtt.storage import (
+    HealthChange,
+    MqttDeviceRow,
+    apply_health_changes,
+    last_heard,
+    load_mqtt_devices,
+    registry_fingerprint,
+)
+from hub.storage import SqlStore, Tx
+from hub.writer import EventWriter
+
+__all__ = [
+    "DeviceDirectory",
+    "MqttCollector",
+    "MqttService",
+    "MqttStatus",
+    "health_changes",
+]
+
+log = logging.getLogger(__name__)
+
+#: Registry kind → the adapter's device kind.
+_KIND_BY_REGISTRY: dict[str, DeviceKind] = {
+    "alarm_point": DeviceKind.PANIC_BUTTON,
+    "broadcast_unit": DeviceKind.BROADCAST_UNIT,
+}
+_FULL_RELOAD_S = 300.0
+
+
+class DeviceDirectory:
+    """In-memory registry view for the adapter: MQTT id → registered device."""
+
+    def __init__(self, store: SqlStore, *, refresh_s: float = 2.0) -> None:
+        self._store = store
+        self._refresh_s = refresh_s
+        self._by_mqtt_id: dict[str, DeviceInfo] = {}
+        self._rows: dict[str, MqttDeviceRow] = {}
+        self._fingerprint: tuple[int, str] | None = None
+        self.loaded_at: float | None = None
+
+    def lookup(self, mqtt_id: str) -> DeviceInfo | None:
+        """The registered device publishing as `mqtt_id` (its `mqtt_device_id`, else its id)."""
+        return self._by_mqtt_id.get(mqtt_id)
+
+    def topic_id(self, device_id: str) -> str | None:
+        """The id a registered device uses on MQTT, or None if it is not an MQTT device."""
+        row = self._rows.get(device_id)
+        if row is None:
+            return None
+        return row.mqtt_device_id or row.device_id
+
+    def __len__(self) -> int:
+        return len(self._by_mqtt_id)
+
+    def device_ids(self) -> list[str]:
+        """The registry ids of every MQTT device in the directory."""
+        return list(self._rows)
+
+    def load(self, rows: Iterable[MqttDeviceRow]) -> None:
+        """Replace the directory's content with `rows` (swapped in one assignment)."""
+        by_mqtt: dict[str, DeviceInfo] = {}
+        by_id: dict[str, MqttDeviceRow] = {}
+        for row in rows:
+            kind = _KIND_BY_REGISTRY.get(row.kind)
+            if kind is None:
+                continue
+            topic_id = row.mqtt_device_id or row.device_id
+            if not DEVICE_ID_PATTERN.fullmatch(row.device_id) or not DEVICE_ID_PATTERN.fullmatch(
+                topic_id
+            ):
+                log.warning("device %r cannot be reached over MQTT: id not usable", row.device_id)
+                continue
+            by_id[row.device_id] = row
+            # A device with an mqtt_device_id is matched by that id only, so a message on
+            # its registry id's topic cannot pass for it.
+            by_mqtt[topic_id] = DeviceInfo(row.device_id, kind)
+        self._by_mqtt_id, self._rows = by_mqtt, by_id
+        self.loaded_at = time.monotonic()
+
+    async def refresh(self) -> None:
+        """Reload from the registry now."""
+        fingerprint = await registry_fingerprint(self._store)
+        rows = await load_mqtt_devices(self._store)
+        self.load(rows)
+        self._fingerprint = fingerprint
+        log.debug("MQTT device directory: %d devices", len(self._by_mqtt_id))
+
+    async def refresh_if_changed(self) -> bool:
+        """Reload when the registry's MQTT devices changed; True if it reloaded."""
+        fingerprint = await registry_fingerprint(self._store)
+        if fingerprint == self._fingerprint:
+            return False
+        await self.refresh()
+        return True
+
+    async def run(self) -> None:
+        """Keep the directory current until cancelled."""
+        last_full = time.monotonic()
+        while True:
+            await asyncio.sleep(self._refresh_s)
+            try:
+                if time.monotonic() - last_full >= _FULL_RELOAD_S:
+                    await self.refresh()
+                    last_full = time.monotonic()
+                else:
+                    await self.refresh_if_changed()
+            except Exception:
+                log.exception("refreshing the MQTT device directory failed; will retry")
+
+
+def _offline_reason(event: DeviceEvent) -> str:
+    if event.payload.get("reason") == "heartbeat_missed":
+        return f"missed heartbeats over MQTT (last heard {event.payload.get('last_heard')})"
+    if event.payload.get("retained"):
+        return "offline over MQTT (retained availability / last will)"
+    return "offline over MQTT (availability / last will)"
+
+
+def _health_of(event: DeviceEvent) -> tuple[str, str] | None:
+    if event.source != "mqtt":
+        return None
+    if event.kind == "device.online":
+        return "online", "announced online over MQTT"
+    if event.kind == "device.heartbeat":
+        return "online", "MQTT heartbeat"
+    if event.kind == "device.offline":
+        return "offline", _offline_reason(event)
+    if event.kind == "broadcast.status":
+        status = event.payload.get("status")
+        if status == "fault":
+            return "degraded", f"unit reports a fault: {event.payload.get('detail') or 'no detail'}"
+        return "online", f"unit reports {status}"
+    return None
+
+
+def health_changes(events: Sequence[DeviceEvent]) -> list[HealthChange]:
+    """The newest health each device's stored MQTT events prove (one change per device)."""
+    latest: dict[str, HealthChange] = {}
+    for event in events:
+        health = _health_of(event)
+        if health is None:
+            continue
+        current = latest.get(event.device_id)
+        if current is None or event.time >= current.at:
+            latest[event.device_id] = HealthChange(
+                event.device_id, health[0], event.time, health[1]
+            )
+    return list(latest.values())
+
+
+@dataclass(frozen=True, slots=True)
+class MqttStatus:
+    """The MQTT connection as reported by /readyz."""
+
+    enabled: bool
+    connected: bool
+    state: str
+    since: datetime | None = None
+    reason: str | None = None
+    devices: int = 0
+
+
+class MqttService:
+    """The MQTT adapter, its device directory and its health hook, built from settings."""
+
+    def __init__(
+        self,
+        settings: MqttHubSettings,
+        *,
+        store: SqlStore,
+        writer: EventWriter,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self.directory = DeviceDirectory(store, refresh_s=settings.device_refresh_s)
+        self.adapter: MqttAdapter | None = None
+        if settings.enabled:
+            self.adapter = MqttAdapter(
+                settings.adapter_settings(),
+                submit=writer.submit,
+                device_lookup=self.directory.lookup,
+            )
+        self._tasks: list[asyncio.Task[None]] = []
+        if metrics is not None:
+            metrics.registry.register(MqttCollector(self))
+
+    @property
+    def enabled(self) -> bool:
+        """True when the hub is configured to talk MQTT."""
+        return self.adapter is not None
+
+    async def start(self) -> None:
+        """Load the directory and connect (the broker may still be away: it reconnects)."""
+        if self.adapter is None:
+            log.info("MQTT devices disabled (mqtt.enabled is false)")
+            return
+        await self.directory.refresh()
+        await self.adapter.__aenter__()
+        self._tasks.append(asyncio.create_task(self.directory.run(), name="mqtt-directory"))
+        self._tasks.append(asyncio.create_task(self._resume_liveness(), name="mqtt-liveness"))
+        log.info(
+            "MQTT adapter started for %s:%d with %d registered devices",
+            self.settings.host,
+            self.settings.port,
+            len(self.directory),
+        )
+
+    async def _resume_liveness(self) -> None:
+        """Watch again the heartbeats of devices heard before this start.
+
+        Liveness lives in memory; without this, a button that went silent while the
+        hub was down (or just before) would never be declared offline. Devices
+        already offline stay so until heard again.
+        """
+        adapter = self.adapter
+        assert adapter is not None  # noqa: S101 - only started with an adapter
+        try:
+            heard = await last_heard(
+                self._store, self.directory.device_ids(), heartbeat_kind=HEARTBEAT_KIND
+            )
+        except Exception:
+            log.exception("could not read when MQTT devices were last heard")
+            return
+        for entry in heard:
+            adapter.watch_liveness(entry.device_id, entry.at, entry.interval_s)
+        if heard:
+            log.info("watching the heartbeats of %d MQTT devices heard before start", len(heard))
+
+    async def stop(self) -> None:
+        """Disconnect; un-acked messages stay with the broker for the next start."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.adapter is not None:
+            await self.adapter.__aexit__(None, None, None)
+
+    async def in_transaction(self, tx: Tx, events: list[DeviceEvent]) -> None:
+        """Writer hook: device health from the batch's MQTT events, in its transaction."""
+        await apply_health_changes(tx, health_changes(events), datetime.now(UTC))
+
+    def status(self) -> MqttStatus:
+        """Connection state for readiness."""
+        if self.adapter is None:
+            return MqttStatus(enabled=False, connected=False, state="disabled")
+        state = self.adapter.state
+        return MqttStatus(
+            enabled=True,
+            connected=state.state is ConnectionState.CONNECTED,
+            state=state.state.value,
+            since=state.since,
+            reason=state.reason,
+            devices=len(self.directory),
+        )
+
+    def unit_status(self, device_id: str) -> UnitStatus:
+        """What the adapter last heard a registered device is doing."""
+        topic_id = self.directory.topic_id(device_id)
+        if self.adapter is None or topic_id is None:
+            return UnitStatus.UNKNOWN
+        return self.adapter.unit_status(topic_id)
+
+    async def send_command(self, device_id: str, command: BroadcastCommand) -> CommandResult:
+        """Send a command to the registered broadcast unit `device_id` and wait for its end."""
+        if self.adapter is None:
+            raise RuntimeError("MQTT is disabled")
+        topic_id = self.directory.topic_id(device_id)
+        if topic_id is None:
+            # Registered after the last refresh: reload once before giving up.
+            await self.directory.refresh()
+            topic_id = self.directory.topic_id(device_id) or device_id
+        return await self.adapter.send_command(
+            topic_id,
+            command,
+            timeout=self.settings.command_timeout_s,
+            retries=self.settings.command_retries,
+        )
+
+
+class MqttCollector(Collector):
+    """Exports the adapter's counters and connection state at scrape time."""
+
+    def __init__(self, service: MqttService) -> None:
+        self._service = service
+
+    def describe(self) -> Iterator[Metric]:
+        """Nothing up front: the families depend on whether MQTT is enabled."""
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        """The adapter's metrics now."""
+        status = self._service.status()
+        connected = GaugeMetricFamily(
+            "gridwatch_mqtt_connected", "1 while connected to the broker with subscriptions"
+        )
+        connected.add_metric([], 1.0 if status.connected else 0.0)
+        yield connected
+        state = GaugeMetricFamily(
+            "gridwatch_mqtt_state",
+            "The MQTT connection state (1 for the current one)",
+            labels=["state"],
+        )
+        for name in ["disabled", *(s.value for s in ConnectionState)]:
+            state.add_metric([name], 1.0 if name == status.state else 0.0)
+        yield state
+        devices = GaugeMetricFamily(
+            "gridwatch_mqtt_devices", "Registered MQTT devices known to the adapter"
+        )
+        devices.add_metric([], float(status.devices))
+        yield devices
+        adapter = self._service.adapter
+        if adapter is None:
+            return
+        m = adapter.metrics
+        plain: list[tuple[str, str, int]] = [
+            ("received", "MQTT messages received", m.received),
+            ("events", "MQTT messages decoded into events", m.events),
+            ("acked", "MQTT messages acknowledged after commit", m.acked),
+            ("stale_acks", "Acks dropped because their connection had ended", m.stale_acks),
+            ("connects", "Successful broker connections", m.connects),
+            ("refusals", "Connections the broker refused", m.refusals),
+            ("subscriptions_refused", "Subscriptions the broker refused", m.subscriptions_refused),
+            ("disconnects", "Lost broker connections", m.disconnects),
+            ("commands_sent", "Broadcast command publishes (retries included)", m.commands_sent),
+        ]
+        for name, text, value in plain:
+            family = CounterMetricFamily(f"gridwatch_mqtt_{name}", text)
+            family.add_metric([], float(value))
+            yield family
+        yield _labelled("gridwatch_mqtt_rejected", "Rejected MQTT messages", "reason", m.rejected)
+        yield _labelled(
+            "gridwatch_mqtt_commands", "Broadcast commands by outcome", "outcome", m.commands
+        )
+
+
+def _labelled(name: str, text: str, label: str, counts: Any) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, text, labels=[label])
+    for key, value in sorted(counts.items()):
+        family.add_metric([str(key)], float(value))
+    return family

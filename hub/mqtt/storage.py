@@ -1,0 +1,189 @@
+"""What the MQTT side reads from the registry, and the device health MQTT evidence writes.
+
+Devices of kind `alarm_point` (school panic buttons) and `broadcast_unit` are loaded whole
+into the hub's in-memory directory; a cheap fingerprint (row count and newest
+`updated_at`) tells when to reload. Health changes are written inside the writer's
+transaction, so a device's state commits together with the event that proves it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from hub.devices.health_storage import TransitionRow, insert_transitions
+from hub.storage.base import SqlStore, Tx, from_json, from_ts
+
+__all__ = [
+    "MQTT_REGISTRY_KINDS",
+    "HealthChange",
+    "LastHeard",
+    "MqttDeviceRow",
+    "apply_health_changes",
+    "last_heard",
+    "load_mqtt_devices",
+    "registry_fingerprint",
+]
+
+#: Registry kinds that talk MQTT.
+MQTT_REGISTRY_KINDS = ("alarm_point", "broadcast_unit")
+
+
+@dataclass(frozen=True, slots=True)
+class MqttDeviceRow:
+    """A registered MQTT device as the directory keeps it."""
+
+    device_id: str
+    kind: str
+    name: str
+    mqtt_device_id: str | None
+    jurisdiction_path: str | None
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HealthChange:
+    """A device's health as proven by one stored event."""
+
+    device_id: str
+    health: str
+    at: datetime
+    reason: str
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    decoded = from_json(value)
+    if isinstance(decoded, list):
+        return tuple(str(tag) for tag in decoded)
+    return ()
+
+
+async def load_mqtt_devices(store: SqlStore) -> list[MqttDeviceRow]:
+    """Every registered panic button (`alarm_point`) and broadcast unit."""
+    async with store.reading() as tx:
+        rows = await tx.fetchall(
+            "SELECT id, kind, name, mqtt_device_id, jurisdiction_path, tags"
+            " FROM devices WHERE kind IN (%s, %s)",
+            MQTT_REGISTRY_KINDS,
+        )
+    return [
+        MqttDeviceRow(
+            device_id=row[0],
+            kind=row[1],
+            name=row[2] or "",
+            mqtt_device_id=row[3],
+            jurisdiction_path=row[4],
+            tags=_tags(row[5]),
+        )
+        for row in rows
+    ]
+
+
+#: Device ids per IN list (well under either backend's parameter limit).
+_IDS_PER_QUERY = 500
+
+
+@dataclass(frozen=True, slots=True)
+class LastHeard:
+    """When a heartbeat-sending device was last heard, and its announced interval."""
+
+    device_id: str
+    at: datetime
+    interval_s: float
+
+
+async def last_heard(
+    store: SqlStore, device_ids: Sequence[str], *, heartbeat_kind: str
+) -> list[LastHeard]:
+    """For each of `device_ids` that has sent a heartbeat (events of `heartbeat_kind`)
+    and is not offline now: the newest evidence of it (any stored event) and the
+    interval of its newest heartbeat.
+
+    What the hub knew before a restart, so that a device that went silent while the
+    hub was down (or just before) is still declared offline after its missed
+    heartbeats instead of never.
+    """
+    found: list[LastHeard] = []
+    async with store.reading() as tx:
+        state: dict[str, tuple[Any, datetime | None]] = {}
+        for start in range(0, len(device_ids), _IDS_PER_QUERY):
+            chunk = device_ids[start : start + _IDS_PER_QUERY]
+            rows = await tx.fetchall(
+                "SELECT device_id, health, last_seen_at FROM device_state"  # noqa: S608 - placeholders only
+                f" WHERE device_id IN ({', '.join('%s' for _ in chunk)})",
+                chunk,
+            )
+            state.update({str(row[0]): (row[1], from_ts(row[2])) for row in rows})
+        # One indexed look-up (events by device and time) per device: the newest
+        # heartbeat is near the top of each, where a grouped scan would read them all.
+        for device_id in device_ids:
+            health, seen = state.get(device_id, (None, None))
+            if health == "offline":
+                continue
+            row = await tx.fetchone(
+                "SELECT time, payload FROM events WHERE device_id = %s AND kind = %s"
+                " ORDER BY time DESC LIMIT 1",
+                (device_id, heartbeat_kind),
+            )
+            if row is None:
+                continue
+            beat = from_ts(row[0])
+            payload = from_json(row[1])
+            interval = payload.get("interval_s") if isinstance(payload, dict) else None
+            if beat is None or not isinstance(interval, int | float) or interval <= 0:
+                continue
+            found.append(LastHeard(device_id, max(beat, seen or beat), float(interval)))
+    return found
+
+
+async def registry_fingerprint(store: SqlStore) -> tuple[int, str]:
+    """Changes whenever an MQTT device is added, removed or updated."""
+    async with store.reading() as tx:
+        row = await tx.fetchone(
+            "SELECT COUNT(*), MAX(updated_at) FROM devices WHERE kind IN (%s, %s)",
+            MQTT_REGISTRY_KINDS,
+        )
+    if row is None:
+        return 0, ""
+    return int(row[0]), str(row[1])
+
+
+async def apply_health_changes(tx: Tx, changes: Sequence[HealthChange], now: datetime) -> None:
+    """Move devices to the proven health, recording each change in the health history.
+
+    Evidence older than the device's current state is ignored. The history rows
+    are what the online/intact-rate KPIs are computed from, so MQTT devices count
+    there exactly like patrolled cameras.
+    """
+    if not changes:
+        return
+    ids = sorted({change.device_id for change in changes})
+    marks = ", ".join("%s" for _ in ids)
+    rows = await tx.fetchall(
+        f"SELECT device_id, health, health_since FROM device_state"  # noqa: S608
+        f" WHERE device_id IN ({marks})",
+        ids,
+    )
+    current = {r[0]: (str(r[1]), from_ts(r[2])) for r in rows}
+    transitions: list[TransitionRow] = []
+    for change in sorted(changes, key=lambda c: c.at):
+        state = current.get(change.device_id)
+        if state is None:
+            continue  # not a registered device: nothing to move
+        health, since = state
+        if health == change.health or (since is not None and since > change.at):
+            continue
+        transitions.append(
+            TransitionRow(
+                device_id=change.device_id,
+                at=change.at,
+                from_state=health,
+                to_state=change.health,
+                reason=change.reason[:500],
+                evidence={"source": "mqtt"},
+            )
+        )
+        current[change.device_id] = (change.health, change.at)
+    await insert_transitions(tx, transitions, now)

@@ -1,0 +1,1 @@
+"""ONVIF cameras: event channels, discovery, their config, storage and routes."""
