@@ -2,9 +2,10 @@
 
 Pure modules: `parsers` (notifications → `DeviceEvent`s), `security` (host
 pinning, credential stripping, clock offset), `soap` (request building),
-`safexml` (hardened XML), `models` (value types). The one I/O module is
-`client`; import it explicitly (`from adapters.onvif.client import probe`) so
-that the pure parts can be used without loading zeep.
+`models` (value types); untrusted XML goes through the shared hardened parser
+in `adapters.safexml`. The one I/O module is `client`; import it explicitly
+(`from adapters.onvif.client import probe`) so that the pure parts can be used
+without loading zeep.
 """
 
 from adapters.onvif.models import (
@@ -26,7 +27,6 @@ from adapters.onvif.parsers import (
     UnknownTopicCounter,
     parse_pull_messages_response,
 )
-from adapters.onvif.safexml import XmlRefused, parse_untrusted_xml
 from adapters.onvif.security import (
     ForeignHostRefused,
     PinPolicy,
@@ -34,6 +34,7 @@ from adapters.onvif.security import (
     pin_uri,
     strip_userinfo,
 )
+from adapters.safexml import XmlRefused, parse_untrusted_xml
 
 __all__ = [
     "PARSERS",

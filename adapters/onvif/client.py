@@ -63,7 +63,6 @@ from adapters.onvif.parsers import (
     parse_soap_fault,
     parse_system_date_and_time,
 )
-from adapters.onvif.safexml import MAX_XML_BYTES, XmlRefused, parse_untrusted_xml
 from adapters.onvif.security import (
     ForeignHostRefused,
     PinPolicy,
@@ -73,6 +72,7 @@ from adapters.onvif.security import (
     redact_uri,
     strip_userinfo,
 )
+from adapters.safexml import MAX_XML_BYTES, XmlRefused, parse_untrusted_xml
 from camera_registry.events import DeviceEvent, Severity
 
 __all__ = [

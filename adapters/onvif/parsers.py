@@ -23,7 +23,7 @@ from typing import Any
 from lxml import etree
 
 from adapters.onvif.models import Candidate
-from adapters.onvif.safexml import XmlRefused, parse_untrusted_xml, parse_xs_datetime
+from adapters.safexml import XmlRefused, parse_untrusted_xml, parse_xs_datetime
 from camera_registry.events import DeviceEvent, Severity
 
 __all__ = [

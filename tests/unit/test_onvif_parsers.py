@@ -23,7 +23,7 @@ from adapters.onvif.parsers import (
     parse_renew_response,
     parse_system_date_and_time,
 )
-from adapters.onvif.safexml import XmlRefused
+from adapters.safexml import XmlRefused
 from camera_registry.events import DeviceEvent, Severity
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "onvif"

@@ -12,7 +12,6 @@ import pytest
 from adapters.onvif import soap
 from adapters.onvif.models import Candidate, MediaProfile
 from adapters.onvif.parsers import parse_probe_matches
-from adapters.onvif.safexml import XmlRefused, parse_duration, parse_untrusted_xml
 from adapters.onvif.security import (
     ForeignHostRefused,
     PinPolicy,
@@ -20,6 +19,7 @@ from adapters.onvif.security import (
     pin_uri,
     strip_userinfo,
 )
+from adapters.safexml import XmlRefused, parse_duration, parse_untrusted_xml
 
 
 @pytest.mark.parametrize(
@@ -157,3 +157,14 @@ def test_discovery_candidates_are_read_from_probe_matches() -> None:
     )
     assert candidate.name == "IPC-East-Gate"
     assert candidate.hardware == "DS-2CD2T47"
+
+
+def test_onvif_xml_module_keeps_the_shared_hardened_parser() -> None:
+    """Code importing the parser from the ONVIF package gets the shared one."""
+    from adapters import safexml
+    from adapters.onvif import safexml as onvif_safexml
+
+    assert onvif_safexml.parse_untrusted_xml is safexml.parse_untrusted_xml
+    assert onvif_safexml.XmlRefused is safexml.XmlRefused
+    with pytest.raises(XmlRefused):
+        onvif_safexml.parse_untrusted_xml(b'<!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>')
