@@ -15,16 +15,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from camera_registry.urls import REDACTED, mask_passwords
+
 __all__ = ["REDACTED", "RedactingFormatter", "RedactionFilter", "configure_logging", "redact"]
 
-REDACTED = "***"
-
-# scheme://user:password@host — the password is everything up to the last '@'
-# before the host part (a password may itself contain ':' or '@' when mangled).
-_URL_USERINFO = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@]*:)[^\s/]*(?=@)")
-_ENCODED_USERINFO = re.compile(
-    r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*%3A%2F%2F[^\s%/@]*%3A).*?(?=%40)", re.IGNORECASE
-)
 _SECRET_NAMES = r"(?:password|passwd|pwd|secret|token|api[_-]?key|authorization|credentials?)"  # noqa: S105 - names, not a secret
 _JSON_FIELD = re.compile(
     r'(?P<head>"[A-Za-z0-9_\-]*' + _SECRET_NAMES + r'[A-Za-z0-9_\-]*"\s*:\s*)"(?:[^"\\]|\\.)*"',
@@ -47,8 +41,7 @@ _AUTH_SCHEME = re.compile(r"(?P<head>\b(?:Bearer|Basic|Digest)\s+)[A-Za-z0-9+/=.
 def redact(text: str) -> str:
     """Return `text` with every recognisable secret replaced by `***`."""
     text = _AUTH_SCHEME.sub(lambda m: m.group("head") + REDACTED, text)
-    text = _URL_USERINFO.sub(lambda m: m.group("head") + REDACTED, text)
-    text = _ENCODED_USERINFO.sub(lambda m: m.group("head") + REDACTED, text)
+    text = mask_passwords(text)
     text = _JSON_FIELD.sub(lambda m: m.group("head") + f'"{REDACTED}"', text)
     text = _REPR_FIELD.sub(lambda m: m.group("head") + f"'{REDACTED}'", text)
     return _KV_FIELD.sub(lambda m: m.group("head") + REDACTED, text)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import ipaddress
 from datetime import datetime, timedelta
 from enum import StrEnum
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
+
+from camera_registry.urls import CREDENTIAL_QUERY_KEYS, without_credentials
 
 __all__ = [
     "CREDENTIAL_QUERY_KEYS",
@@ -26,9 +28,6 @@ __all__ = [
 ]
 
 #: Query parameters some cameras use to carry credentials in snapshot / stream URIs.
-CREDENTIAL_QUERY_KEYS = frozenset(
-    {"user", "username", "usr", "pass", "password", "pwd", "passwd", "auth", "token"}
-)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "rtsp": 554, "rtsps": 322}
 
@@ -137,23 +136,13 @@ def pin_uri(
 
 def strip_userinfo(uri: str) -> str:
     """`uri` without `user:pass@` and without credential-carrying query parameters."""
-    parts = urlsplit(uri)
-    netloc = parts.netloc.rpartition("@")[2]
-    query = parts.query
-    if query:
-        kept = [
-            (k, v)
-            for k, v in parse_qsl(query, keep_blank_values=True)
-            if k.lower() not in CREDENTIAL_QUERY_KEYS
-        ]
-        query = urlencode(kept)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return without_credentials(uri)
 
 
 def redact_uri(uri: str) -> str:
     """A form of `uri` safe for logs: credentials removed, over-long values cut."""
     try:
-        return strip_userinfo(uri)[:300]
+        return without_credentials(uri)[:300]
     except ValueError:
         return "<unreadable uri>"
 

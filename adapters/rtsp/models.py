@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import numpy.typing as npt
+
+from camera_registry.urls import redact_text, redact_url
 
 __all__ = ["BgrFrame", "ProbeFailure", "StreamProbe", "redact_text", "redact_url"]
 
@@ -17,7 +17,6 @@ __all__ = ["BgrFrame", "ProbeFailure", "StreamProbe", "redact_text", "redact_url
 BgrFrame = npt.NDArray[np.uint8]
 
 # userinfo in any URL-looking token: scheme://user[:password]@host
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s'\"]*)@")
 
 
 class ProbeFailure(StrEnum):
@@ -58,23 +57,6 @@ _REACHABLE = frozenset(
         ProbeFailure.DECODE_ERROR,
     }
 )
-
-
-def redact_url(url: str) -> str:
-    """`url` without user name and password, safe for logs, errors and the API."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port is not None else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def redact_text(text: str) -> str:
-    """`text` with the userinfo of every URL inside it replaced by `***`."""
-    return _USERINFO.sub(lambda match: f"{match['scheme']}***@", text)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -5,7 +5,6 @@ from adapters.webrtc.models import (
     LiveLimits,
     LiveRefused,
     offer_accepts_h264,
-    with_credentials,
 )
 from adapters.webrtc.relay import LiveRelay, SourceOpener
 
@@ -16,5 +15,4 @@ __all__ = [
     "LiveRelay",
     "SourceOpener",
     "offer_accepts_h264",
-    "with_credentials",
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit, urlunsplit
 
 __all__ = [
     "LiveAnswer",
@@ -12,7 +11,6 @@ __all__ = [
     "LiveRefused",
     "check_offer",
     "offer_accepts_h264",
-    "with_credentials",
 ]
 
 _MAX_SDP = 64 * 1024
@@ -66,15 +64,3 @@ def check_offer(sdp: str, sdp_type: str) -> None:
 def offer_accepts_h264(sdp: str) -> bool:
     """True when the browser's offer lists H.264, so the camera's stream can pass through."""
     return _H264_RTPMAP.search(sdp) is not None
-
-
-def with_credentials(url: str, username: str | None, password: str | None) -> str:
-    """`url` with `user:password@` in its authority (built on the hub, never sent out)."""
-    if not username:
-        return url
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    userinfo = quote(username, safe="")
-    if password:
-        userinfo += ":" + quote(password, safe="")
-    return urlunsplit((parts.scheme, f"{userinfo}@{host}", parts.path, parts.query, parts.fragment))

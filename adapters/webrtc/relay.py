@@ -21,7 +21,6 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer, MediaRelay
 
-from adapters.rtsp.models import redact_url
 from adapters.webrtc.models import (
     LiveAnswer,
     LiveLimits,
@@ -29,6 +28,7 @@ from adapters.webrtc.models import (
     check_offer,
     offer_accepts_h264,
 )
+from camera_registry.urls import redact_url
 
 __all__ = ["LiveRelay", "SourceOpener"]
 

@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from adapters.rtsp import probe_stream, redact_url
+from adapters.rtsp import probe_stream
 from adapters.sinks.cap import CapOptions, encode_alert
 from alarms.models import Alarm, AlarmAction, HistoryEntry, Location
 from alarms.outbox import OutboxRecord, alarm_payload, new_outbox_record
@@ -65,11 +65,11 @@ from alarms.rules import (
 from alarms.sla import check_escalation, escalate
 from alarms.workflow import apply
 from camera_registry.events import DeviceEvent, RejectedMessage
+from camera_registry.urls import redact_url, with_credentials
 from hub.alarms.config import AlarmSettings, SinkSettings
 from hub.alarms.dispatcher import BROADCAST_SINK
 from hub.alarms.storage import AlarmChange, AlarmRepository, DeviceInfo, StoredAlarm
 from hub.bus import EventBus
-from hub.devices.patrol import url_with_credentials
 from hub.metrics import Metrics
 from hub.storage.base import IngestResult, SqlStore, Tx
 
@@ -864,7 +864,7 @@ class AlarmEngine:
         url = device.rtsp_urls[0]
         login = self._login(device)
         if login is not None:
-            url = url_with_credentials(url, *login)
+            url = with_credentials(url, *login)
         linkage = self.settings.linkage
         async with self._rtsp_slots:
             probe = await asyncio.to_thread(

@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -58,6 +58,7 @@ from adapters.rtsp import (
 from camera_registry.events import DeviceEvent, Severity
 from camera_registry.health import Evidence, HealthTracker, Transition
 from camera_registry.models import HealthState
+from camera_registry.urls import with_credentials
 from hub.crypto import CredentialCipher
 from hub.devices.health_storage import (
     BaselineRow,
@@ -79,7 +80,6 @@ __all__ = [
     "camera_login",
     "choose_stream_url",
     "judge",
-    "url_with_credentials",
 ]
 
 log = logging.getLogger(__name__)
@@ -130,17 +130,6 @@ def choose_stream_url(urls: Sequence[str]) -> str:
         if _SUB_STREAM.search(parts.path) or _SUB_STREAM.search(parts.query):
             return url
     return urls[1] if len(urls) > 1 else urls[0]
-
-
-def url_with_credentials(url: str, username: str, password: str) -> str:
-    """`url` with `username:password@` inserted (percent-encoded); never log the result."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port is not None else ""
-    userinfo = f"{quote(username, safe='')}:{quote(password, safe='')}"
-    return urlunsplit((parts.scheme, f"{userinfo}@{host}{port}", parts.path, parts.query, ""))
 
 
 def judge(probe: StreamProbe, diagnosis: Diagnosis | None) -> Evidence:
@@ -575,7 +564,7 @@ class PatrolService:
                 type(exc).__name__,
             )
             return url
-        return url_with_credentials(url, *login) if login is not None else url
+        return with_credentials(url, *login) if login is not None else url
 
     def _assess(
         self,

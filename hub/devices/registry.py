@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import yaml
 from pydantic import ValidationError
@@ -50,6 +49,7 @@ from camera_registry.jurisdiction import (
     is_within,
 )
 from camera_registry.models import Credentials, DeviceIn
+from camera_registry.urls import with_credentials
 from hub.auth.audit_storage import record as audit_record
 from hub.auth.principal import check_actor
 from hub.crypto import CredentialCipher, CredentialError
@@ -382,7 +382,12 @@ class Registry:
         if found is None:
             return []
         credentials = await self.credentials_for(device_id)
-        return [rtsp_url_with_credentials(url, credentials) for url in found.device.rtsp_urls]
+        if credentials is None:
+            return list(found.device.rtsp_urls)
+        password = credentials.password.get_secret_value()
+        return [
+            with_credentials(url, credentials.username, password) for url in found.device.rtsp_urls
+        ]
 
     # -- writes ---------------------------------------------------------------
 
@@ -776,18 +781,6 @@ def _changes(plan: _Plan) -> Iterable[tuple[str, repo.DeviceRow]]:
 
 def _audit_details(row: repo.DeviceRow) -> dict[str, Any]:
     return {"credentials_changed": row.credentials is not None or row.clear_credentials}
-
-
-def rtsp_url_with_credentials(url: str, credentials: Credentials | None) -> str:
-    """`url` with ``user:password@`` inserted (percent-encoded); server-side use only."""
-    if credentials is None:
-        return url
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    user = quote(credentials.username, safe="")
-    password = quote(credentials.password.get_secret_value(), safe="")
-    return f"{scheme}://{user}:{password}@{rest}"
 
 
 _JURISDICTION_HEADERS: Mapping[str, str] = {

@@ -12,8 +12,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from adapters.webrtc import LiveAnswer, LiveLimits, LiveRefused, LiveRelay, with_credentials
+from adapters.webrtc import LiveAnswer, LiveLimits, LiveRefused, LiveRelay
 from camera_registry.models import Credentials
+from camera_registry.urls import with_credentials
 from hub.auth import audit_storage as audit_log
 from hub.auth.principal import Principal
 from hub.config import LiveSettings

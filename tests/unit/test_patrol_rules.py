@@ -8,8 +8,9 @@ from pydantic import SecretStr
 
 from adapters.rtsp import ProbeFailure, StreamProbe, diagnose, redact_url
 from camera_registry.models import Credentials, HealthState
+from camera_registry.urls import with_credentials as url_with_credentials
 from hub.crypto import CredentialCipher, CredentialError, Keyring, generate_key
-from hub.devices.patrol import camera_login, choose_stream_url, judge, url_with_credentials
+from hub.devices.patrol import camera_login, choose_stream_url, judge
 
 MAIN = "rtsp://10.0.0.5:554/Streaming/Channels/101"
 

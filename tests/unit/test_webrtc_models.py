@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.webrtc import LiveLimits, LiveRefused, offer_accepts_h264, with_credentials
+from adapters.webrtc import LiveLimits, LiveRefused, offer_accepts_h264
 from adapters.webrtc.models import check_offer
+from camera_registry.urls import with_credentials
 
 CHROME_OFFER = (
     "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
