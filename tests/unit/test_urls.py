@@ -26,7 +26,7 @@ queries = st.sampled_from(
 )
 old_logins = st.sampled_from(["", "old@", "old:secret@", "a%40b:c%3Ad@"])
 secrets = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
     min_size=1,
     max_size=24,
 )
