@@ -664,7 +664,7 @@ _VIDEO_LOSS_SOP = (
     "If nothing is seen, assign it to maintenance with the time it went dark."
 )
 
-#: The rules a fresh hub starts with; a site replaces them from its YAML config.
+#: The rules a fresh hub starts with; a site changes or adds rules by name in its config.
 DEFAULT_RULES = RuleSet(
     rules=[
         AlarmRule(

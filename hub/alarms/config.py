@@ -8,12 +8,22 @@ there. Secrets are `SecretStr`, never logged nor shown by `config example`.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from alarms.models import AlarmCategory
-from alarms.rules import DEFAULT_RULES, RuleSet
+from alarms.rules import DEFAULT_RULES, AlarmRule, RuleSet
 from alarms.sla import DEFAULT_SLA_POLICY, SlaPolicy
 
 __all__ = [
@@ -22,6 +32,7 @@ __all__ = [
     "LinkageSettings",
     "SinkSettings",
     "SinkType",
+    "merge_site_rules",
 ]
 
 SinkType = Literal["webhook", "cap", "amqp", "mqtt"]
@@ -130,11 +141,78 @@ class LinkageSettings(_Section):
     )
 
 
+def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` laid over it; nested mappings merge, anything else replaces."""
+    merged = dict(base)
+    for key, value in changes.items():
+        below = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            merged[key] = _merged(below, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _rule_problem(index: int, name: object, error: ValidationError) -> str:
+    where = [".".join(str(part) for part in item["loc"]) for item in error.errors()]
+    messages = [item["msg"] for item in error.errors(include_url=False)]
+    details = "; ".join(f"{w}: {m}" if w else m for w, m in zip(where, messages, strict=True))
+    return f"rule {index} ({name!r}): {details}"
+
+
+def merge_site_rules(
+    entries: Sequence[Mapping[str, Any]], *, builtin: RuleSet = DEFAULT_RULES
+) -> RuleSet:
+    """The built-in rules with a site's rules applied by name.
+
+    An entry named like a built-in rule changes only the fields it gives (nested
+    `match` and `linkage` fields merge; lists replace), in the built-in's place in
+    the order. Any other entry is a complete new rule; new rules are tried before
+    the built-in ones, in the order given, so a site's more specific rule wins.
+    Raises ValueError listing every entry that does not make a valid rule.
+    """
+    by_name = {rule.name: rule for rule in builtin.rules}
+    changed: dict[str, AlarmRule] = {}
+    added: list[AlarmRule] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        name = entry.get("name")
+        if not isinstance(name, str):
+            problems.append(f"rule {index}: every rule needs a name")
+            continue
+        if name in seen:
+            problems.append(f"rule {index} ({name!r}): the name is used twice")
+            continue
+        seen.add(name)
+        known = by_name.get(name)
+        fields = _merged(known.model_dump(), entry) if known is not None else dict(entry)
+        try:
+            rule = AlarmRule.model_validate(fields)
+        except ValidationError as exc:
+            problems.append(_rule_problem(index, name, exc))
+            continue
+        if known is not None:
+            changed[name] = rule
+        else:
+            added.append(rule)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return RuleSet(rules=[*added, *(changed.get(rule.name, rule) for rule in builtin.rules)])
+
+
 class AlarmSettings(_Section):
     """Alarm rules, SLA and delivery to the governance center and police dispatch."""
 
-    rules: RuleSet | None = Field(
-        default=None, description="Alarm rules in order (first match wins); empty = built-in."
+    rules: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Site rules by name: an entry named like a built-in rule changes the "
+        "fields it gives (enabled: false turns it off); other entries are new rules, tried "
+        "before the built-in ones (first match wins). See docs/alarms.md.",
+    )
+    builtin_rules: bool = Field(
+        default=True,
+        description="false: only the rules listed under alarms.rules apply, no built-in ones.",
     )
     sla: SlaPolicy | None = Field(
         default=None, description="Per-priority deadlines and escalation; empty = built-in."
@@ -147,6 +225,23 @@ class AlarmSettings(_Section):
     )
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     linkage: LinkageSettings = Field(default_factory=LinkageSettings)
+    _rule_set: RuleSet = PrivateAttr(default=DEFAULT_RULES)
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _rule_list(cls, value: object) -> object:
+        # A mapping with a `rules` list (the shape of a rule set) is the same list.
+        if isinstance(value, Mapping) and set(value) == {"rules"}:
+            return value["rules"]
+        return value
+
+    @model_validator(mode="after")
+    def _build_rules(self) -> AlarmSettings:
+        base = DEFAULT_RULES if self.builtin_rules else RuleSet(rules=[])
+        if not self.builtin_rules and not self.rules:
+            raise ValueError("builtin_rules: false needs at least one rule under alarms.rules")
+        self._rule_set = merge_site_rules(self.rules, builtin=base) if self.rules else base
+        return self
 
     @model_validator(mode="after")
     def _unique_sinks(self) -> AlarmSettings:
@@ -164,8 +259,8 @@ class AlarmSettings(_Section):
         return self
 
     def rule_set(self) -> RuleSet:
-        """The configured rules, or the built-in ones."""
-        return self.rules or DEFAULT_RULES
+        """The built-in rules with the site's rules applied (see `merge_site_rules`)."""
+        return self._rule_set
 
     def sla_policy(self) -> SlaPolicy:
         """The configured SLA policy, or the built-in one."""
