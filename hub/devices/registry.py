@@ -511,7 +511,7 @@ class Registry:
         """Create a device; RegistryConflict if the id exists."""
         path = self._resolve(device, await self._paths(), scope)
         async with self._write_lock, self.store.transaction() as tx:
-            if await tx.fetchone("SELECT 1 FROM devices WHERE id = %s", [device.id]):
+            if await repo.device_exists(tx, device.id):
                 raise RegistryConflict(f"device {device.id} already exists")
             plan, problems = await self._plan(tx, [(device, path)], scope)
             if problems:

@@ -55,6 +55,7 @@ __all__ = [
     "credential_blobs",
     "delete_device",
     "device_credentials",
+    "device_exists",
     "existing_for_compare",
     "gb_ids_with_prefix",
     "get_device",
@@ -508,6 +509,11 @@ async def get_device(
     async with store.reading() as tx:
         row = await tx.fetchone(f"{_SELECT} WHERE d.id = %s AND {cond}", [device_id, *params])
     return _device_from_row(row) if row else None
+
+
+async def device_exists(tx: Tx, device_id: str) -> bool:
+    """True when a device with this id is stored (in any jurisdiction)."""
+    return await tx.fetchone("SELECT 1 FROM devices WHERE id = %s", [device_id]) is not None
 
 
 async def device_credentials(store: SqlStore, device_id: str) -> bytes | None:

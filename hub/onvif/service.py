@@ -624,11 +624,7 @@ class OnvifService:
             self._stats.update(self.channels(), self._clock(), self.settings.stale_after_s)
 
     async def _registry_changed(self) -> bool:
-        async with self._store.reading() as tx:
-            row = await tx.fetchone(
-                "SELECT COUNT(*), MAX(updated_at) FROM devices WHERE onvif_url IS NOT NULL"
-            )
-        fingerprint = tuple(row) if row is not None else ()
+        fingerprint = await repo.registry_fingerprint(self._store)
         changed = fingerprint != self._registry_fingerprint
         self._registry_fingerprint = fingerprint
         return changed

@@ -30,6 +30,7 @@ __all__ = [
     "mark_candidate_onboarded",
     "onvif_addresses",
     "record_probe",
+    "registry_fingerprint",
     "upsert_candidates",
 ]
 
@@ -93,6 +94,15 @@ def _target(row: Sequence[Any]) -> OnvifTarget:
         rtsp_urls=tuple(str(u) for u in urls) if isinstance(urls, list) else (),
         snapshot_url=row[12],
     )
+
+
+async def registry_fingerprint(store: SqlStore) -> tuple[object, ...]:
+    """A value that changes whenever an ONVIF camera is added, changed or removed."""
+    async with store.reading() as tx:
+        row = await tx.fetchone(
+            "SELECT COUNT(*), MAX(updated_at) FROM devices WHERE onvif_url IS NOT NULL"
+        )
+    return tuple(row) if row is not None else ()
 
 
 async def load_target(

@@ -1,0 +1,192 @@
+"""The house's import directions, read from the code itself so they cannot drift.
+
+hub ──► adapters, camera_registry, alarms; adapters ──► camera_registry, alarms;
+alarms ──► camera_registry; camera_registry ──► nothing of the project. No adapter
+imports another adapter; the domain packages do no I/O and read no clock; SQL
+lives only in storage modules. docs/ARCHITECTURE.md draws the same picture.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = ("hub", "adapters", "camera_registry", "alarms")
+MAY_IMPORT = {
+    "hub": {"hub", "adapters", "camera_registry", "alarms"},
+    "adapters": {"adapters", "camera_registry", "alarms"},
+    "alarms": {"alarms", "camera_registry"},
+    "camera_registry": {"camera_registry"},
+}
+# Libraries that do I/O; the domain packages must not import them.
+IO_MODULES = {
+    "aiohttp",
+    "asyncio",
+    "httpx",
+    "paho",
+    "psycopg",
+    "psycopg_pool",
+    "socket",
+    "sqlite3",
+    "subprocess",
+    "urllib.request",
+    "zeep",
+    "onvif",
+    "av",
+    "cv2",
+    "aiortc",
+}
+CLOCK_CALLS = {
+    ("datetime", "now"),
+    ("datetime", "utcnow"),
+    ("datetime", "today"),
+    ("date", "today"),
+    ("time", "time"),
+    ("time", "monotonic"),
+    ("time", "perf_counter"),
+}
+_SQL = re.compile(
+    r"^\s*(SELECT\s.+\sFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|CREATE\s+(TABLE|INDEX))\b",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # the importing module, dotted
+    target: str  # the imported module, dotted
+    line: int
+
+
+def _modules(package: str) -> Iterator[tuple[str, Path]]:
+    for path in sorted((ROOT / package).rglob("*.py")):
+        rel = path.relative_to(ROOT).with_suffix("")
+        parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+        yield ".".join(parts), path
+
+
+def _imports(module: str, tree: ast.AST) -> Iterator[Import]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield Import(module, alias.name, node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield Import(module, node.module, node.lineno)
+            for alias in node.names:
+                yield Import(module, f"{node.module}.{alias.name}", node.lineno)
+
+
+def _all_imports() -> list[Import]:
+    found: list[Import] = []
+    for package in PROJECT:
+        for module, path in _modules(package):
+            found.extend(_imports(module, ast.parse(path.read_text(), str(path))))
+    return found
+
+
+IMPORTS = _all_imports()
+
+
+def _top(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+def _adapter_of(name: str) -> str | None:
+    """The adapter package a dotted name belongs to (`adapters.onvif.client` → `onvif`).
+
+    Modules directly in `adapters/` (shared helpers such as `adapters.safexml`) belong
+    to no adapter, so any adapter may use them.
+    """
+    parts = name.split(".")
+    if parts[0] != "adapters" or len(parts) < 2:
+        return None
+    if (ROOT / "adapters" / parts[1]).is_dir():
+        return parts[1]
+    return None
+
+
+def test_imports_point_down_only() -> None:
+    wrong = [
+        f"{i.module}:{i.line} imports {i.target}"
+        for i in IMPORTS
+        if _top(i.target) in PROJECT and _top(i.target) not in MAY_IMPORT[_top(i.module)]
+    ]
+    assert wrong == []
+
+
+def test_no_adapter_imports_another_adapter() -> None:
+    wrong = []
+    for i in IMPORTS:
+        own, other = _adapter_of(i.module), _adapter_of(i.target)
+        if own is not None and other is not None and own != other:
+            wrong.append(f"{i.module}:{i.line} imports {i.target}")
+    assert wrong == []
+
+
+@pytest.mark.parametrize("package", ["alarms", "camera_registry"])
+def test_domain_packages_do_no_io(package: str) -> None:
+    wrong = [
+        f"{i.module}:{i.line} imports {i.target}"
+        for i in IMPORTS
+        if _top(i.module) == package and (i.target in IO_MODULES or _top(i.target) in IO_MODULES)
+    ]
+    assert wrong == []
+
+
+@pytest.mark.parametrize("package", ["alarms", "camera_registry"])
+def test_domain_packages_read_no_clock(package: str) -> None:
+    wrong = []
+    for module, path in _modules(package):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and (node.func.value.id, node.func.attr) in CLOCK_CALLS
+            ):
+                wrong.append(
+                    f"{module}:{node.lineno} calls {node.func.value.id}.{node.func.attr}()"
+                )
+    assert wrong == []
+
+
+def _is_storage_module(module: str) -> bool:
+    parts = module.split(".")
+    return (
+        parts[:2] == ["hub", "storage"]
+        or parts[-1] == "storage"
+        or parts[-1].endswith("_storage")
+        or (len(parts) > 2 and parts[-2] == "storage")
+    )
+
+
+def test_sql_lives_only_in_storage() -> None:
+    wrong = []
+    for package in PROJECT:
+        for module, path in _modules(package):
+            if _is_storage_module(module):
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if (
+                    isinstance(node, ast.Constant)
+                    and isinstance(node.value, str)
+                    and _SQL.match(node.value)
+                ):
+                    wrong.append(f"{module}:{node.lineno}")
+    assert wrong == []
+
+
+def test_database_drivers_only_in_storage() -> None:
+    wrong = [
+        f"{i.module}:{i.line} imports {i.target}"
+        for i in IMPORTS
+        if _top(i.target) in {"psycopg", "psycopg_pool", "sqlite3"}
+        and not _is_storage_module(i.module)
+    ]
+    assert wrong == []
