@@ -17,7 +17,14 @@ from typing import Any
 
 from camera_registry.urls import REDACTED, mask_passwords
 
-__all__ = ["REDACTED", "RedactingFormatter", "RedactionFilter", "configure_logging", "redact"]
+__all__ = [
+    "HTTP_CLIENT_LOGGERS",
+    "REDACTED",
+    "RedactingFormatter",
+    "RedactionFilter",
+    "configure_logging",
+    "redact",
+]
 
 _SECRET_NAMES = r"(?:password|passwd|pwd|secret|token|api[_-]?key|authorization|credentials?)"  # noqa: S105 - names, not a secret
 _JSON_FIELD = re.compile(
@@ -82,8 +89,16 @@ class RedactingFormatter(logging.Formatter):
         return redact(json.dumps(entry, ensure_ascii=False))
 
 
-def configure_logging(level: str = "INFO", *, json_lines: bool = False) -> None:
-    """Install one redacting stderr handler on the root logger."""
+#: Libraries that log every HTTP request at INFO (one line per camera snapshot or probe).
+HTTP_CLIENT_LOGGERS = ("httpx", "httpcore")
+
+
+def configure_logging(
+    level: str = "INFO", *, json_lines: bool = False, http_client_level: str = "WARNING"
+) -> None:
+    """Install one redacting stderr handler on the root logger; quiet the HTTP clients."""
+    for name in HTTP_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(http_client_level)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter(json_lines=json_lines))
     handler.addFilter(RedactionFilter())

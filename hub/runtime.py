@@ -7,7 +7,6 @@ import contextlib
 import gc
 import logging
 import signal
-import sys
 from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +18,7 @@ from camera_registry.events import DeviceEvent
 from hub.alarms.dispatcher import Dispatcher
 from hub.alarms.engine import AlarmChange, AlarmEngine
 from hub.api import create_app
+from hub.auth.first_admin import hand_out_first_admin_password
 from hub.auth.service import Authenticator
 from hub.broadcast.service import BroadcastService
 from hub.bus import EventBus
@@ -163,12 +163,8 @@ class Hub:
         await self.writer.start()
         self.first_admin_password = await self.auth.start()
         if self.first_admin_password is not None:
-            # Shown once, on the console of whoever started the hub; never logged.
-            sys.stdout.write(
-                "GridWatch: first start, created user 'admin' with one-time password "
-                f"{self.first_admin_password} (change it at first login)\n"
-            )
-            sys.stdout.flush()
+            # Shown once to whoever started the hub (terminal or 0600 file); never logged.
+            hand_out_first_admin_password(self.first_admin_password, self.settings.data_dir)
         await self.broadcast.start()
         await self.dispatcher.start()
         await self.alarms.start()

@@ -275,8 +275,11 @@ class MqttAdapter:
         if client is not None:
             with self._ack_lock:
                 self._generation += 1
-            client.disconnect()
+            # The network thread first (it leaves once queued acks are written), then
+            # DISCONNECT from here: the other order races the thread into one more
+            # select on the closed socket, which paho logs as an error.
             await asyncio.to_thread(client.loop_stop)
+            await asyncio.to_thread(client.disconnect)
         self._connected.clear()
         self._set_status(ConnectionState.DISCONNECTED, "stopped")
 

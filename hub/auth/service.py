@@ -214,7 +214,10 @@ class Authenticator:
             await audit_log.record(tx, _SYSTEM, "user.create", "admin", None, {"first": True})
         # Deliberately not through logging's redaction: this line is the only
         # way the operator learns the password. It must be changed at first login.
-        log.warning("created the first user 'admin'; its one-time password is printed on stdout")
+        log.warning(
+            "created the first user 'admin'; its one-time password goes to the terminal "
+            "or a 0600 file, never to the log"
+        )
         return password
 
     async def _housekeeping(self) -> None:

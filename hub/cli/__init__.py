@@ -28,7 +28,11 @@ Command = Callable[[argparse.Namespace], int]
 
 def _settings(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.config)
-    configure_logging(settings.logging.level, json_lines=settings.logging.json_lines)
+    configure_logging(
+        settings.logging.level,
+        json_lines=settings.logging.json_lines,
+        http_client_level=settings.logging.http_client_level,
+    )
     return settings
 
 
