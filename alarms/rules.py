@@ -724,6 +724,39 @@ DEFAULT_RULES = RuleSet(
             linkage=LinkageConfig(snapshot_linked_cameras=True),
         ),
         AlarmRule(
+            name="onvif_alarm_input",
+            match=EventMatch(kinds=["onvif.digital_input"], payload_equals=_ONVIF_ON),
+            type="alarm_input",
+            priority=2,
+            category=AlarmCategory.SECURITY,
+            title="Alarm input triggered: {device_name}",
+            sop=(
+                "A detector wired to the camera's alarm input (door contact, beam, "
+                "panic button) went off. Check the snapshot and live view, call the site, "
+                "and dispatch the grid officer or police if someone is there."
+            ),
+            dedup_window=timedelta(minutes=5),
+            linkage=_SNAPSHOT_SELF,
+        ),
+        AlarmRule(
+            name="camera_hardware_fault",
+            match=EventMatch(
+                kinds=["onvif.storage_failure", "onvif.hardware_failure"],
+                payload_equals=_ONVIF_ON,
+            ),
+            type="hardware_fault",
+            priority=3,
+            category=AlarmCategory.MAINTENANCE,
+            title="Camera hardware fault ({kind}): {device_name}",
+            sop=(
+                "The camera reports a failed part (storage card, fan, power). Assign it to "
+                "the maintenance contractor; recordings on the camera may be missing."
+            ),
+            dedup_key="{type}:{device_id}:{kind}",
+            dedup_window=timedelta(hours=1),
+            linkage=LinkageConfig(snapshot_linked_cameras=False),
+        ),
+        AlarmRule(
             name="vqd_signal_loss",
             match=EventMatch(kinds=["vqd.signal_loss"]),
             type="video_loss",

@@ -52,9 +52,11 @@ from adapters.onvif.models import (
     ProbeResult,
 )
 from adapters.onvif.parsers import (
+    PARSERS,
     NotificationInterpreter,
     SoapFault,
     SubscriptionTimes,
+    TopicRegistry,
     parse_create_pull_point_response,
     parse_events_xaddr,
     parse_probe_matches,
@@ -733,6 +735,7 @@ class EventSubscription:
         http: CameraHttp | None = None,
         setup_limiter: asyncio.Semaphore | None = None,
         interpreter: NotificationInterpreter | None = None,
+        registry: TopicRegistry = PARSERS,
         clock: Clock = _utcnow,
         rng: random.Random | None = None,
     ) -> None:
@@ -746,7 +749,7 @@ class EventSubscription:
         self._own_http = http is None
         self._http = http or CameraHttp()
         self._setup_limiter = setup_limiter
-        self._interpreter = interpreter or NotificationInterpreter(device_id)
+        self._interpreter = interpreter or NotificationInterpreter(device_id, registry=registry)
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - backoff jitter, not security
         self._configured_events_xaddr = events_xaddr
@@ -1043,6 +1046,7 @@ class EventChannelManager:
         settings: EventChannelSettings | None = None,
         max_concurrent_setups: int = 32,
         http: CameraHttp | None = None,
+        registry: TopicRegistry = PARSERS,
         clock: Clock = _utcnow,
     ) -> None:
         if max_concurrent_setups <= 0:
@@ -1052,6 +1056,7 @@ class EventChannelManager:
         self._setup_limiter = asyncio.Semaphore(max_concurrent_setups)
         self._own_http = http is None
         self._http = http or CameraHttp()
+        self._registry = registry
         self._clock = clock
         self._channels: dict[str, EventSubscription] = {}
 
@@ -1095,6 +1100,7 @@ class EventChannelManager:
             policy=policy,
             http=self._http,
             setup_limiter=self._setup_limiter,
+            registry=self._registry,
             clock=self._clock,
         )
         self._channels[device_id] = channel

@@ -5,12 +5,89 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from adapters.onvif.mapping import KIND_PATTERN, TOPIC_GLOB_PATTERN, TopicMapping
+from camera_registry.events import Severity
 
 if TYPE_CHECKING:
     from adapters.onvif.client import EventChannelSettings
 
-__all__ = ["OnvifSettings"]
+__all__ = ["OnvifSettings", "OnvifTopicMapping"]
+
+
+class OnvifTopicMapping(BaseModel):
+    """Maps a camera's event topic to an event kind, without a new release.
+
+    Example: an `Acme` fence controller sends `tns1:RuleEngine/tnsacme:Fence/Alarm`
+    with `<SimpleItem Name="Triggered" Value="yes"/>`; the mapping
+    `{name: acme_fence, topic: "RuleEngine/Fence/*", data_item: [Triggered],
+    true_values: ["yes"], kind: onvif.intrusion}` turns it into intrusion events.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(
+        pattern=r"^[a-z0-9_]{1,32}$", description="Short id, shown in the event's payload."
+    )
+    topic: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=TOPIC_GLOB_PATTERN,
+        description=(
+            "Topic glob, compared without namespace prefixes and case: "
+            "`tns1:RuleEngine/tnsacme:Fence/*` and `RuleEngine/Fence/*` are the same."
+        ),
+    )
+    data_item: list[str] = Field(
+        min_length=1,
+        max_length=8,
+        description="SimpleItem names carrying the state (Data items first, then Source).",
+    )
+    true_values: list[str] = Field(
+        default_factory=lambda: ["true", "1"],
+        min_length=1,
+        max_length=16,
+        description="Values (case-insensitive) that mean the condition is on.",
+    )
+    false_values: list[str] | None = Field(
+        default=None,
+        max_length=16,
+        description=(
+            "Values that mean off; when given, any other value is refused as malformed. "
+            "When absent, every value not in true_values means off."
+        ),
+    )
+    kind: str = Field(
+        pattern=KIND_PATTERN,
+        max_length=64,
+        description="Event kind to produce, e.g. onvif.intrusion, onvif.digital_input.",
+    )
+    severity: Severity = Field(Severity.WARNING, description="Severity of the 'on' edge.")
+    pulse: bool = Field(
+        False,
+        description="A one-off happening (a line crossed): no 'off' is expected or held.",
+    )
+
+    @field_validator("data_item", "true_values")
+    @classmethod
+    def _not_blank(cls, value: list[str]) -> list[str]:
+        if any(not item.strip() for item in value):
+            raise ValueError("entries must not be blank")
+        return value
+
+    def adapter_mapping(self) -> TopicMapping:
+        """The adapter's pure form of this mapping."""
+        return TopicMapping(
+            name=self.name,
+            topic=self.topic,
+            items=tuple(self.data_item),
+            kind=self.kind,
+            true_values=frozenset(self.true_values),
+            false_values=None if self.false_values is None else frozenset(self.false_values),
+            severity=self.severity,
+            pulse=self.pulse,
+        )
 
 
 class OnvifSettings(BaseModel):
@@ -96,11 +173,33 @@ class OnvifSettings(BaseModel):
         ),
     )
 
+    topic_mappings: list[OnvifTopicMapping] = Field(
+        default_factory=list,
+        max_length=256,
+        description=(
+            "Site mappings of camera event topics to event kinds, asked before the "
+            "built-in topic parsers (first match wins)."
+        ),
+    )
+
     @model_validator(mode="after")
     def _timings_work(self) -> OnvifSettings:
         # Built once here so a config file with impossible timings fails at load.
         self.channel_settings()
         return self
+
+    @model_validator(mode="after")
+    def _mappings_work(self) -> OnvifSettings:
+        names = [m.name for m in self.topic_mappings]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"topic mapping names must be unique: {duplicates}")
+        self.adapter_mappings()
+        return self
+
+    def adapter_mappings(self) -> tuple[TopicMapping, ...]:
+        """The site's topic mappings in the adapter's form, in order."""
+        return tuple(m.adapter_mapping() for m in self.topic_mappings)
 
     def channel_settings(self) -> EventChannelSettings:
         """The adapter's per-camera channel timings."""

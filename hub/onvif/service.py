@@ -325,6 +325,7 @@ class OnvifService:
             settings=self.settings.channel_settings(),
             max_concurrent_setups=self.settings.setup_concurrency,
             http=pool,
+            registry=PARSERS.extended(self.settings.adapter_mappings()),
         )
         await self.resync(force=True)
         self._unsubscribe_registry = self._registry.on_change(self._registry_notified)

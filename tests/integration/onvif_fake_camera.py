@@ -15,6 +15,8 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 Handler = Callable[[str, bytes, asyncio.StreamWriter], Awaitable[None]]
@@ -215,3 +217,26 @@ def honest_camera_handler(media_xaddr: str, rtsp: str, snapshot: str) -> Handler
             )
 
     return handle
+
+
+#: PullMessages answers shaped like those of cameras in the field (tests/fixtures/onvif).
+VENDOR_PAYLOADS = {
+    "axis_tampering": "axis_tampering.xml",
+    "axis_io_port": "axis_io_port.xml",
+    "axis_vmd3": "axis_vmd3.xml",
+    "hikvision_alarm_in": "hikvision_alarm_in.xml",
+    "tplink_line_cross": "tplink_line_cross.xml",
+    "tplink_intrusion": "tplink_intrusion.xml",
+    "imou_digital_input": "imou_digital_input.xml",
+    "profile_m_people": "profile_m_people.xml",
+    "reolink_people": "reolink_people.xml",
+    "acme_fence": "acme_fence.xml",
+}
+_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "onvif"
+
+
+def vendor_payload(name: str, at: datetime) -> bytes:
+    """A vendor-shaped PullMessages answer, its notification times moved to `at`."""
+    document = (_FIXTURES / VENDOR_PAYLOADS[name]).read_bytes()
+    stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+    return re.sub(rb'UtcTime="[^"]+"', b'UtcTime="' + stamp + b'"', document)

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from hub.auth import audit_storage as audit
 from hub.config import load_settings
 from hub.runtime import Hub
 from tests.helpers import act_as
-from tests.integration.onvif_fake_camera import fake_camera
+from tests.integration.onvif_fake_camera import fake_camera, vendor_payload
 from tests.integration.test_onvif_discovery import Responder
 from tests.integration.test_onvif_event_channel import EventCamera, fixture
 from tests.peers.onvif import IpycamInfo, ipycam_peer
@@ -300,3 +300,67 @@ async def test_discovery_lists_unregistered_cameras_and_onboarding_registers_one
             assert again["registered"][0]["device_id"] == "cam-new"
     finally:
         transport.close()
+
+
+async def test_vendor_topics_and_a_site_mapping_open_the_right_alarms(
+    storage_url: str | None, tmp_path: Path
+) -> None:
+    camera = EventCamera(lifetime=timedelta(seconds=60))
+    fence = {
+        "name": "acme_fence",
+        "topic": "RuleEngine/Fence/*",
+        "data_item": ["Triggered"],
+        "true_values": ["yes"],
+        "false_values": ["no"],
+        "kind": "onvif.intrusion",
+    }
+    async with (
+        fake_camera(camera) as server,
+        running_hub(tmp_path, storage_url, **FAST_CHANNELS, topic_mappings=[fence]) as (
+            hub,
+            client,
+        ),
+    ):
+        await register(client, "cam-hik", server.host, server.port, "operator", "s3cret-pw")
+
+        async def subscribed() -> bool:
+            health = hub.onvif.channel_health("cam-hik")
+            return health is not None and health.pulls > 0
+
+        await wait_until(subscribed, within=5)
+        now = datetime.now(UTC)
+        camera.script = [
+            vendor_payload("hikvision_alarm_in", now),
+            vendor_payload("acme_fence", now),
+            vendor_payload("reolink_people", now),
+        ]
+
+        # Security alarms are for operators: read them as one.
+        operator_app = hub.app()
+        act_as(operator_app, role="operator")
+        operator = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=operator_app), base_url="http://hub"
+        )
+
+        async def alarm_types() -> set[str]:
+            page = (await operator.get("/api/alarms", params={"device_id": "cam-hik"})).json()
+            return {item["type"] for item in page["items"]}
+
+        async def opened() -> bool:
+            return {"alarm_input", "intrusion"} <= await alarm_types()
+
+        await wait_until(opened, within=10)
+        page = (await operator.get("/api/alarms", params={"device_id": "cam-hik"})).json()
+        by_type = {item["type"]: item for item in page["items"]}
+        assert by_type["alarm_input"]["priority"] == 2
+        assert by_type["alarm_input"]["category"] == "security"
+
+        async def person_stored() -> bool:
+            kinds = {e.kind for e in await hub.store.events(device_id="cam-hik")}
+            return "onvif.person" in kinds
+
+        await wait_until(person_stored, within=5)
+        assert await alarm_types() == {"alarm_input", "intrusion"}  # a person alone: no alarm
+        health = hub.onvif.channel_health("cam-hik")
+        assert health is not None and health.unknown_topics == {}
+        await operator.aclose()

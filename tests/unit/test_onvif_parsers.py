@@ -111,7 +111,7 @@ def test_unknown_topic_is_counted_and_logged_once_per_device(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     interpreter = NotificationInterpreter("cam-7")
-    with caplog.at_level(logging.INFO, logger="adapters.onvif.parsers"):
+    with caplog.at_level(logging.INFO, logger="adapters.onvif.interpreter"):
         for second in range(3):
             _, _ = interpret("unknown_topic.xml", interpreter, T0 + timedelta(seconds=second))
     assert interpreter.unknown_topics.counts("cam-7") == {"Acme/PeopleCounter/Count": 3}
@@ -124,7 +124,7 @@ def test_unknown_topic_is_counted_and_logged_once_per_device(
 def test_malformed_notifications_are_counted_without_losing_the_rest(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="adapters.onvif.parsers"):
+    with caplog.at_level(logging.WARNING, logger="adapters.onvif.interpreter"):
         events, interpreter = interpret("malformed_notifications.xml")
     assert [e.kind for e in events] == ["onvif.tamper"]
     assert events[0].payload["state"] is True  # "1" is an xs:boolean true
