@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from adapters.onvif.mapping import TopicMapping
@@ -215,3 +217,16 @@ def test_bad_mappings_are_refused_with_the_reason(change: dict[str, object], mes
 def test_mapping_names_are_unique() -> None:
     with pytest.raises(ValidationError, match="unique"):
         OnvifSettings.model_validate({"topic_mappings": [FENCE, FENCE]})
+
+
+def test_the_documented_mapping_example_is_valid() -> None:
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs" / "onvif.md").read_text(encoding="utf-8")
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+    (example,) = [b["onvif"] for b in blocks if "topic_mappings" in b.get("onvif", {})]
+    settings = OnvifSettings.model_validate(example)
+    interpreter = NotificationInterpreter(
+        "cam-1", registry=PARSERS.extended(settings.adapter_mappings())
+    )
+    result = parse_pull_messages_response((FIXTURES / "acme_fence.xml").read_bytes())
+    assert [e.kind for e in interpreter.interpret(result, T0)] == ["onvif.intrusion"] * 2
