@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from adapters.mqtt.models import MqttSettings
 from hub.alarms.config import AlarmSettings
 from hub.devices.patrol_config import PatrolSettings
+from hub.node import NODE_ID_PATTERN
 from hub.onvif.config import OnvifSettings
 
 __all__ = [
@@ -230,6 +231,12 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(
         Path("data"), description="Directory for the SQLite database, media and keys."
+    )
+    node_id: str | None = Field(
+        None,
+        pattern=NODE_ID_PATTERN,
+        description="This node's name, stable across restarts (outbox claims carry it); "
+        "empty = made once and kept in data_dir/node_id. Unique per running node.",
     )
     http: HttpSettings = Field(default_factory=HttpSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)

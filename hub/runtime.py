@@ -29,6 +29,7 @@ from hub.devices.registry import Registry
 from hub.live.service import LiveViews
 from hub.metrics import Metrics
 from hub.mqtt.service import MqttService
+from hub.node import node_identity
 from hub.onvif.service import OnvifService
 from hub.storage import SqlStore, Tx, open_store
 from hub.storage.base import IngestResult, InTransaction
@@ -95,6 +96,7 @@ class Hub:
             settings.alarms.delivery,
             list(settings.alarms.sinks),
             metrics=self.metrics,
+            worker=node_identity(settings.node_id, settings.data_dir),
         )
         self.alarms.on_outbox(self.dispatcher.wake)
         self.auth = Authenticator(self.store, settings.auth)

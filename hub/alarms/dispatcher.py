@@ -2,18 +2,23 @@
 
 Rows are claimed with a lease (`claimed_by`/`claimed_until`): on PostgreSQL
 with `FOR UPDATE SKIP LOCKED`, so several dispatchers (hub nodes) never send
-the same row at once; a dispatcher that dies mid-delivery leaves its rows to
-be claimed again when the lease runs out, so nothing is lost (the receiver
+the same row at once. Leases are short and extended while the dispatcher holds
+the row, so a dispatcher that dies mid-delivery leaves its rows to be claimed
+by another node within one lease; the same node, started again under its
+stable node id, takes them back at once. Nothing is lost (the receiver
 recognises the repeat by its idempotency key, `webhook-id` / AMQP message id).
 A failed attempt goes back to pending with exponential backoff and full
 jitter (`alarms.outbox.after_failure`), and dead after `max_attempts`.
 HTTP 410 disables the sink (an operator-visible status) until an operator
-re-enables it; its rows wait, pending, for that.
+re-enables it; its rows wait, pending, for that. The dispatcher knows it the
+moment the answer arrives, so no row of its own that was waiting for a
+delivery slot is sent to that sink afterwards.
 
 A dispatcher never works on a row past its lease: an attempt that has not
-finished shortly before the lease ends is abandoned (and counted as failed),
-and a claimed row still waiting for a delivery slot that late is given back,
-so another dispatcher reclaiming the row cannot send it at the same time.
+finished shortly before the lease ends (the lease could not be extended) is
+abandoned (and counted as failed), and a claimed row still waiting for a
+delivery slot that late is given back, so another dispatcher reclaiming the
+row cannot send it at the same time.
 
 The dispatcher is woken right after every commit that queued rows, and polls
 as a safety net. It keeps the outbox gauges of `hub.metrics` up to date.
@@ -112,8 +117,20 @@ def encode_body(
     return body.encode("utf-8"), "application/json"
 
 
+@dataclasses.dataclass
+class _Lease:
+    """How long this dispatcher may still work on one claimed row."""
+
+    until: datetime
+    timer: asyncio.Timeout | None = None
+
+
 class Dispatcher:
-    """Claims due outbox rows and delivers them through their sinks."""
+    """Claims due outbox rows and delivers them through their sinks.
+
+    `worker` names the claims: give the node's stable id (see `hub.node`) so a
+    restarted node takes back the rows it held when it stopped.
+    """
 
     def __init__(
         self,
@@ -138,6 +155,11 @@ class Dispatcher:
         self._metrics = metrics
         self._gauges_at = -_GAUGE_REFRESH_S
         self._gauged: set[str] = set()
+        # Rows claimed and not yet settled, with their lease; extended by _keep_leases.
+        self._held: dict[int, _Lease] = {}
+        self._keeper: asyncio.Task[None] | None = None
+        # Sinks disabled (read each round, and at once when a receiver answers 410).
+        self._disabled: set[str] = set()
         self.delivered = 0
         self.failed = 0
 
@@ -172,15 +194,20 @@ class Dispatcher:
         for sink, _ in self._sinks.values():
             await sink.start()
         if self._task is None:
+            taken = await self._repo.take_back(self.worker, self._clock())
+            if taken:
+                log.warning("took back %d outbox rows %s held when it stopped", taken, self.worker)
             self._task = asyncio.create_task(self._run(), name="outbox-dispatcher")
+            self._keeper = asyncio.create_task(self._keep_leases(), name="outbox-leases")
 
     async def stop(self) -> None:
         """Stop the loop (claimed rows return to the queue when their lease ends)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._keeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._keeper = None
         for sink, _ in self._sinks.values():
             try:
                 await sink.close()
@@ -236,8 +263,37 @@ class Dispatcher:
         self._wake.clear()
 
     async def _active_sinks(self) -> list[str]:
-        disabled = await self._repo.disabled_sinks()
-        return [name for name in sorted(self._sinks) if name not in disabled]
+        self._disabled = set(await self._repo.disabled_sinks())
+        return [name for name in sorted(self._sinks) if name not in self._disabled]
+
+    def _margin(self) -> float:
+        return min(_LEASE_MARGIN_S, self._settings.lease_s / 10)
+
+    async def _keep_leases(self) -> None:
+        """Extend the lease of every row this dispatcher holds, a few times per lease."""
+        interval = self._settings.lease_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            if not self._held:
+                continue
+            until = self._clock() + timedelta(seconds=self._settings.lease_s)
+            try:
+                extended = await self._repo.extend_leases(self.worker, sorted(self._held), until)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The attempts in flight end before their current lease does.
+                log.exception("extending outbox leases failed")
+                continue
+            loop = asyncio.get_running_loop()
+            for row_id in extended:
+                lease = self._held.get(row_id)
+                if lease is None:
+                    continue
+                lease.until = until
+                if lease.timer is not None:
+                    left = (until - self._clock()).total_seconds() - self._margin()
+                    lease.timer.reschedule(loop.time() + left)
 
     async def run_once(self) -> int:
         """Claim one batch of due rows and deliver them; return how many were tried."""
@@ -250,16 +306,27 @@ class Dispatcher:
             lease_until=lease_until,
             limit=self._settings.batch_size,
         )
-        if claimed:
-            await asyncio.gather(*(self._deliver(item, lease_until) for item in claimed))
+        for item in claimed:
+            self._held[item.row_id] = _Lease(lease_until)
+        try:
+            if claimed:
+                await asyncio.gather(*(self._deliver(item) for item in claimed))
+        finally:
+            for item in claimed:
+                self._held.pop(item.row_id, None)
         return len(claimed)
 
-    async def _deliver(self, item: ClaimedDelivery, lease_until: datetime) -> None:
+    async def _deliver(self, item: ClaimedDelivery) -> None:
         async with self._slots:
             record = item.record
             sink, config = self._sinks[record.sink]
-            margin = min(_LEASE_MARGIN_S, self._settings.lease_s / 10)
-            remaining = (lease_until - self._clock()).total_seconds() - margin
+            if record.sink in self._disabled:
+                # Its receiver answered 410 while this row waited for a slot.
+                await self._repo.release(item.row_id, self.worker, self._clock())
+                self._count(record.sink, "disabled")
+                return
+            lease = self._held[item.row_id]
+            remaining = (lease.until - self._clock()).total_seconds() - self._margin()
             if remaining <= 0:
                 # Waited for a slot until the lease nearly ran out: another dispatcher
                 # may claim the row any moment, so this one must not start sending it.
@@ -274,12 +341,16 @@ class Dispatcher:
                 return
             body, content_type = encode_body(record.payload, record.idempotency_key)
             try:
-                async with asyncio.timeout(remaining):
+                async with asyncio.timeout(remaining) as timer:
+                    lease.timer = timer
                     receipt = await sink.deliver(record.idempotency_key, body, content_type)
             except TimeoutError:
                 await self._failed(item, config, "no answer before the claim's lease ran out")
                 return
             except DeliveryFailed as exc:
+                if exc.gone:
+                    # Before any await: rows waiting for a slot must not be sent there.
+                    self._disabled.add(record.sink)
                 await self._failed(item, config, exc.reason, permanent=exc.permanent, gone=exc.gone)
                 if exc.gone:
                     await self._repo.set_sink_disabled(

@@ -72,6 +72,8 @@ _ALARM_COLUMNS = (
 LEASE_EXPIRED = (
     "the claim's lease ran out before an outcome was recorded (the dispatcher stopped or hung)"
 )
+#: The last error of a row its own node took back when it started again.
+TAKEN_BACK = "the node sending it stopped before an outcome was recorded; taken back at restart"
 _OUTBOX_COLUMNS = (
     "id, alarm_id, revision, sink, payload, state, attempts, next_attempt_at, last_error,"
     " delivered_at"
@@ -1145,6 +1147,36 @@ class AlarmRepository:
                     worker,
                 ),
             )
+
+    async def take_back(self, worker: str, now: datetime) -> int:
+        """Make the rows `worker` held when it stopped due again at once.
+
+        A node restarted after a crash has the same worker name: nothing of the
+        rows it held is in flight any more, so waiting out their leases would only
+        delay them. Each counts as an attempt, as an expired lease does.
+        """
+        async with self.store.transaction() as tx:
+            return await tx.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = %s,"
+                " attempts = attempts + 1, last_error = %s, claimed_by = NULL,"
+                " claimed_until = NULL WHERE state = 'delivering' AND claimed_by = %s",
+                (to_db_time(now), TAKEN_BACK, worker),
+            )
+
+    async def extend_leases(
+        self, worker: str, row_ids: Sequence[int], lease_until: datetime
+    ) -> set[int]:
+        """Move the lease of rows `worker` still holds to `lease_until`; the ids it moved."""
+        if not row_ids:
+            return set()
+        async with self.store.transaction() as tx:
+            rows = await tx.fetchall(
+                "UPDATE outbox SET claimed_until = %s"  # noqa: S608 - placeholders only
+                f" WHERE id IN ({_in_list(row_ids)}) AND claimed_by = %s"
+                " AND state = 'delivering' RETURNING id",
+                [to_db_time(lease_until), *row_ids, worker],
+            )
+        return {int(row[0]) for row in rows}
 
     async def release(self, row_id: int, worker: str, now: datetime) -> None:
         """Give a claimed row back untried (its sink was disabled meanwhile)."""

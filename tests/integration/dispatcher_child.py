@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import signal
 import sys
+from pathlib import Path
 
 from hub.alarms.config import AlarmSettings
 from hub.alarms.dispatcher import Dispatcher
 from hub.alarms.storage import AlarmRepository
+from hub.node import node_identity
 from hub.storage import open_store
 from tests.integration.alarm_support import SECRET
 
@@ -49,7 +51,7 @@ async def run(url: str, receiver: str, lease_s: float, worker: str) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await dispatcher.start()
-    sys.stdout.write("READY\n")
+    sys.stdout.write(f"READY {dispatcher.worker}\n")
     sys.stdout.flush()
     await stop.wait()
     await dispatcher.stop()
@@ -61,9 +63,15 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--receiver", required=True)
     parser.add_argument("--lease", type=float, required=True)
-    parser.add_argument("--worker", required=True)
+    parser.add_argument("--worker", default=None)
+    parser.add_argument("--data-dir", type=Path, default=None, help="node id kept here")
     args = parser.parse_args()
-    asyncio.run(run(args.url, args.receiver, args.lease, args.worker))
+    worker = args.worker
+    if worker is None:
+        if args.data_dir is None:
+            parser.error("give --worker or --data-dir")
+        worker = node_identity(None, args.data_dir)
+    asyncio.run(run(args.url, args.receiver, args.lease, worker))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from another test that happens to target the same port is refused, not counted.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -26,10 +27,15 @@ __all__ = ["KeyedReceiver", "serve_receiver"]
 
 @dataclass
 class KeyedReceiver:
-    """Answers 204 after `delay_s`; checks signatures when `signed`."""
+    """Answers `status` (204) after `delay_s`; checks signatures when `signed`."""
 
     delay_s: float = 0.3
     signed: bool = True
+    status: int = 204
+    #: Monotonic time of each request's arrival, in arrival order.
+    arrived_at: list[float] = field(default_factory=list)
+    #: Monotonic time the first answer other than 2xx was given (None before).
+    first_refusal_at: float | None = None
     #: Every request's key, in arrival order.
     arrivals: list[str] = field(default_factory=list)
     #: Keys answered 2xx (the receiver took the incident).
@@ -63,6 +69,7 @@ class KeyedReceiver:
             self.concurrent_duplicates.append(key)
         self.in_flight[key] += 1
         self.arrivals.append(key)
+        self.arrived_at.append(time.monotonic())
         first = self.bodies.setdefault(key, body)
         if first != body:
             self.changed_bodies.append(key)
@@ -73,8 +80,12 @@ class KeyedReceiver:
         if self.signed and not verify_signature(headers, body):
             self.bad_signatures += 1
             return web.Response(status=401)
+        if self.status >= 300:
+            if self.first_refusal_at is None:
+                self.first_refusal_at = time.monotonic()
+            return web.Response(status=self.status)
         self.answered.add(key)
-        return web.Response(status=204)
+        return web.Response(status=self.status)
 
 
 @asynccontextmanager

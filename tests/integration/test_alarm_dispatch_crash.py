@@ -41,8 +41,19 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @contextmanager
-def dispatcher_process(url: str, receiver_url: str, worker: str) -> Iterator[subprocess.Popen[str]]:
-    """A dispatcher in its own process, ready to deliver; stopped (by PID) at the end."""
+def dispatcher_process(
+    url: str,
+    receiver_url: str,
+    worker: str,
+    *,
+    lease_s: float = LEASE_S,
+    data_dir: Path | None = None,
+) -> Iterator[subprocess.Popen[str]]:
+    """A dispatcher in its own process, ready to deliver; stopped (by PID) at the end.
+
+    With `data_dir`, the child takes its node id from there, and it must be `worker`.
+    """
+    naming = f"--data-dir={data_dir}" if data_dir is not None else f"--worker={worker}"
     process = subprocess.Popen(
         [
             sys.executable,
@@ -50,8 +61,8 @@ def dispatcher_process(url: str, receiver_url: str, worker: str) -> Iterator[sub
             "tests.integration.dispatcher_child",
             f"--url={url}",
             f"--receiver={receiver_url}",
-            f"--lease={LEASE_S}",
-            f"--worker={worker}",
+            f"--lease={lease_s}",
+            naming,
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -61,7 +72,7 @@ def dispatcher_process(url: str, receiver_url: str, worker: str) -> Iterator[sub
     try:
         assert process.stdout is not None
         ready = process.stdout.readline()
-        assert ready.strip() == "READY", f"dispatcher did not start ({process.poll()})"
+        assert ready.split() == ["READY", worker], f"dispatcher did not start ({process.poll()})"
         yield process
     finally:
         if process.poll() is None:
