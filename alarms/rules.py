@@ -48,6 +48,7 @@ from alarms.models import (
     require_utc,
 )
 from alarms.sla import DEFAULT_SLA_POLICY, SlaPolicy, deadlines_for
+from alarms.texts import LANGUAGE_PATTERN, kind_name
 from alarms.workflow import apply, open_alarm
 from camera_registry.events import DeviceEvent, validate_device_id
 
@@ -77,7 +78,7 @@ logger = logging.getLogger(__name__)
 ALARM_ID_NAMESPACE = uuid.UUID("6f1c2a9e-4d3b-5e8a-9c7d-2b1e0f3a4c5d")
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)(?:\.([A-Za-z0-9_\-]+))?\}")
 _PLAIN_FIELDS = frozenset(
-    {"type", "device_id", "device_name", "kind", "project", "jurisdiction", "priority"}
+    {"type", "device_id", "device_name", "kind", "kind_name", "project", "jurisdiction", "priority"}
 )
 _NAME_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$"
 _GLOB_PATTERN = r"^[a-z0-9_.*?\[\]!]+$"
@@ -245,6 +246,16 @@ class AlarmRule(BaseModel):
     sop: str = Field(
         default="", max_length=4000, description="What the operator must do (shown as is)."
     )
+    title_i18n: dict[str, str] = Field(
+        default_factory=dict,
+        description="Title templates per language (BCP 47 tag -> template, e.g. zh-CN); "
+        "`title` stands in for a language without one.",
+    )
+    sop_i18n: dict[str, str] = Field(
+        default_factory=dict,
+        description="SOP texts per language (placeholders as in the title); "
+        "`sop` stands in for a language without one.",
+    )
     dedup_key: str = Field(
         default="{type}:{device_id}",
         min_length=1,
@@ -270,6 +281,32 @@ class AlarmRule(BaseModel):
     @classmethod
     def _templates(cls, value: str) -> str:
         return _check_template(value)
+
+    @field_validator("title_i18n", "sop_i18n")
+    @classmethod
+    def _language_templates(cls, value: dict[str, str]) -> dict[str, str]:
+        for language, template in value.items():
+            if not re.fullmatch(LANGUAGE_PATTERN, language):
+                raise ValueError(f"{language!r} is not a language tag such as zh-CN or en")
+            if not template.strip() or len(template) > 4000:
+                raise ValueError(f"the {language} template must have 1..4000 characters")
+            _check_template(template)
+        return value
+
+    def texts(
+        self, values: Mapping[str, str], payload: Mapping[str, Any]
+    ) -> dict[str, dict[str, str]]:
+        """Title and SOP rendered in every language the rule has templates for."""
+        rendered: dict[str, dict[str, str]] = {}
+        for language in sorted(self.title_i18n.keys() | self.sop_i18n.keys()):
+            local = {**values, "kind_name": kind_name(values.get("kind", ""), language)}
+            title = self.title_i18n.get(language, self.title)
+            sop = self.sop_i18n.get(language, self.sop)
+            rendered[language] = {
+                "title": render_template(title, local, payload)[:_MAX_TITLE].strip(),
+                "sop": render_template(sop, local, payload),
+            }
+        return rendered
 
     @field_validator("auto_close_on")
     @classmethod
@@ -542,6 +579,7 @@ def _match(
         "device_id": event.device_id,
         "device_name": (device.name if device and device.name else event.device_id),
         "kind": event.kind,
+        "kind_name": kind_name(event.kind, "en"),
         "project": (device.project or "") if device else "",
         "jurisdiction": (device.jurisdiction or "") if device else "",
         "priority": _PRIORITY_TEXT[rule.priority],
@@ -646,7 +684,11 @@ def evaluate(
         ack_due=deadlines.ack_due,
         resolve_due=deadlines.resolve_due,
         is_drill=is_drill,
-        details={**_event_details(event, rule), "severity": event.severity.value},
+        details={
+            **_event_details(event, rule),
+            "severity": event.severity.value,
+            **({"texts": texts} if (texts := rule.texts(values, event.payload)) else {}),
+        },
     )
     message = ""
     if rule.linkage.broadcast is not None:
@@ -663,6 +705,10 @@ _VIDEO_LOSS_SOP = (
     "Check the neighbouring cameras for cut cables or sabotage. "
     "If nothing is seen, assign it to maintenance with the time it went dark."
 )
+_VIDEO_LOSS_SOP_ZH = (
+    "查看周边摄像机，排查线缆被剪断或人为破坏。若未发现异常，指派运维并注明黑屏时间。"
+)
+_VIDEO_LOSS_TITLE = {"zh-CN": "视频丢失：{device_name}", "en": "Video lost: {device_name}"}
 
 #: The rules a fresh hub starts with; a site changes or adds rules by name in its config.
 DEFAULT_RULES = RuleSet(
@@ -680,6 +726,13 @@ DEFAULT_RULES = RuleSet(
                 "3. Dispatch the nearest police unit and stay on the line until it arrives. "
                 "4. Record what you saw and did in the alarm notes."
             ),
+            title_i18n={"zh-CN": "一键报警：{device_name}", "en": "Panic alarm: {device_name}"},
+            sop_i18n={
+                "zh-CN": (
+                    "1. 打开联动摄像机查看现场。2. 立即致电学校安保室。"
+                    "3. 调派最近的警力，保持通话直至到达现场。4. 在告警备注中记录所见与处置。"
+                )
+            },
             dedup_window=timedelta(minutes=5),
             linkage=LinkageConfig(snapshot_linked_cameras=True),
         ),
@@ -697,6 +750,16 @@ DEFAULT_RULES = RuleSet(
                 "dispatch the grid officer or police; otherwise mark it a false alarm "
                 "and note the cause (animal, shadow, vehicle)."
             ),
+            title_i18n={
+                "zh-CN": "区域入侵：{device_name}",
+                "en": "Intrusion detected: {device_name}",
+            },
+            sop_i18n={
+                "zh-CN": (
+                    "查看抓拍与实时视频。如有人员进入防区，调派网格员或警力；"
+                    "否则标记为误报并注明原因（动物、阴影、车辆）。"
+                )
+            },
             dedup_window=timedelta(minutes=5),
             linkage=_SNAPSHOT_SELF,
         ),
@@ -711,6 +774,11 @@ DEFAULT_RULES = RuleSet(
                 "Look at the neighbouring cameras for the person responsible. "
                 "Dispatch the grid officer to inspect the camera and note its condition."
             ),
+            title_i18n={
+                "zh-CN": "摄像机遭遮挡破坏：{device_name}",
+                "en": "Camera tampering: {device_name}",
+            },
+            sop_i18n={"zh-CN": "通过周边摄像机查找破坏者。调派网格员现场检查摄像机并记录其状况。"},
             linkage=LinkageConfig(snapshot_linked_cameras=True),
         ),
         AlarmRule(
@@ -721,6 +789,8 @@ DEFAULT_RULES = RuleSet(
             category=AlarmCategory.SECURITY,
             title="Video lost: {device_name}",
             sop=_VIDEO_LOSS_SOP,
+            title_i18n=_VIDEO_LOSS_TITLE,
+            sop_i18n={"zh-CN": _VIDEO_LOSS_SOP_ZH},
             linkage=LinkageConfig(snapshot_linked_cameras=True),
         ),
         AlarmRule(
@@ -764,6 +834,8 @@ DEFAULT_RULES = RuleSet(
             category=AlarmCategory.SECURITY,
             title="Video lost: {device_name}",
             sop=_VIDEO_LOSS_SOP,
+            title_i18n=_VIDEO_LOSS_TITLE,
+            sop_i18n={"zh-CN": _VIDEO_LOSS_SOP_ZH},
             linkage=LinkageConfig(snapshot_linked_cameras=True),
         ),
         AlarmRule(
@@ -777,6 +849,10 @@ DEFAULT_RULES = RuleSet(
                 "Check power and network at the site; assign to the maintenance contractor. "
                 "Closes itself when the device is back online."
             ),
+            title_i18n={"zh-CN": "设备离线：{device_name}", "en": "Device offline: {device_name}"},
+            sop_i18n={
+                "zh-CN": "检查现场供电与网络，指派运维单位处理。设备恢复在线后告警自动关闭。"
+            },
             dedup_window=timedelta(hours=1),
             auto_close_on=["health.online"],
             linkage=LinkageConfig(snapshot_linked_cameras=False),
@@ -792,6 +868,15 @@ DEFAULT_RULES = RuleSet(
                 "Assign to the maintenance contractor (clean, refocus or re-aim the camera). "
                 "Closes itself when the picture is good again."
             ),
+            title_i18n={
+                "zh-CN": "画面质量故障（{kind_name}）：{device_name}",
+                "en": "Picture quality fault ({kind_name}): {device_name}",
+            },
+            sop_i18n={
+                "zh-CN": (
+                    "指派运维单位处理（清洁镜头、重新对焦或调整角度）。画面恢复正常后告警自动关闭。"
+                )
+            },
             dedup_key="{type}:{device_id}:{kind}",
             dedup_window=timedelta(hours=1),
             auto_close_on=["vqd.ok", "health.online"],

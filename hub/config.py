@@ -174,6 +174,26 @@ class LiveSettings(_Section):
     )
 
 
+class MapSettings(_Section):
+    """The console's map. Without a tile server it draws the jurisdiction boundaries only."""
+
+    tile_url: str | None = Field(
+        None,
+        max_length=1000,
+        pattern=r"^(https?://|/)[^\s]*\{z\}[^\s]*$",
+        description="Tile URL template with {z}/{x}/{y} (and {s} for subdomains): the site's "
+        "own tile server, or a 天地图 template with its tk key; empty means no base map.",
+    )
+    subdomains: str = Field(
+        "abc", max_length=16, description="Letters or digits substituted for {s}, e.g. 01234567."
+    )
+    attribution: str = Field("", max_length=300, description="Credit shown for the tiles.")
+    max_zoom: int = Field(18, ge=1, le=22, description="The tile server's deepest zoom level.")
+    center_latitude: float | None = Field(None, ge=-90, le=90, description="Start centre.")
+    center_longitude: float | None = Field(None, ge=-180, le=180, description="Start centre.")
+    zoom: int = Field(11, ge=1, le=22, description="Start zoom (until boundaries are drawn).")
+
+
 class MqttHubSettings(_Section, MqttSettings):
     """MQTT devices (school panic buttons, broadcast units): the broker and command limits."""
 
@@ -247,6 +267,7 @@ class Settings(BaseSettings):
     )
     auth: AuthSettings = Field(default_factory=AuthSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
+    map: MapSettings = Field(default_factory=MapSettings, description="The console's map.")
     alarms: AlarmSettings = Field(
         default_factory=AlarmSettings, description="Alarm rules, SLA, linkage and delivery sinks."
     )

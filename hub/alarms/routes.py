@@ -39,6 +39,7 @@ from hub.alarms.schemas import (
     SinkStatusOut,
 )
 from hub.alarms.storage import AlarmFilter, StaleAlarm, StoredAlarm
+from hub.alarms.text_storage import AlarmTexts, opening_texts
 from hub.api.deps import get_alarm_changes, get_alarms, get_dispatcher, get_settings
 from hub.api.problems import Problem
 from hub.auth.guards import Principal, Role, not_found, require
@@ -89,12 +90,18 @@ def _change_visible(principal: Principal, change: AlarmChange) -> bool:
     return principal.can_see(change.jurisdiction_path)
 
 
-def _out(stored: StoredAlarm) -> AlarmOut:
+def _out(stored: StoredAlarm, texts: AlarmTexts | None = None) -> AlarmOut:
     operator_actions = {action.value for action in OperatorAction}
     allowed: list[str] = sorted(
         str(a.value) for a in allowed_actions(stored.alarm) if a.value in operator_actions
     )
-    return AlarmOut.of(stored, allowed)
+    return AlarmOut.of(stored, allowed, texts)
+
+
+async def _outs(engine: AlarmEngine, found: list[StoredAlarm]) -> list[AlarmOut]:
+    """Alarms as the API shows them, each with the texts it was opened with."""
+    texts = await opening_texts(engine.store, [s.alarm.id for s in found])
+    return [_out(s, texts.get(s.alarm.id)) for s in found]
 
 
 def _encode_cursor(stored: StoredAlarm) -> str:
@@ -170,7 +177,7 @@ async def list_alarms(
     )
     page = found[:limit]
     next_cursor = _encode_cursor(page[-1]) if len(found) > limit and page else None
-    return AlarmPage(items=[_out(s) for s in page], next_cursor=next_cursor)
+    return AlarmPage(items=await _outs(engine, page), next_cursor=next_cursor)
 
 
 @router.get("/changes", response_model=ChangesPage)
@@ -366,7 +373,7 @@ async def alarm_detail(alarm_id: uuid.UUID, principal: Reader, engine: Engine) -
     media = await engine.repo.media(alarm_id)
     deliveries = await engine.repo.deliveries(alarm_id)
     return AlarmDetailOut(
-        alarm=_out(stored),
+        alarm=(await _outs(engine, [stored]))[0],
         history=[
             HistoryOut(
                 at=h.at,
@@ -431,4 +438,4 @@ async def act(
         raise Problem(409, "Alarm changed", "the alarm changed meanwhile; reload it") from exc
     except ValueError as exc:
         raise Problem(422, "Invalid request", str(exc)) from exc
-    return _out(stored)
+    return (await _outs(engine, [stored]))[0]

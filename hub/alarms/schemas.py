@@ -57,11 +57,25 @@ class AlarmOut(_Out):
     closed_reason: str | None
     rule: str | None
     allowed_actions: list[str] = Field(description="Operator actions the state allows now.")
+    title_i18n: dict[str, str] = Field(
+        default_factory=dict,
+        description="The title in each language its rule has (zh-CN, en); `title` otherwise.",
+    )
+    sop_i18n: dict[str, str] = Field(
+        default_factory=dict,
+        description="The SOP in each language its rule has (zh-CN, en); `sop` otherwise.",
+    )
 
     @classmethod
-    def of(cls, stored: StoredAlarm, allowed: list[str]) -> AlarmOut:
-        """Build from a stored alarm."""
+    def of(
+        cls,
+        stored: StoredAlarm,
+        allowed: list[str],
+        texts: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> AlarmOut:
+        """Build from a stored alarm and the texts it was opened with."""
         a = stored.alarm
+        texts = texts or {}
         return cls(
             id=a.id,
             type=a.type,
@@ -88,6 +102,8 @@ class AlarmOut(_Out):
             closed_reason=a.closed_reason,
             rule=stored.rule,
             allowed_actions=allowed,
+            title_i18n={lang: t["title"] for lang, t in texts.items() if t.get("title")},
+            sop_i18n={lang: t["sop"] for lang, t in texts.items() if "sop" in t},
         )
 
 

@@ -99,4 +99,5 @@ def create_app(
     app.include_router(kpi_routes.router)
     app.include_router(drill_routes.router)
     app.include_router(console.router)
+    app.include_router(console.api_router)
     return app

@@ -18,10 +18,12 @@ from typing import Any
 
 from tqdm import tqdm
 
+from camera_registry.boundaries import BoundaryError, parse_boundaries
 from camera_registry.models import DeviceKind, HealthState
 from hub.auth.principal import cli_actor
 from hub.cli import settings_from
 from hub.crypto import CredentialCipher, load_keyring
+from hub.devices.boundaries import import_boundaries
 from hub.devices.registry import Actor, Registry, parse_jurisdictions
 from hub.devices.storage import DeviceFilter
 from hub.storage import open_store
@@ -168,8 +170,30 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _cmd_boundaries_import(path: Path, args: argparse.Namespace) -> int:
+    try:
+        boundaries = parse_boundaries(path.read_bytes())
+    except BoundaryError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 1
+
+    async def run() -> int:
+        async with open_registry(args) as registry:
+            try:
+                nodes, stored = await import_boundaries(registry, boundaries, actor=_actor())
+            except ValueError as exc:
+                print(f"{path}: {exc}", file=sys.stderr)
+                return 1
+        print(f"{stored} boundaries stored; {nodes} nodes created or changed")
+        return 0
+
+    return asyncio.run(run())
+
+
 def _cmd_jurisdictions_import(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    if path.suffix.lower() in (".geojson", ".json"):
+        return _cmd_boundaries_import(path, args)
     try:
         nodes = parse_jurisdictions(path.read_bytes(), path.name)
     except ValueError as exc:
@@ -226,7 +250,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     jur = subparsers.add_parser("jurisdictions", help="the jurisdiction tree")
     jur_actions = jur.add_subparsers(dest="jurisdictions_command", required=True, metavar="ACTION")
     jimp = jur_actions.add_parser(
-        "import", help="load nodes from CSV (code,name,level,parent_code) or YAML"
+        "import",
+        help="load nodes from CSV (code,name,level,parent_code) or YAML, or their boundaries "
+        "from a GeoJSON FeatureCollection (.geojson/.json, the code in each feature's properties)",
     )
     jimp.add_argument("file", type=Path)
     jimp.set_defaults(func=_cmd_jurisdictions_import)

@@ -1,24 +1,38 @@
 // Console entry: login, password change, navigation, language.
 import { api, setUnauthorizedHandler } from "./api.js";
-import { applyTexts, currentLang, setLang, t } from "./i18n.js";
+import { applyTexts, currentLang, onLangChange, setLang, t, tOr } from "./i18n.js";
 import { startQueue, stopQueue } from "./alarms.js";
+import { mapShown, startMap, stopMap } from "./map.js";
+import { forgetNames } from "./names.js";
 import { audioReady, unlockAudio } from "./sound.js";
-import { loadDevices, loadKpi, loadUnits, setupBroadcast, setupKpi, setupMaintenance } from "./views.js";
+import { loadDevices, loadKpi, loadUnits, relabelMaintenance, setupBroadcast, setupKpi, setupMaintenance } from "./views.js";
+import { hideWall, resetWall, setupWall, showWall } from "./wall.js";
 
-const VIEWS = ["login", "password", "queue", "maintenance", "kpi", "broadcast"];
-const loaders = { maintenance: loadDevices, kpi: loadKpi, broadcast: loadUnits };
+const VIEWS = ["login", "password", "queue", "maintenance", "kpi", "broadcast", "wall"];
+const loaders = { queue: mapShown, maintenance: loadDevices, kpi: loadKpi, broadcast: loadUnits, wall: showWall };
 let me = null;
+let current = null;
 
 function show(view) {
+  if (current === "wall" && view !== "wall") hideWall();
+  current = view;
   for (const name of VIEWS) document.getElementById(`${name}-view`).hidden = name !== view;
   for (const button of document.querySelectorAll("#nav button")) button.classList.toggle("active", button.dataset.view === view);
   document.body.dataset.view = view;
   if (loaders[view]) loaders[view]();
 }
 
+function showWho() {
+  if (!me) return;
+  document.getElementById("who").textContent = `${me.display_name || me.username} · ${tOr(`role.${me.role}`, me.role)}`;
+}
+
 function signedOut() {
   me = null;
   stopQueue();
+  stopMap();
+  resetWall();
+  forgetNames();
   document.getElementById("nav").hidden = true;
   document.getElementById("logout").hidden = true;
   document.getElementById("sound").hidden = true;
@@ -29,13 +43,14 @@ function signedOut() {
 
 async function signedIn(identity) {
   me = identity;
-  document.getElementById("who").textContent = `${identity.display_name || identity.username} · ${identity.role}`;
+  showWho();
   document.getElementById("logout").hidden = false;
   if (identity.must_change_password) { show("password"); return; }
   document.getElementById("nav").hidden = false;
   document.getElementById("sound").hidden = audioReady();
   show("queue");
   await startQueue();
+  startMap();
 }
 
 async function login(event) {
@@ -85,6 +100,13 @@ async function boot() {
   setupMaintenance();
   setupKpi();
   setupBroadcast();
+  setupWall();
+  onLangChange(() => {
+    showWho();
+    relabelMaintenance();
+    if (current === "kpi") loadKpi();
+    if (current === "broadcast") loadUnits();
+  });
   try {
     await signedIn(await api("/api/auth/me"));
   } catch (err) {

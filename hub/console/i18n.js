@@ -19,7 +19,7 @@ const TEXTS = {
     "detail.count": "次数", "detail.assignee": "处置人", "detail.department": "部门",
     "detail.sop": "处置预案", "detail.snapshots": "抓拍", "detail.live": "实时视频",
     "detail.history": "处置记录", "detail.deliveries": "推送", "detail.nosnap": "无抓拍",
-    "detail.watch": "观看 {id}", "detail.stop": "停止", "detail.nocam": "无关联摄像机",
+    "detail.watch": "观看 {name}", "detail.stop": "停止", "detail.nocam": "无关联摄像机",
     "detail.note": "备注", "detail.assignee_ph": "处置人", "detail.department_ph": "部门",
     "action.acknowledge": "确认", "action.assign": "指派", "action.dispatch": "派发",
     "action.resolve": "处置完成", "action.close": "关闭", "action.false_alarm": "误报",
@@ -28,7 +28,7 @@ const TEXTS = {
     "action.failed": "操作失败：{m}",
     "drill.badge": "演练", "drill.note": "演练告警：请按真实流程处置，无需出警。",
     "live.failed": "视频无法打开：{m}", "live.connecting": "连接中…",
-    "maint.title": "设备运维", "maint.jurisdiction": "辖区编码", "maint.kind": "类型",
+    "maint.title": "设备运维", "maint.jurisdiction": "辖区", "maint.kind": "类型",
     "maint.health": "状态", "maint.device": "设备", "maint.since": "自", "maint.reason": "原因",
     "maint.evidence": "证据截图", "maint.none": "没有符合条件的设备",
     "kind.camera": "摄像机", "kind.alarm_point": "报警点", "kind.broadcast_unit": "广播终端",
@@ -42,6 +42,31 @@ const TEXTS = {
     "bc.unit": "终端", "bc.zones": "分区", "bc.zone": "分区：{z}",
     "bc.sent": "已发送，等待回执…", "bc.outcome.acked": "终端已确认 ✓", "bc.outcome.failed": "失败：{r}",
     "bc.outcome.timed_out": "超时未回执", "bc.outcome.pending": "等待回执…",
+    "nav.wall": "视频墙", "nav.map": "地图",
+    "role.operator": "值班员", "role.maintenance": "运维人员", "role.dispatcher": "调度接口", "role.admin": "管理员",
+    "prio.1": "一级", "prio.2": "二级", "prio.3": "三级", "prio.4": "四级",
+    "sla.escalated": "已升级 {n} 级", "sla.first_due": "首次时限 {t}", "detail.escalation": "升级",
+    "sla.none": "—",
+    "actor.rules": "规则引擎", "actor.sla": "时限监控", "actor.system": "系统", "actor.key": "接口密钥 {n}",
+    "actor.system.drill": "演练", "actor.system.onvif": "视频事件", "actor.system.test": "系统",
+    "delivery.line": "{sink} 第 {r} 版：{state}", "delivery.pending": "待推送", "delivery.delivering": "推送中",
+    "delivery.delivered": "已送达", "delivery.dead": "投递失败",
+    "detail.to_wall": "上墙", "detail.opened_from_map": "地图",
+    "kind.nvr": "硬盘录像机", "kind.unknown": "其他设备",
+    "maint.transitions": "状态变更", "maint.at": "时间", "maint.from": "原状态", "maint.to": "新状态",
+    "maint.name": "名称", "maint.id": "编号", "maint.kind_label": "类型", "maint.location": "位置",
+    "maint.jurisdiction_name": "辖区",
+    "kpi.all": "全辖区", "kpi.period_month": "{p} 月", "kpi.period_day": "{p}",
+    "bc.status.online": "在线", "bc.status.busy": "播放中", "bc.status.fault": "故障",
+    "bc.status.offline": "离线", "bc.status.unknown": "未知", "bc.none": "—",
+    "map.title": "辖区地图", "map.devices": "设备 {n}", "map.alarms": "告警 {n}", "map.unplaced": "{n} 台设备无坐标",
+    "map.watch": "实时视频", "map.open": "查看告警", "map.no_tiles": "未配置底图，仅显示辖区边界",
+    "map.legend.alarm": "告警",
+    "wall.title": "视频墙", "wall.layout": "分屏", "wall.tiles": "{n} 画面", "wall.camera": "摄像机",
+    "wall.add": "上墙", "wall.clear": "清空", "wall.auto": "一级告警联动摄像机自动上墙",
+    "wall.empty": "空闲画面", "wall.busy": "超出观看上限：{m}", "wall.remove": "移除", "wall.failed": "视频无法打开：{m}",
+    "wall.connecting": "连接中…", "wall.playing": "播放中", "wall.pick": "选择摄像机", "wall.from_alarm": "告警联动：{t}",
+    "common.none": "—",
   },
   en: {
     "app.title": "GridWatch Alarm Center",
@@ -64,7 +89,7 @@ const TEXTS = {
     "detail.jurisdiction": "Jurisdiction", "detail.count": "Count", "detail.assignee": "Assignee",
     "detail.department": "Department", "detail.sop": "SOP", "detail.snapshots": "Snapshots",
     "detail.live": "Live video", "detail.history": "History", "detail.deliveries": "Deliveries",
-    "detail.nosnap": "No snapshots", "detail.watch": "Watch {id}", "detail.stop": "Stop",
+    "detail.nosnap": "No snapshots", "detail.watch": "Watch {name}", "detail.stop": "Stop",
     "detail.nocam": "No linked camera", "detail.note": "Note", "detail.assignee_ph": "Assignee",
     "detail.department_ph": "Department",
     "action.acknowledge": "Acknowledge", "action.assign": "Assign", "action.dispatch": "Dispatch",
@@ -89,6 +114,32 @@ const TEXTS = {
     "bc.sent": "Sent; waiting for the ack…", "bc.outcome.acked": "Acknowledged by the unit ✓",
     "bc.outcome.failed": "Failed: {r}", "bc.outcome.timed_out": "No ack (timed out)",
     "bc.outcome.pending": "Waiting for the ack…",
+    "nav.wall": "Video wall", "nav.map": "Map",
+    "role.operator": "operator", "role.maintenance": "maintenance", "role.dispatcher": "dispatcher", "role.admin": "admin",
+    "prio.1": "P1", "prio.2": "P2", "prio.3": "P3", "prio.4": "P4",
+    "sla.escalated": "escalation level {n}", "sla.first_due": "first deadline {t}", "detail.escalation": "Escalation",
+    "sla.none": "—",
+    "actor.rules": "Rules", "actor.sla": "SLA monitor", "actor.system": "System", "actor.key": "API key {n}",
+    "actor.system.drill": "Drill", "actor.system.onvif": "Video events", "actor.system.test": "System",
+    "delivery.line": "{sink} revision {r}: {state}", "delivery.pending": "pending", "delivery.delivering": "delivering",
+    "delivery.delivered": "delivered", "delivery.dead": "failed",
+    "detail.to_wall": "To the wall", "detail.opened_from_map": "Map",
+    "kind.nvr": "NVR", "kind.unknown": "Other device",
+    "maint.transitions": "State changes", "maint.at": "Time", "maint.from": "From", "maint.to": "To",
+    "maint.name": "Name", "maint.id": "ID", "maint.kind_label": "Kind", "maint.location": "Location",
+    "maint.jurisdiction_name": "Jurisdiction",
+    "kpi.all": "All jurisdictions", "kpi.period_month": "{p}", "kpi.period_day": "{p}",
+    "bc.status.online": "online", "bc.status.busy": "playing", "bc.status.fault": "fault",
+    "bc.status.offline": "offline", "bc.status.unknown": "unknown", "bc.none": "—",
+    "map.title": "Jurisdiction map", "map.devices": "{n} devices", "map.alarms": "{n} alarms",
+    "map.unplaced": "{n} devices without coordinates",
+    "map.watch": "Live video", "map.open": "Open alarm", "map.no_tiles": "No base map configured; boundaries only",
+    "map.legend.alarm": "Alarm",
+    "wall.title": "Video wall", "wall.layout": "Layout", "wall.tiles": "{n} tiles", "wall.camera": "Camera",
+    "wall.add": "Add to wall", "wall.clear": "Clear", "wall.auto": "P1 alarms put their cameras on the wall",
+    "wall.empty": "Empty tile", "wall.busy": "Viewer limit reached: {m}", "wall.remove": "Remove", "wall.failed": "Video unavailable: {m}",
+    "wall.connecting": "Connecting…", "wall.playing": "Playing", "wall.pick": "Pick a camera", "wall.from_alarm": "Alarm: {t}",
+    "common.none": "—",
   },
 };
 
@@ -104,6 +155,12 @@ export function t(key, vars = {}) {
   const text = TEXTS[lang][key] ?? TEXTS["zh-CN"][key] ?? key;
   return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
 }
+
+/** True when `key` has a text (so callers can fall back to raw values). */
+export function has(key) { return key in TEXTS[lang] || key in TEXTS["zh-CN"]; }
+
+/** The text for `key` when known, else `fallback` (a raw code shown as it is). */
+export function tOr(key, fallback, vars = {}) { return has(key) ? t(key, vars) : fallback; }
 
 /** Switch language, re-label the page and tell the views. */
 export function setLang(code) {

@@ -5,7 +5,7 @@ Readers see the nodes inside their scope; nodes outside it answer 404.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
@@ -13,6 +13,7 @@ from camera_registry.jurisdiction import JurisdictionNode, JurisdictionTreeError
 from hub.api.deps import get_registry
 from hub.api.problems import Problem
 from hub.auth.guards import Principal, Role, client_addr, not_found, require
+from hub.devices.boundaries import boundaries_in_scope
 from hub.devices.registry import Actor, Registry
 from hub.devices.schemas import JurisdictionOut, JurisdictionTreeOut, SubtreeCountsOut
 
@@ -98,6 +99,13 @@ async def tree(
 async def scope_counts(principal: Reader, registry: RegistryDep) -> SubtreeCountsOut:
     """Device counts over the caller's whole scope."""
     return SubtreeCountsOut.of(None, await registry.counts(None, scope=principal.scope_paths))
+
+
+@router.get("/boundaries")
+async def boundaries(principal: Reader, registry: RegistryDep) -> dict[str, Any]:
+    """The outlines of the nodes in the caller's scope, as a GeoJSON FeatureCollection
+    (`properties`: code, name, level, parent_code), from `gridwatch jurisdictions import`."""
+    return await boundaries_in_scope(registry, principal.scope_paths)
 
 
 @router.get("/{code}", response_model=JurisdictionOut)

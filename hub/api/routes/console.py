@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import mimetypes
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
 
-from hub.auth.guards import not_found
+from hub.api.deps import get_settings
+from hub.auth.guards import Principal, Role, not_found, require
+from hub.config import Settings
 
-__all__ = ["CONSOLE_DIR", "CONTENT_SECURITY_POLICY", "router"]
+__all__ = [
+    "CONSOLE_DIR",
+    "CONTENT_SECURITY_POLICY",
+    "MapConfigOut",
+    "api_router",
+    "content_security_policy",
+    "router",
+]
 
 CONSOLE_DIR = Path(__file__).resolve().parents[2] / "console"
 #: Only the hub's own scripts, styles, media and sockets; no framing.
@@ -23,6 +34,20 @@ CONTENT_SECURITY_POLICY = (
     "media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
     "form-action 'self'"
 )
+
+
+def content_security_policy(tile_url: str | None) -> str:
+    """The page's policy; a configured tile server is the one other origin images come from."""
+    if not tile_url or tile_url.startswith("/"):
+        return CONTENT_SECURITY_POLICY
+    scheme, _, rest = tile_url.partition("://")
+    host = rest.split("/", 1)[0].replace("{s}", "*")
+    source = f"{scheme}://{host}" if "{" not in host and "}" not in host else f"{scheme}:"
+    return CONTENT_SECURITY_POLICY.replace(
+        "img-src 'self' data: blob:", f"img-src 'self' data: blob: {source}"
+    )
+
+
 _TYPES = {
     ".js": "text/javascript",
     ".css": "text/css",
@@ -37,17 +62,50 @@ _HEADERS = {
 }
 
 router = APIRouter(tags=["console"], include_in_schema=False)
+api_router = APIRouter(prefix="/api/console", tags=["console"])
+Reader = Annotated[Principal, Depends(require(Role.OPERATOR, Role.MAINTENANCE, Role.DISPATCHER))]
 
 
-def _file(path: Path) -> FileResponse:
+class MapConfigOut(BaseModel):
+    """How the console draws its map (tiles only when the site has a tile server)."""
+
+    tile_url: str | None
+    subdomains: str
+    attribution: str
+    max_zoom: int
+    center: tuple[float, float] | None = Field(description="[latitude, longitude] or null")
+    zoom: int
+
+
+@api_router.get("/map", response_model=MapConfigOut)
+async def map_config(
+    principal: Reader, settings: Annotated[Settings, Depends(get_settings)]
+) -> MapConfigOut:
+    """The map's tile source and start view."""
+    m = settings.map
+    center = None
+    if m.center_latitude is not None and m.center_longitude is not None:
+        center = (m.center_latitude, m.center_longitude)
+    return MapConfigOut(
+        tile_url=m.tile_url,
+        subdomains=m.subdomains,
+        attribution=m.attribution,
+        max_zoom=m.max_zoom,
+        center=center,
+        zoom=m.zoom,
+    )
+
+
+def _file(path: Path, headers: dict[str, str] = _HEADERS) -> FileResponse:
     media_type = _TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0]
-    return FileResponse(path, media_type=media_type or "application/octet-stream", headers=_HEADERS)
+    return FileResponse(path, media_type=media_type or "application/octet-stream", headers=headers)
 
 
 @router.get("/")
-async def index() -> FileResponse:
+async def index(settings: Annotated[Settings, Depends(get_settings)]) -> FileResponse:
     """The console's single page."""
-    return _file(CONSOLE_DIR / "index.html")
+    policy = content_security_policy(settings.map.tile_url)
+    return _file(CONSOLE_DIR / "index.html", {**_HEADERS, "Content-Security-Policy": policy})
 
 
 @router.get("/console/{name:path}")

@@ -9,6 +9,7 @@ from hub.storage.migrations import (
     m0005_health,
     m0006_onvif,
     m0007_auth,
+    m0014_boundaries,
 )
 
 __all__ = ["MIGRATIONS", "latest_version"]
@@ -21,9 +22,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0005_health.MIGRATION,
     m0006_onvif.MIGRATION,
     m0007_auth.MIGRATION,
+    m0014_boundaries.MIGRATION,
 )
 
 
 def latest_version() -> int:
-    """The schema version this code writes and understands."""
-    return MIGRATIONS[-1].version
+    """The schema version this code writes and understands (numbers are per feature, so the
+    highest, not the last listed)."""
+    return max(migration.version for migration in MIGRATIONS)
