@@ -805,6 +805,16 @@ DEFAULT_RULES = RuleSet(
                 "panic button) went off. Check the snapshot and live view, call the site, "
                 "and dispatch the grid officer or police if someone is there."
             ),
+            title_i18n={
+                "zh-CN": "报警输入触发：{device_name}",
+                "en": "Alarm input triggered: {device_name}",
+            },
+            sop_i18n={
+                "zh-CN": (
+                    "接入摄像机报警输入的探测器（门磁、对射、紧急按钮）已触发。"
+                    "查看抓拍与实时视频，致电现场；如有人员，调派网格员或警力。"
+                )
+            },
             dedup_window=timedelta(minutes=5),
             linkage=_SNAPSHOT_SELF,
         ),
@@ -822,6 +832,15 @@ DEFAULT_RULES = RuleSet(
                 "The camera reports a failed part (storage card, fan, power). Assign it to "
                 "the maintenance contractor; recordings on the camera may be missing."
             ),
+            title_i18n={
+                "zh-CN": "摄像机硬件故障（{kind_name}）：{device_name}",
+                "en": "Camera hardware fault ({kind_name}): {device_name}",
+            },
+            sop_i18n={
+                "zh-CN": (
+                    "摄像机报告部件故障（存储卡、风扇、电源）。指派运维单位处理；机内录像可能缺失。"
+                )
+            },
             dedup_key="{type}:{device_id}:{kind}",
             dedup_window=timedelta(hours=1),
             linkage=LinkageConfig(snapshot_linked_cameras=False),
