@@ -13,6 +13,7 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from camera_registry.urls import REDACTED, mask_passwords
@@ -94,16 +95,32 @@ HTTP_CLIENT_LOGGERS = ("httpx", "httpcore")
 
 
 def configure_logging(
-    level: str = "INFO", *, json_lines: bool = False, http_client_level: str = "WARNING"
+    level: str = "INFO",
+    *,
+    json_lines: bool = False,
+    http_client_level: str = "WARNING",
+    log_file: Path | None = None,
+    file_level: str = "INFO",
 ) -> None:
-    """Install one redacting stderr handler on the root logger; quiet the HTTP clients."""
+    """Install a redacting stderr handler on the root logger; quiet the HTTP clients.
+
+    With `log_file`, records from `file_level` up also go to that file (the demo keeps
+    the terminal for its own lines and the hub's log in its data directory).
+    """
     for name in HTTP_CLIENT_LOGGERS:
         logging.getLogger(name).setLevel(http_client_level)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter(json_lines=json_lines))
-    handler.addFilter(RedactionFilter())
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers[0].setLevel(level)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        handlers[1].setLevel(file_level)
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
-    root.addHandler(handler)
-    root.setLevel(level)
+    for handler in handlers:
+        handler.setFormatter(RedactingFormatter(json_lines=json_lines))
+        handler.addFilter(RedactionFilter())
+        root.addHandler(handler)
+    levels = [logging.getLevelName(h.level) for h in handlers]
+    root.setLevel(min(levels))

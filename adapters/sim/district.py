@@ -1,15 +1,20 @@
 """A simulated district modelled on the reference deployment. Pure: no I/O, no clock.
 
-The reference is Hohhot's 新城区 (GB/T 2260 code 150102): eight towns and street
-offices, their villages and communities, 624 grids and 1,758 micro-grids; Sharp Eyes
-and cloud-eye cameras; 78 one-touch panic buttons in 35 schools; 18 cloud broadcast
-units. `build_district` makes a tree of the same shape (scaled down by default,
-full size with `DistrictSpec.full()`), with cameras placed around 40.8 N 111.7 E,
-GB/T 28181 ids, addresses, and each school's buttons linked to the cameras at its
-gates. The same seed always gives the same district.
+The reference is Baotou's 九原区 (GB/T 2260 code 150207): eight 苏木镇/街道 (street
+offices, towns and one sumu), their communities and villages, 624 grids and 1,758
+micro-grids; 4,437 Sharp Eyes and 1,877 cloud-eye cameras; 78 one-touch panic buttons
+in 35 schools; 18 cloud broadcast units. `build_district` makes a tree of the same shape
+(scaled down by default, the real counts with `DistrictSpec.full()`), with devices placed
+around each town's centre, GB/T 28181 ids, addresses, and each school's buttons linked to
+the cameras at its gates. The same seed always gives the same district.
 
-Jurisdiction codes follow the statistics-code convention: ``150102`` then three
-digits per level (town ``150102001``, community ``150102001001`` ...).
+Codes follow the national statistics division codes (统计用区划代码): the towns carry
+their real 12-digit codes (``150207001000`` 沙河街道 …); a community or village is the
+town's 9-digit code plus three digits (001-199 communities, 200-399 villages, as the
+statistics codes number 居委会 and 村委会), then three digits per grid level. Town names,
+codes and the community/village names listed per town are the published ones; the
+other village names, roads, schools and every device are invented for the simulation,
+and town centres are approximate.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from adapters.sim.streams import sim_stream_urls
 from camera_registry.gb28181 import GbId
@@ -24,6 +30,7 @@ from camera_registry.jurisdiction import JurisdictionLevel, JurisdictionNode
 from camera_registry.models import DeviceIn, DeviceKind, Project
 
 __all__ = [
+    "CITY_NAME",
     "DISTRICT_CODE",
     "DISTRICT_NAME",
     "TOWNS",
@@ -31,92 +38,123 @@ __all__ = [
     "District",
     "DistrictSpec",
     "School",
+    "Town",
     "build_district",
 ]
 
-DISTRICT_CODE = "150102"
-DISTRICT_NAME = "新城区"
-_CITY_ADDRESS = "内蒙古自治区呼和浩特市新城区"
-#: Where the district lies (its centre), for placing towns around it.
-_CENTRE = (40.835, 111.690)
+DISTRICT_CODE = "150207"
+DISTRICT_NAME = "九原区"
+CITY_NAME = "包头市"
+_CITY_ADDRESS = "内蒙古自治区包头市九原区"
 
-#: The eight towns and street offices (name, centre latitude, centre longitude, kind).
-TOWNS: tuple[tuple[str, float, float, str], ...] = (
-    ("东街街道", 40.8205, 111.6920, "street"),
-    ("西街街道", 40.8150, 111.6690, "street"),
-    ("中山东路街道", 40.8125, 111.6830, "street"),
-    ("海拉尔东路街道", 40.8470, 111.6930, "street"),
-    ("迎新路街道", 40.8380, 111.7140, "street"),
-    ("东风路街道", 40.8300, 111.6780, "street"),
-    ("成吉思汗大街街道", 40.8560, 111.6650, "street"),
-    ("保合少镇", 40.8800, 111.7600, "town"),
+
+class Town(NamedTuple):
+    """A 苏木镇/街道 of the district: real code and name, approximate centre."""
+
+    code: str
+    name: str
+    latitude: float
+    longitude: float
+    kind: str  # street | town | sumu
+    communities: tuple[str, ...] = ()
+    villages: tuple[str, ...] = ()
+
+
+# Codes and names: the statistics division codes for 150207 (沙河 001, 赛汗 002, 萨如拉
+# 003, 白音席勒 004, 麻池 103, 哈林格尔 105, 哈业胡同 110, 阿嘎如泰 202), checked
+# against the published list. The three street offices east of 青山/昆都仑 lie apart
+# from the rest of the district, which wraps the city to the south and west.
+TOWNS: tuple[Town, ...] = (
+    Town(
+        "150207001000",
+        "沙河街道",
+        40.6050,
+        109.9850,
+        "street",
+        ("万达", "华融", "花园", "韩庆坝第一", "黄金", "育才", "天绿", "振翔", "恒大"),
+        ("西脑包", "梁家营子"),
+    ),
+    Town(
+        "150207002000",
+        "赛汗街道",
+        40.6250,
+        109.9550,
+        "street",
+        ("果园", "青年", "建华", "富力", "鹿园"),
+        ("井卜石", "尹六窑子"),
+    ),
+    Town(
+        "150207003000",
+        "萨如拉街道",
+        40.5850,
+        109.8150,
+        "street",
+        ("萨如拉第一", "萨如拉第二", "萨如拉第三", "萨如拉第四"),
+    ),
+    Town(
+        "150207004000",
+        "白音席勒街道",
+        40.6500,
+        110.0050,
+        "street",
+        ("龙宇", "开元", "中慧", "兴元"),
+        ("二道沙河南", "二道沙河北", "二道沙河西", "三道沙河", "黄草洼", "前营子", "庙圪堵"),
+    ),
+    Town("150207103000", "麻池镇", 40.5900, 109.9000, "town"),
+    Town("150207105000", "哈林格尔镇", 40.5400, 109.7000, "town"),
+    Town("150207110000", "哈业胡同镇", 40.6000, 109.5400, "town"),
+    Town("150207202000", "阿嘎如泰苏木", 40.6400, 109.6400, "sumu"),
 )
 
+#: Invented stems for communities and villages beyond the published names.
 _COMMUNITY_STEMS = (
-    "新华",
-    "公园路",
-    "光明路",
-    "北垣",
-    "兴安",
-    "满都海",
-    "锡林",
-    "车站",
-    "东影",
-    "艺术厅",
-    "通道北",
-    "海东",
-    "园丁",
-    "民族",
-    "幸福",
+    "新都市",
+    "建设路",
+    "友谊",
+    "阳光",
     "和平",
     "团结",
-    "青城",
-    "丰州",
-    "敕勒川",
-    "青山",
-    "大召",
-    "如意",
-    "鸿盛",
-    "腾飞",
-    "阳光",
-    "健康",
-    "友谊",
+    "幸福",
     "振华",
     "朝阳",
+    "滨河",
+    "九原",
+    "民族",
 )
 _VILLAGE_STEMS = (
-    "保合少",
-    "奎素",
-    "水泉",
-    "大窑",
-    "面铺窑",
-    "讨思浩",
-    "西把栅",
-    "恼包",
-    "新营子",
-    "古力板",
-    "东把栅",
-    "野马图",
+    "东营子",
+    "西营子",
+    "新光",
+    "古城湾",
+    "南滩",
+    "北圪堵",
+    "前进",
+    "红星",
+    "黄河",
+    "新建",
+    "召湾",
+    "柳树营",
 )
+#: Invented roads (the simulation's addresses; not a street directory).
 _ROADS = (
-    "新华大街",
-    "中山东路",
-    "成吉思汗大街",
-    "锡林北路",
-    "锡林南路",
-    "海拉尔东路",
-    "兴安北路",
-    "呼伦贝尔北路",
-    "东影南路",
-    "艺术厅北街",
-    "车站东街",
-    "通道北路",
-    "丰州路",
-    "北垣东街",
-    "哲里木路",
-    "赛罕路",
-    "展东路",
-    "二环路",
+    "建设路",
+    "建华南路",
+    "万青路",
+    "友谊大街",
+    "民族东路",
+    "青年路",
+    "工业路",
+    "沙河西路",
+    "九原大街",
+    "银河大街",
+    "稀土大街",
+    "黄河大街",
+    "滨河路",
+    "新建路",
+    "哈屯高勒路",
+    "麻池路",
+    "110国道",
+    "210国道",
 )
 _CORNERS = ("东北角", "西北角", "东南角", "西南角")
 _GATES = ("南门", "北门", "东门", "西门")
@@ -129,6 +167,9 @@ _VENDORS = (
 )
 _PANIC_VENDOR = ("中安消", "YJBJ-2000")
 _BROADCAST_VENDOR = ("迪士普", "DSP9311")
+#: The reference district's device counts (what `DistrictSpec.full()` builds).
+_SHARP_EYES = 4437
+_CLOUD_EYE = 1877
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +206,16 @@ class DistrictSpec:
 
     @classmethod
     def full(cls) -> DistrictSpec:
-        """The reference district's full tree: 624 grids, 1,758 micro-grids."""
-        return cls(villages_per_town=10, grids=624, micro_grids=1758, cameras=600)
+        """The reference district at its real counts: 624 grids, 1,758 micro-grids,
+        4,437 Sharp Eyes and 1,877 cloud-eye cameras."""
+        cameras = _SHARP_EYES + _CLOUD_EYE
+        return cls(
+            villages_per_town=10,
+            grids=624,
+            micro_grids=1758,
+            cameras=cameras,
+            cloud_eye_share=_CLOUD_EYE / cameras,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +230,7 @@ class School:
     address: str
     buttons: tuple[str, ...]
     cameras: tuple[str, ...]
+    town: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +290,7 @@ def _spread(total: int, buckets: int) -> list[int]:
 
 
 def _jitter(rng: random.Random, lat: float, lon: float, metres: float) -> tuple[float, float]:
-    # 1e-5 degrees of latitude is about 1.1 m; longitude shrinks by cos(40.8°) ≈ 0.76.
+    # 1e-5 degrees of latitude is about 1.1 m; longitude shrinks by cos(40.6°) ≈ 0.76.
     dlat = rng.uniform(-metres, metres) / 111_000
     dlon = rng.uniform(-metres, metres) / 84_000
     return round(lat + dlat, 6), round(lon + dlon, 6)
@@ -257,36 +307,24 @@ def _tree(
     grids_per_village = _spread(spec.grids, villages_total)
     grid_index = 0
     grid_sizes: list[int] = _spread(spec.micro_grids, spec.grids)
-    community_stems = list(_COMMUNITY_STEMS)
-    rng.shuffle(community_stems)
-    village_stems = list(_VILLAGE_STEMS)
-    rng.shuffle(village_stems)
-    village_counter = 0
-    for town_index, (town_name, lat, lon, kind) in enumerate(TOWNS):
-        town_code = f"{DISTRICT_CODE}{town_index + 1:03d}"
+    for town_index, town in enumerate(TOWNS):
         nodes.append(
             JurisdictionNode(
-                code=town_code, name=town_name, level="town", parent_code=DISTRICT_CODE
+                code=town.code, name=town.name, level="town", parent_code=DISTRICT_CODE
             )
         )
-        for v in range(spec.villages_per_town):
-            village_code = f"{town_code}{v + 1:03d}"
-            if kind == "town":
-                stem = village_stems[v % len(village_stems)]
-                suffix = "村" if v < len(village_stems) else f"{v // len(village_stems) + 1}村"
-            else:
-                stem = community_stems[village_counter % len(community_stems)]
-                lap = village_counter // len(community_stems)
-                suffix = "社区" if lap == 0 else f"{lap + 1}社区"
-                village_counter += 1
-            village_name = f"{stem}{suffix}"
+        for v, (village_code, village_name) in enumerate(
+            _villages(town, spec.villages_per_town, rng)
+        ):
             village_names[village_code] = village_name
             nodes.append(
                 JurisdictionNode(
-                    code=village_code, name=village_name, level="village", parent_code=town_code
+                    code=village_code, name=village_name, level="village", parent_code=town.code
                 )
             )
-            v_lat, v_lon = _jitter(rng, lat, lon, 1200 if kind == "street" else 4000)
+            v_lat, v_lon = _jitter(
+                rng, town.latitude, town.longitude, 1200 if town.kind == "street" else 4000
+            )
             for g in range(grids_per_village[town_index * spec.villages_per_town + v]):
                 grid_code = f"{village_code}{g + 1:03d}"
                 nodes.append(
@@ -310,6 +348,34 @@ def _tree(
                     micro_places.append(_Place(micro, m_lat, m_lon, town_index))
                 grid_index += 1
     return nodes, micro_places, village_names
+
+
+def _villages(town: Town, count: int, rng: random.Random) -> list[tuple[str, str]]:
+    """`count` (code, name) communities and villages of `town`, published names first.
+
+    Street offices are mostly communities, towns mostly villages; a sumu's are 嘎查.
+    """
+    street = town.kind == "street"
+    village_suffix = "嘎查" if town.kind == "sumu" else "村"
+    published = [(True, f"{stem}社区") for stem in town.communities]
+    published_villages = [(False, f"{stem}{village_suffix}") for stem in town.villages]
+    names = published + published_villages if street else published_villages + published
+    stems = [
+        stem
+        for stem in (_COMMUNITY_STEMS if street else _VILLAGE_STEMS)
+        if stem not in town.communities + town.villages
+    ]
+    rng.shuffle(stems)
+    suffix = "社区" if street else village_suffix
+    while len(names) < count:
+        lap, index = divmod(len(names), len(stems))
+        names.append((street, f"{stems[index]}{'' if lap == 0 else lap + 1}{suffix}"))
+    numbers = {True: 0, False: 199}  # 居委会 001-199, 村委会 200-399
+    out: list[tuple[str, str]] = []
+    for community, name in names[:count]:
+        numbers[community] += 1
+        out.append((f"{town.code[:9]}{numbers[community]:03d}", name))
+    return out
 
 
 def _address(rng: random.Random) -> tuple[str, str]:
@@ -380,7 +446,8 @@ def build_district(
     schools: list[School] = []
     for index, place in enumerate(school_places):
         village = village_names[place.node.code[:12]]
-        school_name = f"呼和浩特市新城区{village.removesuffix('社区').removesuffix('村')}"
+        stem = village.removesuffix("社区").removesuffix("嘎查").removesuffix("村")
+        school_name = f"{CITY_NAME}{DISTRICT_NAME}{stem}"
         school_name += _SCHOOL_KINDS[index % len(_SCHOOL_KINDS)]
         code = f"sch{index + 1:02d}"
         road = rng.choice(_ROADS)
@@ -428,11 +495,14 @@ def build_district(
                 address=address,
                 buttons=tuple(buttons),
                 cameras=gate_cameras,
+                town=TOWNS[place.town_index].code,
             )
         )
 
     street_cameras = spec.cameras - spec.schools * spec.cameras_per_school
-    cloud_eye = round(street_cameras * spec.cloud_eye_share)
+    # The share is of all cameras: the school gates' cloud-eye cameras count towards it.
+    at_gates = sum(1 for d in devices if d.project == Project.CLOUD_EYE)
+    cloud_eye = max(0, round(spec.cameras * spec.cloud_eye_share) - at_gates)
     for number in range(street_cameras):
         place = rng.choice(micro_places)
         project = Project.CLOUD_EYE if number < cloud_eye else Project.SHARP_EYES
@@ -461,7 +531,7 @@ def _broadcast_units(
         mqtt_id = f"bcast-{number + 1:02d}"
         if number < at_schools:
             school = schools[number * len(schools) // at_schools]
-            town_index = int(school.jurisdiction[6:9]) - 1
+            town_index = next(i for i, t in enumerate(TOWNS) if t.code == school.town)
             lat, lon = _jitter(rng, school.latitude, school.longitude, 30)
             name = f"{school.name}校园广播"
             jurisdiction, address, zone = school.jurisdiction, school.address, school.code
@@ -470,15 +540,15 @@ def _broadcast_units(
             school_code: str | None = school.code
         else:
             town_index = (number - at_schools) % len(TOWNS)
-            town_name, town_lat, town_lon, _ = TOWNS[town_index]
-            lat, lon = _jitter(rng, town_lat, town_lon, 300)
+            town = TOWNS[town_index]
+            lat, lon = _jitter(rng, town.latitude, town.longitude, 300)
             road = rng.choice(_ROADS)
-            name = f"{town_name}{road}广场云广播"
-            jurisdiction = f"{DISTRICT_CODE}{town_index + 1:03d}"
+            name = f"{town.name}{road}广场云广播"
+            jurisdiction = town.code
             address = f"{_CITY_ADDRESS}{road}广场"
             zone = f"town{town_index + 1}"
             nearby = sorted(
-                (c for c in cameras if c.jurisdiction and c.jurisdiction.startswith(jurisdiction)),
+                (c for c in cameras if c.jurisdiction and c.jurisdiction.startswith(town.code[:9])),
                 key=lambda c: ((c.latitude or 0.0) - lat) ** 2 + ((c.longitude or 0.0) - lon) ** 2,
             )
             linked = [c.id for c in nearby[:2]]

@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from adapters.rtsp import probe_stream
+from adapters.rtsp import StreamProbe, probe_stream
 from adapters.sinks.cap import CapOptions, encode_alert
 from alarms.models import Alarm, AlarmAction, HistoryEntry, Location
 from alarms.outbox import OutboxRecord, alarm_payload, new_outbox_record
@@ -253,6 +253,15 @@ def _contexts(devices: dict[str, DeviceInfo]) -> dict[str, DeviceContext | None]
     return {device_id: _context(device) for device_id, device in devices.items()}
 
 
+#: Decodes one frame of an RTSP URL within a timeout (the snapshot's probe).
+FrameGrabber = Callable[[str, float], Awaitable[StreamProbe]]
+
+
+async def grab_frame(url: str, timeout_s: float) -> StreamProbe:
+    """One decoded frame of `url`, in a worker thread (the default `FrameGrabber`)."""
+    return await asyncio.to_thread(probe_stream, url, frames=1, timeout_s=timeout_s)
+
+
 class AlarmEngine:
     """Turns events into alarms, applies operator actions and SLA escalation."""
 
@@ -290,6 +299,7 @@ class AlarmEngine:
         self._credentials = credentials
         self._metrics = metrics
         self._rtsp_slots = asyncio.Semaphore(_RTSP_GRABS)
+        self.frame_grabber: FrameGrabber = grab_frame
         self._linkage_tasks: set[asyncio.Task[None]] = set()
         self._sla_task: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
@@ -303,6 +313,10 @@ class AlarmEngine:
     def use_credentials(self, resolver: CredentialResolver) -> None:
         """Open stored camera logins with `resolver` (the registry's cipher) for snapshots."""
         self._credentials = resolver
+
+    def use_frame_grabber(self, grab: FrameGrabber) -> None:
+        """Take linked cameras' one-frame snapshots with `grab` (the demo's simulated cameras)."""
+        self.frame_grabber = grab
 
     def on_outbox(self, wake: Callable[[], None]) -> None:
         """Call `wake` after every commit that queued outbox rows (the dispatcher's wake)."""
@@ -867,9 +881,7 @@ class AlarmEngine:
             url = with_credentials(url, *login)
         linkage = self.settings.linkage
         async with self._rtsp_slots:
-            probe = await asyncio.to_thread(
-                probe_stream, url, frames=1, timeout_s=linkage.snapshot_timeout_s
-            )
+            probe = await self.frame_grabber(url, linkage.snapshot_timeout_s)
         if not probe.ok or probe.snapshot_jpeg is None:
             log.warning(
                 "RTSP frame of %s (%s) failed: %s",

@@ -1,4 +1,5 @@
-"""`gridwatch demo` as a newcomer runs it: console, presses become alarms, clean Ctrl-C."""
+"""`gridwatch demo` as a newcomer runs it: 九原区 in the console, presses become alarms in
+their jurisdiction with the linked cameras' snapshots, a quiet terminal, clean Ctrl-C."""
 
 from __future__ import annotations
 
@@ -134,6 +135,7 @@ def test_demo_runs_a_district_and_stops_cleanly(tmp_path: Path, broker: str) -> 
         assert httpx.get(console, timeout=5).status_code == 200
         assert httpx.get(f"{console}healthz", timeout=5).status_code == 200
         output.wait_for("demo.admin", timeout=5)
+        assert "simulated 九原区 (包头市, 150207)" in "".join(output.lines)
         output.wait_for("PRESS", timeout=30)
         _wait_for_health_events(data_dir / "gridwatch.sqlite3", timeout=60)
         children = _children(process.pid)
@@ -147,7 +149,12 @@ def test_demo_runs_a_district_and_stops_cleanly(tmp_path: Path, broker: str) -> 
             process.wait()
         output.close(process)
     assert not [pid for pid in children if _alive(pid)], "child processes left behind"
-    assert "demo stopped" in "".join(output.lines)
+    printed = "".join(output.lines)
+    assert "demo stopped" in printed
+    # The terminal tells the story; the hub's INFO lines go to the data directory's log.
+    assert " INFO " not in printed
+    hub_log = (data_dir / "gridwatch.log").read_text(encoding="utf-8")
+    assert "hub started" in hub_log and "RTSP frame" not in hub_log
 
     with sqlite3.connect(data_dir / "gridwatch.sqlite3") as db:
         kinds = dict(db.execute("SELECT kind, COUNT(*) FROM devices GROUP BY kind").fetchall())
@@ -156,7 +163,20 @@ def test_demo_runs_a_district_and_stops_cleanly(tmp_path: Path, broker: str) -> 
             "SELECT COUNT(*) FROM alarms WHERE rule = 'panic_press' AND NOT is_drill"
         ).fetchone()
         health = db.execute("SELECT COUNT(*) FROM events WHERE kind LIKE 'health.%'").fetchone()
+        panic = db.execute(
+            "SELECT a.jurisdiction_path, COUNT(m.id) FROM alarms a"
+            " LEFT JOIN alarm_media m ON m.alarm_id = a.id"
+            " WHERE a.rule = 'panic_press' GROUP BY a.id"
+        ).fetchall()
+        towns = dict(db.execute("SELECT code, name FROM jurisdictions WHERE level = 'town'"))
     assert kinds == {"camera": 300, "alarm_point": 78, "broadcast_unit": 18}
+    assert towns["150207001000"] == "沙河街道" and len(towns) == 8
     assert presses[0] >= 1
     assert alarms[0] >= 1
+    for path, snapshots in panic:
+        # Whatever carried the press (broker or not), the alarm sits in its school's
+        # micro-grid and has the gate cameras' pictures.
+        assert path is not None and path.startswith("/150207/")
+        assert len(path.strip("/").split("/")) == 5
+        assert snapshots >= 1
     assert health[0] > 0  # the patrol probed the simulated cameras

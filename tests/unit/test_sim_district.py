@@ -29,18 +29,41 @@ def test_tree_is_valid_and_rooted_at_the_district() -> None:
     district = build_district()
     paths = build_tree(district.nodes)
     assert district.nodes[0].code == DISTRICT_CODE
-    assert district.nodes[0].name == "新城区"
+    assert district.nodes[0].name == "九原区"
     town = district.level(JurisdictionLevel.TOWN)[0]
     assert paths[town.code] == f"/{DISTRICT_CODE}/{town.code}/"
     micro = district.level(JurisdictionLevel.MICRO_GRID)[0]
     assert len(paths[micro.code].strip("/").split("/")) == 5
     town_names = {node.name for node in district.level(JurisdictionLevel.TOWN)}
-    assert "保合少镇" in town_names and "中山东路街道" in town_names
+    assert "阿嘎如泰苏木" in town_names and "赛汗街道" in town_names
+
+
+def test_towns_are_jiuyuans_eight_with_their_statistics_codes() -> None:
+    towns = {node.code: node.name for node in build_district().level(JurisdictionLevel.TOWN)}
+    assert DISTRICT_CODE == "150207"
+    assert towns == {
+        "150207001000": "沙河街道",
+        "150207002000": "赛汗街道",
+        "150207003000": "萨如拉街道",
+        "150207004000": "白音席勒街道",
+        "150207103000": "麻池镇",
+        "150207105000": "哈林格尔镇",
+        "150207110000": "哈业胡同镇",
+        "150207202000": "阿嘎如泰苏木",
+    }
+    # Communities and villages carry the town's 9-digit code plus three digits.
+    for village in build_district().level(JurisdictionLevel.VILLAGE):
+        assert village.parent_code is not None
+        assert len(village.code) == 12 and village.code[:9] == village.parent_code[:9]
 
 
 def test_full_size_has_624_grids_and_1758_micro_grids() -> None:
     district = build_district(spec=DistrictSpec.full())
     build_tree(district.nodes)
+    projects = Counter(camera.project for camera in district.cameras)
+    assert projects == {"sharp_eyes": 4437, "cloud_eye": 1877}
+    assert len(district.panic_buttons) == 78 and len(district.schools) == 35
+    assert len(district.broadcast_units) == 18
     assert len(district.level(JurisdictionLevel.GRID)) == 624
     assert len(district.level(JurisdictionLevel.MICRO_GRID)) == 1758
     # Every grid has at least one micro-grid: the same shape as the scaled-down tree.
@@ -69,8 +92,8 @@ def test_devices_are_valid_registry_records_in_the_tree() -> None:
         assert gb.admin_division_code == DISTRICT_CODE
         assert gb.device_kind == device.kind
         assert device.latitude is not None and device.longitude is not None
-        assert 40.7 < device.latitude < 41.0 and 111.55 < device.longitude < 111.9
-        assert device.address and device.address.startswith("内蒙古自治区呼和浩特市新城区")
+        assert 40.45 < device.latitude < 40.75 and 109.45 < device.longitude < 110.1
+        assert device.address and device.address.startswith("内蒙古自治区包头市九原区")
 
 
 def test_cameras_have_simulated_streams() -> None:
