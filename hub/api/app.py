@@ -11,6 +11,7 @@ from hub.alarms import routes as alarm_routes
 from hub.alarms.dispatcher import Dispatcher
 from hub.alarms.engine import AlarmChange, AlarmEngine
 from hub.api.deps import Services
+from hub.api.docs import JsonAnswerHeaders, install_api_docs
 from hub.api.problems import install_problem_handlers
 from hub.api.routes import console, health
 from hub.auth import apikey_routes, audit_routes, user_routes
@@ -60,9 +61,12 @@ def create_app(
         title="GridWatch",
         version=__version__,
         description="Video-surveillance and alarm integration hub",
-        docs_url="/docs",
+        docs_url=None,  # served by install_api_docs from local assets
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
+    install_api_docs(app)
+    app.add_middleware(JsonAnswerHeaders)
     app.state.services = Services(
         settings=settings,
         store=store,
