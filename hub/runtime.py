@@ -14,6 +14,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from adapters.onvif.http import CameraHttp
 from camera_registry.events import DeviceEvent
 from hub.alarms.dispatcher import Dispatcher
 from hub.alarms.engine import AlarmChange, AlarmEngine
@@ -110,6 +111,8 @@ class Hub:
         )
         # Alarm snapshots log in to linked cameras with their stored credentials.
         self.alarms.use_credentials(camera_login(self.registry.cipher))
+        # Snapshot URLs go through the one hardened camera HTTP client, with the site's TLS.
+        self.alarms.use_camera_http(CameraHttp(tls=settings.onvif.camera_tls(), max_connections=64))
         # Camera logins are decrypted only here, to build the RTSP URL the hub pulls.
         self.live = LiveViews(self.store, settings.live, open_credentials=self.registry.cipher.open)
         self.patrol = PatrolService(

@@ -93,25 +93,30 @@ def pin_uri(
     *,
     policy: PinPolicy = PinPolicy.REWRITE,
     schemes: frozenset[str] = frozenset({"http", "https"}),
+    scheme: str | None = None,
 ) -> str:
     """Return `advertised_uri` aimed at the configured camera, or raise `ForeignHostRefused`.
 
     `configured_port` None pins the host only and keeps the advertised port
     (used for RTSP and snapshot URIs, which live on other ports of the same
-    camera). Userinfo in the advertised URI is always dropped.
+    camera). `scheme` (the configured camera's) replaces the advertised one:
+    a camera configured as `https://` is never spoken to in clear because it
+    advertised an `http://` service address. Userinfo in the advertised URI is
+    always dropped.
     """
     try:
         parts = urlsplit(advertised_uri.strip())
         advertised_port = parts.port
     except ValueError as exc:
         raise ForeignHostRefused(f"unreadable advertised address {advertised_uri[:200]!r}") from exc
-    scheme = parts.scheme.lower()
-    if scheme not in schemes:
+    advertised_scheme = parts.scheme.lower()
+    if advertised_scheme not in schemes:
         raise ForeignHostRefused(
-            f"advertised address has scheme {scheme!r}, expected {sorted(schemes)}"
+            f"advertised address has scheme {advertised_scheme!r}, expected {sorted(schemes)}"
         )
     host = parts.hostname or ""
-    port = advertised_port or _DEFAULT_PORTS.get(scheme)
+    # Without a port, the address means the default port of the scheme it will be spoken in.
+    port = advertised_port or _DEFAULT_PORTS.get((scheme or advertised_scheme).lower())
     wanted_port = configured_port if configured_port is not None else port
     on_target = bool(host) and _same_host(host, configured_host) and port == wanted_port
     if not on_target:
@@ -127,11 +132,12 @@ def pin_uri(
             and not _same_host(host, configured_host)
         ):
             raise ForeignHostRefused(f"camera advertised the foreign public host {described}")
+    final_scheme = scheme.lower() if scheme is not None else advertised_scheme
     netloc = format_host(configured_host)
     final_port = wanted_port
-    if final_port is not None and final_port != _DEFAULT_PORTS.get(scheme):
+    if final_port is not None and final_port != _DEFAULT_PORTS.get(final_scheme):
         netloc = f"{netloc}:{final_port}"
-    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, parts.fragment))
+    return urlunsplit((final_scheme, netloc, parts.path or "/", parts.query, parts.fragment))
 
 
 def strip_userinfo(uri: str) -> str:

@@ -24,7 +24,8 @@
 * **SLA.** A loop compares stored deadlines with the clock (`escalate_due`),
   so escalations happen on time across restarts.
 * **Linkage.** Snapshots of linked cameras are fetched after commit and stored
-  as alarm media: the camera's snapshot URL (HTTP, answering a Basic or Digest
+  as alarm media: the camera's snapshot URL (through the hardened camera HTTP
+  client: only to the URL's own host and port, answering a Basic or Digest
   challenge with the stored login), else one decoded frame of its RTSP stream.
   A broadcast is queued as an outbox row for the `broadcast` sink, which the
   broadcast feature registers with the dispatcher.
@@ -33,19 +34,19 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
-
+from adapters.onvif.http import CameraHttp, CameraRequestError, ResponseTooLarge
+from adapters.onvif.security import ForeignHostRefused
 from adapters.rtsp import StreamProbe, probe_stream
 from adapters.sinks.cap import CapOptions, encode_alert
 from alarms.models import Alarm, AlarmAction, HistoryEntry, Location
@@ -77,7 +78,6 @@ __all__ = [
     "AlarmChange",
     "AlarmEngine",
     "AlarmNotFound",
-    "CameraAuth",
     "CredentialResolver",
     "SnapshotFetcher",
 ]
@@ -96,35 +96,10 @@ class AlarmNotFound(LookupError):
     """No such alarm, or none the caller may see (both answer 404)."""
 
 
-class CameraAuth(httpx.Auth):
-    """Answer the camera's challenge: Digest, or Basic when that is what it asks for.
-
-    Nothing is sent before the camera asks, so a Basic password never goes to a
-    camera that did not request it.
-    """
-
-    def __init__(self, username: str, password: str) -> None:
-        self._username = username
-        self._password = password
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        """Send unauthenticated; on 401 retry once with the scheme the camera named."""
-        response = yield request
-        if response.status_code != 401:
-            return
-        challenge = response.headers.get("www-authenticate", "").strip().lower()
-        if challenge.startswith("digest"):
-            digest = httpx.DigestAuth(self._username, self._password).auth_flow(request)
-            next(digest)  # the unauthenticated request: already sent above
-            try:
-                authenticated = digest.send(response)
-            except StopIteration:
-                return
-            yield authenticated
-        elif challenge.startswith("basic"):
-            pair = f"{self._username}:{self._password}".encode()
-            request.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-            yield request
+def _origin(url: str) -> tuple[str, int]:
+    """The host and port a snapshot URL names: the request may go there and nowhere else."""
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def _utcnow() -> datetime:
@@ -302,13 +277,17 @@ class AlarmEngine:
         self.frame_grabber: FrameGrabber = grab_frame
         self._linkage_tasks: set[asyncio.Task[None]] = set()
         self._sla_task: asyncio.Task[None] | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._http: CameraHttp | None = None
 
     # -- wiring -------------------------------------------------------------
 
     def now(self) -> datetime:
         """The engine's clock (injected in tests)."""
         return self._clock()
+
+    def use_camera_http(self, http: CameraHttp) -> None:
+        """Fetch snapshot URLs through `http` (the site's TLS settings); closed at stop."""
+        self._http = http
 
     def use_credentials(self, resolver: CredentialResolver) -> None:
         """Open stored camera logins with `resolver` (the registry's cipher) for snapshots."""
@@ -901,29 +880,30 @@ class AlarmEngine:
             return None
         linkage = self.settings.linkage
         if self._http is None:
-            self._http = httpx.AsyncClient(
-                timeout=httpx.Timeout(linkage.snapshot_timeout_s), follow_redirects=False
+            self._http = CameraHttp(max_connections=64)
+        url = device.snapshot_url
+        try:
+            answer = await self._http.get(
+                url,
+                pinned=_origin(url),
+                deadline=linkage.snapshot_timeout_s,
+                login=self._login(device),
+                max_bytes=linkage.snapshot_max_bytes,
             )
-        login = self._login(device)
-        auth = None if login is None else CameraAuth(*login)
-        chunks: list[bytes] = []
-        size = 0
-        async with asyncio.timeout(linkage.snapshot_timeout_s):
-            async with self._http.stream("GET", device.snapshot_url, auth=auth) as response:
-                if response.status_code != 200:
-                    log.warning("snapshot of %s: HTTP %d", device.device_id, response.status_code)
-                    return None
-                content_type = response.headers.get("content-type", "image/jpeg").split(";")[0]
-                if not content_type.startswith("image/"):
-                    log.warning("snapshot of %s is not an image", device.device_id)
-                    return None
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > linkage.snapshot_max_bytes:
-                        log.warning("snapshot of %s is too large", device.device_id)
-                        return None
-                    chunks.append(chunk)
-        return content_type, b"".join(chunks)
+        except ResponseTooLarge:
+            log.warning("snapshot of %s is too large", device.device_id)
+            return None
+        except (CameraRequestError, ForeignHostRefused) as exc:
+            log.warning("snapshot of %s failed: %s", device.device_id, exc)
+            return None
+        if answer.status != 200:
+            log.warning("snapshot of %s: HTTP %d", device.device_id, answer.status)
+            return None
+        content_type = (answer.content_type or "image/jpeg").split(";")[0].strip()
+        if not content_type.startswith("image/"):
+            log.warning("snapshot of %s is not an image", device.device_id)
+            return None
+        return content_type, answer.body
 
     async def wait_for_linkage(self) -> None:
         """Wait for snapshot work started so far (tests, shutdown)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -11,6 +12,8 @@ from adapters.onvif.mapping import KIND_PATTERN, TOPIC_GLOB_PATTERN, TopicMappin
 from camera_registry.events import Severity
 
 if TYPE_CHECKING:
+    import ssl
+
     from adapters.onvif.client import EventChannelSettings
 
 __all__ = ["OnvifSettings", "OnvifTopicMapping"]
@@ -173,6 +176,18 @@ class OnvifSettings(BaseModel):
         ),
     )
 
+    tls_verify: bool = Field(
+        True,
+        description=(
+            "Verify the certificate of cameras reached over https:// (their ONVIF address "
+            "or snapshot URL). Turn off only for cameras with self-signed certificates "
+            "on a network the site trusts."
+        ),
+    )
+    tls_ca_file: str | None = Field(
+        None,
+        description="CA bundle (PEM) that signed the cameras' certificates; system CAs if absent.",
+    )
     topic_mappings: list[OnvifTopicMapping] = Field(
         default_factory=list,
         max_length=256,
@@ -196,6 +211,18 @@ class OnvifSettings(BaseModel):
             raise ValueError(f"topic mapping names must be unique: {duplicates}")
         self.adapter_mappings()
         return self
+
+    @model_validator(mode="after")
+    def _ca_file_exists(self) -> OnvifSettings:
+        if self.tls_ca_file is not None and not Path(self.tls_ca_file).is_file():
+            raise ValueError(f"tls_ca_file {self.tls_ca_file!r} is not a readable file")
+        return self
+
+    def camera_tls(self) -> ssl.SSLContext:
+        """The TLS context for https:// cameras, from `tls_verify` and `tls_ca_file`."""
+        from adapters.onvif.http import tls_context
+
+        return tls_context(verify=self.tls_verify, ca_file=self.tls_ca_file)
 
     def adapter_mappings(self) -> tuple[TopicMapping, ...]:
         """The site's topic mappings in the adapter's form, in order."""

@@ -57,6 +57,7 @@ __all__ = [
     "ProbeFailed",
     "ProbeOutcome",
     "camera_address",
+    "camera_origin",
     "probe_result_document",
 ]
 
@@ -85,8 +86,8 @@ class ProbeFailed(Exception):
         self.outcome = outcome
 
 
-def camera_address(onvif_url: str) -> tuple[str, int]:
-    """Host and port of a camera's ONVIF address (`http://10.0.0.7:8000/onvif/...`)."""
+def camera_origin(onvif_url: str) -> tuple[str, str, int]:
+    """Scheme, host and port of a camera's ONVIF address (`https://10.0.0.7/onvif/...`)."""
     try:
         parts = urlsplit(onvif_url.strip())
         port = parts.port
@@ -95,7 +96,13 @@ def camera_address(onvif_url: str) -> tuple[str, int]:
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise OnvifUnavailable("the ONVIF address must be an http(s) URL with a host")
-    return parts.hostname, port or _DEFAULT_PORTS[scheme]
+    return scheme, parts.hostname, port or _DEFAULT_PORTS[scheme]
+
+
+def camera_address(onvif_url: str) -> tuple[str, int]:
+    """Host and port of a camera's ONVIF address (`http://10.0.0.7:8000/onvif/...`)."""
+    _, host, port = camera_origin(onvif_url)
+    return host, port
 
 
 def _profile_document(profile: MediaProfile) -> dict[str, Any]:
@@ -318,7 +325,9 @@ class OnvifService:
             return
         from adapters.onvif.client import CameraHttp, EventChannelManager
 
-        pool = CameraHttp(max_connections=self.settings.max_connections)
+        pool = CameraHttp(
+            max_connections=self.settings.max_connections, tls=self.settings.camera_tls()
+        )
         self._pools.append(pool)
         self._manager = EventChannelManager(
             self._submit,
@@ -372,13 +381,18 @@ class OnvifService:
         if self._prober is None:
             from adapters.onvif.client import CameraHttp, Prober
 
-            pool = CameraHttp(max_connections=max(16, self.settings.probe_concurrency * 2))
+            pool = CameraHttp(
+                max_connections=max(16, self.settings.probe_concurrency * 2),
+                tls=self.settings.camera_tls(),
+            )
             self._pools.append(pool)
             self._prober = Prober(max_concurrent=self.settings.probe_concurrency, http=pool)
         return self._prober
 
-    async def probe_camera(self, host: str, port: int, credentials: Credentials) -> ProbeResult:
-        """Probe a camera at host:port with a login (raises the adapter's `ProbeError`)."""
+    async def probe_camera(
+        self, host: str, port: int, credentials: Credentials, *, scheme: str = "http"
+    ) -> ProbeResult:
+        """Probe a camera at scheme://host:port with a login (raises the adapter's `ProbeError`)."""
         result: ProbeResult = await self._get_prober().probe(
             host,
             port,
@@ -386,6 +400,7 @@ class OnvifService:
             credentials.password.get_secret_value(),
             timeout=self.settings.call_timeout_s,
             policy=self._policy,
+            scheme=scheme,
         )
         return result
 
@@ -410,11 +425,11 @@ class OnvifService:
             raise LookupError(device_id)
         if not target.onvif_url:
             raise OnvifUnavailable("the device has no ONVIF address (onvif_url)")
-        host, port = camera_address(target.onvif_url)
+        scheme, host, port = camera_origin(target.onvif_url)
         login = self._login(target)
         started = self._clock()
         try:
-            result = await self.probe_camera(host, port, login)
+            result = await self.probe_camera(host, port, login, scheme=scheme)
         except ProbeError as exc:
             return await self._record_failure(target, started, exc, actor, remote_addr)
         except Exception as exc:  # anything else the camera provoked is a failure of the probe
@@ -560,10 +575,9 @@ class OnvifService:
         """
         if self._registry is None:
             raise OnvifUnavailable("this hub has no device registry to register cameras in")
-        host, port = camera_address(request.xaddr)
-        result = await self.probe_camera(host, port, request.credentials)
+        scheme, host, port = camera_origin(request.xaddr)
+        result = await self.probe_camera(host, port, request.credentials, scheme=scheme)
         identity = identity_of(result)
-        scheme = urlsplit(request.xaddr).scheme.lower()
         default = _DEFAULT_PORTS[scheme]
         netloc = format_host(host) + ("" if port == default else f":{port}")
         device = DeviceIn.model_validate(
@@ -654,7 +668,7 @@ class OnvifService:
                 if self._refused.get(device_id) == fingerprint:
                     continue
                 try:
-                    host, port = camera_address(target.onvif_url or "")
+                    scheme, host, port = camera_origin(target.onvif_url or "")
                     login = self._login(target)
                 except OnvifUnavailable as exc:
                     # Logged once per registry state of the device, not every resync.
@@ -669,6 +683,7 @@ class OnvifService:
                     login.username,
                     login.password.get_secret_value(),
                     policy=self._policy,
+                    scheme=scheme,
                 )
                 self._channels[device_id] = fingerprint
                 started += 1

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import re
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -79,8 +80,10 @@ class FakeCamera:
 
 
 @asynccontextmanager
-async def fake_camera(handler: Handler) -> AsyncIterator[FakeCamera]:
-    """Serve `handler` on 127.0.0.1:<ephemeral> until the block ends."""
+async def fake_camera(
+    handler: Handler, *, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[FakeCamera]:
+    """Serve `handler` on 127.0.0.1:<ephemeral> until the block ends (over TLS with `tls`)."""
     camera = FakeCamera(port=0)
     handlers: set[asyncio.Task[None]] = set()
 
@@ -100,8 +103,8 @@ async def fake_camera(handler: Handler) -> AsyncIterator[FakeCamera]:
             body = await reader.readexactly(length)
             camera.requests.append((path, body))
             await handler(path, body, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the client hung up, which several tests provoke on purpose
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass  # the client hung up (or refused the certificate), as tests provoke on purpose
         except asyncio.CancelledError:
             # Teardown of a handler that stalls on purpose. Ending normally keeps
             # Python 3.11's stream callback from logging the cancellation as an error.
@@ -110,7 +113,7 @@ async def fake_camera(handler: Handler) -> AsyncIterator[FakeCamera]:
             handlers.discard(task)
             writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
     camera.port = server.sockets[0].getsockname()[1]
     try:
         yield camera
@@ -240,3 +243,10 @@ def vendor_payload(name: str, at: datetime) -> bytes:
     document = (_FIXTURES / VENDOR_PAYLOADS[name]).read_bytes()
     stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ").encode()
     return re.sub(rb'UtcTime="[^"]+"', b'UtcTime="' + stamp + b'"', document)
+
+
+def server_tls(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """The TLS context of an https:// fake camera."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context

@@ -21,43 +21,18 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from adapters.mqtt import ConnectionState, DeviceKind, MqttAdapter
 from adapters.sim import PanicButtonSim
 from tests.integration.mqtt_support import FakeWriter, Registry, settings_for, unique_prefix
 from tests.peers import free_port, peer_missing
 from tests.peers.mosquitto import MosquittoPeer, mosquitto_peer
+from tests.tls_support import make_ca
+from tests.tls_support import name as _name
+from tests.tls_support import pem as _pem
 
 BUTTON = "school-03-btn-1"
 USER, PASSWORD = "gridwatch-hub", "Tls-test-pass-9"
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _pem(path: Path, certificate: x509.Certificate) -> Path:
-    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return path
-
-
-def make_ca(common_name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A self-signed CA valid for a day."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return certificate, key
 
 
 @dataclass

@@ -108,7 +108,7 @@ def assert_honest(result: ProbeResult, elapsed: float) -> None:
 
 @pytest.mark.parametrize("name", ["billion_laughs.xml", "external_entity.xml"])
 async def test_entity_attacks_fail_cleanly(name: str, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="adapters.onvif.client"):
+    with caplog.at_level(logging.WARNING, logger="adapters.onvif"):
         outcome, result, elapsed = await run_beside_honest_camera(
             document(name), lambda bad: probe(bad.host, bad.port, "admin", "pw", timeout=5)
         )
@@ -124,7 +124,7 @@ async def test_a_gigabyte_answer_is_cut_at_the_cap_with_bounded_memory(
     flood = Flood()
     tracemalloc.start()
     try:
-        with caplog.at_level(logging.WARNING, logger="adapters.onvif.client"):
+        with caplog.at_level(logging.WARNING, logger="adapters.onvif"):
             outcome, result, elapsed = await run_beside_honest_camera(
                 flood, lambda bad: probe(bad.host, bad.port, "admin", "pw", timeout=8)
             )
@@ -143,7 +143,7 @@ async def test_a_camera_trickling_one_byte_per_second_times_out(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="adapters.onvif.client"):
+    with caplog.at_level(logging.WARNING, logger="adapters.onvif"):
         outcome, result, elapsed = await run_beside_honest_camera(
             trickle, lambda bad: probe(bad.host, bad.port, "admin", "pw", timeout=2)
         )
@@ -176,7 +176,7 @@ async def test_an_advertised_xaddr_on_another_port_is_pinned_to_the_camera() -> 
 async def test_an_advertised_xaddr_on_another_port_is_refused_by_policy(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="adapters.onvif.client"):
+    with caplog.at_level(logging.WARNING, logger="adapters.onvif"):
         async with fake_camera(postgres_xaddr()) as bad:
             with pytest.raises(ProbeError) as refused:
                 await probe(bad.host, bad.port, "admin", "pw", timeout=5, policy=PinPolicy.REFUSE)
