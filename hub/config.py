@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from adapters.mqtt.models import MqttSettings
 from hub.alarms.config import AlarmSettings
+from hub.departments.config import DepartmentSettings
 from hub.devices.patrol_config import PatrolSettings
 from hub.node import NODE_ID_PATTERN
 from hub.onvif.config import OnvifSettings
@@ -280,6 +281,10 @@ class Settings(BaseSettings):
     onvif: OnvifSettings = Field(
         default_factory=OnvifSettings,
         description="ONVIF cameras: probe, WS-Discovery and PullPoint event channels.",
+    )
+    departments: DepartmentSettings = Field(
+        default_factory=DepartmentSettings,
+        description="Department tasks: deadlines, dispatch rules, delivery to departments.",
     )
 
     @classmethod

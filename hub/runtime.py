@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from adapters.onvif.http import CameraHttp
 from camera_registry.events import DeviceEvent
-from hub.alarms.dispatcher import Dispatcher
+from hub.alarms.dispatcher import Dispatcher, build_sink
 from hub.alarms.engine import AlarmChange, AlarmEngine
 from hub.api import create_app
 from hub.auth.first_admin import hand_out_first_admin_password
@@ -25,6 +25,7 @@ from hub.broadcast.service import BroadcastService
 from hub.bus import EventBus
 from hub.config import Settings
 from hub.crypto import CredentialCipher, load_keyring
+from hub.departments.service import DepartmentService
 from hub.devices.patrol import PatrolService, camera_login
 from hub.devices.registry import Registry
 from hub.live.service import LiveViews
@@ -100,6 +101,14 @@ class Hub:
             worker=node_identity(settings.node_id, settings.data_dir),
         )
         self.alarms.on_outbox(self.dispatcher.wake)
+        self.departments = DepartmentService(
+            self.store, settings.departments, bus=self.alarm_changes
+        )
+        self.alarms.add_close_guard(self.departments.close_guard)
+        for sink in settings.departments.sinks:
+            if sink.enabled:
+                self.dispatcher.add_sink(build_sink(sink), sink)
+        self.departments.on_outbox(self.dispatcher.wake)
         self.auth = Authenticator(self.store, settings.auth)
         #: The first admin's one-time password when this start created it (else None).
         self.first_admin_password: str | None = None
@@ -149,6 +158,7 @@ class Hub:
             dispatcher=self.dispatcher,
             patrol_service=self.patrol,
             onvif=self.onvif,
+            departments=self.departments,
         )
 
     async def _in_transaction(self, tx: Tx, events: list[DeviceEvent]) -> list[object]:
@@ -173,6 +183,7 @@ class Hub:
         await self.broadcast.start()
         await self.dispatcher.start()
         await self.alarms.start()
+        await self.departments.start()
         await self.mqtt.start()
         await self.patrol.start()
         await self.onvif.start()
@@ -197,6 +208,7 @@ class Hub:
         await _stop("patrol", self.patrol.stop())
         await _stop("broadcast", self.broadcast.stop())
         await _stop("mqtt", self.mqtt.stop())
+        await _stop("department tasks", self.departments.stop())
         await _stop("alarm engine", self.alarms.stop())
         await _stop("dispatcher", self.dispatcher.stop())
         pending = self.writer.pending

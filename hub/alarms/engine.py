@@ -78,6 +78,7 @@ __all__ = [
     "AlarmChange",
     "AlarmEngine",
     "AlarmNotFound",
+    "CloseGuard",
     "CredentialResolver",
     "SnapshotFetcher",
 ]
@@ -88,6 +89,8 @@ log = logging.getLogger(__name__)
 SnapshotFetcher = Callable[[DeviceInfo], Awaitable[tuple[str, bytes] | None]]
 #: (device id, sealed credentials) -> (username, password); the registry's cipher opens them.
 CredentialResolver = Callable[[str, bytes], tuple[str, str] | None]
+#: (transaction, the alarm as stored, the action asked) -> None, or InvalidTransition.
+CloseGuard = Callable[[Tx, StoredAlarm, AlarmAction], Awaitable[None]]
 #: RTSP frame grabs at once per engine (each decodes in a worker thread).
 _RTSP_GRABS = 2
 
@@ -278,6 +281,7 @@ class AlarmEngine:
         self._linkage_tasks: set[asyncio.Task[None]] = set()
         self._sla_task: asyncio.Task[None] | None = None
         self._http: CameraHttp | None = None
+        self._close_guards: list[CloseGuard] = []
 
     # -- wiring -------------------------------------------------------------
 
@@ -296,6 +300,11 @@ class AlarmEngine:
     def use_frame_grabber(self, grab: FrameGrabber) -> None:
         """Take linked cameras' one-frame snapshots with `grab` (the demo's simulated cameras)."""
         self.frame_grabber = grab
+
+    def add_close_guard(self, guard: CloseGuard) -> None:
+        """Ask `guard` inside the transaction before an operator action on an alarm; it
+        raises InvalidTransition to refuse (department tasks not yet accepted)."""
+        self._close_guards.append(guard)
 
     def on_outbox(self, wake: Callable[[], None]) -> None:
         """Call `wake` after every commit that queued outbox rows (the dispatcher's wake)."""
@@ -701,6 +710,8 @@ class AlarmEngine:
             stored = await self.repo.get(tx, alarm_id, for_update=True)
             if stored is None or not visible(stored):
                 raise AlarmNotFound(str(alarm_id))
+            for guard in self._close_guards:
+                await guard(tx, stored, action)
             resolve_due = None
             if action is AlarmAction.REOPEN:
                 resolve_due = now + self._sla.target(stored.alarm.priority).resolve

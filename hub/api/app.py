@@ -22,6 +22,8 @@ from hub.broadcast import routes as broadcast_routes
 from hub.broadcast.service import BroadcastService
 from hub.bus import EventBus
 from hub.config import Settings
+from hub.departments import routes as department_routes
+from hub.departments.service import DepartmentService
 from hub.devices import health_routes, jurisdiction_routes, kpi_routes, patrol_routes
 from hub.devices import routes as device_routes
 from hub.devices.patrol import PatrolService
@@ -55,6 +57,7 @@ def create_app(
     dispatcher: Dispatcher | None = None,
     patrol_service: PatrolService | None = None,
     onvif: OnvifService | None = None,
+    departments: DepartmentService | None = None,
 ) -> FastAPI:
     """Build the HTTP API around already-built services (the caller owns their lifecycle)."""
     app = FastAPI(
@@ -83,6 +86,7 @@ def create_app(
         dispatcher=dispatcher,
         patrol=patrol_service,
         onvif=onvif,
+        departments=departments,
     )
     app.state.authenticate = authenticate_connection
     app.add_middleware(OriginGuard, extra_origins=settings.auth.allowed_origins)
@@ -102,6 +106,7 @@ def create_app(
     app.include_router(onvif_routes.router)
     app.include_router(kpi_routes.router)
     app.include_router(drill_routes.router)
+    app.include_router(department_routes.router)
     app.include_router(console.router)
     app.include_router(console.api_router)
     return app

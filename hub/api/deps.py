@@ -15,6 +15,7 @@ from hub.auth.service import Authenticator
 from hub.broadcast.service import BroadcastService
 from hub.bus import EventBus
 from hub.config import Settings
+from hub.departments.service import DepartmentService
 from hub.devices.patrol import PatrolService
 from hub.devices.registry import Registry
 from hub.live.service import LiveViews
@@ -30,6 +31,7 @@ __all__ = [
     "get_alarms",
     "get_auth",
     "get_broadcast",
+    "get_departments",
     "get_dispatcher",
     "get_live",
     "get_metrics",
@@ -65,6 +67,7 @@ class Services:
     dispatcher: Dispatcher | None = None
     patrol: PatrolService | None = None
     onvif: OnvifService | None = None
+    departments: DepartmentService | None = None
 
 
 def get_services(request: HTTPConnection) -> Services:
@@ -167,4 +170,13 @@ def get_onvif(request: HTTPConnection) -> OnvifService:
     """ONVIF probe, discovery and event channels; 503 when the app was built without it."""
     return _present(
         get_services(request).onvif, "ONVIF unavailable", "this hub runs no ONVIF service"
+    )
+
+
+def get_departments(request: HTTPConnection) -> DepartmentService:
+    """Departments and their tasks; 503 when the app was built without them."""
+    return _present(
+        get_services(request).departments,
+        "Department tasks unavailable",
+        "this hub runs no department tasks",
     )

@@ -36,6 +36,7 @@ class Role(StrEnum):
     MAINTENANCE = "maintenance"  # device health, registry upkeep
     ADMIN = "admin"  # everything, including users and configuration
     AUDITOR = "auditor"  # reads the audit log
+    DEPARTMENT = "department"  # a department: its own dispatched tasks only (report in, feed back)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ ALL = tuple(r for r in Role if r is not Role.ADMIN)
 PUBLIC = "public"
 LOOPBACK = "loopback"  # public from 127.0.0.1 only (see hub.auth.guards.metrics_access)
 OP, DI, MA, AU = Role.OPERATOR, Role.DISPATCHER, Role.MAINTENANCE, Role.AUDITOR
+DE = Role.DEPARTMENT
 ADMIN_ONLY: tuple[Role, ...] = ()
 RANDOM = str(uuid.UUID(int=7))
 
@@ -156,6 +157,39 @@ ROUTES: dict[tuple[str, str], Case] = {
     ),
     ("GET", "/api/onvif/discovery"): Case((MA,)),
     ("POST", "/api/onvif/discovery/onboard"): Case((MA,), body={}),
+    # Departments and department tasks
+    ("GET", "/api/departments"): Case((OP, DE)),
+    ("PUT", "/api/departments/{department_id}"): Case(ADMIN_ONLY, "/api/departments/x", body={}),
+    ("PUT", "/api/departments/{department_id}/members"): Case(
+        ADMIN_ONLY, "/api/departments/x/members", body={}
+    ),
+    ("GET", "/api/tasks/alarms/{alarm_id}"): Case(
+        (OP, DI), "/api/tasks/alarms/{alarm}", scoped_id="record"
+    ),
+    ("POST", "/api/tasks/alarms/{alarm_id}"): Case(
+        (OP,), "/api/tasks/alarms/{alarm}", body={"departments": ["police-a"]}, scoped_id="record"
+    ),
+    ("POST", "/api/tasks/alarms/{alarm_id}/by-rule"): Case(
+        (OP,), "/api/tasks/alarms/{alarm}/by-rule", scoped_id="record"
+    ),
+    ("POST", "/api/tasks/alarms/{alarm_id}/override"): Case(
+        (OP,), "/api/tasks/alarms/{alarm}/override", body={"reason": "x"}, scoped_id="record"
+    ),
+    ("GET", "/api/tasks"): Case((OP, DI, DE)),
+    ("GET", "/api/tasks/{task_id}"): Case((OP, DI, DE), "/api/tasks/{task}", scoped_id="record"),
+    ("POST", "/api/tasks/{task_id}/photos"): Case(
+        (OP, DE), "/api/tasks/{task}/photos", scoped_id="record"
+    ),
+    ("GET", "/api/tasks/{task_id}/photos/{photo_id}"): Case(
+        (OP, DI, DE), f"/api/tasks/{{task}}/photos/{RANDOM}", scoped_id="record"
+    ),
+    ("GET", "/api/tasks/{task_id}/alarm-media/{media_id}"): Case(
+        (OP, DI, DE), f"/api/tasks/{{task}}/alarm-media/{RANDOM}", scoped_id="record"
+    ),
+    ("POST", "/api/tasks/{task_id}/{action}"): Case(
+        (OP, DE), "/api/tasks/{task}/note", body={"note": "x"}, scoped_id="record"
+    ),
+    ("GET", "/api/reports/dispatch"): Case((OP, AU), "/api/reports/dispatch?month=2026-11"),
 }
 
 
@@ -229,12 +263,32 @@ async def seed_town_a(hub: Hub) -> dict[str, str]:
             async with hub.store.reading() as tx:
                 row = await tx.fetchone("SELECT id FROM alarms")
             if row:
-                return {"alarm": str(row[0])}
+                break
             await asyncio.sleep(0.02)
+    alarm_id = str(row[0])
+    return {"alarm": alarm_id, "task": await seed_task(hub, uuid.UUID(alarm_id))}
+
+
+async def seed_task(hub: Hub, alarm_id: uuid.UUID) -> str:
+    """Town A's police station, with a task of the town A alarm; town B's, with none."""
+    from hub.departments.storage import DepartmentRecord
+
+    for department_id, code, member in (
+        ("police-a", "150102001", "user:police-a-duty"),
+        ("police-b", "150102002", "user:police-b-duty"),
+    ):
+        record = DepartmentRecord(department_id, department_id, "police_station", (code,))
+        await hub.departments.save_department("system:test", record)
+        await hub.departments.set_members("system:test", department_id, [member], None)
+    (task,) = await hub.departments.dispatch(
+        alarm_id, ["police-a"], "system:test", visible=lambda _: True
+    )
+    return str(task.id)
 
 
 def concrete(case: Case, path: str, ids: dict[str, str]) -> str:
-    return (case.path or path).replace("{alarm}", ids.get("alarm", RANDOM))
+    path = (case.path or path).replace("{alarm}", ids.get("alarm", RANDOM))
+    return path.replace("{task}", ids.get("task", RANDOM))
 
 
 def test_every_route_has_an_authorization_case(tmp_path: Path) -> None:
@@ -350,3 +404,60 @@ async def test_a_town_a_principal_reaches_the_same_records(hub: Hub) -> None:
             act_as(app, role="operator", scope=(TOWN_A,))
             url = path.replace("{alarm}", ids["alarm"])
             assert (await client.get(url)).status_code == 200, url
+
+
+DEPARTMENT_READS = ("/api/tasks/{task}", "/api/tasks/{task}/alarm-media/" + RANDOM)
+
+
+async def test_a_department_sees_only_its_own_tasks_in_its_own_town(hub: Hub) -> None:
+    """Role x department x jurisdiction: the town A police station's user sees its task;
+    town B's police station (scope B) and a town A user of another department see nothing."""
+    ids = await seed_town_a(hub)
+    app = hub.app()
+    transport = httpx.ASGITransport(app=app)
+    task_url = f"/api/tasks/{ids['task']}"
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
+        act_as(app, role="department", scope=(TOWN_A,), subject="police-a-duty")
+        queue = (await client.get("/api/tasks")).json()
+        assert [t["id"] for t in queue] == [ids["task"]]
+        detail = await client.get(task_url)
+        assert detail.status_code == 200
+        assert detail.json()["allowed"] == ["note", "report_in"]
+        assert detail.json()["alarm"]["title"]
+        assert [d["id"] for d in (await client.get("/api/departments")).json()] == ["police-a"]
+        assert (await client.post(f"{task_url}/report_in")).status_code == 200
+        assert (await client.post(f"{task_url}/accept")).status_code == 403
+
+        # Town B's police station: nothing of town A.
+        act_as(app, role="department", scope=(TOWN_B,), subject="police-b-duty")
+        assert (await client.get("/api/tasks")).json() == []
+        assert (await client.get(task_url)).status_code == 404
+        assert (await client.post(f"{task_url}/arrive")).status_code == 404
+        assert (await client.get(f"{task_url}/alarm-media/{RANDOM}")).status_code == 404
+        assert [d["id"] for d in (await client.get("/api/departments")).json()] == ["police-b"]
+        # A town A user whose department got no task, and one in no department.
+        for subject in ("police-b-duty", "nobody"):
+            act_as(app, role="department", scope=(TOWN_A,), subject=subject)
+            assert (await client.get("/api/tasks")).json() == []
+            assert (await client.get(task_url)).status_code == 404
+            photo = await client.post(
+                f"{task_url}/photos",
+                content=b"\x89PNG\r\n\x1a\n",
+                headers={"content-type": "image/png"},
+            )
+            assert photo.status_code == 404
+
+        # A department reaches no route that is not for departments.
+        act_as(app, role="department", scope=("/",), subject="police-a-duty")
+        reached = []
+        for (method, path), case in ROUTES.items():
+            if case.roles in (PUBLIC, LOOPBACK, ALL) or method == "WS":
+                continue
+            assert isinstance(case.roles, tuple)
+            if DE in case.roles:
+                continue
+            response = await call(client, method, concrete(case, path, ids), case.body)
+            if response.status_code != 403:
+                reached.append(f"{method} {path}: {response.status_code}")
+        assert not reached, reached
+    app.dependency_overrides.clear()

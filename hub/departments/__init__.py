@@ -1,0 +1,1 @@
+"""Departments and department tasks: "the center blows the whistle, departments report in"."""
