@@ -102,6 +102,8 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/api/jurisdictions"): Case((OP, MA, DI)),
     ("GET", "/api/jurisdictions/tree"): Case((OP, MA, DI)),
     ("GET", "/api/jurisdictions/counts"): Case((OP, MA, DI)),
+    ("GET", "/api/jurisdictions/boundaries"): Case((OP, MA, DI)),
+    ("GET", "/api/console/map"): Case((OP, MA, DI)),
     ("GET", "/api/jurisdictions/{code}"): Case(
         (OP, MA, DI), "/api/jurisdictions/150102001", scoped_id="record"
     ),
