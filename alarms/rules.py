@@ -858,6 +858,24 @@ DEFAULT_RULES = RuleSet(
             linkage=LinkageConfig(snapshot_linked_cameras=True),
         ),
         AlarmRule(
+            name="panic_button_offline",
+            match=EventMatch(kinds=["health.offline"], device_kinds=["alarm_point"]),
+            type="device_offline",
+            priority=2,
+            category=AlarmCategory.MAINTENANCE,
+            title="Panic button offline: {device_name}",
+            sop=(
+                "The school's panic button cannot raise an alarm while it is offline. "
+                "1. Call the school security desk: tell them the button is out of service "
+                "and agree how they will call for help meanwhile. "
+                "2. Assign the repair (power, network, battery) to the maintenance contractor "
+                "today. Closes itself when the button is back online."
+            ),
+            dedup_window=timedelta(hours=1),
+            auto_close_on=["health.online"],
+            linkage=LinkageConfig(snapshot_linked_cameras=False),
+        ),
+        AlarmRule(
             name="device_offline",
             match=EventMatch(kinds=["health.offline"]),
             type="device_offline",
@@ -874,6 +892,47 @@ DEFAULT_RULES = RuleSet(
             },
             dedup_window=timedelta(hours=1),
             auto_close_on=["health.online"],
+            linkage=LinkageConfig(snapshot_linked_cameras=False),
+        ),
+        AlarmRule(
+            name="panic_tamper",
+            match=EventMatch(kinds=["panic.tamper"]),
+            type="tamper",
+            priority=2,
+            category=AlarmCategory.SECURITY,
+            title="Panic button tampered with: {device_name}",
+            sop=(
+                "Open the linked cameras and look at the button. Call the school security "
+                "desk and ask them to check it; dispatch the grid officer if nobody answers."
+            ),
+            linkage=LinkageConfig(snapshot_linked_cameras=True),
+        ),
+        AlarmRule(
+            name="low_battery",
+            match=EventMatch(kinds=["device.low_battery"]),
+            type="low_battery",
+            priority=4,
+            category=AlarmCategory.MAINTENANCE,
+            title="Battery low: {device_name}",
+            sop="Assign a battery change to the maintenance contractor.",
+            dedup_window=timedelta(days=1),
+            linkage=LinkageConfig(snapshot_linked_cameras=False),
+        ),
+        AlarmRule(
+            name="credentials_rejected",
+            match=EventMatch(kinds=["device.credentials_rejected"]),
+            type="credentials_rejected",
+            priority=3,
+            category=AlarmCategory.MAINTENANCE,
+            title="Credentials rejected: {device_name}",
+            sop=(
+                "The camera refuses the login the hub has stored for it (or demands one and "
+                "none is stored), so the hub cannot see its picture. Check the stored login "
+                "(user name and password) against the camera's and correct it in the "
+                "registry. Closes itself when the camera accepts the login again."
+            ),
+            dedup_window=timedelta(hours=1),
+            auto_close_on=["device.credentials_accepted", "health.online"],
             linkage=LinkageConfig(snapshot_linked_cameras=False),
         ),
         AlarmRule(

@@ -24,10 +24,24 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from camera_registry.events import validate_device_id
+from camera_registry.events import DeviceEvent, Severity, validate_device_id
 from camera_registry.models import HealthState
 
-__all__ = ["Evidence", "HealthPolicy", "HealthStatus", "HealthTracker", "Transition"]
+__all__ = [
+    "CONCLUSIVE",
+    "HEALTH_EVENT_PREFIX",
+    "Evidence",
+    "HealthPolicy",
+    "HealthStatus",
+    "HealthTracker",
+    "Transition",
+    "transition_event",
+]
+
+#: Every device kind announces its health changes as `health.<state>` events
+#: (`health.offline`, `health.online`, `health.degraded`): the alarm rules match
+#: these, whichever protocol proved the change.
+HEALTH_EVENT_PREFIX = "health."
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +78,17 @@ class HealthPolicy(BaseModel):
         title="Missed heartbeats to offline",
         description="Heartbeat intervals without any evidence before the device is offline.",
     )
+
+
+#: For evidence that is already conclusive (a broker's last will, a device's own
+#: status, a heartbeat watcher's verdict): one observation moves the state.
+CONCLUSIVE = HealthPolicy(failures_to_offline=1, faults_to_degrade=1)
+
+_EVENT_SEVERITY = {
+    HealthState.OFFLINE: Severity.MAJOR,
+    HealthState.DEGRADED: Severity.WARNING,
+    HealthState.ONLINE: Severity.INFO,
+}
 
 
 def _require_utc(at: datetime) -> None:
@@ -152,6 +177,23 @@ class HealthTracker:
         self._last_at: datetime | None = None
         self._failures = 0
         self._faults = 0
+
+    @classmethod
+    def resume(
+        cls,
+        device_id: str,
+        policy: HealthPolicy,
+        state: HealthState,
+        since: datetime,
+        reason: str = "stored state",
+    ) -> HealthTracker:
+        """A tracker that continues from a stored state (entered at `since`);
+        evidence older than `since` is then ignored."""
+        tracker = cls(device_id, policy, since)
+        tracker._state = HealthState(state)
+        tracker._reason = reason
+        tracker._last_at = since
+        return tracker
 
     @property
     def state(self) -> HealthState:
@@ -248,3 +290,23 @@ class HealthTracker:
         )
         self._state, self._since, self._reason = state, at, reason
         return transition
+
+
+def transition_event(
+    transition: Transition, source: str, payload: Mapping[str, Any] | None = None
+) -> DeviceEvent:
+    """The `health.<state>` event announcing `transition` (for the alarm rules and the
+    event stream); `payload` adds to the from/to/reason fields."""
+    return DeviceEvent(
+        time=transition.at,
+        device_id=transition.device_id,
+        kind=f"{HEALTH_EVENT_PREFIX}{transition.state.value}",
+        severity=_EVENT_SEVERITY.get(transition.state, Severity.INFO),
+        source=source,
+        payload={
+            "from": transition.previous.value,
+            "to": transition.state.value,
+            "reason": transition.reason,
+            **(payload or {}),
+        },
+    )

@@ -130,6 +130,7 @@ class Hub:
             writer=self.writer,
             metrics=self.metrics,
             decrypt=camera_login(self.registry.cipher),
+            logins=self.registry.logins,
         )
         self.onvif = OnvifService(
             settings.onvif,

@@ -66,6 +66,7 @@ from adapters.mqtt.parsers import (
 from camera_registry.events import DeviceEvent, RejectedMessage, validate_device_id
 
 __all__ = [
+    "LIVENESS_CHECK_S",
     "AdapterMetrics",
     "CommandOutcome",
     "CommandResult",
@@ -84,7 +85,8 @@ OnCommitted = Callable[[], None]
 #: event loop thread once the event is durably committed or known as a duplicate.
 Submit = Callable[[DeviceEvent | RejectedMessage, OnCommitted | None], Awaitable[None]]
 
-_LIVENESS_CHECK_S = 1.0
+#: How often the adapter looks for devices whose heartbeats stopped (s).
+LIVENESS_CHECK_S = 1.0
 
 
 def _utc_now() -> datetime:
@@ -210,7 +212,9 @@ class MqttAdapter:
         self._subscribe_mid: int | None = None
         self._pending: dict[str, asyncio.Future[_Ack]] = {}
         self._unit_status: dict[str, UnitStatus] = {}
-        self._liveness = LivenessTracker(settings.heartbeat_missed_intervals)
+        self._liveness = LivenessTracker(
+            settings.heartbeat_missed_intervals, settings.heartbeat_grace_intervals
+        )
         self._logged: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ public surface
@@ -627,7 +631,7 @@ class MqttAdapter:
 
     async def _watch_liveness(self) -> None:
         while True:
-            await asyncio.sleep(_LIVENESS_CHECK_S)
+            await asyncio.sleep(LIVENESS_CHECK_S)
             now = self._clock()
             for overdue in self._liveness.overdue(now):
                 logger.warning(

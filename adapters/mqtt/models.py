@@ -38,6 +38,7 @@ from pydantic import (
 from camera_registry.events import Severity, validate_device_id
 
 __all__ = [
+    "DEFAULT_HEARTBEAT_INTERVAL_S",
     "DEFAULT_TOPIC_PREFIX",
     "EVENT_DEVICE_KINDS",
     "EVENT_SEVERITY",
@@ -67,6 +68,10 @@ __all__ = [
 
 PROTOCOL_VERSION = 1
 DEFAULT_TOPIC_PREFIX = "gridwatch/v1"
+#: A device's heartbeat period when it announces none. 20 s with 3 missed intervals
+#: (plus half an interval of grace) declares a silent device offline 70 s after it was
+#: last heard, within the 90 s a path failure must be reported in (EN 50136).
+DEFAULT_HEARTBEAT_INTERVAL_S = 20
 #: Larger payloads are rejected unparsed: no device of ours sends more than a few hundred bytes.
 MAX_PAYLOAD_BYTES = 64 * 1024
 
@@ -213,7 +218,13 @@ class HeartbeatPayload(_Wire):
     model_config = ConfigDict(title="GridWatch MQTT heartbeat")
 
     interval_s: int = Field(
-        default=60, ge=1, le=86_400, description="Seconds until the next heartbeat."
+        default=DEFAULT_HEARTBEAT_INTERVAL_S,
+        ge=1,
+        le=86_400,
+        description=(
+            "Seconds until the next heartbeat. Send every 20 s (the default): with the "
+            "hub's 3 missed intervals a silent device is then offline within 90 s."
+        ),
     )
     time: AwareDatetime | None = Field(default=None, description="Device clock (RFC 3339).")
     battery: int | None = Field(default=None, ge=0, le=100, description="Battery percent.")
@@ -441,6 +452,15 @@ class MqttSettings(BaseModel):
     max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=256, le=1 << 20)
     heartbeat_missed_intervals: int = Field(
         default=3, ge=1, le=100, description="A device is offline after this many silent intervals."
+    )
+    heartbeat_grace_intervals: float = Field(
+        default=0.5,
+        ge=0,
+        le=5,
+        description=(
+            "Further fraction of an interval a device may be late before the last missed "
+            "heartbeat counts (3 missed + 0.5 at 20 s: offline 70 s after last heard)."
+        ),
     )
     vendor_mappings: tuple[VendorMapping, ...] = ()
 

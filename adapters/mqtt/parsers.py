@@ -70,6 +70,7 @@ __all__ = [
     "missed_heartbeat_event",
     "parse_topic",
     "resolve_pointer",
+    "silence_limit_s",
     "status_from_event",
     "subscriptions",
     "to_rejected_message",
@@ -580,15 +581,25 @@ class _Liveness:
     reported: bool = False
 
 
+def silence_limit_s(interval_s: float, missed_intervals: int, grace_intervals: float) -> float:
+    """How long a device announcing heartbeats every `interval_s` may stay silent before
+    it is offline: `missed_intervals` whole intervals plus `grace_intervals` of one, so
+    the last of the missed heartbeats counts as missed only when it is clearly late (a
+    heartbeat delayed after two lost ones is not an outage)."""
+    return interval_s * (missed_intervals + grace_intervals)
+
+
 @dataclass
 class LivenessTracker:
     """Which heartbeat-sending devices went silent for `missed_intervals` intervals.
 
     Only devices that announced an interval (by a heartbeat) are watched; each silence
-    is reported once, until the device is heard again.
+    is reported once, until the device is heard again. Silent means silent for longer
+    than `silence_limit_s` (the adapter gives half an interval of grace).
     """
 
     missed_intervals: int
+    grace_intervals: float = 0.0
     _devices: dict[str, _Liveness] = field(default_factory=dict)
 
     def heard(self, device_id: str, at: datetime, interval_s: float | None = None) -> None:
@@ -619,7 +630,9 @@ class LivenessTracker:
         out: list[OverdueDevice] = []
         for device_id, entry in self._devices.items():
             deadline = entry.last_heard + timedelta(
-                seconds=entry.interval_s * self.missed_intervals
+                seconds=silence_limit_s(
+                    entry.interval_s, self.missed_intervals, self.grace_intervals
+                )
             )
             if not entry.reported and now > deadline:
                 entry.reported = True

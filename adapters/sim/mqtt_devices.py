@@ -149,7 +149,7 @@ class SimDevice:
         """Publish one heartbeat."""
         body: dict[str, Any] = {
             "v": 1,
-            "interval_s": max(1, round(self.heartbeat_interval_s or 60)),
+            "interval_s": max(1, round(self.heartbeat_interval_s or 20)),
             "time": _now_text(),
         }
         if battery is not None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
-from hub.api.deps import get_store
+from hub.api.deps import get_services, get_store
 from hub.auth.guards import Principal, Role, not_found, require
 from hub.devices.health_schemas import (
     DeviceHealthOut,
     HealthSummaryOut,
+    LoginOut,
     SampleOut,
     TransitionOut,
     VerdictOut,
@@ -46,6 +47,7 @@ def evidence_url(evidence_id: uuid.UUID | str | None) -> str | None:
 @router.get("/api/devices/{device_id}/health", response_model=DeviceHealthOut)
 async def device_health(
     device_id: str,
+    request: Request,
     principal: Reader,
     repository: Repository,
     transitions: Annotated[int, Query(ge=0, le=200, description="Recent transitions.")] = 20,
@@ -56,6 +58,10 @@ async def device_health(
         raise not_found("device")
     sample = await repository.last_sample(device_id)
     history = await repository.transitions(device_id, limit=transitions)
+    registry = get_services(request).registry
+    login = None
+    if registry is not None and current.kind == "camera":
+        login = LoginOut.model_validate(registry.logins.status(device_id).as_dict())
     return DeviceHealthOut(
         device_id=current.device_id,
         name=current.name,
@@ -95,6 +101,7 @@ async def device_health(
             )
             for t in history
         ],
+        login=login,
     )
 
 

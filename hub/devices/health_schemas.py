@@ -60,6 +60,18 @@ class TransitionOut(BaseModel):
     evidence_url: str | None
 
 
+class LoginOut(BaseModel):
+    """Where a camera's stored login stands (refused logins by any protocol)."""
+
+    state: str = Field(description="ok, failing (refused, still tried) or auth_failed.")
+    refusals: int = Field(description="Refused logins in a row since it last worked.")
+    last_refused_at: datetime | None
+    last_source: str | None = Field(description="Who was refused last: rtsp_probe, onvif, ...")
+    retry_at: datetime | None = Field(
+        description="auth_failed: when the login is tried next (or at once when it is changed)."
+    )
+
+
 class DeviceHealthOut(BaseModel):
     """A device's health: state, since when, why, the last probe, recent transitions."""
 
@@ -72,6 +84,9 @@ class DeviceHealthOut(BaseModel):
     last_probe_at: datetime | None
     last_sample: SampleOut | None
     transitions: list[TransitionOut]
+    login: LoginOut | None = Field(
+        default=None, description="The stored login's budget; empty for devices without one."
+    )
 
 
 class HealthSummaryOut(BaseModel):

@@ -37,7 +37,9 @@ __all__ = [
     "PatrolTarget",
     "ProbeCounts",
     "StateChangeRow",
+    "StoredHealth",
     "TransitionRow",
+    "current_health",
     "insert_transitions",
 ]
 
@@ -741,3 +743,28 @@ async def insert_transitions(tx: Tx, transitions: Sequence[TransitionRow], now: 
     count in the KPIs, which are computed from `device_health_history`.
     """
     await HealthRepository._insert_transitions(tx, transitions, now)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHealth:
+    """A device's stored health: the state the health machine continues from."""
+
+    device_id: str
+    health: str
+    since: datetime | None
+    reason: str | None
+
+
+async def current_health(tx: Tx, device_ids: Sequence[str]) -> dict[str, StoredHealth]:
+    """The stored health of each of `device_ids` that has a health row, inside a
+    caller's transaction."""
+    ids = sorted(set(device_ids))
+    if not ids:
+        return {}
+    marks = ", ".join("%s" for _ in ids)
+    rows = await tx.fetchall(
+        "SELECT device_id, health, health_since, health_reason FROM device_state"  # noqa: S608 - placeholders only
+        f" WHERE device_id IN ({marks})",
+        ids,
+    )
+    return {str(r[0]): StoredHealth(str(r[0]), str(r[1]), from_ts(r[2]), r[3]) for r in rows}

@@ -12,6 +12,15 @@ and diagnosis never run on the event loop). Each probe becomes:
   threshold, the explanation and an evidence snapshot id; `vqd.ok` when the
   picture is fault-free again.
 
+A camera that refuses the stored login (RTSP 401/403), or demands one where none
+is stored, is reachable but unseen: it is `degraded` with the reason code
+`auth.credentials_rejected` and a `device.credentials_rejected` event (a
+maintenance fault: check the stored login), never a picture fault or video loss;
+`device.credentials_accepted` follows once the login opens again. Each refusal
+counts in the camera's login budget (`camera_registry.logins`), shared with the
+other protocols: a camera whose login is `auth_failed` is not probed with it
+again before the budget allows (hourly, or at once when the stored login changes).
+
 Samples, transitions, evidence and baselines commit in one transaction; the
 events then go through the hub's writer (so the alarm engine sees them).
 After a restart every camera is `unknown` until new evidence arrives: the
@@ -28,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
 import socket
@@ -46,6 +56,7 @@ import numpy as np
 from adapters.rtsp import (
     Check,
     Diagnosis,
+    ProbeFailure,
     ProbePool,
     SceneReference,
     StreamProbe,
@@ -56,7 +67,8 @@ from adapters.rtsp import (
     scene_reference,
 )
 from camera_registry.events import DeviceEvent, Severity
-from camera_registry.health import Evidence, HealthTracker, Transition
+from camera_registry.health import Evidence, HealthTracker, Transition, transition_event
+from camera_registry.logins import LoginBudget
 from camera_registry.models import HealthState
 from camera_registry.urls import with_credentials
 from hub.crypto import CredentialCipher
@@ -74,12 +86,16 @@ from hub.storage import SqlStore
 from hub.writer import EventWriter
 
 __all__ = [
+    "CREDENTIALS_ACCEPTED_KIND",
+    "CREDENTIALS_FAULT",
+    "CREDENTIALS_REJECTED_KIND",
     "CredentialDecryptor",
     "PatrolProgress",
     "PatrolService",
     "camera_login",
     "choose_stream_url",
     "judge",
+    "login_version",
 ]
 
 log = logging.getLogger(__name__)
@@ -90,6 +106,11 @@ CredentialDecryptor = Callable[[str, bytes], tuple[str, str] | None]
 Clock = Callable[[], datetime]
 
 SOURCE = "patrol"
+#: The fault (and health reason code) of a camera that refuses the stored login.
+CREDENTIALS_FAULT = "credentials_rejected"
+CREDENTIALS_REASON_CODE = "auth.credentials_rejected"
+CREDENTIALS_REJECTED_KIND = "device.credentials_rejected"
+CREDENTIALS_ACCEPTED_KIND = "device.credentials_accepted"
 # "subtype=0" (Dahua main stream) names the main stream, not a sub-stream.
 _SUB_STREAM = re.compile(r"sub(?!type=0)|(?<!\d)102(?!\d)|stream2", re.IGNORECASE)
 _SEVERITY: dict[str, Severity] = {
@@ -97,11 +118,6 @@ _SEVERITY: dict[str, Severity] = {
     Check.FROZEN: Severity.MAJOR,
     Check.OCCLUSION: Severity.MAJOR,
     Check.SCENE_CHANGE: Severity.MAJOR,
-}
-_HEALTH_SEVERITY = {
-    HealthState.OFFLINE: Severity.MAJOR,
-    HealthState.DEGRADED: Severity.WARNING,
-    HealthState.ONLINE: Severity.INFO,
 }
 _RESTART_REASON = "hub started: no evidence yet since start-up"
 _PROGRESS_EVERY_S = 2.0
@@ -132,8 +148,37 @@ def choose_stream_url(urls: Sequence[str]) -> str:
     return urls[1] if len(urls) > 1 else urls[0]
 
 
-def judge(probe: StreamProbe, diagnosis: Diagnosis | None) -> Evidence:
-    """What one probe says about a camera: ONLINE, DEGRADED (with faults) or OFFLINE."""
+def login_version(credentials: bytes | None) -> str:
+    """An opaque version of a camera's stored login: changes whenever the login does."""
+    if credentials is None:
+        return "none"
+    return hashlib.sha256(credentials).hexdigest()[:32]
+
+
+def judge(probe: StreamProbe, diagnosis: Diagnosis | None, *, has_login: bool = True) -> Evidence:
+    """What one probe says about a camera: ONLINE, DEGRADED (with faults) or OFFLINE.
+
+    A refused login is DEGRADED with the single fault `credentials_rejected`: the
+    camera answers, the hub cannot see its picture, and nothing about the picture
+    is judged (there is none).
+    """
+    if probe.failure is ProbeFailure.AUTH_FAILED:
+        why = (
+            "the camera refused the stored login"
+            if has_login
+            else "the camera demands a login and none is stored"
+        )
+        return Evidence(
+            HealthState.DEGRADED,
+            f"credentials rejected: {why}; check the stored login",
+            source=SOURCE,
+            faults=(CREDENTIALS_FAULT,),
+            details={
+                "code": CREDENTIALS_REASON_CODE,
+                "params": {"login_stored": has_login},
+                "failure": probe.failure.value,
+            },
+        )
     if not probe.reachable:
         failure = probe.failure.value if probe.failure else "failed"
         return Evidence(
@@ -236,8 +281,11 @@ class PatrolService:
         clock: Clock = _utc_now,
         decrypt: CredentialDecryptor | None = None,
         node: str | None = None,
+        logins: LoginBudget | None = None,
     ) -> None:
         self.settings = settings
+        #: Every camera's login-failure budget (shared with the hub's other protocols).
+        self.logins = logins if logins is not None else LoginBudget()
         self.repository = HealthRepository(store)
         self._writer = writer
         self._metrics = metrics
@@ -492,7 +540,11 @@ class PatrolService:
         async def worker() -> None:
             for target in pending:
                 try:
-                    queue.put_nowait(await self._probe_one(target, progress.run_id))
+                    result = await self._probe_one(target, progress.run_id)
+                    if result is None:
+                        self._skipped(target, progress)
+                        continue
+                    queue.put_nowait(result)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -528,10 +580,36 @@ class PatrolService:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    async def _probe_one(self, target: PatrolTarget, run_id: int | None) -> _Result:
+    def _skipped(self, target: PatrolTarget, progress: PatrolProgress) -> None:
+        """A camera left alone because its login is auth_failed: counted, not probed."""
+        status = self.logins.status(target.device_id)
+        progress.done += 1
+        progress.degraded += 1
+        if len(progress.problems) < 1000:
+            retry = status.retry_at.isoformat() if status.retry_at else "when the login changes"
+            progress.problems.append(
+                (
+                    target.device_id,
+                    HealthState.DEGRADED.value,
+                    f"login refused {status.refusals} times: not tried again before {retry}",
+                )
+            )
+
+    async def _probe_one(self, target: PatrolTarget, run_id: int | None) -> _Result | None:
+        """Probe one camera; None when its login budget says not to try it now."""
         assert self._pool is not None  # noqa: S101 - set by start()
+        version = login_version(target.credentials)
+        if target.credentials is not None and not self.logins.may_try(
+            target.device_id, version, self._clock()
+        ):
+            return None
         url = self._probe_url(target)
         probe = await self._pool.probe(url)
+        if probe.failure is ProbeFailure.AUTH_FAILED:
+            if target.credentials is not None:
+                self.logins.refused(target.device_id, version, self._clock(), "rtsp_probe")
+        elif probe.reachable:
+            self.logins.accepted(target.device_id)
         if self._metrics is not None:
             self._metrics.patrol_probe_seconds.observe(probe.total_time_s)
         camera = self._camera(target.device_id, self._clock())
@@ -577,7 +655,7 @@ class PatrolService:
         """Diagnose, judge and prepare what to store (runs on a VQD worker thread)."""
         s = self.settings
         diagnosis: Diagnosis | None = None
-        if probe.reachable:
+        if probe.reachable and probe.failure is not ProbeFailure.AUTH_FAILED:
             diagnosis = diagnose(
                 probe.frames,
                 s.thresholds,
@@ -585,7 +663,7 @@ class PatrolService:
                 camera.reference,
                 expected_frames=probe.frames_requested or s.frames,
             )
-        evidence = judge(probe, diagnosis)
+        evidence = judge(probe, diagnosis, has_login=target.credentials is not None)
         baseline_row = self._learn(target.device_id, camera, probe, diagnosis, s.thresholds)
         transition = camera.tracker.observe(evidence.observed, evidence, at)
         status = camera.tracker.status()
@@ -594,12 +672,32 @@ class PatrolService:
             status.consecutive_faults >= s.policy.faults_to_degrade
         ):
             confirmed_faults = evidence.faults
+        # The login opened again (the camera answered past it): that fault is over
+        # even if a picture fault remains.
+        login_back = (
+            CREDENTIALS_FAULT in camera.active_faults
+            and probe.reachable
+            and probe.failure is not ProbeFailure.AUTH_FAILED
+        )
+        if login_back:
+            camera.active_faults = tuple(f for f in camera.active_faults if f != CREDENTIALS_FAULT)
         new_faults = tuple(f for f in confirmed_faults if f not in camera.active_faults)
         recovered = evidence.observed is HealthState.ONLINE and bool(camera.active_faults)
 
         snapshot = self._evidence_for(target.device_id, camera, probe, at, new_faults, transition)
         evidence_id = snapshot.id if snapshot is not None else None
         events: list[DeviceEvent] = []
+        if login_back:
+            events.append(
+                DeviceEvent(
+                    time=at,
+                    device_id=target.device_id,
+                    kind=CREDENTIALS_ACCEPTED_KIND,
+                    severity=Severity.INFO,
+                    source=SOURCE,
+                    payload={"explanation": "the camera accepts the stored login again"},
+                )
+            )
         for fault in new_faults:
             events.append(self._fault_event(target, diagnosis, fault, evidence_id, at))
         if recovered:
@@ -702,6 +800,20 @@ class PatrolService:
         evidence_id: uuid.UUID | None,
         at: datetime,
     ) -> DeviceEvent:
+        if fault == CREDENTIALS_FAULT:
+            return DeviceEvent(
+                time=at,
+                device_id=target.device_id,
+                kind=CREDENTIALS_REJECTED_KIND,
+                severity=Severity.WARNING,
+                source=SOURCE,
+                payload={
+                    "code": CREDENTIALS_REASON_CODE,
+                    "login_stored": target.credentials is not None,
+                    "protocol": "rtsp",
+                    "explanation": "the camera refuses the stored login; check it",
+                },
+            )
         payload: dict[str, Any] = {
             "check": fault,
             "evidence_id": str(evidence_id) if evidence_id else None,
@@ -725,18 +837,8 @@ class PatrolService:
 
     @staticmethod
     def _transition_event(transition: Transition, evidence_id: uuid.UUID | None) -> DeviceEvent:
-        return DeviceEvent(
-            time=transition.at,
-            device_id=transition.device_id,
-            kind=f"health.{transition.state.value}",
-            severity=_HEALTH_SEVERITY.get(transition.state, Severity.INFO),
-            source=SOURCE,
-            payload={
-                "from": transition.previous.value,
-                "to": transition.state.value,
-                "reason": transition.reason,
-                "evidence_id": str(evidence_id) if evidence_id else None,
-            },
+        return transition_event(
+            transition, SOURCE, {"evidence_id": str(evidence_id) if evidence_id else None}
         )
 
     async def _commit(self, batch: Sequence[_Result], progress: PatrolProgress) -> None:

@@ -48,6 +48,7 @@ from camera_registry.jurisdiction import (
     build_tree,
     is_within,
 )
+from camera_registry.logins import LoginBudget
 from camera_registry.models import Credentials, DeviceIn
 from camera_registry.urls import with_credentials
 from hub.auth.audit_storage import record as audit_record
@@ -165,6 +166,8 @@ class Registry:
     ) -> None:
         self.store = store
         self.cipher = cipher
+        #: Every camera's login-failure budget, shared by ONVIF, RTSP probes and snapshots.
+        self.logins = LoginBudget()
         self.linkage_radius_m = linkage_radius_m
         self.linkage_limit = linkage_limit
         self._by_id: dict[str, CachedDevice] = {}

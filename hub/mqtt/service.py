@@ -6,10 +6,14 @@
   node are seen) and in full every few minutes regardless.
 - `MqttService` runs the `MqttAdapter` with the writer's `submit`: the adapter PUBACKs a
   message only in the writer's committed-callback.
-- `health_changes` turns stored MQTT events into device health (availability, heartbeats,
-  broadcast status); `MqttService.in_transaction` writes them in the writer's transaction.
-  Availability and the adapter's missed-heartbeat verdict are already conclusive (the
-  broker saw the connection die, or N intervals passed), so no further smoothing is done.
+- `health_changes` turns stored MQTT events into device health evidence (availability,
+  heartbeats, broadcast status); `MqttService.in_transaction` feeds it to the one health
+  machine (`camera_registry.health.HealthTracker`, continued from the stored state) in the
+  writer's transaction. Availability and the adapter's missed-heartbeat verdict are already
+  conclusive (the broker saw the connection die, or N intervals passed), so the machine
+  runs with the `CONCLUSIVE` policy. Each transition is stored in the health history and
+  announced as a `health.<state>` event that joins the batch, so the alarm engine (the
+  next hook) opens or closes the device-offline alarm exactly as for a camera.
 """
 
 from __future__ import annotations
@@ -35,14 +39,20 @@ from adapters.mqtt import (
     MqttAdapter,
     UnitStatus,
 )
-from adapters.mqtt.parsers import HEARTBEAT_KIND
+from adapters.mqtt.parsers import HEARTBEAT_KIND, SOURCE
 from camera_registry.events import DEVICE_ID_PATTERN, DeviceEvent
+from camera_registry.health import CONCLUSIVE, Evidence, HealthTracker, Transition, transition_event
+from camera_registry.models import HealthState
 from hub.config import MqttHubSettings
+from hub.devices.health_storage import (
+    StoredHealth,
+    TransitionRow,
+    current_health,
+    insert_transitions,
+)
 from hub.metrics import Metrics
 from hub.mqtt.storage import (
-    HealthChange,
     MqttDeviceRow,
-    apply_health_changes,
     last_heard,
     load_mqtt_devices,
     registry_fingerprint,
@@ -52,9 +62,11 @@ from hub.writer import EventWriter
 
 __all__ = [
     "DeviceDirectory",
+    "HealthChange",
     "MqttCollector",
     "MqttService",
     "MqttStatus",
+    "decide_transitions",
     "health_changes",
 ]
 
@@ -149,6 +161,16 @@ class DeviceDirectory:
                 log.exception("refreshing the MQTT device directory failed; will retry")
 
 
+@dataclass(frozen=True, slots=True)
+class HealthChange:
+    """A device's health as proven by one stored event."""
+
+    device_id: str
+    health: str
+    at: datetime
+    reason: str
+
+
 def _offline_reason(event: DeviceEvent) -> str:
     if event.payload.get("reason") == "heartbeat_missed":
         return f"missed heartbeats over MQTT (last heard {event.payload.get('last_heard')})"
@@ -158,7 +180,7 @@ def _offline_reason(event: DeviceEvent) -> str:
 
 
 def _health_of(event: DeviceEvent) -> tuple[str, str] | None:
-    if event.source != "mqtt":
+    if event.source != SOURCE or event.kind.startswith("health."):
         return None
     if event.kind == "device.online":
         return "online", "announced online over MQTT"
@@ -187,6 +209,35 @@ def health_changes(events: Sequence[DeviceEvent]) -> list[HealthChange]:
                 event.device_id, health[0], event.time, health[1]
             )
     return list(latest.values())
+
+
+def decide_transitions(
+    changes: Sequence[HealthChange], stored: dict[str, StoredHealth]
+) -> list[Transition]:
+    """The transitions the health machine makes of `changes`, each device continued from
+    its `stored` health; devices without a stored health are not registered: skipped."""
+    transitions: list[Transition] = []
+    for change in sorted(changes, key=lambda c: c.at):
+        current = stored.get(change.device_id)
+        if current is None:
+            continue
+        state = HealthState(current.health)
+        tracker = HealthTracker.resume(
+            change.device_id,
+            CONCLUSIVE,
+            state,
+            current.since or change.at,
+            current.reason or "",
+        )
+        observed = HealthState(change.health)
+        evidence = Evidence(observed, change.reason[:500] or "MQTT", source=SOURCE)
+        transition = tracker.observe(observed, evidence, change.at)
+        if transition is not None:
+            transitions.append(transition)
+            stored[change.device_id] = StoredHealth(
+                change.device_id, transition.state.value, transition.at, transition.reason
+            )
+    return transitions
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,8 +331,36 @@ class MqttService:
             await self.adapter.__aexit__(None, None, None)
 
     async def in_transaction(self, tx: Tx, events: list[DeviceEvent]) -> None:
-        """Writer hook: device health from the batch's MQTT events, in its transaction."""
-        await apply_health_changes(tx, health_changes(events), datetime.now(UTC))
+        """Writer hook: device health from the batch's MQTT events, in its transaction.
+
+        The `health.<state>` events of the transitions are stored and appended to
+        `events`, so the hooks after this one (the alarm engine) see them in this batch.
+        """
+        changes = health_changes(events)
+        if not changes:
+            return
+        stored = await current_health(tx, [c.device_id for c in changes])
+        transitions = decide_transitions(changes, stored)
+        if not transitions:
+            return
+        await insert_transitions(
+            tx,
+            [
+                TransitionRow(
+                    device_id=t.device_id,
+                    at=t.at,
+                    from_state=t.previous.value,
+                    to_state=t.state.value,
+                    reason=t.reason,
+                    evidence={"source": SOURCE},
+                )
+                for t in transitions
+            ],
+            datetime.now(UTC),
+        )
+        events.extend(
+            await self._store.store_derived(tx, [transition_event(t, SOURCE) for t in transitions])
+        )
 
     def status(self) -> MqttStatus:
         """Connection state for readiness."""

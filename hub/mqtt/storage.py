@@ -1,9 +1,9 @@
-"""What the MQTT side reads from the registry, and the device health MQTT evidence writes.
+"""What the MQTT side reads from the registry and the event store.
 
 Devices of kind `alarm_point` (school panic buttons) and `broadcast_unit` are loaded whole
 into the hub's in-memory directory; a cheap fingerprint (row count and newest
-`updated_at`) tells when to reload. Health changes are written inside the writer's
-transaction, so a device's state commits together with the event that proves it.
+`updated_at`) tells when to reload. Device health is decided by the one health machine
+(`camera_registry.health`) and stored through `hub.devices.health_storage`.
 """
 
 from __future__ import annotations
@@ -13,15 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from hub.devices.health_storage import TransitionRow, insert_transitions
-from hub.storage.base import SqlStore, Tx, from_json, from_ts
+from hub.storage.base import SqlStore, from_json, from_ts
 
 __all__ = [
     "MQTT_REGISTRY_KINDS",
-    "HealthChange",
     "LastHeard",
     "MqttDeviceRow",
-    "apply_health_changes",
     "last_heard",
     "load_mqtt_devices",
     "registry_fingerprint",
@@ -41,16 +38,6 @@ class MqttDeviceRow:
     mqtt_device_id: str | None
     jurisdiction_path: str | None
     tags: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class HealthChange:
-    """A device's health as proven by one stored event."""
-
-    device_id: str
-    health: str
-    at: datetime
-    reason: str
 
 
 def _tags(value: Any) -> tuple[str, ...]:
@@ -148,42 +135,3 @@ async def registry_fingerprint(store: SqlStore) -> tuple[int, str]:
     if row is None:
         return 0, ""
     return int(row[0]), str(row[1])
-
-
-async def apply_health_changes(tx: Tx, changes: Sequence[HealthChange], now: datetime) -> None:
-    """Move devices to the proven health, recording each change in the health history.
-
-    Evidence older than the device's current state is ignored. The history rows
-    are what the online/intact-rate KPIs are computed from, so MQTT devices count
-    there exactly like patrolled cameras.
-    """
-    if not changes:
-        return
-    ids = sorted({change.device_id for change in changes})
-    marks = ", ".join("%s" for _ in ids)
-    rows = await tx.fetchall(
-        f"SELECT device_id, health, health_since FROM device_state"  # noqa: S608
-        f" WHERE device_id IN ({marks})",
-        ids,
-    )
-    current = {r[0]: (str(r[1]), from_ts(r[2])) for r in rows}
-    transitions: list[TransitionRow] = []
-    for change in sorted(changes, key=lambda c: c.at):
-        state = current.get(change.device_id)
-        if state is None:
-            continue  # not a registered device: nothing to move
-        health, since = state
-        if health == change.health or (since is not None and since > change.at):
-            continue
-        transitions.append(
-            TransitionRow(
-                device_id=change.device_id,
-                at=change.at,
-                from_state=health,
-                to_state=change.health,
-                reason=change.reason[:500],
-                evidence={"source": "mqtt"},
-            )
-        )
-        current[change.device_id] = (change.health, change.at)
-    await insert_transitions(tx, transitions, now)

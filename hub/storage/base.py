@@ -377,6 +377,14 @@ class SqlStore(ABC):
             stored=stored, duplicates=duplicates, rejected=len(rejected), hook_result=hook_result
         )
 
+    async def store_derived(self, tx: Tx, events: Sequence[DeviceEvent]) -> list[DeviceEvent]:
+        """Store events a commit hook derived from its batch (device health changes),
+        inside the batch's transaction; the ones stored (new by dedup key)."""
+        if not events:
+            return []
+        stored, _ = await self._store_events(tx, events)
+        return stored
+
     async def _store_events(
         self, tx: Tx, events: Sequence[DeviceEvent]
     ) -> tuple[list[DeviceEvent], int]:

@@ -58,7 +58,7 @@ def gstreamer_available() -> str | None:
 
 @contextlib.contextmanager
 def start_rtsp_server(
-    log_dir: Path, *, width: int = 640, height: int = 360, fps: int = 15
+    log_dir: Path, *, width: int = 640, height: int = 360, fps: int = 15, auth: str = ""
 ) -> Iterator[RtspPeer]:
     """Run the server on a free port until the block ends; raises RuntimeError if it fails."""
     port = free_port()
@@ -72,6 +72,7 @@ def start_rtsp_server(
                 f"--width={width}",
                 f"--height={height}",
                 f"--fps={fps}",
+                *([f"--auth={auth}"] if auth else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -99,14 +100,21 @@ def start_rtsp_server(
 
 
 @contextlib.contextmanager
-def rtsp_peer(tmp_dir: Path, *, width: int = 640, height: int = 360) -> Iterator[RtspPeer]:
-    """The RTSP peer for a test: skips (or fails in CI) when GStreamer is missing."""
+def rtsp_peer(
+    tmp_dir: Path, *, width: int = 640, height: int = 360, auth: str = ""
+) -> Iterator[RtspPeer]:
+    """The RTSP peer for a test: skips (or fails in CI) when GStreamer is missing.
+
+    With `auth` (user:password) every mount demands RTSP Digest authentication.
+    """
     reason = gstreamer_available()
     if reason is not None:
         peer_missing("rtsp", reason)
     with contextlib.ExitStack() as stack:
         try:
-            peer = stack.enter_context(start_rtsp_server(tmp_dir, width=width, height=height))
+            peer = stack.enter_context(
+                start_rtsp_server(tmp_dir, width=width, height=height, auth=auth)
+            )
         except RuntimeError as exc:
             peer_missing("rtsp", str(exc))
         yield peer

@@ -14,6 +14,9 @@ bindings; the project's venv does not. It binds 127.0.0.1 only and serves:
 - `/solid`   one uniform olive colour (lens covered: occlusion, colour cast)
 - `/grey`    one uniform mid grey (occlusion without a colour cast)
 
+With `--auth user:password` every mount demands RTSP Digest authentication
+(a camera with a login): a wrong password or none is answered 401.
+
 It prints `READY rtsp://127.0.0.1:<port>` on stdout once it accepts
 connections, and stops cleanly on SIGTERM or SIGINT.
 """
@@ -28,7 +31,8 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+gi.require_version("GstRtsp", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 _ENCODE = (
     "videoconvert ! video/x-raw,format=I420 ! "
@@ -103,6 +107,17 @@ def launch_lines(width: int, height: int, fps: int, kbps: int) -> dict[str, tupl
     }
 
 
+def _require_digest(server: GstRtspServer.RTSPServer, login: str) -> None:
+    """Digest authentication on every mount: only `login` (user:password) opens them."""
+    user, _, password = login.partition(":")
+    auth = GstRtspServer.RTSPAuth()
+    auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+    token = GstRtspServer.RTSPToken()
+    token.set_string("media.factory.role", "camera-user")
+    auth.add_digest(user, password, token)
+    server.set_auth(auth)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve the test streams until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -111,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--kbps", type=int, default=1500)
+    parser.add_argument("--auth", default="", help="user:password every mount demands (Digest)")
     parser.add_argument("--print-launch", action="store_true", help="print launch lines and exit")
     args = parser.parse_args(argv)
 
@@ -125,10 +141,19 @@ def main(argv: list[str] | None = None) -> int:
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     mounts = server.get_mount_points()
+    if args.auth:
+        _require_digest(server, args.auth)
     for path, (line, shared) in lines.items():
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(line)
         factory.set_shared(shared)
+        if args.auth:
+            factory.add_role_from_structure(
+                Gst.Structure.from_string(
+                    "camera-user, media.factory.access=(boolean)true,"
+                    " media.factory.construct=(boolean)true"
+                )[0]
+            )
         mounts.add_factory(path, factory)
 
     if server.attach(None) == 0:
