@@ -871,6 +871,17 @@ DEFAULT_RULES = RuleSet(
                 "2. Assign the repair (power, network, battery) to the maintenance contractor "
                 "today. Closes itself when the button is back online."
             ),
+            title_i18n={
+                "zh-CN": "一键报警按钮离线：{device_name}",
+                "en": "Panic button offline: {device_name}",
+            },
+            sop_i18n={
+                "zh-CN": (
+                    "按钮离线期间无法报警。1. 立即致电学校安保室，告知按钮暂停使用，"
+                    "并约定期间的求助方式。2. 当天指派运维单位检修（供电、网络、电池）。"
+                    "按钮恢复在线后告警自动关闭。"
+                )
+            },
             dedup_window=timedelta(hours=1),
             auto_close_on=["health.online"],
             linkage=LinkageConfig(snapshot_linked_cameras=False),
@@ -905,6 +916,15 @@ DEFAULT_RULES = RuleSet(
                 "Open the linked cameras and look at the button. Call the school security "
                 "desk and ask them to check it; dispatch the grid officer if nobody answers."
             ),
+            title_i18n={
+                "zh-CN": "一键报警按钮被拆动：{device_name}",
+                "en": "Panic button tampered with: {device_name}",
+            },
+            sop_i18n={
+                "zh-CN": (
+                    "打开联动摄像机查看按钮。致电学校安保室请其检查；无人接听时调派网格员到场。"
+                )
+            },
             linkage=LinkageConfig(snapshot_linked_cameras=True),
         ),
         AlarmRule(
@@ -915,6 +935,8 @@ DEFAULT_RULES = RuleSet(
             category=AlarmCategory.MAINTENANCE,
             title="Battery low: {device_name}",
             sop="Assign a battery change to the maintenance contractor.",
+            title_i18n={"zh-CN": "电池电量低：{device_name}", "en": "Battery low: {device_name}"},
+            sop_i18n={"zh-CN": "指派运维单位更换电池。"},
             dedup_window=timedelta(days=1),
             linkage=LinkageConfig(snapshot_linked_cameras=False),
         ),
@@ -931,6 +953,17 @@ DEFAULT_RULES = RuleSet(
                 "(user name and password) against the camera's and correct it in the "
                 "registry. Closes itself when the camera accepts the login again."
             ),
+            title_i18n={
+                "zh-CN": "登录凭据被拒绝：{device_name}",
+                "en": "Credentials rejected: {device_name}",
+            },
+            sop_i18n={
+                "zh-CN": (
+                    "摄像机拒绝平台保存的登录账号（或要求登录而平台未保存账号），平台无法查看其画面。"
+                    "请核对平台保存的用户名和密码与摄像机一致，并在设备台账中更正。"
+                    "摄像机重新接受登录后告警自动关闭。"
+                )
+            },
             dedup_window=timedelta(hours=1),
             auto_close_on=["device.credentials_accepted", "health.online"],
             linkage=LinkageConfig(snapshot_linked_cameras=False),
