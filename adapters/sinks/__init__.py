@@ -1,7 +1,10 @@
 """Outbound sinks: webhook signing, CAP 1.2 encoding (pure), delivery I/O.
 
-The I/O modules (`webhook`, `amqp`, `mqtt`) are imported by their path.
+The I/O modules (`webhook`, `amqp`, `mqtt`) are imported by their path. The JSON
+body the webhook, AMQP and MQTT sinks send is described by `ALARM_BODY_SCHEMA`.
 """
+
+from pathlib import Path
 
 from adapters.sinks.cap import (
     CAP_NS,
@@ -23,7 +26,11 @@ from adapters.sinks.signing import (
     verify,
 )
 
+#: JSON Schema (draft 2020-12) of the body webhook, AMQP and MQTT sinks deliver.
+ALARM_BODY_SCHEMA = Path(__file__).with_name("schemas") / "alarm.json"
+
 __all__ = [
+    "ALARM_BODY_SCHEMA",
     "CAP_NS",
     "DEFAULT_TOLERANCE",
     "SECRET_PREFIX",

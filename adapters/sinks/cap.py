@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -21,6 +22,7 @@ from alarms.models import Alarm, AlarmCategory, AlarmState, HistoryEntry, Locati
 
 __all__ = [
     "CAP_NS",
+    "AlarmTexts",
     "CapOptions",
     "build_alert",
     "cap_identifier",
@@ -149,6 +151,18 @@ _ENUMS = {
     "certainty": _CERTAINTIES,
 }
 _TIMES = {"sent", "effective", "onset", "expires"}
+#: An RFC 3066 language tag, as CAP's <language> takes (zh-CN, en-US, en).
+_LANGUAGE = re.compile(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*")
+_STATE_ZH = {
+    "new": "新告警",
+    "acknowledged": "已确认",
+    "dispatched": "已派警",
+    "resolved": "已处置",
+    "closed": "已关闭",
+    "false_alarm": "误报",
+}
+#: language → {"title": ..., "sop": ...}, as the rules render them when an alarm opens.
+AlarmTexts = Mapping[str, Mapping[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +177,8 @@ class CapOptions:
     language: str = "en-US"
     timezone: tzinfo = UTC
     contact: str | None = None
+    #: One <info> block per language, in this order (empty: just `language`).
+    languages: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.sender or re.search(r"[\s,<&]", self.sender):
@@ -173,6 +189,14 @@ class CapOptions:
             raise ValueError("CAP scope Restricted needs a restriction text")
         if self.scope == "Private" and not self.addresses:
             raise ValueError("CAP scope Private needs addresses")
+        for language in self.languages or (self.language,):
+            if not _LANGUAGE.fullmatch(language):
+                raise ValueError(f"CAP language {language!r} is not a tag such as zh-CN or en-US")
+
+    @property
+    def info_languages(self) -> tuple[str, ...]:
+        """The languages of the <info> blocks, in document order."""
+        return self.languages or (self.language,)
 
 
 def format_cap_time(value: datetime, tz: tzinfo = UTC) -> str:
@@ -224,7 +248,11 @@ def _pair(parent: ET.Element, name: str, value_name: str, value: str) -> None:
     _sub(element, "value", value)
 
 
-def _description(alarm: Alarm, options: CapOptions) -> str:
+def _description(
+    alarm: Alarm, options: CapOptions, language: str = "en-US", title: str | None = None
+) -> str:
+    if language.lower().startswith("zh"):
+        return _description_zh(alarm, options, title or alarm.title)
     lines = [
         f"{alarm.title}.",
         f"Device {alarm.device_id}, priority {alarm.priority}, state {alarm.state.value}.",
@@ -240,6 +268,34 @@ def _description(alarm: Alarm, options: CapOptions) -> str:
     return "\n".join(lines)
 
 
+def _description_zh(alarm: Alarm, options: CapOptions, title: str) -> str:
+    tz = options.timezone
+    state = _STATE_ZH.get(alarm.state.value, alarm.state.value)
+    lines = [
+        f"{title}。",
+        f"设备 {alarm.device_id}，优先级 {alarm.priority}，状态：{state}。",
+        f"首次告警 {format_cap_time(alarm.opened_at, tz)}，"
+        f"最近一次 {format_cap_time(alarm.last_seen_at, tz)}，共触发 {alarm.count} 次。",
+    ]
+    if alarm.department or alarm.assignee:
+        handler = "，".join(part for part in (alarm.department, alarm.assignee) if part)
+        lines.append(f"处置单位/人员：{handler}。")
+    if alarm.closed_reason:
+        lines.append(f"关闭原因：{alarm.closed_reason}。")
+    return "\n".join(lines)
+
+
+def _text_for(texts: AlarmTexts, language: str) -> Mapping[str, str]:
+    """The alarm's texts in `language` (exact tag, else its primary language), else none."""
+    if language in texts:
+        return texts[language]
+    primary = language.split("-")[0].lower()
+    for tag, text in texts.items():
+        if tag.split("-")[0].lower() == primary:
+            return text
+    return {}
+
+
 def _circle(location: Location) -> str:
     # CAP circle: "lat,lon radius" in WGS 84 degrees and kilometres.
     radius_km = location.radius_m / 1000.0
@@ -253,8 +309,14 @@ def build_alert(
     *,
     location: Location | None = None,
     area_desc: str | None = None,
+    texts: AlarmTexts | None = None,
 ) -> ET.Element:
-    """The CAP `<alert>` element for `alarm` at the revision `change` produced."""
+    """The CAP `<alert>` element for `alarm` at the revision `change` produced.
+
+    One `<info>` block per language of `options`; `texts` (language → title, sop, as
+    the rules rendered them when the alarm opened) give each block its headline and
+    instruction, the alarm's own title and SOP standing in for a language without.
+    """
     if change.alarm_id != alarm.id or change.revision != alarm.revision:
         raise ValueError("the history entry must be the one that produced this alarm revision")
     tz = options.timezone
@@ -281,8 +343,26 @@ def build_alert(
         _sub(alert, "references", original)
     _sub(alert, "incidents", str(alarm.id))
 
+    for language in options.info_languages:
+        _info(
+            alert, alarm, options, language, _text_for(texts or {}, language), location, area_desc
+        )
+    return alert
+
+
+def _info(
+    alert: ET.Element,
+    alarm: Alarm,
+    options: CapOptions,
+    language: str,
+    text: Mapping[str, str],
+    location: Location | None,
+    area_desc: str | None,
+) -> None:
+    """One <info> block in `language`."""
+    tz = options.timezone
     info = _sub(alert, "info")
-    _sub(info, "language", options.language)
+    _sub(info, "language", language)
     _sub(info, "category", _CATEGORY[alarm.category])
     _sub(info, "event", alarm.type)
     _sub(info, "responseType", _response_type(alarm))
@@ -294,10 +374,12 @@ def build_alert(
     _pair(info, "eventCode", "gridwatch:priority", str(alarm.priority))
     _sub(info, "onset", format_cap_time(alarm.opened_at, tz))
     _sub(info, "senderName", options.sender_name)
-    _sub(info, "headline", alarm.title[:_HEADLINE_MAX])
-    _sub(info, "description", _description(alarm, options))
-    if alarm.sop:
-        _sub(info, "instruction", alarm.sop)
+    title = text.get("title") or alarm.title
+    _sub(info, "headline", title[:_HEADLINE_MAX])
+    _sub(info, "description", _description(alarm, options, language, title))
+    sop = text.get("sop") or alarm.sop
+    if sop:
+        _sub(info, "instruction", sop)
     if options.contact:
         _sub(info, "contact", options.contact)
     _pair(info, "parameter", "gridwatch:state", alarm.state.value)
@@ -317,7 +399,6 @@ def build_alert(
         _sub(area, "circle", _circle(location))
     if alarm.jurisdiction:
         _pair(area, "geocode", "gridwatch:jurisdiction", alarm.jurisdiction)
-    return alert
 
 
 def encode_alert(
@@ -327,9 +408,10 @@ def encode_alert(
     *,
     location: Location | None = None,
     area_desc: str | None = None,
+    texts: AlarmTexts | None = None,
 ) -> bytes:
     """CAP 1.2 XML document (UTF-8, with declaration) for one alarm revision."""
-    alert = build_alert(alarm, change, options, location=location, area_desc=area_desc)
+    alert = build_alert(alarm, change, options, location=location, area_desc=area_desc, texts=texts)
     document: bytes = ET.tostring(
         alert, encoding="utf-8", xml_declaration=True, default_namespace=CAP_NS
     )

@@ -87,6 +87,16 @@ class SinkSettings(_Section):
         max_length=255,
         description="CAP <sender> (cap sinks): no spaces, commas, < or &.",
     )
+    cap_languages: list[str] = Field(
+        default_factory=lambda: ["zh-CN", "en-US"],
+        min_length=1,
+        max_length=8,
+        description=(
+            "CAP <info> blocks (cap sinks), one per language in this order: headline, "
+            "description and instruction in that language (e.g. [zh-CN] for a governance "
+            "center that reads only Chinese)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> SinkSettings:
@@ -105,6 +115,9 @@ class SinkSettings(_Section):
             raise ValueError("a webhook sink needs at least one signing secret (whsec_…)")
         if re.search(r"[\s,<&]", self.cap_sender):
             raise ValueError("cap_sender must not contain spaces, commas, < or &")
+        for language in self.cap_languages:
+            if not re.fullmatch(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*", language):
+                raise ValueError(f"cap_languages: {language!r} is not a tag such as zh-CN")
         return self
 
 

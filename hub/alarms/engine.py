@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 from adapters.onvif.http import CameraHttp, CameraRequestError, ResponseTooLarge
 from adapters.onvif.security import ForeignHostRefused
 from adapters.rtsp import StreamProbe, probe_stream
-from adapters.sinks.cap import CapOptions, encode_alert
+from adapters.sinks.cap import AlarmTexts, CapOptions, encode_alert
 from alarms.models import Alarm, AlarmAction, HistoryEntry, Location
 from alarms.outbox import OutboxRecord, alarm_payload, new_outbox_record
 from alarms.rules import (
@@ -70,6 +70,7 @@ from camera_registry.urls import redact_url, with_credentials
 from hub.alarms.config import AlarmSettings, SinkSettings
 from hub.alarms.dispatcher import BROADCAST_SINK
 from hub.alarms.storage import AlarmChange, AlarmRepository, DeviceInfo, StoredAlarm
+from hub.alarms.text_storage import opening_texts_in
 from hub.bus import EventBus
 from hub.metrics import Metrics
 from hub.storage.base import IngestResult, SqlStore, Tx
@@ -240,6 +241,14 @@ async def grab_frame(url: str, timeout_s: float) -> StreamProbe:
     return await asyncio.to_thread(probe_stream, url, frames=1, timeout_s=timeout_s)
 
 
+async def _texts_of(tx: Tx, alarm: Alarm, entry: HistoryEntry) -> AlarmTexts:
+    """The alarm's title and SOP per language: from the opening entry, else as stored."""
+    texts = entry.details.get("texts") if entry.action is AlarmAction.OPEN else None
+    if isinstance(texts, dict):
+        return texts
+    return await opening_texts_in(tx, alarm.id)
+
+
 class AlarmEngine:
     """Turns events into alarms, applies operator actions and SLA escalation."""
 
@@ -362,12 +371,13 @@ class AlarmEngine:
         change = await self.repo.append_change(tx, alarm, entry, jurisdiction_path, payload)
         if not notify:
             return change, False
-        records = self._outbox_records(alarm, entry, payload, location, now, supervisor)
+        records = await self._outbox_records(tx, alarm, entry, payload, location, now, supervisor)
         await self.repo.insert_outbox(tx, records, now)
         return change, bool(records)
 
-    def _outbox_records(
+    async def _outbox_records(
         self,
+        tx: Tx,
         alarm: Alarm,
         entry: HistoryEntry,
         payload: dict[str, Any],
@@ -377,11 +387,16 @@ class AlarmEngine:
     ) -> list[OutboxRecord]:
         """One delivery of this alarm revision per sink that takes it."""
         records = []
+        texts: AlarmTexts | None = None
         for sink in self._sinks_for(alarm, entry, supervisor):
             body = dict(payload)
             if sink.type == "cap":
-                options = CapOptions(sender=sink.cap_sender)
-                body["cap_xml"] = encode_alert(alarm, entry, options, location=location).decode()
+                if texts is None:
+                    texts = await _texts_of(tx, alarm, entry)
+                options = CapOptions(sender=sink.cap_sender, languages=tuple(sink.cap_languages))
+                body["cap_xml"] = encode_alert(
+                    alarm, entry, options, location=location, texts=texts
+                ).decode()
             records.append(new_outbox_record(alarm, sink.name, body, now))
         return records
 
@@ -612,8 +627,8 @@ class AlarmEngine:
             payload = alarm_payload(revision.alarm, entry, revision.location)
             changes.append((revision.alarm, entry, revision.path, payload))
             if revision.notify:
-                records += self._outbox_records(
-                    revision.alarm, entry, payload, revision.location, now
+                records += await self._outbox_records(
+                    tx, revision.alarm, entry, payload, revision.location, now
                 )
         batch.changes = await self.repo.write_batch(
             tx,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 
-from hub.storage.base import SqlStore, from_json
+from hub.storage.base import SqlStore, Tx, from_json
 
-__all__ = ["AlarmTexts", "opening_texts"]
+__all__ = ["AlarmTexts", "opening_texts", "opening_texts_in"]
 
 #: language -> {"title": ..., "sop": ...}
 AlarmTexts = Mapping[str, Mapping[str, str]]
@@ -42,3 +42,19 @@ async def opening_texts(
                         if isinstance(text, dict)
                     }
     return found
+
+
+async def opening_texts_in(tx: Tx, alarm_id: uuid.UUID) -> AlarmTexts:
+    """The texts of one alarm, read in `tx` (empty when it has none)."""
+    row = await tx.fetchone(
+        "SELECT details FROM alarm_history WHERE action = 'open' AND alarm_id = %s",
+        (str(alarm_id),),
+    )
+    texts = (from_json(row[0]) or {}).get("texts") if row is not None else None
+    if not isinstance(texts, dict):
+        return {}
+    return {
+        str(language): {str(k): str(v) for k, v in text.items()}
+        for language, text in texts.items()
+        if isinstance(text, dict)
+    }

@@ -30,6 +30,9 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 SENDER = "gridwatch.district-center@example.gov.cn"
 LATITUDE, LONGITUDE = 40.842751, 111.749180
 PANIC_SOP = next(rule.sop for rule in DEFAULT_RULES.rules if rule.name == "panic_press")
+PANIC_SOP_ZH = next(
+    rule.sop_i18n["zh-CN"] for rule in DEFAULT_RULES.rules if rule.name == "panic_press"
+)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -54,6 +57,14 @@ def parameters(info: ET.Element, name: str) -> dict[str, str]:
     return {
         cap(pair, "valueName"): cap(pair, "value") for pair in info.findall(f"{{{CAP_NS}}}{name}")
     }
+
+
+def info_in(alert: ET.Element, language: str) -> ET.Element:
+    """The <info> block of one language."""
+    for info in alert.findall(f"{{{CAP_NS}}}info"):
+        if cap(info, "language") == language:
+            return info
+    raise AssertionError(f"no <info> in {language}")
 
 
 def cap_time(text: str) -> datetime:
@@ -158,8 +169,15 @@ async def test_cap_receiver_gets_each_revision_as_valid_cap(store: SqlStore) -> 
             assert cap(alert, "references") == original
         else:
             assert alert.find(f"{{{CAP_NS}}}references") is None
-        info = alert.find(f"{{{CAP_NS}}}info")
-        assert info is not None
+        # One block per language, Chinese first (the default for a governance center).
+        languages = [cap(i, "language") for i in alert.findall(f"{{{CAP_NS}}}info")]
+        assert languages == ["zh-CN", "en-US"]
+        chinese = info_in(alert, "zh-CN")
+        assert cap(chinese, "headline") == "一键报警：No. 1 School"
+        assert cap(chinese, "instruction") == PANIC_SOP_ZH
+        assert cap(chinese, "description").startswith("一键报警：No. 1 School。\n设备 btn-real")
+        assert parameters(chinese, "parameter")["gridwatch:revision"] == str(revision)
+        info = info_in(alert, "en-US")
         assert cap(info, "category") == "Safety"
         assert cap(info, "event") == "panic"
         assert cap(info, "urgency") == "Immediate"
@@ -171,11 +189,11 @@ async def test_cap_receiver_gets_each_revision_as_valid_cap(store: SqlStore) -> 
         assert parameters(info, "parameter")["gridwatch:revision"] == str(revision)
         assert parameters(info, "eventCode")["gridwatch:priority"] == "P1"
     states = [
-        parameters(alerts[(real, r)].find(f"{{{CAP_NS}}}info"), "parameter")["gridwatch:state"]  # type: ignore[arg-type]
+        parameters(info_in(alerts[(real, r)], "en-US"), "parameter")["gridwatch:state"]
         for r in range(1, 6)
     ]
     assert states == ["new", "acknowledged", "dispatched", "resolved", "closed"]
-    dispatched = alerts[(real, 3)].find(f"{{{CAP_NS}}}info")
+    dispatched = info_in(alerts[(real, 3)], "en-US")
     assert dispatched is not None
     assert parameters(dispatched, "parameter")["gridwatch:department"] == "police-station-3"
 
@@ -184,7 +202,7 @@ async def test_cap_receiver_gets_each_revision_as_valid_cap(store: SqlStore) -> 
     assert cap(drill_open, "status") == cap(drill_false, "status") == "Exercise"
     assert cap(drill_open, "msgType") == "Alert"
     assert cap(drill_false, "msgType") == "Cancel"
-    false_info = drill_false.find(f"{{{CAP_NS}}}info")
+    false_info = info_in(drill_false, "en-US")
     assert false_info is not None
     assert cap(false_info, "certainty") == "Unlikely"
     assert cap(false_info, "responseType") == "None"
