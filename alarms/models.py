@@ -177,8 +177,11 @@ class Alarm:
 
     `revision` starts at 1 and grows by one with every change; together with
     the id it names exactly one version of the alarm (outbox idempotency).
-    `ack_due`/`resolve_due` are the stored SLA deadlines; escalation compares
-    them with the current time, so they survive a restart.
+    `ack_due`/`resolve_due` are the running SLA deadlines; escalation compares
+    them with the current time (so they survive a restart) and moves them on.
+    `ack_due_first`/`resolve_due_first` are the deadlines the alarm opened with,
+    never moved: how long an ignored alarm is overdue counts from them. A finished
+    alarm has no running deadline.
     """
 
     id: uuid.UUID
@@ -202,6 +205,8 @@ class Alarm:
     revision: int = 1
     is_drill: bool = False
     closed_reason: str | None = None
+    ack_due_first: datetime | None = None
+    resolve_due_first: datetime | None = None
 
     def __post_init__(self) -> None:
         self._check(None)
@@ -321,6 +326,8 @@ _FIELD_CHECKS: dict[str, Callable[[Alarm], None]] = {
     "last_seen_at": _time_check("last_seen_at", optional=False),
     "ack_due": _time_check("ack_due", optional=True),
     "resolve_due": _time_check("resolve_due", optional=True),
+    "ack_due_first": _time_check("ack_due_first", optional=True),
+    "resolve_due_first": _time_check("resolve_due_first", optional=True),
     "count": _count_check("count", 1),
     "revision": _count_check("revision", 1),
     "escalation_level": _count_check("escalation_level", 0),

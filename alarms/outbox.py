@@ -234,6 +234,8 @@ def alarm_payload(
             "department": alarm.department,
             "ack_due": _iso(alarm.ack_due),
             "resolve_due": _iso(alarm.resolve_due),
+            "ack_due_first": _iso(alarm.ack_due_first),
+            "resolve_due_first": _iso(alarm.resolve_due_first),
             "escalation_level": alarm.escalation_level,
             "revision": alarm.revision,
             "is_drill": alarm.is_drill,

@@ -97,6 +97,10 @@ def _transition(
     return register
 
 
+#: A finished (or resolved) alarm has no running deadline; the first ones stay.
+_NO_DEADLINE: dict[str, Any] = {"ack_due": None, "resolve_due": None}
+
+
 def _assignment(alarm: Alarm, request: _Request) -> tuple[dict[str, Any], dict[str, Any]]:
     changes: dict[str, Any] = {}
     if request.assignee is not None:
@@ -143,18 +147,22 @@ def _dispatch(alarm: Alarm, request: _Request) -> tuple[dict[str, Any], dict[str
 
 @_transition(AlarmAction.RESOLVE, frozenset({AlarmState.ACKNOWLEDGED, AlarmState.DISPATCHED}))
 def _resolve(alarm: Alarm, request: _Request) -> tuple[dict[str, Any], dict[str, Any]]:
-    return {"state": AlarmState.RESOLVED}, {}
+    return {"state": AlarmState.RESOLVED, **_NO_DEADLINE}, {}
 
 
 @_transition(AlarmAction.CLOSE, frozenset({AlarmState.RESOLVED}))
 def _close(alarm: Alarm, request: _Request) -> tuple[dict[str, Any], dict[str, Any]]:
-    return {"state": AlarmState.CLOSED, "closed_reason": request.note or "closed"}, {}
+    return {
+        "state": AlarmState.CLOSED,
+        "closed_reason": request.note or "closed",
+        **_NO_DEADLINE,
+    }, {}
 
 
 @_transition(AlarmAction.FALSE_ALARM, ACTIVE_STATES)
 def _false_alarm(alarm: Alarm, request: _Request) -> tuple[dict[str, Any], dict[str, Any]]:
     reason = request.note or "false alarm"
-    return {"state": AlarmState.FALSE_ALARM, "closed_reason": reason}, {}
+    return {"state": AlarmState.FALSE_ALARM, "closed_reason": reason, **_NO_DEADLINE}, {}
 
 
 @_transition(AlarmAction.REOPEN, _FINISHED_OR_RESOLVED, frozenset({"resolve_due", "assignee"}))
@@ -211,6 +219,7 @@ def _auto_close(alarm: Alarm, request: _Request) -> tuple[dict[str, Any], dict[s
     return {
         "state": AlarmState.CLOSED,
         "closed_reason": request.note or "auto-closed: device recovered",
+        **_NO_DEADLINE,
     }, {"auto_closed": True}
 
 
@@ -345,7 +354,8 @@ def open_alarm(
     actor: str = "rules",
     details: Mapping[str, Any] | None = None,
 ) -> tuple[Alarm, HistoryEntry]:
-    """Create a new alarm (revision 1, state new) and its first history entry."""
+    """Create a new alarm (revision 1, state new) and its first history entry; its
+    deadlines are also its first deadlines (`ack_due_first`, `resolve_due_first`)."""
     alarm = Alarm(
         id=alarm_id,
         type=type,
@@ -362,6 +372,8 @@ def open_alarm(
         ack_due=ack_due,
         resolve_due=resolve_due,
         is_drill=is_drill,
+        ack_due_first=ack_due,
+        resolve_due_first=resolve_due,
     )
     entry = HistoryEntry(
         alarm_id=alarm_id,

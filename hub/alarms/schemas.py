@@ -49,9 +49,21 @@ class AlarmOut(_Out):
     count: int
     assignee: str | None
     department: str | None
-    ack_due: datetime | None
-    resolve_due: datetime | None
-    escalation_level: int
+    ack_due: datetime | None = Field(
+        description="Running acknowledge deadline (moved on at each escalation); "
+        "empty when the alarm is resolved or finished."
+    )
+    resolve_due: datetime | None = Field(
+        description="Running resolve deadline; empty when the alarm is resolved or finished."
+    )
+    ack_due_first: datetime | None = Field(
+        description="The acknowledge deadline the alarm opened with; escalation never moves "
+        "it (overdue counts from here)."
+    )
+    resolve_due_first: datetime | None = Field(
+        description="The resolve deadline the alarm opened with; never moved."
+    )
+    escalation_level: int = Field(description="How many times the SLA loop escalated it.")
     revision: int
     is_drill: bool
     closed_reason: str | None
@@ -96,6 +108,8 @@ class AlarmOut(_Out):
             department=a.department,
             ack_due=a.ack_due,
             resolve_due=a.resolve_due,
+            ack_due_first=a.ack_due_first,
+            resolve_due_first=a.resolve_due_first,
             escalation_level=a.escalation_level,
             revision=a.revision,
             is_drill=a.is_drill,

@@ -66,7 +66,7 @@ _ALARM_COLUMNS = (
     "id, type, priority, state, category, device_id, jurisdiction, title, sop, dedup_key,"
     " opened_at, last_seen_at, count, assignee, department, ack_due, resolve_due,"
     " escalation_level, revision, is_drill, closed_reason, jurisdiction_path, rule, details,"
-    " updated_at"
+    " updated_at, ack_due_first, resolve_due_first"
 )
 #: The last error of a row taken back after its claim's lease ran out.
 LEASE_EXPIRED = (
@@ -250,6 +250,8 @@ def _alarm_from_row(row: Row) -> StoredAlarm:
         revision=int(row[18]),
         is_drill=bool(row[19]),
         closed_reason=row[20],
+        ack_due_first=from_ts(row[25]),
+        resolve_due_first=from_ts(row[26]),
     )
     return StoredAlarm(
         alarm=alarm,
@@ -343,6 +345,7 @@ _ALARMS = _Table(
         "text", "text", "smallint", "text", "text", "text", "text", "text", "text", "text",
         "timestamptz", "timestamptz", "int", "text", "text", "timestamptz", "timestamptz",
         "int", "int", "boolean", "text", "text", "text", "jsonb", "timestamptz",
+        "timestamptz", "timestamptz",
     ),
 )  # fmt: skip
 _HISTORY = _Table(
@@ -479,6 +482,8 @@ def _alarm_row(stored: StoredAlarm) -> tuple[Any, ...]:
         stored.rule,
         dict(stored.details),
         to_db_time(stored.updated_at),
+        _opt_time(alarm.ack_due_first),
+        _opt_time(alarm.resolve_due_first),
     )
 
 

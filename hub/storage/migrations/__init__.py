@@ -9,6 +9,7 @@ from hub.storage.migrations import (
     m0005_health,
     m0006_onvif,
     m0007_auth,
+    m0009_alarm_deadlines,
     m0012_departments,
     m0014_boundaries,
 )
@@ -23,6 +24,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0005_health.MIGRATION,
     m0006_onvif.MIGRATION,
     m0007_auth.MIGRATION,
+    m0009_alarm_deadlines.MIGRATION,
     m0012_departments.MIGRATION,
     m0014_boundaries.MIGRATION,
 )
