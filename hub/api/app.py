@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from camera_registry.events import DeviceEvent
 from hub import __version__
@@ -14,6 +14,7 @@ from hub.api.deps import Services
 from hub.api.docs import JsonAnswerHeaders, install_api_docs
 from hub.api.problems import install_problem_handlers
 from hub.api.routes import console, health
+from hub.api.validation import reject_nul_text
 from hub.auth import apikey_routes, audit_routes, user_routes
 from hub.auth import routes as auth_routes
 from hub.auth.guards import OriginGuard, authenticate_connection
@@ -67,6 +68,8 @@ def create_app(
         docs_url=None,  # served by install_api_docs from local assets
         redoc_url=None,
         openapi_url="/openapi.json",
+        # Before any route code: text the database cannot hold answers 422.
+        dependencies=[Depends(reject_nul_text)],
     )
     install_api_docs(app)
     app.add_middleware(JsonAnswerHeaders)

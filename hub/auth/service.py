@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -59,6 +59,8 @@ _HOUSEKEEPING_EVERY_S = 3600.0
 _SYSTEM = system_actor("auth")
 # Sliding the idle expiry on every request would write on every request.
 _TOUCH_AFTER = timedelta(seconds=30)
+# Failed logins under a name that is no account are forgotten after a quiet day.
+_FORGET_NAMES_AFTER = timedelta(days=1)
 _HASHER = PasswordHasher()
 # Verified against when the user does not exist, so the answer takes as long.
 _DUMMY_HASH = _HASHER.hash(secrets.token_hex(16))
@@ -264,18 +266,12 @@ class Authenticator:
         async with self.store.reading() as tx:
             user = await repo.get_user_by_name(tx, username)
         if user is None or user.disabled:
-            await asyncio.to_thread(_verify, _DUMMY_HASH, password)
-            reason = "unknown user" if user is None else "disabled"
-            await self._audit(
-                _claimed(username), "login.failed", username[:64], remote_addr, reason
-            )
-            raise LoginRefused(401, "invalid user name or password")
+            await self._refuse_unknown(username, password, remote_addr, now, user is None)
         if user.locked_until is not None and user.locked_until > now:
-            wait = int((user.locked_until - now).total_seconds()) + 1
             await self._audit(
                 user_actor(username), "login.locked", username, remote_addr, "account locked"
             )
-            raise LoginRefused(429, "too many failed logins; try again later", wait)
+            raise _locked(user.locked_until, now)
         ok, needs_rehash = await asyncio.to_thread(_verify, user.password_hash, password)
         if not ok:
             lock_end = now + timedelta(minutes=self.settings.lockout_minutes)
@@ -329,6 +325,41 @@ class Authenticator:
         idle_end = now + timedelta(minutes=self.settings.session_idle_minutes)
         hard_end = created + timedelta(hours=self.settings.session_max_hours)
         return min(idle_end, hard_end)
+
+    async def _refuse_unknown(
+        self, username: str, password: str, remote_addr: str | None, now: datetime, unknown: bool
+    ) -> NoReturn:
+        """Refuse a login under a name that is no (enabled) account exactly as a wrong
+        password of an account is refused, lockout included: same status, body and work."""
+        name = username[:64]
+        async with self.store.reading() as tx:
+            locked_until = await repo.name_locked_until(tx, name)
+        if locked_until is not None and locked_until > now:
+            await self._audit(_claimed(username), "login.locked", name, remote_addr, "name locked")
+            raise _locked(locked_until, now)
+        await asyncio.to_thread(_verify, _DUMMY_HASH, password)
+        async with self.store.transaction() as tx:
+            locked = await repo.record_name_failure(
+                tx,
+                name,
+                now,
+                threshold=self.settings.lockout_threshold,
+                lock_until=now + timedelta(minutes=self.settings.lockout_minutes),
+                forget_before=now - _FORGET_NAMES_AFTER,
+            )
+            await audit_log.record(
+                tx,
+                _claimed(username),
+                "login.failed",
+                name,
+                remote_addr,
+                {"reason": "unknown user" if unknown else "disabled"},
+            )
+            if locked is not None:
+                await audit_log.record(
+                    tx, _SYSTEM, "user.lockout", name, remote_addr, {"until": str(locked)}
+                )
+        raise LoginRefused(401, "invalid user name or password")
 
     async def logout(self, session_token: str, actor: str, remote_addr: str | None) -> None:
         """End the session this cookie token names."""
@@ -634,6 +665,11 @@ class Authenticator:
             body["reason"] = reason
         async with self.store.transaction() as tx:
             await audit_log.record(tx, actor, action, target, remote_addr, body)
+
+
+def _locked(until: datetime, now: datetime) -> LoginRefused:
+    wait = int((until - now).total_seconds()) + 1
+    return LoginRefused(429, "too many failed logins; try again later", wait)
 
 
 def _claimed(username: str) -> str:

@@ -266,6 +266,48 @@ async def record_login_failure(
     return lock_until
 
 
+async def name_locked_until(tx: Tx, username: str) -> datetime | None:
+    """When the lock of a name that is no (enabled) account ends; None when not locked."""
+    row = await tx.fetchone(
+        "SELECT locked_until FROM login_throttle WHERE username = %s", (username,)
+    )
+    return from_ts(row[0]) if row else None
+
+
+async def record_name_failure(
+    tx: Tx,
+    username: str,
+    now: datetime,
+    *,
+    threshold: int,
+    lock_until: datetime,
+    forget_before: datetime,
+) -> datetime | None:
+    """Count a failed login under a name that is no (enabled) account, as
+    `record_login_failure` counts an account's; names idle since `forget_before`
+    are forgotten. Returns the lock end when this failure locks the name."""
+    await tx.execute(
+        "DELETE FROM login_throttle WHERE updated_at < %s"
+        " AND (locked_until IS NULL OR locked_until < %s)",
+        (to_db_time(forget_before), to_db_time(now)),
+    )
+    row = await tx.fetchone(
+        "INSERT INTO login_throttle (username, failed_logins, updated_at) VALUES (%s, 1, %s)"
+        " ON CONFLICT (username) DO UPDATE SET"
+        " failed_logins = login_throttle.failed_logins + 1, updated_at = EXCLUDED.updated_at"
+        " RETURNING failed_logins",
+        (username, to_db_time(now)),
+    )
+    failures = int(row[0]) if row else 0
+    if failures < threshold:
+        return None
+    await tx.execute(
+        "UPDATE login_throttle SET locked_until = %s, failed_logins = 0 WHERE username = %s",
+        (to_db_time(lock_until), username),
+    )
+    return lock_until
+
+
 async def record_login_success(tx: Tx, user_id: str, now: datetime) -> None:
     """Reset the failure count after a good login and note its time."""
     await tx.execute(

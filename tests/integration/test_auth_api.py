@@ -303,3 +303,29 @@ def test_websocket_origin_rule() -> None:
     assert not origin_allowed("http://evil.example", "hub:8080")
     assert not origin_allowed("null", "hub:8080")
     assert origin_allowed("https://wall.example", "hub:8080", ["https://wall.example"])
+
+
+async def test_after_a_lockout_unknown_and_existing_names_get_the_same_answer(
+    hub: Hub, client: httpx.AsyncClient
+) -> None:
+    await hub.auth.create_user("op3", GOOD, "operator", ["/"], actor="system:test")
+    answers: dict[str, list[httpx.Response]] = {}
+    for name in ("op3", "nobody-here"):
+        answers[name] = [
+            await client.post("/api/auth/login", json={"username": name, "password": "nope"})
+            for _ in range(4)
+        ]
+        # Even the right password of the locked account is refused the same way.
+        answers[name].append(
+            await client.post("/api/auth/login", json={"username": name, "password": GOOD})
+        )
+    existing, unknown = answers["op3"], answers["nobody-here"]
+    assert [r.status_code for r in existing] == [401, 401, 401, 429, 429]
+    assert [r.status_code for r in unknown] == [r.status_code for r in existing]
+    for mine, theirs in zip(existing, unknown, strict=True):
+        assert mine.json() == theirs.json()
+        assert mine.headers["content-type"] == theirs.headers["content-type"]
+        assert ("retry-after" in mine.headers) == ("retry-after" in theirs.headers)
+    assert 0 < int(unknown[-1].headers["retry-after"]) <= 600
+    lockouts = await audit_log.query(hub.store, action="user.lockout")
+    assert {entry.target for entry in lockouts} == {"op3", "nobody-here"}

@@ -5,6 +5,10 @@ never move, so an ignored alarm shows how long it is overdue. Alarms never
 escalated take theirs from the running deadlines; for escalated ones the first
 deadline is no longer known and stays empty. Finished alarms lose their running
 deadlines.
+
+Also: failed logins under names that are no account (or a disabled one) are
+counted like an account's, so after a lockout an unknown name gets the same
+answer as an existing one and user names cannot be probed.
 """
 
 from hub.storage.migration import Migration
@@ -21,5 +25,12 @@ MIGRATION = Migration(
             WHERE escalation_level = 0""",
         """UPDATE alarms SET ack_due = NULL, resolve_due = NULL
             WHERE state IN ('resolved', 'closed', 'false_alarm')""",
+        """CREATE TABLE login_throttle (
+            username TEXT PRIMARY KEY,
+            failed_logins INTEGER NOT NULL DEFAULT 0,
+            locked_until {TS},
+            updated_at {TS} NOT NULL
+        )""",
+        "CREATE INDEX login_throttle_updated ON login_throttle (updated_at)",
     ],
 )
