@@ -23,7 +23,7 @@ export function noteHistory(alarm, history) {
 }
 
 function original(alarm, which) {
-  const fromApi = alarm[`original_${which}_due`] ?? alarm[`first_${which}_due`] ?? alarm[`${which}_due_original`];
+  const fromApi = alarm[`${which}_due_first`] ?? alarm[`original_${which}_due`] ?? alarm[`first_${which}_due`];
   if (fromApi) return fromApi;
   const noted = firstDeadlines.get(alarm.id)?.[which];
   if (noted) return noted;
