@@ -17,13 +17,14 @@ thread-safe: call it from one event loop.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["LoginBudget", "LoginPolicy", "LoginState", "LoginStatus"]
+__all__ = ["LoginBudget", "LoginPolicy", "LoginState", "LoginStatus", "login_version"]
 
 
 class LoginState(StrEnum):
@@ -79,6 +80,14 @@ class LoginStatus:
             "last_source": self.last_source,
             "retry_at": self.retry_at,
         }
+
+
+def login_version(stored: bytes | None) -> str:
+    """An opaque version of a device's stored (encrypted) login: it changes whenever the
+    login is stored again, and reveals nothing of it."""
+    if stored is None:
+        return "none"
+    return hashlib.sha256(stored).hexdigest()[:32]
 
 
 @dataclass(slots=True)
@@ -155,6 +164,16 @@ class LoginBudget:
             last_refused_at=entry.last_refused_at,
             last_source=entry.last_source,
             retry_at=entry.retry_at if blocked else None,
+        )
+
+    def blocked_reason(self, device_id: str) -> str:
+        """Why a protocol does not try `device_id`'s login now (for its error message)."""
+        status = self.status(device_id)
+        retry = status.retry_at.isoformat() if status.retry_at else "later"
+        return (
+            f"the camera refused its stored login {status.refusals} times in a row "
+            f"(last by {status.last_source}); not tried again before {retry} "
+            "or until the stored login is changed"
         )
 
     def troubled(self) -> list[LoginStatus]:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import re
 import socket
@@ -68,7 +67,7 @@ from adapters.rtsp import (
 )
 from camera_registry.events import DeviceEvent, Severity
 from camera_registry.health import Evidence, HealthTracker, Transition, transition_event
-from camera_registry.logins import LoginBudget
+from camera_registry.logins import LoginBudget, login_version
 from camera_registry.models import HealthState
 from camera_registry.urls import with_credentials
 from hub.crypto import CredentialCipher
@@ -95,7 +94,6 @@ __all__ = [
     "camera_login",
     "choose_stream_url",
     "judge",
-    "login_version",
 ]
 
 log = logging.getLogger(__name__)
@@ -146,13 +144,6 @@ def choose_stream_url(urls: Sequence[str]) -> str:
         if _SUB_STREAM.search(parts.path) or _SUB_STREAM.search(parts.query):
             return url
     return urls[1] if len(urls) > 1 else urls[0]
-
-
-def login_version(credentials: bytes | None) -> str:
-    """An opaque version of a camera's stored login: changes whenever the login does."""
-    if credentials is None:
-        return "none"
-    return hashlib.sha256(credentials).hexdigest()[:32]
 
 
 def judge(probe: StreamProbe, diagnosis: Diagnosis | None, *, has_login: bool = True) -> Evidence:
@@ -582,16 +573,14 @@ class PatrolService:
 
     def _skipped(self, target: PatrolTarget, progress: PatrolProgress) -> None:
         """A camera left alone because its login is auth_failed: counted, not probed."""
-        status = self.logins.status(target.device_id)
         progress.done += 1
         progress.degraded += 1
         if len(progress.problems) < 1000:
-            retry = status.retry_at.isoformat() if status.retry_at else "when the login changes"
             progress.problems.append(
                 (
                     target.device_id,
                     HealthState.DEGRADED.value,
-                    f"login refused {status.refusals} times: not tried again before {retry}",
+                    self.logins.blocked_reason(target.device_id),
                 )
             )
 

@@ -41,6 +41,7 @@ from adapters.onvif.models import (
 from adapters.onvif.parsers import PARSERS, normalize_topic
 from adapters.onvif.security import PinPolicy, format_host
 from camera_registry.events import DeviceEvent
+from camera_registry.logins import LoginBudget, login_version
 from camera_registry.models import Credentials, DeviceIn
 from hub.devices.registry import Actor, DeviceChange, Registry
 from hub.metrics import Metrics
@@ -270,8 +271,13 @@ class OnvifService:
         submit: EventSink | None = None,
         registry: Registry | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        logins: LoginBudget | None = None,
     ) -> None:
         self.settings = settings
+        #: The cameras' login-failure budget, shared with the patrol and snapshots.
+        if logins is None:
+            logins = registry.logins if registry is not None else LoginBudget()
+        self.logins = logins
         self._store = store
         self._metrics = metrics
         self._submit = submit
@@ -428,14 +434,19 @@ class OnvifService:
         scheme, host, port = camera_origin(target.onvif_url)
         login = self._login(target)
         started = self._clock()
+        version = login_version(target.credentials)
+        if not self.logins.may_try(device_id, version, started):
+            raise OnvifUnavailable(self.logins.blocked_reason(device_id))
         try:
             result = await self.probe_camera(host, port, login, scheme=scheme)
-        except ProbeError as exc:
-            return await self._record_failure(target, started, exc, actor, remote_addr)
-        except Exception as exc:  # anything else the camera provoked is a failure of the probe
-            error = classify_error(exc)
-            log.warning("probe of device %s failed: %s", device_id, error)
+        except Exception as exc:  # anything the camera provoked is a failure of the probe
+            error = exc if isinstance(exc, ProbeError) else classify_error(exc)
+            if error is not exc:
+                log.warning("probe of device %s failed: %s", device_id, error)
+            if error.failure is ProbeFailure.AUTH:
+                self.logins.refused(device_id, version, self._clock(), "onvif")
             return await self._record_failure(target, started, error, actor, remote_addr)
+        self.logins.accepted(device_id)
         changed = await repo.record_probe(
             self._store,
             device_id=device_id,

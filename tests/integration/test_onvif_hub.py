@@ -364,3 +364,43 @@ async def test_vendor_topics_and_a_site_mapping_open_the_right_alarms(
         health = hub.onvif.channel_health("cam-hik")
         assert health is not None and health.unknown_topics == {}
         await operator.aclose()
+
+
+async def test_refused_onvif_logins_stop_after_three_until_the_login_is_changed(
+    camera: IpycamInfo, storage_url: str | None, tmp_path: Path
+) -> None:
+    """One login budget per camera: the fourth probe with a refused login does not reach
+    the camera (many lock the client out after 5-7), the device's health says why, and a
+    corrected stored login is tried at once."""
+    async with running_hub(tmp_path, storage_url) as (hub, client):
+        await register(
+            client, "cam-lock", camera.host, camera.onvif_port, camera.username, "wrong-pw-456"
+        )
+        for _ in range(3):
+            response = await client.post("/api/devices/cam-lock/probe")
+            assert response.status_code == 502 and response.json()["failure"] == "auth"
+        blocked = await client.post("/api/devices/cam-lock/probe")
+        assert blocked.status_code == 409
+        assert "refused its stored login 3 times" in blocked.json()["detail"]
+        assert b'gridwatch_onvif_probes_total{outcome="auth"} 3.0' in hub.metrics.render()
+        login = (await client.get("/api/devices/cam-lock/health")).json()["login"]
+        assert (login["state"], login["refusals"], login["last_source"]) == (
+            "auth_failed",
+            3,
+            "onvif",
+        )
+
+        device = (await client.get("/api/devices/cam-lock")).json()
+        fields = {k: device[k] for k in ("id", "name", "kind", "onvif_url")}
+        fixed = await client.put(
+            "/api/devices/cam-lock",
+            json={
+                **fields,
+                "credentials": {"username": camera.username, "password": camera.password},
+            },
+        )
+        assert fixed.status_code == 200, fixed.text
+        response = await client.post("/api/devices/cam-lock/probe")
+        assert response.status_code == 200, response.text
+        login = (await client.get("/api/devices/cam-lock/health")).json()["login"]
+        assert login["state"] == "ok"
