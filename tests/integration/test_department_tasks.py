@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -339,6 +341,36 @@ async def test_panic_alarm_three_departments_escalation_send_back_close_and_repo
         bad = await center("GET", "/api/reports/dispatch?month=2026-13")
         assert bad.status_code == 422
     app.dependency_overrides.clear()
+
+    # The same figures from the command line, on the same database.
+    env = {"GRIDWATCH_DATA_DIR": str(hub.settings.data_dir), "PATH": "/usr/bin:/bin"}
+    if hub.store.dialect == "postgresql":
+        env["GRIDWATCH_STORAGE__URL"] = hub.settings.storage_url()
+    command = [sys.executable, "-m", "hub.cli", "report", "dispatch", "--month", "2026-11"]
+    table = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, env=env, timeout=120
+    )
+    assert table.returncode == 0, table.stderr
+    assert "150207001" in table.stdout and "66.7%" in table.stdout and "1020" in table.stdout
+    out = Path(hub.settings.data_dir) / "dispatch.xlsx"
+    written = await asyncio.to_thread(
+        subprocess.run,
+        [*command[:-2], "--week", "2026-W47", "--format", "xlsx", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert written.returncode == 0, written.stderr
+    sheet = openpyxl.load_workbook(out).active
+    assert sheet is not None
+    assert [row[2] for row in sheet.iter_rows(min_row=2, values_only=True)] == [
+        "edu", "police-a", "town-a", "150207001",
+    ]  # fmt: skip
+    wrong = await asyncio.to_thread(
+        subprocess.run, [*command[:-1], "November"], capture_output=True, text=True, env=env
+    )
+    assert wrong.returncode == 2 and "month must look like 2026-11" in wrong.stderr
 
 
 async def test_override_lets_the_alarm_close_and_is_audited(hub: Hub) -> None:
