@@ -30,7 +30,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Self
@@ -41,6 +41,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from adapters.clock import utcnow
 from adapters.mqtt.models import (
     BroadcastCommand,
     DeviceKind,
@@ -87,10 +88,6 @@ Submit = Callable[[DeviceEvent | RejectedMessage, OnCommitted | None], Awaitable
 
 #: How often the adapter looks for devices whose heartbeats stopped (s).
 LIVENESS_CHECK_S = 1.0
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ConnectionState(StrEnum):
@@ -185,7 +182,7 @@ class MqttAdapter:
         *,
         submit: Submit,
         device_lookup: DeviceLookup,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
         self.metrics = AdapterMetrics()

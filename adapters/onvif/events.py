@@ -16,10 +16,11 @@ import random
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
+from adapters.clock import utcnow
 from adapters.onvif import soap
 from adapters.onvif.answers import (
     SubscriptionTimes,
@@ -57,10 +58,6 @@ logger = logging.getLogger(__name__)
 
 Submit = Callable[[DeviceEvent], Awaitable[None]]
 Clock = Callable[[], datetime]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +124,7 @@ class EventSubscription:
         scheme: str = "http",
         interpreter: NotificationInterpreter | None = None,
         registry: TopicRegistry = PARSERS,
-        clock: Clock = _utcnow,
+        clock: Clock = utcnow,
         rng: random.Random | None = None,
     ) -> None:
         self.device_id = device_id
@@ -444,7 +441,7 @@ class EventChannelManager:
         max_concurrent_setups: int = 32,
         http: CameraHttp | None = None,
         registry: TopicRegistry = PARSERS,
-        clock: Clock = _utcnow,
+        clock: Clock = utcnow,
     ) -> None:
         if max_concurrent_setups <= 0:
             raise ValueError("max_concurrent_setups must be positive")

@@ -24,6 +24,7 @@ from requests.structures import CaseInsensitiveDict
 from zeep.settings import Settings
 from zeep.transports import Transport
 
+from adapters.clock import utcnow
 from adapters.onvif.errors import ProbeError, classify_error
 from adapters.onvif.http import DEFAULT_TIMEOUT, CameraHttp
 from adapters.onvif.models import DeviceInformation, MediaProfile, ProbeFailure, ProbeResult
@@ -54,10 +55,6 @@ _CAPABILITY_NAMESPACES = {
     "Media": _MEDIA_NS,
     "PTZ": "http://www.onvif.org/ver20/ptz/wsdl",
 }
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _import_onvif() -> Any:
@@ -308,7 +305,7 @@ async def probe(
     timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - a per-call deadline, not the whole probe
     policy: PinPolicy = PinPolicy.REWRITE,
     http: CameraHttp | None = None,
-    clock: Clock = _utcnow,
+    clock: Clock = utcnow,
     scheme: str = "http",
 ) -> ProbeResult:
     """Read a camera's identity, services, profiles and stream/snapshot URIs.

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 import httpx
 
+from adapters.clock import utcnow
 from adapters.sinks.errors import DeliveryFailed
 from adapters.sinks.signing import headers_for
 
 __all__ = ["WebhookSink"]
 
 log = logging.getLogger(__name__)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class WebhookSink:
@@ -36,7 +33,7 @@ class WebhookSink:
         secrets: Sequence[str],
         *,
         timeout_s: float = 5.0,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.name = name
         self._url = url

@@ -41,7 +41,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -72,6 +72,7 @@ from hub.alarms.dispatcher import BROADCAST_SINK
 from hub.alarms.storage import AlarmChange, AlarmRepository, DeviceInfo, StoredAlarm
 from hub.alarms.text_storage import opening_texts_in
 from hub.bus import EventBus
+from hub.clock import utcnow
 from hub.metrics import Metrics
 from hub.storage.base import IngestResult, SqlStore, Tx
 
@@ -104,10 +105,6 @@ def _origin(url: str) -> tuple[str, int]:
     """The host and port a snapshot URL names: the request may go there and nowhere else."""
     parts = urlsplit(url)
     return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(slots=True)
@@ -258,7 +255,7 @@ class AlarmEngine:
         settings: AlarmSettings,
         *,
         bus: EventBus[AlarmChange] | None = None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         snapshot_fetcher: SnapshotFetcher | None = None,
         credentials: CredentialResolver | None = None,
         metrics: Metrics | None = None,

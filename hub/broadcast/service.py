@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from adapters.mqtt import BroadcastCommand, CommandOutcome, UnitStatus, UnknownUnitError
 from hub.broadcast.storage import (
@@ -26,6 +26,7 @@ from hub.broadcast.storage import (
     finish_command,
     get_command,
 )
+from hub.clock import utcnow
 from hub.mqtt.service import MqttService
 from hub.storage import SqlStore
 
@@ -45,10 +46,6 @@ _STATUS_BY_HEALTH: dict[str, str] = {
     "degraded": "fault",
     "offline": "offline",
 }
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class BroadcastUnavailable(Exception):
@@ -79,7 +76,7 @@ class BroadcastService:
         store: SqlStore,
         mqtt: MqttService,
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
         self._mqtt = mqtt

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -29,6 +28,7 @@ from hub.alarms.storage import StoredAlarm
 from hub.api.deps import get_departments
 from hub.api.problems import Problem
 from hub.auth.guards import Principal, Role, not_found, require
+from hub.clock import utcnow
 from hub.departments.report import (
     build_dispatch_report,
     dispatch_csv,
@@ -95,16 +95,12 @@ def _visible(principal: Principal) -> Callable[[StoredAlarm], bool]:
     return visible
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 async def _names(service: DepartmentService) -> dict[str, str]:
     return {d.id: d.name for d in await service.departments()}
 
 
 def _task_out(task: Task, names: dict[str, str]) -> TaskOut:
-    return TaskOut.of(task, _now(), names.get(task.department_id))
+    return TaskOut.of(task, utcnow(), names.get(task.department_id))
 
 
 # -- departments ---------------------------------------------------------------
@@ -411,7 +407,7 @@ async def dispatch_report(
         period = parse_dispatch_period(month=month, week=week)
     except ValueError as exc:
         raise Problem(422, "Invalid period", str(exc)) from exc
-    report = await build_dispatch_report(service.repo, period, now=_now())
+    report = await build_dispatch_report(service.repo, period, now=utcnow())
     if format == "csv":
         return Response(dispatch_csv(report), media_type="text/csv; charset=utf-8")
     if format == "xlsx":

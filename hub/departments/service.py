@@ -17,7 +17,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from alarms.models import AlarmAction
@@ -44,6 +44,7 @@ from hub.alarms.storage import AlarmChange, AlarmRepository, StoredAlarm
 from hub.auth import audit_storage as audit
 from hub.auth.principal import Principal, Role, system_actor
 from hub.bus import EventBus, Subscription, SubscriptionOverflow
+from hub.clock import utcnow
 from hub.departments.config import DepartmentSettings
 from hub.departments.storage import (
     DepartmentRecord,
@@ -83,10 +84,6 @@ class DepartmentError(ValueError):
 
 class TaskConflict(Exception):
     """A change that collides with the stored state (answered as 409)."""
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _everyone(stored: StoredAlarm) -> bool:
@@ -174,7 +171,7 @@ class DepartmentService:
         settings: DepartmentSettings,
         *,
         bus: EventBus[AlarmChange] | None = None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
         self.settings = settings

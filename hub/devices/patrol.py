@@ -45,7 +45,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -70,6 +70,7 @@ from camera_registry.health import Evidence, HealthTracker, Transition, transiti
 from camera_registry.logins import LoginBudget, login_version
 from camera_registry.models import HealthState
 from camera_registry.urls import with_credentials
+from hub.clock import utcnow
 from hub.crypto import CredentialCipher
 from hub.devices.health_storage import (
     BaselineRow,
@@ -119,10 +120,6 @@ _SEVERITY: dict[str, Severity] = {
 }
 _RESTART_REASON = "hub started: no evidence yet since start-up"
 _PROGRESS_EVERY_S = 2.0
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def camera_login(cipher: CredentialCipher) -> CredentialDecryptor:
@@ -269,7 +266,7 @@ class PatrolService:
         store: SqlStore,
         writer: EventWriter,
         metrics: Metrics | None = None,
-        clock: Clock = _utc_now,
+        clock: Clock = utcnow,
         decrypt: CredentialDecryptor | None = None,
         node: str | None = None,
         logins: LoginBudget | None = None,

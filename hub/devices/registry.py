@@ -24,7 +24,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import yaml
@@ -53,6 +53,7 @@ from camera_registry.models import Credentials, DeviceIn
 from camera_registry.urls import with_credentials
 from hub.auth.audit_storage import record as audit_record
 from hub.auth.principal import check_actor
+from hub.clock import utcnow
 from hub.crypto import CredentialCipher, CredentialError
 from hub.devices import storage as repo
 from hub.storage import SqlStore, Tx
@@ -147,10 +148,6 @@ class _Plan:
     inserts: list[repo.DeviceRow]
     updates: list[repo.DeviceRow]
     unchanged: int
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Registry:
@@ -519,7 +516,7 @@ class Registry:
             plan, problems = await self._plan(tx, [(device, path)], scope)
             if problems:
                 raise RegistryConflict(problems[device.id])
-            await self._apply(tx, plan, actor, _now())
+            await self._apply(tx, plan, actor, utcnow())
         self._after_commit(plan)
         return await self._must_get(device.id)
 
@@ -541,7 +538,7 @@ class Registry:
             )
             if problems:
                 raise RegistryConflict(problems[device.id])
-            await self._apply(tx, plan, actor, _now())
+            await self._apply(tx, plan, actor, utcnow())
         self._after_commit(plan)
         return await self._must_get(device.id)
 
@@ -596,7 +593,7 @@ class Registry:
             counts = UpsertCounts(len(plan.inserts), len(plan.updates), plan.unchanged)
             if problems or dry_run:
                 return counts, problems
-            await self._apply(tx, plan, actor, _now())
+            await self._apply(tx, plan, actor, utcnow())
         self._after_commit(plan)
         await self._fold_after(len(plan.inserts) + len(plan.updates))
         return counts, problems
@@ -645,7 +642,7 @@ class Registry:
             outcome.counts = UpsertCounts(len(plan.inserts), len(plan.updates), plan.unchanged)
             if dry_run or (outcome.errors and not partial):
                 return outcome
-            await self._apply(tx, plan, actor, _now())
+            await self._apply(tx, plan, actor, utcnow())
             await audit_record(
                 tx,
                 actor.name,

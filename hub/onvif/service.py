@@ -25,7 +25,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -43,6 +43,7 @@ from adapters.onvif.security import PinPolicy, format_host
 from camera_registry.events import DeviceEvent
 from camera_registry.logins import LoginBudget, login_version
 from camera_registry.models import Credentials, DeviceIn
+from hub.clock import utcnow
 from hub.devices.registry import Actor, DeviceChange, Registry
 from hub.metrics import Metrics
 from hub.onvif import storage as repo
@@ -68,10 +69,6 @@ log = logging.getLogger(__name__)
 EventSink = Callable[[DeviceEvent], Awaitable[None]]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class OnvifUnavailable(Exception):
@@ -270,7 +267,7 @@ class OnvifService:
         metrics: Metrics | None = None,
         submit: EventSink | None = None,
         registry: Registry | None = None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         logins: LoginBudget | None = None,
     ) -> None:
         self.settings = settings
