@@ -24,6 +24,7 @@ from hub.auth.service import Authenticator
 from hub.broadcast.service import BroadcastService
 from hub.bus import EventBus
 from hub.config import Settings
+from hub.contracts import Adapter
 from hub.crypto import CredentialCipher, load_keyring
 from hub.departments.service import DepartmentService
 from hub.devices.patrol import PatrolService, camera_login
@@ -140,6 +141,7 @@ class Hub:
             registry=self.registry,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._adapters: list[Adapter] = []
 
     def app(self) -> FastAPI:
         """The HTTP API bound to this hub's services."""
@@ -172,6 +174,11 @@ class Hub:
         for outcome in outcomes:
             self.alarms.after_commit(outcome)
 
+    def add_adapter(self, adapter: Adapter) -> None:
+        """Run a further device-protocol adapter with the hub (before `start`): started
+        after the built-in ones, stopped before them and before the writer drains."""
+        self._adapters.append(adapter)
+
     async def start(self) -> None:
         """Open storage (migrating it), then start the writer and housekeeping."""
         await self.store.open()
@@ -188,6 +195,8 @@ class Hub:
         await self.mqtt.start()
         await self.patrol.start()
         await self.onvif.start()
+        for adapter in self._adapters:
+            await adapter.start()
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
         log.info("hub started: storage=%s", self.store.backend)
 
@@ -205,6 +214,8 @@ class Hub:
         await _stop("live view", self.live.stop())
         await _stop("auth", self.auth.stop())
         # Adapters before the writer: nothing new arrives while the queue drains.
+        for adapter in reversed(self._adapters):
+            await _stop(type(adapter).__name__, adapter.stop())
         await _stop("onvif", self.onvif.stop())
         await _stop("patrol", self.patrol.stop())
         await _stop("broadcast", self.broadcast.stop())

@@ -37,8 +37,8 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from datetime import datetime, timedelta
+from typing import Any
 
 from adapters.sinks.amqp import AmqpSink
 from adapters.sinks.errors import DeliveryFailed
@@ -47,6 +47,8 @@ from adapters.sinks.webhook import WebhookSink
 from alarms.outbox import OutboxState, after_failure
 from hub.alarms.config import DeliverySettings, SinkSettings
 from hub.alarms.storage import AlarmRepository, ClaimedDelivery
+from hub.clock import utcnow
+from hub.contracts import Sink
 from hub.metrics import Metrics
 
 __all__ = ["BROADCAST_SINK", "Dispatcher", "Sink", "build_sink", "encode_body"]
@@ -60,28 +62,6 @@ _DEFAULT_MAX_ATTEMPTS = 12
 _LEASE_MARGIN_S = 1.0
 # The outbox gauges are re-counted at most this often.
 _GAUGE_REFRESH_S = 1.0
-
-
-class Sink(Protocol):
-    """Where the dispatcher hands one message; adapters satisfy it structurally."""
-
-    name: str
-
-    async def start(self) -> None:
-        """Prepare (connect lazily if preferred)."""
-        ...
-
-    async def close(self) -> None:
-        """Release connections."""
-        ...
-
-    async def deliver(self, message_id: str, body: bytes, content_type: str) -> str:
-        """Deliver one message; return a receipt or raise `DeliveryFailed`."""
-        ...
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def build_sink(config: SinkSettings) -> Sink:
@@ -138,7 +118,7 @@ class Dispatcher:
         settings: DeliverySettings,
         sinks: Mapping[str, tuple[Sink, SinkSettings | None]] | None = None,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
         worker: str | None = None,
         metrics: Metrics | None = None,

@@ -1,0 +1,146 @@
+"""Services receive the project's contracts, so fakes of them can be handed in: the
+dispatcher delivers through any `Sink`, the hub runs any `Adapter` with its own."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from adapters.sinks.errors import DeliveryFailed
+from adapters.sinks.webhook import WebhookSink
+from hub.alarms.config import AlarmSettings
+from hub.alarms.dispatcher import Dispatcher
+from hub.alarms.engine import AlarmChange, AlarmEngine
+from hub.alarms.storage import AlarmFilter
+from hub.bus import EventBus
+from hub.config import load_settings
+from hub.contracts import Adapter, Sink
+from hub.runtime import Hub
+from hub.storage import SqlStore, open_store
+from hub.writer import EventWriter
+from tests.conftest import build_store
+from tests.helpers import make_event
+from tests.integration.alarm_support import SECRET, add_device
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    backend = build_store(request.param, request, tmp_path)
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+class MemorySink:
+    """A sink that keeps what it is given; its first answer is a temporary failure."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.started = self.closed = False
+        self.attempts: list[str] = []
+        self.delivered: dict[str, bytes] = {}
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def deliver(self, message_id: str, body: bytes, content_type: str) -> str:
+        self.attempts.append(message_id)
+        if len(self.attempts) == 1:
+            raise DeliveryFailed("busy, try later")
+        self.delivered[message_id] = body
+        return f"kept {len(self.delivered)}"
+
+
+async def test_the_dispatcher_delivers_through_any_sink(store: SqlStore) -> None:
+    settings = AlarmSettings.model_validate(
+        {
+            "sinks": [
+                {"name": "center", "type": "webhook", "url": "http://127.0.0.1:9/x",
+                 "secrets": [SECRET]}
+            ],
+            "delivery": {"poll_interval_s": 0.05, "backoff_base_s": 0.05, "backoff_cap_s": 0.1},
+        }
+    )  # fmt: skip
+    fake = MemorySink("center")
+    assert isinstance(fake, Sink)
+    assert isinstance(WebhookSink("w", "http://127.0.0.1:9/x", [SECRET]), Sink)
+    engine = AlarmEngine(store, settings, bus=EventBus[AlarmChange]("c"))
+    dispatcher = Dispatcher(engine.repo, settings.delivery, {"center": (fake, settings.sinks[0])})
+    engine.on_outbox(dispatcher.wake)
+    await add_device(store, "btn-001", kind="panic")
+    result = await store.ingest(
+        [make_event(1, device_id="btn-001", kind="panic.press")],
+        in_transaction=engine.in_transaction,
+    )
+    engine.after_commit(result)
+    await dispatcher.start()
+    try:
+        async with asyncio.timeout(20):
+            while not fake.delivered:  # noqa: ASYNC110 - the dispatcher's own task
+                await asyncio.sleep(0.02)
+    finally:
+        await dispatcher.stop()
+    (stored,) = await engine.repo.search(AlarmFilter(), scope_paths=None, limit=5)
+    key = f"{stored.alarm.id}:1:center"
+    assert fake.started and fake.closed
+    assert fake.attempts == [key, key]  # retried after the temporary failure
+    assert b'"event":"alarm.open"' in fake.delivered[key]
+    (delivery,) = await engine.repo.deliveries(stored.alarm.id)
+    assert delivery.state == "delivered" and delivery.receipt == "kept 1"
+
+
+class PressingButtons:
+    """A device-protocol adapter of the test's own: one press when started, one when
+    stopped (which the hub must still store: adapters stop before the writer drains)."""
+
+    def __init__(self, writer: EventWriter) -> None:
+        self.writer = writer
+        self.running = False
+
+    async def start(self) -> None:
+        self.running = True
+        await self.writer.submit(make_event(1, device_id="btn-001", kind="panic.press"))
+
+    async def stop(self) -> None:
+        await self.writer.submit(make_event(2, device_id="btn-002", kind="panic.press"))
+        self.running = False
+
+
+async def test_the_hub_runs_an_adapter_handed_to_it(tmp_path: Path) -> None:
+    settings = load_settings(None, data_dir=tmp_path)
+    hub = Hub(settings)
+    buttons = PressingButtons(hub.writer)
+    assert isinstance(buttons, Adapter)
+    assert all(isinstance(s, Adapter) for s in (hub.mqtt, hub.onvif, hub.patrol))
+    hub.add_adapter(buttons)
+    seeding = open_store(settings.storage_url())
+    await seeding.open()
+    try:
+        for device in ("btn-001", "btn-002"):
+            await add_device(seeding, device, kind="panic")
+    finally:
+        await seeding.close()
+    async with hub:
+        assert buttons.running
+        async with asyncio.timeout(20):
+            while not await hub.alarms.repo.search(AlarmFilter(), scope_paths=None, limit=5):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    assert not buttons.running
+    reopened = open_store(settings.storage_url())
+    await reopened.open()
+    try:
+        async with reopened.reading() as tx:
+            rows = await tx.fetchall("SELECT device_id FROM alarms ORDER BY device_id")
+    finally:
+        await reopened.close()
+    assert [row[0] for row in rows] == ["btn-001", "btn-002"]
