@@ -7,9 +7,10 @@ import { forgetNames } from "./names.js";
 import { audioReady, unlockAudio } from "./sound.js";
 import { loadDevices, loadKpi, loadUnits, relabelMaintenance, setupBroadcast, setupKpi, setupMaintenance } from "./views.js";
 import { hideWall, resetWall, setupWall, showWall } from "./wall.js";
+import { TASK_VIEWS, setupTasks, startTasks, stopTasks, taskLoaders } from "./tasks.js";
 
-const VIEWS = ["login", "password", "queue", "maintenance", "kpi", "broadcast", "wall"];
-const loaders = { queue: mapShown, maintenance: loadDevices, kpi: loadKpi, broadcast: loadUnits, wall: showWall };
+const VIEWS = ["login", "password", "queue", "maintenance", "kpi", "broadcast", "wall", ...TASK_VIEWS];
+const loaders = { queue: mapShown, maintenance: loadDevices, kpi: loadKpi, broadcast: loadUnits, wall: showWall, ...taskLoaders };
 let me = null;
 let current = null;
 
@@ -30,6 +31,7 @@ function showWho() {
 function signedOut() {
   me = null;
   stopQueue();
+  stopTasks();
   stopMap();
   resetWall();
   forgetNames();
@@ -47,6 +49,9 @@ async function signedIn(identity) {
   document.getElementById("logout").hidden = false;
   if (identity.must_change_password) { show("password"); return; }
   document.getElementById("nav").hidden = false;
+  await startTasks(identity);
+  // A department sees its own tasks only: no alarm queue, map or stream.
+  if (identity.role === "department") { show("tasks"); return; }
   document.getElementById("sound").hidden = audioReady();
   show("queue");
   await startQueue();
@@ -96,6 +101,7 @@ async function boot() {
   document.getElementById("sound").addEventListener("click", () => {
     document.getElementById("sound").hidden = unlockAudio();
   });
+  setupTasks();
   for (const button of document.querySelectorAll("#nav button")) button.addEventListener("click", () => show(button.dataset.view));
   setupMaintenance();
   setupKpi();
