@@ -12,7 +12,7 @@ import dataclasses
 import random
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -197,12 +197,20 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def alarm_payload(
-    alarm: Alarm, history_entry: HistoryEntry, location: Location | None = None
+    alarm: Alarm,
+    history_entry: HistoryEntry,
+    location: Location | None = None,
+    *,
+    address: Mapping[str, Any] | None = None,
+    evidence: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The JSON body every sink sends for one alarm revision.
 
     `event` is `alarm.<action>` (alarm.open, alarm.acknowledge, ...), so a
-    receiver can route on it without diffing revisions.
+    receiver can route on it without diffing revisions. `address` names where
+    the device is (jurisdiction names from the district down, the device's
+    street address); `evidence` lists the files that became available with
+    this revision (clips: url, type, size, sha256).
     """
     if history_entry.alarm_id != alarm.id:
         raise ValueError("the history entry belongs to another alarm")
@@ -260,4 +268,6 @@ def alarm_payload(
                 "description": location.description,
             }
         ),
+        "address": None if address is None else dict(address),
+        "evidence": [dict(item) for item in evidence],
     }

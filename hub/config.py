@@ -19,6 +19,7 @@ from adapters.mqtt.models import MqttSettings
 from hub.alarms.config import AlarmSettings
 from hub.departments.config import DepartmentSettings
 from hub.devices.patrol_config import PatrolSettings
+from hub.evidence.config import EvidenceSettings
 from hub.node import NODE_ID_PATTERN
 from hub.onvif.config import OnvifSettings
 
@@ -285,6 +286,10 @@ class Settings(BaseSettings):
     departments: DepartmentSettings = Field(
         default_factory=DepartmentSettings,
         description="Department tasks: deadlines, dispatch rules, delivery to departments.",
+    )
+    evidence: EvidenceSettings = Field(
+        default_factory=EvidenceSettings,
+        description="Pre-alarm video buffers and evidence clips cut on alarm.",
     )
 
     @classmethod

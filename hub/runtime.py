@@ -29,6 +29,7 @@ from hub.crypto import CredentialCipher, load_keyring
 from hub.departments.service import DepartmentService
 from hub.devices.patrol import PatrolService, camera_login
 from hub.devices.registry import Registry
+from hub.evidence.service import EvidenceService
 from hub.live.service import LiveViews
 from hub.metrics import Metrics
 from hub.mqtt.service import MqttService
@@ -140,6 +141,23 @@ class Hub:
             submit=self.writer.submit,
             registry=self.registry,
         )
+        # Pre-alarm buffers of linked cameras; a clip per camera when an alarm opens.
+        self.evidence = EvidenceService(
+            self.store,
+            settings.evidence,
+            settings.data_dir,
+            alarm_changes=self.alarm_changes,
+            open_credentials=self.registry.cipher.open,
+            base_url=settings.evidence.public_url
+            or f"http://{settings.http.host}:{settings.http.port}",
+        )
+        self.registry.on_change(self.evidence.request_refresh)
+        # Complete clips become an alarm revision: every sink delivers their links.
+        self.evidence.on_clips(
+            lambda alarm_id, entries: self.alarms.add_evidence(
+                alarm_id, entries, f"evidence: {len(entries)} video clip(s) of linked cameras"
+            )
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._adapters: list[Adapter] = []
 
@@ -162,6 +180,7 @@ class Hub:
             patrol_service=self.patrol,
             onvif=self.onvif,
             departments=self.departments,
+            evidence=self.evidence,
         )
 
     async def _in_transaction(self, tx: Tx, events: list[DeviceEvent]) -> list[object]:
@@ -195,6 +214,7 @@ class Hub:
         await self.mqtt.start()
         await self.patrol.start()
         await self.onvif.start()
+        await self.evidence.start()
         for adapter in self._adapters:
             await adapter.start()
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
@@ -212,6 +232,7 @@ class Hub:
         # left behind rather than holding the whole shutdown forever.
         await _stop("registry", self.registry.stop())
         await _stop("live view", self.live.stop())
+        await _stop("evidence", self.evidence.stop(), timeout_s=_STOP_S * 2)
         await _stop("auth", self.auth.stop())
         # Adapters before the writer: nothing new arrives while the queue drains.
         for adapter in reversed(self._adapters):

@@ -24,6 +24,7 @@ __all__ = [
     "CAP_NS",
     "AlarmTexts",
     "CapOptions",
+    "CapResource",
     "build_alert",
     "cap_identifier",
     "encode_alert",
@@ -199,6 +200,29 @@ class CapOptions:
         return self.languages or (self.language,)
 
 
+@dataclass(frozen=True, slots=True)
+class CapResource:
+    """A file that goes with an alert (an evidence clip): CAP `<resource>`.
+
+    `digest` is the hex SHA-1 of the file, as CAP 1.2 defines `<digest>`
+    (SHA-1 per FIPS 180-2); the hub's own APIs carry SHA-256 as well.
+    """
+
+    description: str
+    mime_type: str
+    size: int | None = None
+    uri: str | None = None
+    digest: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.description or not self.mime_type:
+            raise ValueError("a CAP resource needs a description and a MIME type")
+        if self.size is not None and self.size < 0:
+            raise ValueError("a CAP resource size cannot be negative")
+        if self.digest is not None and not re.fullmatch(r"[0-9a-f]{40}", self.digest):
+            raise ValueError("a CAP resource digest is a hex SHA-1 (40 hex digits)")
+
+
 def format_cap_time(value: datetime, tz: tzinfo = UTC) -> str:
     """CAP date-time: local offset, whole seconds, UTC written as -00:00 (never Z)."""
     if value.tzinfo is None:
@@ -310,6 +334,7 @@ def build_alert(
     location: Location | None = None,
     area_desc: str | None = None,
     texts: AlarmTexts | None = None,
+    resources: tuple[CapResource, ...] = (),
 ) -> ET.Element:
     """The CAP `<alert>` element for `alarm` at the revision `change` produced.
 
@@ -345,7 +370,14 @@ def build_alert(
 
     for language in options.info_languages:
         _info(
-            alert, alarm, options, language, _text_for(texts or {}, language), location, area_desc
+            alert,
+            alarm,
+            options,
+            language,
+            _text_for(texts or {}, language),
+            location,
+            area_desc,
+            resources,
         )
     return alert
 
@@ -358,8 +390,9 @@ def _info(
     text: Mapping[str, str],
     location: Location | None,
     area_desc: str | None,
+    resources: tuple[CapResource, ...] = (),
 ) -> None:
-    """One <info> block in `language`."""
+    """One <info> block in `language` (each block lists the same resources)."""
     tz = options.timezone
     info = _sub(alert, "info")
     _sub(info, "language", language)
@@ -392,6 +425,17 @@ def _info(
     if alarm.assignee:
         _pair(info, "parameter", "gridwatch:assignee", alarm.assignee)
 
+    for resource in resources:
+        element = _sub(info, "resource")
+        _sub(element, "resourceDesc", resource.description)
+        _sub(element, "mimeType", resource.mime_type)
+        if resource.size is not None:
+            _sub(element, "size", str(resource.size))
+        if resource.uri is not None:
+            _sub(element, "uri", resource.uri)
+        if resource.digest is not None:
+            _sub(element, "digest", resource.digest)
+
     area = _sub(info, "area")
     described = (location.description if location else None) or area_desc
     _sub(area, "areaDesc", described or alarm.jurisdiction or f"device {alarm.device_id}")
@@ -409,9 +453,18 @@ def encode_alert(
     location: Location | None = None,
     area_desc: str | None = None,
     texts: AlarmTexts | None = None,
+    resources: tuple[CapResource, ...] = (),
 ) -> bytes:
     """CAP 1.2 XML document (UTF-8, with declaration) for one alarm revision."""
-    alert = build_alert(alarm, change, options, location=location, area_desc=area_desc, texts=texts)
+    alert = build_alert(
+        alarm,
+        change,
+        options,
+        location=location,
+        area_desc=area_desc,
+        texts=texts,
+        resources=resources,
+    )
     document: bytes = ET.tostring(
         alert, encoding="utf-8", xml_declaration=True, default_namespace=CAP_NS
     )
@@ -468,6 +521,8 @@ def _check_values(element: ET.Element, path: str, errors: list[str]) -> None:
             errors.append(f"{path}/{name}: must not contain spaces, commas, < or &")
         elif name == "circle":
             _check_circle(text, f"{path}/circle", errors)
+        elif name == "size" and not re.fullmatch(r"[0-9]+", text):
+            errors.append(f"{path}/size: {text!r} is not a whole number of bytes")
 
 
 def _check_circle(text: str, path: str, errors: list[str]) -> None:

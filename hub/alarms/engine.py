@@ -39,7 +39,7 @@ import dataclasses
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 from adapters.onvif.http import CameraHttp, CameraRequestError, ResponseTooLarge
 from adapters.onvif.security import ForeignHostRefused
 from adapters.rtsp import StreamProbe, probe_stream
-from adapters.sinks.cap import AlarmTexts, CapOptions, encode_alert
+from adapters.sinks.cap import AlarmTexts, CapOptions, CapResource, encode_alert
 from alarms.models import Alarm, AlarmAction, HistoryEntry, Location
 from alarms.outbox import OutboxRecord, alarm_payload, new_outbox_record
 from alarms.rules import (
@@ -208,6 +208,25 @@ def _location_from(details: Any) -> Location | None:
         return None
 
 
+def _cap_resources(evidence: Any) -> tuple[CapResource, ...]:
+    """CAP `<resource>`s of a revision's evidence entries (malformed ones are skipped)."""
+    resources = []
+    for item in evidence:
+        try:
+            resources.append(
+                CapResource(
+                    description=str(item.get("description") or "evidence"),
+                    mime_type=str(item["type"]),
+                    size=None if item.get("size") is None else int(item["size"]),
+                    uri=item.get("url"),
+                    digest=item.get("sha1"),
+                )
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            log.warning("evidence entry without a usable type or digest left out of CAP")
+    return tuple(resources)
+
+
 def _context(device: DeviceInfo) -> DeviceContext | None:
     try:
         return DeviceContext(
@@ -288,6 +307,8 @@ class AlarmEngine:
         self._sla_task: asyncio.Task[None] | None = None
         self._http: CameraHttp | None = None
         self._close_guards: list[CloseGuard] = []
+        #: Jurisdiction code -> name (None: not in the tree when last looked up).
+        self._place_names: dict[str, str | None] = {}
 
     # -- wiring -------------------------------------------------------------
 
@@ -361,10 +382,18 @@ class AlarmEngine:
         notify: bool,
         now: datetime,
         supervisor: bool = False,
+        evidence: Sequence[Mapping[str, Any]] = (),
     ) -> tuple[AlarmChange, bool]:
         """History, change log and (when notifying) outbox rows for one alarm revision."""
         await self.repo.append_history(tx, entry)
-        payload = alarm_payload(alarm, entry, location)
+        await self._learn_places(tx, [jurisdiction_path])
+        payload = alarm_payload(
+            alarm,
+            entry,
+            location,
+            address=self._address(jurisdiction_path, location),
+            evidence=evidence,
+        )
         change = await self.repo.append_change(tx, alarm, entry, jurisdiction_path, payload)
         if not notify:
             return change, False
@@ -385,6 +414,7 @@ class AlarmEngine:
         """One delivery of this alarm revision per sink that takes it."""
         records = []
         texts: AlarmTexts | None = None
+        resources = _cap_resources(payload.get("evidence") or ())
         for sink in self._sinks_for(alarm, entry, supervisor):
             body = dict(payload)
             if sink.type == "cap":
@@ -392,7 +422,7 @@ class AlarmEngine:
                     texts = await _texts_of(tx, alarm, entry)
                 options = CapOptions(sender=sink.cap_sender, languages=tuple(sink.cap_languages))
                 body["cap_xml"] = encode_alert(
-                    alarm, entry, options, location=location, texts=texts
+                    alarm, entry, options, location=location, texts=texts, resources=resources
                 ).decode()
             records.append(new_outbox_record(alarm, sink.name, body, now))
         return records
@@ -619,9 +649,15 @@ class AlarmEngine:
                 revision.entry = _repeat_entry(revision)
         changes = []
         records = list(broadcasts)
+        await self._learn_places(tx, [revision.path for revision in revisions])
         for revision in revisions:
             entry = _announced(revision.entry)
-            payload = alarm_payload(revision.alarm, entry, revision.location)
+            payload = alarm_payload(
+                revision.alarm,
+                entry,
+                revision.location,
+                address=self._address(revision.path, revision.location),
+            )
             changes.append((revision.alarm, entry, revision.path, payload))
             if revision.notify:
                 records += await self._outbox_records(
@@ -765,6 +801,65 @@ class AlarmEngine:
             )
         self._announce([change], queued)
         return StoredAlarm(updated, stored.jurisdiction_path, stored.rule, stored.details, now)
+
+    async def add_evidence(
+        self, alarm_id: uuid.UUID, evidence: Sequence[Mapping[str, Any]], note: str
+    ) -> AlarmChange | None:
+        """A revision announcing evidence that became available (e.g. clips of the linked
+        cameras): history, change log and outbox like any revision, state unchanged.
+        None when the alarm does not exist."""
+        now = self._clock()
+        async with self.store.transaction() as tx:
+            stored = await self.repo.get(tx, alarm_id, for_update=True)
+            if stored is None:
+                return None
+            updated, entry = apply(
+                stored.alarm,
+                AlarmAction.NOTE,
+                "system:evidence",
+                now,
+                note=note,
+                details={"evidence": [dict(item) for item in evidence]},
+            )
+            await self.repo.update(tx, updated, previous_revision=stored.alarm.revision, now=now)
+            change, queued = await self._record(
+                tx,
+                updated,
+                entry,
+                jurisdiction_path=stored.jurisdiction_path,
+                location=_location_from(stored.details),
+                notify=True,
+                now=now,
+                evidence=evidence,
+            )
+        self._announce([change], queued)
+        return change
+
+    async def _learn_places(self, tx: Tx, paths: Sequence[str | None]) -> None:
+        """Read the names of jurisdiction codes in `paths` not looked up yet (one query)."""
+        missing = {
+            code
+            for path in paths
+            if path
+            for code in path.strip("/").split("/")
+            if code and code not in self._place_names
+        }
+        if missing:
+            names = await self.repo.jurisdiction_names(tx, sorted(missing))
+            for code in missing:
+                self._place_names[code] = names.get(code)
+
+    def _address(self, path: str | None, location: Location | None) -> dict[str, Any] | None:
+        """Where the alarm is, in words: jurisdiction names top-down and the street address."""
+        codes = [code for code in (path or "").strip("/").split("/") if code]
+        described = location.description if location else None
+        if not codes and not described:
+            return None
+        return {
+            "jurisdiction_path": path,
+            "jurisdiction_names": [self._place_names.get(code) or code for code in codes],
+            "device_address": described,
+        }
 
     # -- SLA ----------------------------------------------------------------
 

@@ -1024,6 +1024,17 @@ class AlarmRepository:
             )
         return [from_uuid(row[0]) for row in rows]
 
+    async def jurisdiction_names(self, tx: Tx, codes: Sequence[str]) -> dict[str, str]:
+        """Names of the jurisdiction nodes with these codes (unknown codes are absent)."""
+        if not codes:
+            return {}
+        marks = ", ".join(["%s"] * len(codes))
+        rows = await tx.fetchall(
+            f"SELECT code, name FROM jurisdictions WHERE code IN ({marks})",  # noqa: S608
+            list(codes),
+        )
+        return {str(row[0]): str(row[1]) for row in rows}
+
     # -- media ----------------------------------------------------------------
 
     async def add_media(

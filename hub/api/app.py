@@ -29,6 +29,8 @@ from hub.devices import health_routes, jurisdiction_routes, kpi_routes, patrol_r
 from hub.devices import routes as device_routes
 from hub.devices.patrol import PatrolService
 from hub.devices.registry import Registry
+from hub.evidence import routes as evidence_routes
+from hub.evidence.service import EvidenceService
 from hub.live import routes as live_view
 from hub.live.service import LiveViews
 from hub.metrics import Metrics
@@ -59,6 +61,7 @@ def create_app(
     patrol_service: PatrolService | None = None,
     onvif: OnvifService | None = None,
     departments: DepartmentService | None = None,
+    evidence: EvidenceService | None = None,
 ) -> FastAPI:
     """Build the HTTP API around already-built services (the caller owns their lifecycle)."""
     app = FastAPI(
@@ -90,6 +93,7 @@ def create_app(
         patrol=patrol_service,
         onvif=onvif,
         departments=departments,
+        evidence=evidence,
     )
     app.state.authenticate = authenticate_connection
     app.add_middleware(OriginGuard, extra_origins=settings.auth.allowed_origins)
@@ -110,6 +114,7 @@ def create_app(
     app.include_router(kpi_routes.router)
     app.include_router(drill_routes.router)
     app.include_router(department_routes.router)
+    app.include_router(evidence_routes.router)
     app.include_router(console.router)
     app.include_router(console.api_router)
     return app

@@ -18,6 +18,7 @@ from hub.config import Settings
 from hub.departments.service import DepartmentService
 from hub.devices.patrol import PatrolService
 from hub.devices.registry import Registry
+from hub.evidence.service import EvidenceService
 from hub.live.service import LiveViews
 from hub.metrics import Metrics
 from hub.mqtt.service import MqttService
@@ -33,6 +34,7 @@ __all__ = [
     "get_broadcast",
     "get_departments",
     "get_dispatcher",
+    "get_evidence",
     "get_live",
     "get_metrics",
     "get_mqtt",
@@ -68,6 +70,7 @@ class Services:
     patrol: PatrolService | None = None
     onvif: OnvifService | None = None
     departments: DepartmentService | None = None
+    evidence: EvidenceService | None = None
 
 
 def get_services(request: HTTPConnection) -> Services:
@@ -179,4 +182,11 @@ def get_departments(request: HTTPConnection) -> DepartmentService:
         get_services(request).departments,
         "Department tasks unavailable",
         "this hub runs no department tasks",
+    )
+
+
+def get_evidence(request: HTTPConnection) -> EvidenceService:
+    """Evidence buffers and clips; 503 when the app was built without them."""
+    return _present(
+        get_services(request).evidence, "Evidence unavailable", "this hub keeps no evidence clips"
     )

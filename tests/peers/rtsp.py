@@ -18,7 +18,7 @@ __all__ = ["MOUNTS", "RtspPeer", "gstreamer_available", "rtsp_peer", "start_rtsp
 #: Debian's interpreter: the only one with the `gi` bindings (python3-gi).
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
-MOUNTS = ("ball", "blur", "frozen", "stalled", "black", "blue", "snow", "solid", "grey")
+MOUNTS = ("ball", "blur", "frozen", "stalled", "black", "blue", "snow", "solid", "grey", "sound")
 _READY_TIMEOUT_S = 15.0
 
 

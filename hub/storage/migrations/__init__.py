@@ -10,6 +10,7 @@ from hub.storage.migrations import (
     m0006_onvif,
     m0007_auth,
     m0009_alarm_deadlines,
+    m0011_evidence,
     m0012_departments,
     m0014_boundaries,
 )
@@ -25,6 +26,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0006_onvif.MIGRATION,
     m0007_auth.MIGRATION,
     m0009_alarm_deadlines.MIGRATION,
+    m0011_evidence.MIGRATION,
     m0012_departments.MIGRATION,
     m0014_boundaries.MIGRATION,
 )

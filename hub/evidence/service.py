@@ -1,0 +1,487 @@
+"""Evidence service: pre-alarm buffers of linked cameras, a clip per camera on alarm.
+
+* **Buffers.** Every enabled camera that an alarm point links (and every camera
+  tagged `prebuffer`) is pulled once (`adapters.media.PacketPull`) into a
+  `PacketRing` at least `prebuffer_s` deep: packets as received, no decoding.
+  The set is re-read when the registry changes and every `refresh_s`.
+* **Clips.** The service follows the bus of committed alarm changes. When an
+  alarm opens with linked cameras (the linkage its rule planned), each camera
+  gets a clip row at once (`recording`); the packets from `prebuffer_s` before
+  the press are taken from the ring right away, those up to `postroll_s` after
+  it as they arrive; the clip is then remuxed to MP4 (no re-encoding) in a
+  worker thread, digested (SHA-256, plus SHA-1 for CAP) and marked `complete`.
+  A camera without a buffer gets a `failed` row saying so.
+* **Retention.** Clips expire `retention_days` after they were cut, whatever
+  the event retention is; the hourly sweep removes row and file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from adapters.media import (
+    ClipFile,
+    MediaPacket,
+    PacketPull,
+    PacketRing,
+    StreamHeader,
+    cut_clip,
+    press_position,
+    write_mp4,
+)
+from camera_registry.models import Credentials
+from camera_registry.urls import with_credentials
+from hub.alarms.storage import AlarmChange, AlarmRepository
+from hub.auth.principal import Principal
+from hub.bus import EventBus, SubscriptionOverflow
+from hub.evidence import storage
+from hub.evidence.config import EvidenceSettings
+from hub.evidence.storage import ClipRow
+from hub.live.storage import camera_source
+from hub.storage import SqlStore
+
+__all__ = ["ClipListener", "EvidenceService", "PrebufferState"]
+
+log = logging.getLogger(__name__)
+
+#: Told, per alarm, about the evidence entries of its clips once they are complete
+#: (the hub adds them to the alarm as a revision, so every sink delivers them).
+ClipListener = Callable[[uuid.UUID, list[dict[str, object]]], Awaitable[object]]
+CredentialOpener = Callable[[str, bytes], Credentials]
+
+_POLL_S = 0.25
+# The ring holds this much more than the pre-roll, and a clip looks that far back
+# too, so a stream whose pictures run a little slow still gives the full pre-roll.
+_SLACK_S = 5.0
+_LATE_S = 10.0
+_RETENTION_EVERY_S = 3600.0
+# Remuxing is cheap but touches the disk: a few at a time, off the event loop.
+_REMUX_SLOTS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class PrebufferState:
+    """One camera's buffer as the maintenance view shows it."""
+
+    camera_id: str
+    connected: bool
+    seconds: float
+    bytes: int
+    packets: int
+    overflow_drops: int
+    last_error: str | None
+
+
+class _Buffer:
+    """One camera's pull and ring."""
+
+    def __init__(self, camera_id: str, url: str, ring: PacketRing) -> None:
+        self.camera_id = camera_id
+        self.url = url
+        self.ring = ring
+        self.pull = PacketPull(camera_id, url, label=f"camera {camera_id}")
+        self.pull.add_tap(self._tap)
+
+    def _tap(self, packet: MediaPacket | None, header: StreamHeader | None) -> None:
+        if packet is None:
+            self.ring.reset(header)
+        else:
+            self.ring.push(packet)
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+class EvidenceService:
+    """Keeps the pre-alarm buffers and cuts the evidence clips."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        settings: EvidenceSettings,
+        data_dir: Path,
+        *,
+        alarm_changes: EventBus[AlarmChange] | None = None,
+        open_credentials: CredentialOpener | None = None,
+        base_url: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.directory = data_dir / settings.directory
+        self._alarms = AlarmRepository(store)
+        self._changes = alarm_changes
+        self._open_credentials = open_credentials
+        self._clock = clock
+        self.base_url = base_url.rstrip("/")
+        self._buffers: dict[str, _Buffer] = {}
+        self._listeners: list[ClipListener] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._clip_tasks: set[asyncio.Task[None]] = set()
+        self._refresh_now = asyncio.Event()
+        self._remux_slots = asyncio.Semaphore(_REMUX_SLOTS)
+        self._started = False
+        self._stopping = False
+
+    # -- wiring -------------------------------------------------------------
+
+    def on_clips(self, listener: ClipListener) -> None:
+        """Call `listener` with an alarm's evidence entries when its clips are complete."""
+        self._listeners.append(listener)
+
+    def request_refresh(self, *_: object) -> None:
+        """Re-read which cameras to buffer soon (the registry changed)."""
+        self._refresh_now.set()
+
+    def buffered(self) -> list[PrebufferState]:
+        """Every buffer's depth now."""
+        out = []
+        for camera_id, buffer in sorted(self._buffers.items()):
+            stats = buffer.ring.stats()
+            out.append(
+                PrebufferState(
+                    camera_id=camera_id,
+                    connected=buffer.pull.connected,
+                    seconds=stats.span_s,
+                    bytes=stats.bytes,
+                    packets=stats.packets,
+                    overflow_drops=stats.overflow_drops,
+                    last_error=buffer.pull.last_error,
+                )
+            )
+        return out
+
+    def ring(self, camera_id: str) -> PacketRing | None:
+        """The buffer of one camera, if it is buffered."""
+        buffer = self._buffers.get(camera_id)
+        return buffer.ring if buffer else None
+
+    def pull(self, camera_id: str) -> PacketPull | None:
+        """The running pull of one camera, if it is buffered (for other taps)."""
+        buffer = self._buffers.get(camera_id)
+        return buffer.pull if buffer else None
+
+    async def start(self) -> None:
+        """Start buffering and following alarm openings."""
+        if not self.settings.enabled or self._started:
+            return
+        self._started = True
+        await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
+        await self.refresh()
+        self._tasks.append(asyncio.create_task(self._refresh_loop(), name="evidence-refresh"))
+        self._tasks.append(asyncio.create_task(self._retention_loop(), name="evidence-retention"))
+        if self._changes is not None:
+            self._tasks.append(asyncio.create_task(self._follow(self._changes), name="evidence"))
+
+    async def stop(self) -> None:
+        """Stop following alarms, let running clips finish, stop every pull."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        # Clips being recorded end now with what they have (a shorter post-roll).
+        self._stopping = True
+        if self._clip_tasks:
+            await asyncio.gather(*list(self._clip_tasks), return_exceptions=True)
+        buffers, self._buffers = list(self._buffers.values()), {}
+        await asyncio.gather(
+            *(asyncio.to_thread(b.pull.stop) for b in buffers), return_exceptions=True
+        )
+        self._started = False
+        self._stopping = False
+
+    async def wait_for_clips(self) -> None:
+        """Wait for the clips being recorded now (tests, shutdown)."""
+        while self._clip_tasks:
+            await asyncio.gather(*list(self._clip_tasks), return_exceptions=True)
+
+    # -- buffers ------------------------------------------------------------
+
+    def _url(self, camera: storage.BufferedCamera) -> str | None:
+        if camera.sealed_credentials is None or self._open_credentials is None:
+            return camera.rtsp_url
+        try:
+            creds = self._open_credentials(camera.device_id, camera.sealed_credentials)
+        except Exception:
+            log.warning("evidence: credentials of %s do not decrypt", camera.device_id)
+            return None
+        return with_credentials(camera.rtsp_url, creds.username, creds.password.get_secret_value())
+
+    async def refresh(self) -> None:
+        """Start buffers for newly linked cameras, stop those no longer wanted."""
+        async with self.store.reading() as tx:
+            cameras = await storage.buffered_cameras(tx, self.settings.prebuffer_tag)
+        wanted: dict[str, str] = {}
+        for camera in cameras:
+            url = self._url(camera)
+            if url is not None:
+                wanted[camera.device_id] = url
+        gone = [b for cid, b in self._buffers.items() if cid not in wanted or wanted[cid] != b.url]
+        for buffer in gone:
+            del self._buffers[buffer.camera_id]
+            await asyncio.to_thread(buffer.pull.stop)
+        # The pre-roll plus some slack (the ring always starts at a key frame).
+        keep_s = self.settings.prebuffer_s + _SLACK_S
+        max_bytes = self.settings.max_buffer_mib << 20
+        for camera_id, url in wanted.items():
+            if camera_id not in self._buffers:
+                buffer = _Buffer(camera_id, url, PacketRing(keep_s, max_bytes))
+                self._buffers[camera_id] = buffer
+                buffer.pull.start()
+        if gone or len(self._buffers) != len(wanted):
+            log.info("evidence: buffering %d cameras", len(self._buffers))
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._refresh_now.wait(), self.settings.refresh_s)
+            self._refresh_now.clear()
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("evidence: refreshing the buffered cameras failed; will retry")
+
+    # -- clips --------------------------------------------------------------
+
+    async def _follow(self, changes: EventBus[AlarmChange]) -> None:
+        while True:
+            subscription = changes.subscribe(maxsize=10000, name="evidence")
+            try:
+                async for change in subscription:
+                    if change.action == "open":
+                        self._spawn(self.record(change))
+            except SubscriptionOverflow:
+                log.error("evidence: fell behind the alarm changes; following again")
+            finally:
+                subscription.close()
+
+    def _spawn(self, work: Awaitable[object]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("evidence: recording clips failed")
+
+        task = asyncio.create_task(run(), name="evidence-clip")
+        self._clip_tasks.add(task)
+        task.add_done_callback(self._clip_tasks.discard)
+
+    async def record(self, change: AlarmChange) -> list[ClipRow]:
+        """Cut a clip of each camera the opened alarm links; the clips as they ended."""
+        now = self._clock()
+        opened = change.at.timestamp()
+        # The press as this hub saw it: the alarm's change time, unless a wrong device
+        # clock put it in the future or further back than the buffer reaches.
+        press = opened if now - self.settings.prebuffer_s <= opened <= now else now
+        async with self.store.reading() as tx:
+            stored = await self._alarms.get(tx, change.alarm_id)
+        if stored is None:
+            return []
+        linkage = stored.details.get("linkage") or {}
+        cameras = [str(c) for c in linkage.get("snapshot_cameras") or []]
+        if not cameras:
+            return []
+        results = await asyncio.gather(
+            *(self._record_camera(change, camera, press) for camera in cameras)
+        )
+        rows = [row for row in results if row is not None]
+        entries = clip_entries(rows, self.base_url)
+        if entries:
+            for listener in self._listeners:
+                try:
+                    await listener(change.alarm_id, entries)
+                except Exception:
+                    log.exception("evidence: announcing the clips of %s failed", change.alarm_id)
+        return rows
+
+    async def _record_camera(
+        self, change: AlarmChange, camera: str, press: float
+    ) -> ClipRow | None:
+        clip_id = uuid.uuid4()
+        created = _utc(self._clock())
+        expires = created + timedelta(days=self.settings.retention_days)
+        async with self.store.transaction() as tx:
+            fresh = await storage.insert_clip(
+                tx,
+                clip_id,
+                change.alarm_id,
+                camera,
+                change.jurisdiction_path,
+                _utc(press),
+                created,
+                expires,
+            )
+        if not fresh:
+            return None
+        try:
+            reason = await self._capture(clip_id, change.alarm_id, camera, press)
+        except Exception as exc:
+            log.exception("evidence: clip of %s for alarm %s failed", camera, change.alarm_id)
+            reason = f"recording failed: {type(exc).__name__}"
+        if reason is not None:
+            log.warning("evidence: no clip of %s for alarm %s: %s", camera, change.alarm_id, reason)
+            async with self.store.transaction() as tx:
+                await storage.fail_clip(tx, clip_id, reason, _utc(self._clock()))
+        async with self.store.reading() as tx:
+            return await storage.clip(tx, clip_id)
+
+    async def _capture(
+        self, clip_id: uuid.UUID, alarm_id: uuid.UUID, camera: str, press: float
+    ) -> str | None:
+        """Collect, cut and write one clip; the reason when there is none."""
+        buffer = self._buffers.get(camera)
+        if buffer is None:
+            return "the camera has no pre-alarm buffer (no stream, or not linked yet)"
+        ring = buffer.ring
+        pre, post = self.settings.prebuffer_s, self.settings.postroll_s
+        packets, seq = ring.window(press - pre - _SLACK_S)
+        header = ring.header
+        limit = self.settings.max_clip_mib << 20
+        size = sum(len(p.data) for p in packets)
+        at: float | None = None
+        # Wait for the post-roll, counted in the stream's own seconds of pictures; a
+        # stream that stalls or runs slow is cut `_LATE_S` after the post-roll is due.
+        deadline = time.monotonic() + max(press + post - self._clock(), 0.0) + _LATE_S
+        while size < limit:
+            more, seq, complete = ring.after(seq)
+            if not complete:
+                log.warning("evidence: stream of %s restarted during the clip", camera)
+                break
+            packets.extend(more)
+            size += sum(len(p.data) for p in more)
+            if at is None and packets and packets[-1].received > press:
+                at = press_position(packets, press)
+            newest = next((p for p in reversed(more) if p.video), None)
+            reached = newest is not None and float(newest.pts * newest.time_base)
+            if at is not None and reached is not False and reached >= at + post:
+                break
+            if time.monotonic() > deadline or self._stopping:
+                break
+            await asyncio.sleep(_POLL_S)
+        if header is None or not packets:
+            return "the camera sent no video"
+        cut = cut_clip(packets, press, pre, post)
+        if cut is None:
+            return "the buffer holds no key frame"
+        path = self.directory / f"{clip_id}.mp4"
+        async with self._remux_slots:
+            written: ClipFile = await asyncio.to_thread(
+                write_mp4, path, header, cut, title=f"alarm {alarm_id} camera {camera}"
+            )
+        tracks = json.dumps([f"{k}:{c}" for k, c in zip(header.kinds, header.codecs, strict=False)])
+        async with self.store.transaction() as tx:
+            await storage.complete_clip(
+                tx,
+                clip_id,
+                start_at=_utc(cut.start_received),
+                end_at=_utc(cut.end_received),
+                seconds_before=cut.press_offset_s,
+                duration_s=written.duration_s,
+                size=written.size,
+                sha256=written.sha256,
+                sha1=written.sha1,
+                file_name=path.name,
+                tracks=tracks,
+                now=_utc(self._clock()),
+            )
+        return None
+
+    # -- reading ------------------------------------------------------------
+
+    async def clips(self, alarm_id: uuid.UUID) -> list[ClipRow]:
+        """An alarm's clips (any state)."""
+        async with self.store.reading() as tx:
+            return await storage.clips_of(tx, alarm_id)
+
+    async def clip(self, clip_id: uuid.UUID) -> ClipRow | None:
+        """One clip."""
+        async with self.store.reading() as tx:
+            return await storage.clip(tx, clip_id)
+
+    async def alarm_path(self, alarm_id: uuid.UUID) -> tuple[str | None] | None:
+        """(jurisdiction path,) of an alarm, None when there is no such alarm."""
+        async with self.store.reading() as tx:
+            stored = await self._alarms.get(tx, alarm_id)
+        return None if stored is None else (stored.jurisdiction_path,)
+
+    async def visible_cameras(self, principal: Principal) -> set[str]:
+        """The buffered cameras `principal` may see."""
+        async with self.store.reading() as tx:
+            sources = [await camera_source(tx, cid) for cid in list(self._buffers)]
+        return {s.device_id for s in sources if s and principal.can_see(s.jurisdiction_path)}
+
+    def path_of(self, row: ClipRow) -> Path | None:
+        """The file of a complete clip, if it is still on disk."""
+        if row.state != "complete" or not row.file_name:
+            return None
+        path = self.directory / Path(row.file_name).name
+        return path if path.is_file() else None
+
+    # -- retention ----------------------------------------------------------
+
+    async def apply_retention(self, now: datetime | None = None) -> int:
+        """Remove clips past their retention (rows and files); how many went."""
+        at = now or _utc(self._clock())
+        removed = 0
+        while True:
+            async with self.store.reading() as tx:
+                expired = await storage.expired_clips(tx, at)
+            if not expired:
+                return removed
+            for _, file_name in expired:
+                if file_name:
+                    path = self.directory / Path(file_name).name
+                    await asyncio.to_thread(path.unlink, missing_ok=True)
+            async with self.store.transaction() as tx:
+                await storage.delete_clips(tx, [clip_id for clip_id, _ in expired])
+            removed += len(expired)
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                removed = await self.apply_retention()
+                if removed:
+                    log.info("evidence: retention removed %d clips", removed)
+            except Exception:
+                log.exception("evidence: retention run failed; will retry")
+            await asyncio.sleep(_RETENTION_EVERY_S)
+
+
+def clip_entries(rows: Sequence[ClipRow], base_url: str) -> list[dict[str, object]]:
+    """Evidence entries (URL, type, size, digests) of the complete clips among `rows`.
+
+    `sha256` is the hub's digest of the file; `sha1` (hex) is the one CAP 1.2's
+    `<digest>` defines.
+    """
+    return [
+        {
+            "kind": "video_clip",
+            "camera_id": row.camera_id,
+            "description": f"video of camera {row.camera_id}, "
+            f"{round(row.seconds_before or 0)} s before the alarm to "
+            f"{round((row.duration_s or 0) - (row.seconds_before or 0))} s after",
+            "url": f"{base_url}/api/evidence/clips/{row.id}",
+            "type": row.content_type,
+            "size": row.size,
+            "sha256": row.sha256,
+            "sha1": row.sha1,
+            "start_at": row.start_at.isoformat() if row.start_at else None,
+            "press_at": row.press_at.isoformat(),
+            "seconds_before": row.seconds_before,
+            "duration_s": row.duration_s,
+        }
+        for row in rows
+        if row.state == "complete"
+    ]

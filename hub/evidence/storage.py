@@ -1,0 +1,236 @@
+"""Evidence storage: clip rows (the MP4 files live in the data directory) and the
+registry facts that say which cameras to buffer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from hub.storage.base import Row, Tx, from_json, from_ts, to_db_time
+
+__all__ = [
+    "BufferedCamera",
+    "ClipRow",
+    "buffered_cameras",
+    "clip",
+    "clips_of",
+    "complete_clip",
+    "delete_clips",
+    "expired_clips",
+    "fail_clip",
+    "insert_clip",
+]
+
+_COLUMNS = (
+    "id, alarm_id, camera_id, jurisdiction_path, state, press_at, start_at, end_at,"
+    " seconds_before, duration_s, content_type, size, sha256, sha1, file_name, tracks,"
+    " reason, created_at, completed_at, expires_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ClipRow:
+    """One evidence clip of one camera for one alarm."""
+
+    id: uuid.UUID
+    alarm_id: uuid.UUID
+    camera_id: str
+    jurisdiction_path: str | None
+    state: str  # recording, complete, failed
+    press_at: datetime
+    start_at: datetime | None
+    end_at: datetime | None
+    seconds_before: float | None
+    duration_s: float | None
+    content_type: str
+    size: int | None
+    sha256: str | None
+    sha1: str | None
+    file_name: str | None
+    tracks: str | None
+    reason: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    expires_at: datetime
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _clip(row: Row) -> ClipRow:
+    press_at = from_ts(row[5])
+    created_at = from_ts(row[17])
+    expires_at = from_ts(row[19])
+    assert press_at is not None and created_at is not None and expires_at is not None  # noqa: S101
+    return ClipRow(
+        id=uuid.UUID(str(row[0])),
+        alarm_id=uuid.UUID(str(row[1])),
+        camera_id=row[2],
+        jurisdiction_path=row[3],
+        state=row[4],
+        press_at=press_at,
+        start_at=from_ts(row[6]),
+        end_at=from_ts(row[7]),
+        seconds_before=_float(row[8]),
+        duration_s=_float(row[9]),
+        content_type=row[10],
+        size=None if row[11] is None else int(row[11]),
+        sha256=row[12],
+        sha1=row[13],
+        file_name=row[14],
+        tracks=row[15],
+        reason=row[16],
+        created_at=created_at,
+        completed_at=from_ts(row[18]),
+        expires_at=expires_at,
+    )
+
+
+async def insert_clip(
+    tx: Tx,
+    clip_id: uuid.UUID,
+    alarm_id: uuid.UUID,
+    camera_id: str,
+    jurisdiction_path: str | None,
+    press_at: datetime,
+    now: datetime,
+    expires_at: datetime,
+) -> bool:
+    """Record a clip being recorded; False when the alarm already has one of this camera."""
+    count = await tx.execute(
+        "INSERT INTO alarm_clips (id, alarm_id, camera_id, jurisdiction_path, state, press_at,"
+        " created_at, expires_at) VALUES (%s, %s, %s, %s, 'recording', %s, %s, %s)"
+        " ON CONFLICT (alarm_id, camera_id) DO NOTHING",
+        (
+            str(clip_id),
+            str(alarm_id),
+            camera_id,
+            jurisdiction_path,
+            to_db_time(press_at),
+            to_db_time(now),
+            to_db_time(expires_at),
+        ),
+    )
+    return count > 0
+
+
+async def complete_clip(
+    tx: Tx,
+    clip_id: uuid.UUID,
+    *,
+    start_at: datetime,
+    end_at: datetime,
+    seconds_before: float,
+    duration_s: float,
+    size: int,
+    sha256: str,
+    sha1: str,
+    file_name: str,
+    tracks: str,
+    now: datetime,
+) -> None:
+    """Mark a clip complete with its file and digests."""
+    await tx.execute(
+        "UPDATE alarm_clips SET state = 'complete', start_at = %s, end_at = %s,"
+        " seconds_before = %s, duration_s = %s, size = %s, sha256 = %s, sha1 = %s,"
+        " file_name = %s, tracks = %s, completed_at = %s WHERE id = %s",
+        (
+            to_db_time(start_at),
+            to_db_time(end_at),
+            seconds_before,
+            duration_s,
+            size,
+            sha256,
+            sha1,
+            file_name,
+            tracks,
+            to_db_time(now),
+            str(clip_id),
+        ),
+    )
+
+
+async def fail_clip(tx: Tx, clip_id: uuid.UUID, reason: str, now: datetime) -> None:
+    """Mark a clip failed, saying why (no buffer, no video...)."""
+    await tx.execute(
+        "UPDATE alarm_clips SET state = 'failed', reason = %s, completed_at = %s WHERE id = %s",
+        (reason[:500], to_db_time(now), str(clip_id)),
+    )
+
+
+async def clips_of(tx: Tx, alarm_id: uuid.UUID) -> list[ClipRow]:
+    """An alarm's clips, by camera."""
+    rows = await tx.fetchall(
+        f"SELECT {_COLUMNS} FROM alarm_clips WHERE alarm_id = %s ORDER BY camera_id",  # noqa: S608
+        (str(alarm_id),),
+    )
+    return [_clip(row) for row in rows]
+
+
+async def clip(tx: Tx, clip_id: uuid.UUID) -> ClipRow | None:
+    """One clip, if it exists."""
+    row = await tx.fetchone(
+        f"SELECT {_COLUMNS} FROM alarm_clips WHERE id = %s",  # noqa: S608
+        (str(clip_id),),
+    )
+    return None if row is None else _clip(row)
+
+
+async def expired_clips(tx: Tx, now: datetime, limit: int = 1000) -> list[tuple[str, str | None]]:
+    """(id, file name) of clips past their retention."""
+    rows = await tx.fetchall(
+        "SELECT id, file_name FROM alarm_clips WHERE expires_at < %s ORDER BY expires_at LIMIT %s",
+        (to_db_time(now), limit),
+    )
+    return [(str(row[0]), row[1]) for row in rows]
+
+
+async def delete_clips(tx: Tx, clip_ids: Sequence[str]) -> None:
+    """Forget clips (their files are removed by the caller)."""
+    for clip_id in clip_ids:
+        await tx.execute("DELETE FROM alarm_clips WHERE id = %s", (clip_id,))
+
+
+@dataclass(frozen=True, slots=True)
+class BufferedCamera:
+    """A camera the hub keeps a pre-alarm buffer of."""
+
+    device_id: str
+    rtsp_url: str
+    sealed_credentials: bytes | None
+
+
+async def buffered_cameras(tx: Tx, tag: str) -> list[BufferedCamera]:
+    """Enabled cameras with a stream that an enabled alarm point links, or tagged `tag`."""
+    rows = await tx.fetchall(
+        "SELECT id, kind, tags, linked_cameras, rtsp_urls, credentials FROM devices"
+        " WHERE enabled = %s",
+        (True,),
+    )
+    wanted: set[str] = set()
+    cameras: dict[str, Row] = {}
+    for row in rows:
+        if row[1] == "alarm_point":
+            wanted.update(str(c) for c in from_json(row[3]) or [])
+        elif row[1] == "camera":
+            cameras[row[0]] = row
+            if tag in (from_json(row[2]) or []):
+                wanted.add(row[0])
+    out = []
+    for device_id in sorted(wanted):
+        camera = cameras.get(device_id)
+        urls = from_json(camera[4]) if camera is not None else None
+        if camera is None or not urls:
+            continue
+        out.append(
+            BufferedCamera(
+                device_id=device_id,
+                rtsp_url=str(urls[0]),
+                sealed_credentials=bytes(camera[5]) if camera[5] is not None else None,
+            )
+        )
+    return out
