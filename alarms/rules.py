@@ -710,6 +710,37 @@ _VIDEO_LOSS_SOP_ZH = (
 )
 _VIDEO_LOSS_TITLE = {"zh-CN": "视频丢失：{device_name}", "en": "Video lost: {device_name}"}
 
+_GB28181_SOP = (
+    "Check the snapshot and live view of the channel. If the alarm is real, dispatch "
+    "the grid officer or police; otherwise mark it a false alarm and note the cause."
+)
+
+
+def _gb28181_alarm_rule(priority: int) -> AlarmRule:
+    """GB/T 28181 device alarms keep the priority the device gave them (1-4)."""
+    return AlarmRule(
+        name=f"gb28181_alarm_p{priority}",
+        match=EventMatch(kinds=["gb28181.alarm.*"], payload_equals={"priority": priority}),
+        type="device_alarm",
+        priority=priority,
+        category=AlarmCategory.SECURITY,
+        title="{payload.type_text}: {device_name}",
+        sop=_GB28181_SOP,
+        title_i18n={
+            "zh-CN": "{payload.type_text_zh}：{device_name}",
+            "en": "{payload.type_text}: {device_name}",
+        },
+        sop_i18n={
+            "zh-CN": (
+                "查看该通道的抓拍与实时视频。如属实，调派网格员或警力；否则标记为误报并注明原因。"
+            )
+        },
+        dedup_key="{type}:{device_id}:{kind}",
+        dedup_window=timedelta(minutes=5),
+        linkage=_SNAPSHOT_SELF,
+    )
+
+
 #: The rules a fresh hub starts with; a site changes or adds rules by name in its config.
 DEFAULT_RULES = RuleSet(
     rules=[
@@ -993,5 +1024,6 @@ DEFAULT_RULES = RuleSet(
             auto_close_on=["vqd.ok", "health.online"],
             linkage=LinkageConfig(snapshot_device=True, snapshot_linked_cameras=False),
         ),
+        *(_gb28181_alarm_rule(priority) for priority in (1, 2, 3, 4)),
     ]
 )

@@ -20,6 +20,7 @@ from hub.alarms.config import AlarmSettings
 from hub.departments.config import DepartmentSettings
 from hub.devices.patrol_config import PatrolSettings
 from hub.evidence.config import EvidenceSettings
+from hub.gb28181.config import Gb28181Settings
 from hub.node import NODE_ID_PATTERN
 from hub.onvif.config import OnvifSettings
 
@@ -290,6 +291,10 @@ class Settings(BaseSettings):
     evidence: EvidenceSettings = Field(
         default_factory=EvidenceSettings,
         description="Pre-alarm video buffers and evidence clips cut on alarm.",
+    )
+    gb28181: Gb28181Settings = Field(
+        default_factory=Gb28181Settings,
+        description="GB/T 28181 platform: SIP registrar, catalog, alarms and live video.",
     )
 
     @classmethod

@@ -30,6 +30,7 @@ from hub.departments.service import DepartmentService
 from hub.devices.patrol import PatrolService, camera_login
 from hub.devices.registry import Registry
 from hub.evidence.service import EvidenceService
+from hub.gb28181.service import Gb28181Service
 from hub.live.service import LiveViews
 from hub.metrics import Metrics
 from hub.mqtt.service import MqttService
@@ -158,6 +159,10 @@ class Hub:
                 alarm_id, entries, f"evidence: {len(entries)} video clip(s) of linked cameras"
             )
         )
+        self.gb28181 = Gb28181Service(
+            settings.gb28181, store=self.store, registry=self.registry, submit=self.writer.submit
+        )
+        self._commit_hooks.append(self.gb28181.in_transaction)
         self._tasks: list[asyncio.Task[None]] = []
         self._adapters: list[Adapter] = []
 
@@ -181,6 +186,7 @@ class Hub:
             onvif=self.onvif,
             departments=self.departments,
             evidence=self.evidence,
+            gb28181=self.gb28181,
         )
 
     async def _in_transaction(self, tx: Tx, events: list[DeviceEvent]) -> list[object]:
@@ -215,6 +221,7 @@ class Hub:
         await self.patrol.start()
         await self.onvif.start()
         await self.evidence.start()
+        await self.gb28181.start()
         for adapter in self._adapters:
             await adapter.start()
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
@@ -237,6 +244,7 @@ class Hub:
         # Adapters before the writer: nothing new arrives while the queue drains.
         for adapter in reversed(self._adapters):
             await _stop(type(adapter).__name__, adapter.stop())
+        await _stop("gb28181", self.gb28181.stop())
         await _stop("onvif", self.onvif.stop())
         await _stop("patrol", self.patrol.stop())
         await _stop("broadcast", self.broadcast.stop())

@@ -86,14 +86,25 @@ class SipTransport:
     async def start(self, host: str, port: int, *, tcp: bool = True) -> None:
         """Bind UDP (and TCP) on `host:port`; port 0 picks a free port (the UDP one for TCP)."""
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(self), local_addr=(host, port)
-        )
-        self._udp = transport
-        self.udp_port = int(transport.get_extra_info("sockname")[1])
-        if tcp:
-            self._server = await asyncio.start_server(self._serve, host, self.udp_port)
+        # With port 0 the UDP port is picked first; TCP may find it taken: pick again.
+        for attempt in range(1 if port else 20):
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Datagrams(self), local_addr=(host, port)
+            )
+            self._udp = transport
+            self.udp_port = int(transport.get_extra_info("sockname")[1])
+            if not tcp:
+                return
+            try:
+                self._server = await asyncio.start_server(self._serve, host, self.udp_port)
+            except OSError:
+                transport.close()
+                self._udp = None
+                if port or attempt == 19:
+                    raise
+                continue
             self.tcp_port = self.udp_port
+            return
 
     async def stop(self) -> None:
         """Close the endpoint, the server and every connection."""
@@ -158,3 +169,5 @@ class SipTransport:
             self._streams.pop(key, None)
             self._tasks.discard(task)
             writer.close()
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer.wait_closed()

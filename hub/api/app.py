@@ -31,6 +31,8 @@ from hub.devices.patrol import PatrolService
 from hub.devices.registry import Registry
 from hub.evidence import routes as evidence_routes
 from hub.evidence.service import EvidenceService
+from hub.gb28181 import routes as gb28181_routes
+from hub.gb28181.service import Gb28181Service
 from hub.live import routes as live_view
 from hub.live.service import LiveViews
 from hub.metrics import Metrics
@@ -62,6 +64,7 @@ def create_app(
     onvif: OnvifService | None = None,
     departments: DepartmentService | None = None,
     evidence: EvidenceService | None = None,
+    gb28181: Gb28181Service | None = None,
 ) -> FastAPI:
     """Build the HTTP API around already-built services (the caller owns their lifecycle)."""
     app = FastAPI(
@@ -94,6 +97,7 @@ def create_app(
         onvif=onvif,
         departments=departments,
         evidence=evidence,
+        gb28181=gb28181,
     )
     app.state.authenticate = authenticate_connection
     app.add_middleware(OriginGuard, extra_origins=settings.auth.allowed_origins)
@@ -111,6 +115,7 @@ def create_app(
     app.include_router(health_routes.router)
     app.include_router(patrol_routes.router)
     app.include_router(onvif_routes.router)
+    app.include_router(gb28181_routes.router)
     app.include_router(kpi_routes.router)
     app.include_router(drill_routes.router)
     app.include_router(department_routes.router)

@@ -19,6 +19,7 @@ from hub.departments.service import DepartmentService
 from hub.devices.patrol import PatrolService
 from hub.devices.registry import Registry
 from hub.evidence.service import EvidenceService
+from hub.gb28181.service import Gb28181Service
 from hub.live.service import LiveViews
 from hub.metrics import Metrics
 from hub.mqtt.service import MqttService
@@ -35,6 +36,7 @@ __all__ = [
     "get_departments",
     "get_dispatcher",
     "get_evidence",
+    "get_gb28181",
     "get_live",
     "get_metrics",
     "get_mqtt",
@@ -71,6 +73,7 @@ class Services:
     onvif: OnvifService | None = None
     departments: DepartmentService | None = None
     evidence: EvidenceService | None = None
+    gb28181: Gb28181Service | None = None
 
 
 def get_services(request: HTTPConnection) -> Services:
@@ -189,4 +192,13 @@ def get_evidence(request: HTTPConnection) -> EvidenceService:
     """Evidence buffers and clips; 503 when the app was built without them."""
     return _present(
         get_services(request).evidence, "Evidence unavailable", "this hub keeps no evidence clips"
+    )
+
+
+def get_gb28181(request: HTTPConnection) -> Gb28181Service:
+    """The GB/T 28181 platform service; 503 when the app was built without it."""
+    return _present(
+        get_services(request).gb28181,
+        "GB/T 28181 unavailable",
+        "this hub runs no GB/T 28181 service",
     )
