@@ -156,7 +156,7 @@ class Hub:
         # Complete clips become an alarm revision: every sink delivers their links.
         self.evidence.on_clips(
             lambda alarm_id, entries: self.alarms.add_evidence(
-                alarm_id, entries, f"evidence: {len(entries)} video clip(s) of linked cameras"
+                alarm_id, entries, f"告警录像 {len(entries)} 段 / {len(entries)} evidence clip(s)"
             )
         )
         self.gb28181 = Gb28181Service(

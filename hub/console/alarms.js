@@ -3,6 +3,7 @@ import { api, h } from "./api.js";
 import { t, tOr, localTime, onLangChange } from "./i18n.js";
 import { setAlerting } from "./sound.js";
 import { startLive } from "./live.js";
+import { evidenceBlock } from "./evidence.js";
 import { actorName, alarmSop, alarmTitle, device, deviceName, jurisdictionName, loadJurisdictions } from "./names.js";
 import { slaOf, noteHistory } from "./sla.js";
 
@@ -305,6 +306,7 @@ function renderDetail(detail, withVideo) {
       ? detail.media.map((m) => h("img", { src: m.url, alt: `${deviceName(m.device_id)} ${localTime(m.taken_at)}` }))
       : h("span", { class: "muted", text: t("detail.nosnap") })),
     block,
+    evidenceBlock(a),
     h("h4", { text: t("detail.history") }),
     h("ol", { class: "history" }, detail.history.map(historyLine)),
     detail.deliveries.length ? h("h4", { text: t("detail.deliveries") }) : null,
