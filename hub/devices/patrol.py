@@ -21,6 +21,9 @@ counts in the camera's login budget (`camera_registry.logins`), shared with the
 other protocols: a camera whose login is `auth_failed` is not probed with it
 again before the budget allows (hourly, or at once when the stored login changes).
 
+What one probe means (judging, learning the baseline, events) is
+`hub.devices.patrol_assess`; this module schedules, probes and stores.
+
 Samples, transitions, evidence and baselines commit in one transaction; the
 events then go through the hub's writer (so the alarm engine sees them).
 After a restart every camera is `unknown` until new evidence arrives: the
@@ -41,7 +44,6 @@ import logging
 import re
 import socket
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,32 +55,31 @@ import cv2
 import numpy as np
 
 from adapters.rtsp import (
-    Check,
-    Diagnosis,
     ProbeFailure,
     ProbePool,
     SceneReference,
-    StreamProbe,
     VqdBaseline,
-    VqdThresholds,
-    diagnose,
-    learn_baseline,
-    scene_reference,
 )
-from camera_registry.events import DeviceEvent, Severity
-from camera_registry.health import Evidence, HealthTracker, Transition, transition_event
+from camera_registry.health import HealthTracker
 from camera_registry.logins import LoginBudget, login_version
 from camera_registry.models import HealthState
 from camera_registry.urls import with_credentials
 from hub.clock import utcnow
 from hub.crypto import CredentialCipher
 from hub.devices.health_storage import (
-    BaselineRow,
-    EvidenceImage,
     HealthRepository,
-    HealthSampleRow,
     PatrolTarget,
     TransitionRow,
+)
+from hub.devices.patrol_assess import (
+    CREDENTIALS_ACCEPTED_KIND,
+    CREDENTIALS_FAULT,
+    CREDENTIALS_REJECTED_KIND,
+    Assessment,
+    CameraMemory,
+    ProbeAssessor,
+    evidence_json,
+    judge,
 )
 from hub.devices.patrol_config import PatrolSettings
 from hub.metrics import Metrics
@@ -104,20 +105,8 @@ log = logging.getLogger(__name__)
 CredentialDecryptor = Callable[[str, bytes], tuple[str, str] | None]
 Clock = Callable[[], datetime]
 
-SOURCE = "patrol"
-#: The fault (and health reason code) of a camera that refuses the stored login.
-CREDENTIALS_FAULT = "credentials_rejected"
-CREDENTIALS_REASON_CODE = "auth.credentials_rejected"
-CREDENTIALS_REJECTED_KIND = "device.credentials_rejected"
-CREDENTIALS_ACCEPTED_KIND = "device.credentials_accepted"
 # "subtype=0" (Dahua main stream) names the main stream, not a sub-stream.
 _SUB_STREAM = re.compile(r"sub(?!type=0)|(?<!\d)102(?!\d)|stream2", re.IGNORECASE)
-_SEVERITY: dict[str, Severity] = {
-    Check.SIGNAL_LOSS: Severity.MAJOR,
-    Check.FROZEN: Severity.MAJOR,
-    Check.OCCLUSION: Severity.MAJOR,
-    Check.SCENE_CHANGE: Severity.MAJOR,
-}
 _RESTART_REASON = "hub started: no evidence yet since start-up"
 _PROGRESS_EVERY_S = 2.0
 
@@ -141,56 +130,6 @@ def choose_stream_url(urls: Sequence[str]) -> str:
         if _SUB_STREAM.search(parts.path) or _SUB_STREAM.search(parts.query):
             return url
     return urls[1] if len(urls) > 1 else urls[0]
-
-
-def judge(probe: StreamProbe, diagnosis: Diagnosis | None, *, has_login: bool = True) -> Evidence:
-    """What one probe says about a camera: ONLINE, DEGRADED (with faults) or OFFLINE.
-
-    A refused login is DEGRADED with the single fault `credentials_rejected`: the
-    camera answers, the hub cannot see its picture, and nothing about the picture
-    is judged (there is none).
-    """
-    if probe.failure is ProbeFailure.AUTH_FAILED:
-        why = (
-            "the camera refused the stored login"
-            if has_login
-            else "the camera demands a login and none is stored"
-        )
-        return Evidence(
-            HealthState.DEGRADED,
-            f"credentials rejected: {why}; check the stored login",
-            source=SOURCE,
-            faults=(CREDENTIALS_FAULT,),
-            details={
-                "code": CREDENTIALS_REASON_CODE,
-                "params": {"login_stored": has_login},
-                "failure": probe.failure.value,
-            },
-        )
-    if not probe.reachable:
-        failure = probe.failure.value if probe.failure else "failed"
-        return Evidence(
-            HealthState.OFFLINE,
-            f"{failure}: {probe.error or 'no answer'}"[:500],
-            source=SOURCE,
-            details={"failure": failure},
-        )
-    if diagnosis is not None and not diagnosis.ok:
-        reason = diagnosis.explain()
-        if not probe.ok and probe.failure is not None:
-            reason = f"the camera answers but sends no picture ({probe.failure.value}): {reason}"
-        return Evidence(
-            HealthState.DEGRADED,
-            reason[:500],
-            source=SOURCE,
-            faults=tuple(str(f) for f in diagnosis.faults),
-        )
-    size = f"{probe.width}x{probe.height}" if probe.width and probe.height else "unknown size"
-    return Evidence(
-        HealthState.ONLINE,
-        f"picture ok ({probe.codec or 'video'} {size}, {probe.frames_decoded} frames)",
-        source=SOURCE,
-    )
 
 
 @dataclass(slots=True)
@@ -232,30 +171,6 @@ class PatrolProgress:
         }
 
 
-@dataclass(slots=True)
-class _Camera:
-    """What the patrol remembers about one camera between probes."""
-
-    tracker: HealthTracker
-    active_faults: tuple[str, ...] = ()
-    baseline: VqdBaseline | None = None
-    reference: SceneReference | None = None
-    reference_png: bytes | None = None
-    last_evidence_at: datetime | None = None
-
-
-@dataclass(slots=True)
-class _Result:
-    """One probe's outcome, ready to store and announce."""
-
-    sample: HealthSampleRow
-    transition: Transition | None
-    evidence: EvidenceImage | None
-    baseline: BaselineRow | None
-    reason: str
-    events: list[DeviceEvent] = field(default_factory=list)
-
-
 class PatrolService:
     """Runs patrol passes on a schedule (or on demand) and records what they find."""
 
@@ -272,6 +187,7 @@ class PatrolService:
         logins: LoginBudget | None = None,
     ) -> None:
         self.settings = settings
+        self._assessor = ProbeAssessor(settings)
         #: Every camera's login-failure budget (shared with the hub's other protocols).
         self.logins = logins if logins is not None else LoginBudget()
         self.repository = HealthRepository(store)
@@ -282,7 +198,7 @@ class PatrolService:
         # the stored URL is probed as it is.
         self._decrypt = decrypt
         self._node = node or socket.gethostname()
-        self._cameras: dict[str, _Camera] = {}
+        self._cameras: dict[str, CameraMemory] = {}
         self._last_evidence: dict[str, datetime] = {}
         self._loaded: dict[str, tuple[VqdBaseline | None, SceneReference | None, bytes | None]] = {}
         self._pool: ProbePool | None = None
@@ -364,11 +280,11 @@ class PatrolService:
 
         self._loaded = await asyncio.to_thread(decode)
 
-    def _camera(self, device_id: str, now: datetime) -> _Camera:
+    def _camera(self, device_id: str, now: datetime) -> CameraMemory:
         camera = self._cameras.get(device_id)
         if camera is None:
             baseline, reference, png = self._loaded.get(device_id, (None, None, None))
-            camera = _Camera(
+            camera = CameraMemory(
                 tracker=HealthTracker(device_id, self.settings.policy, now),
                 baseline=baseline,
                 reference=reference,
@@ -521,7 +437,7 @@ class PatrolService:
         progress: PatrolProgress,
         on_progress: Callable[[PatrolProgress], None] | None,
     ) -> None:
-        queue: asyncio.Queue[_Result] = asyncio.Queue()
+        queue: asyncio.Queue[Assessment] = asyncio.Queue()
         pending = iter(targets)
         last_saved = time.monotonic()
 
@@ -581,7 +497,7 @@ class PatrolService:
                 )
             )
 
-    async def _probe_one(self, target: PatrolTarget, run_id: int | None) -> _Result | None:
+    async def _probe_one(self, target: PatrolTarget, run_id: int | None) -> Assessment | None:
         """Probe one camera; None when its login budget says not to try it now."""
         assert self._pool is not None  # noqa: S101 - set by start()
         version = login_version(target.credentials)
@@ -602,7 +518,7 @@ class PatrolService:
         loop = asyncio.get_running_loop()
         # OpenCV work runs in its own bounded pool, never on the event loop.
         return await loop.run_in_executor(
-            self._vqd_executor, self._assess, target, camera, probe, run_id, self._clock()
+            self._vqd_executor, self._assessor.assess, target, camera, probe, run_id, self._clock()
         )
 
     def _probe_url(self, target: PatrolTarget) -> str:
@@ -630,204 +546,7 @@ class PatrolService:
             return url
         return with_credentials(url, *login) if login is not None else url
 
-    def _assess(
-        self,
-        target: PatrolTarget,
-        camera: _Camera,
-        probe: StreamProbe,
-        run_id: int | None,
-        at: datetime,
-    ) -> _Result:
-        """Diagnose, judge and prepare what to store (runs on a VQD worker thread)."""
-        s = self.settings
-        diagnosis: Diagnosis | None = None
-        if probe.reachable and probe.failure is not ProbeFailure.AUTH_FAILED:
-            diagnosis = diagnose(
-                probe.frames,
-                s.thresholds,
-                camera.baseline,
-                camera.reference,
-                expected_frames=probe.frames_requested or s.frames,
-            )
-        evidence = judge(probe, diagnosis, has_login=target.credentials is not None)
-        baseline_row = self._learn(target.device_id, camera, probe, diagnosis, s.thresholds)
-        transition = camera.tracker.observe(evidence.observed, evidence, at)
-        status = camera.tracker.status()
-        confirmed_faults: tuple[str, ...] = ()
-        if evidence.observed is HealthState.DEGRADED and (
-            status.consecutive_faults >= s.policy.faults_to_degrade
-        ):
-            confirmed_faults = evidence.faults
-        # The login opened again (the camera answered past it): that fault is over
-        # even if a picture fault remains.
-        login_back = (
-            CREDENTIALS_FAULT in camera.active_faults
-            and probe.reachable
-            and probe.failure is not ProbeFailure.AUTH_FAILED
-        )
-        if login_back:
-            camera.active_faults = tuple(f for f in camera.active_faults if f != CREDENTIALS_FAULT)
-        new_faults = tuple(f for f in confirmed_faults if f not in camera.active_faults)
-        recovered = evidence.observed is HealthState.ONLINE and bool(camera.active_faults)
-
-        snapshot = self._evidence_for(target.device_id, camera, probe, at, new_faults, transition)
-        evidence_id = snapshot.id if snapshot is not None else None
-        events: list[DeviceEvent] = []
-        if login_back:
-            events.append(
-                DeviceEvent(
-                    time=at,
-                    device_id=target.device_id,
-                    kind=CREDENTIALS_ACCEPTED_KIND,
-                    severity=Severity.INFO,
-                    source=SOURCE,
-                    payload={"explanation": "the camera accepts the stored login again"},
-                )
-            )
-        for fault in new_faults:
-            events.append(self._fault_event(target, diagnosis, fault, evidence_id, at))
-        if recovered:
-            events.append(
-                DeviceEvent(
-                    time=at,
-                    device_id=target.device_id,
-                    kind="vqd.ok",
-                    severity=Severity.INFO,
-                    source=SOURCE,
-                    payload={
-                        "recovered": list(camera.active_faults),
-                        "explanation": evidence.reason,
-                        "evidence_id": str(evidence_id) if evidence_id else None,
-                    },
-                )
-            )
-        if confirmed_faults:
-            # A fault stays active until the whole picture is fine again (vqd.ok):
-            # its alarm closes only then, so a fault that comes and goes while
-            # others remain is not announced twice.
-            camera.active_faults = tuple(dict.fromkeys((*camera.active_faults, *new_faults)))
-        elif recovered:
-            camera.active_faults = ()
-        if transition is not None:
-            events.append(self._transition_event(transition, evidence_id))
-        sample = HealthSampleRow(
-            time=at,
-            device_id=target.device_id,
-            ok=probe.ok,
-            observed=evidence.observed.value,
-            failure=probe.failure.value if probe.failure else None,
-            error=probe.error,
-            url=probe.url,
-            open_latency_ms=(
-                round(probe.open_latency_s * 1000, 1) if probe.open_latency_s is not None else None
-            ),
-            codec=probe.codec,
-            width=probe.width,
-            height=probe.height,
-            fps=probe.fps,
-            frames=probe.frames_decoded,
-            verdicts=[_verdict_dict(v) for v in diagnosis.verdicts] if diagnosis else [],
-            faults=list(evidence.faults),
-            evidence_id=evidence_id,
-            patrol_id=run_id,
-        )
-        return _Result(sample, transition, snapshot, baseline_row, evidence.reason, events)
-
-    def _learn(
-        self,
-        device_id: str,
-        camera: _Camera,
-        probe: StreamProbe,
-        diagnosis: Diagnosis | None,
-        thresholds: VqdThresholds,
-    ) -> BaselineRow | None:
-        if diagnosis is None or not diagnosis.ok or not probe.frames:
-            return None
-        camera.baseline = learn_baseline(camera.baseline, diagnosis)
-        if camera.reference is None:
-            camera.reference = scene_reference(probe.frames[-1], thresholds)
-            encoded, png = cv2.imencode(".png", camera.reference.thumbnail)
-            camera.reference_png = bytes(png.tobytes()) if encoded else None
-        baseline = camera.baseline
-        return BaselineRow(
-            device_id,
-            baseline.sharpness if baseline else None,
-            baseline.samples if baseline else 0,
-            camera.reference_png,
-        )
-
-    def _evidence_for(
-        self,
-        device_id: str,
-        camera: _Camera,
-        probe: StreamProbe,
-        at: datetime,
-        new_faults: tuple[str, ...],
-        transition: Transition | None,
-    ) -> EvidenceImage | None:
-        if probe.snapshot_jpeg is None:
-            return None
-        faulty = bool(camera.active_faults or new_faults)
-        refresh = (
-            self.settings.fault_evidence_refresh_s if faulty else self.settings.evidence_refresh_s
-        )
-        last = camera.last_evidence_at
-        stale = last is None or (at - last).total_seconds() >= refresh
-        if not (new_faults or stale or transition is not None):
-            return None
-        camera.last_evidence_at = at
-        return EvidenceImage(uuid.uuid4(), device_id, probe.snapshot_jpeg, at, SOURCE)
-
-    def _fault_event(
-        self,
-        target: PatrolTarget,
-        diagnosis: Diagnosis | None,
-        fault: str,
-        evidence_id: uuid.UUID | None,
-        at: datetime,
-    ) -> DeviceEvent:
-        if fault == CREDENTIALS_FAULT:
-            return DeviceEvent(
-                time=at,
-                device_id=target.device_id,
-                kind=CREDENTIALS_REJECTED_KIND,
-                severity=Severity.WARNING,
-                source=SOURCE,
-                payload={
-                    "code": CREDENTIALS_REASON_CODE,
-                    "login_stored": target.credentials is not None,
-                    "protocol": "rtsp",
-                    "explanation": "the camera refuses the stored login; check it",
-                },
-            )
-        payload: dict[str, Any] = {
-            "check": fault,
-            "evidence_id": str(evidence_id) if evidence_id else None,
-        }
-        if diagnosis is not None:
-            with contextlib.suppress(KeyError):
-                verdict = diagnosis.verdict(fault)
-                payload.update(
-                    score=verdict.score,
-                    threshold=verdict.threshold,
-                    explanation=verdict.explanation,
-                )
-        return DeviceEvent(
-            time=at,
-            device_id=target.device_id,
-            kind=f"vqd.{fault}",
-            severity=_SEVERITY.get(fault, Severity.WARNING),
-            source=SOURCE,
-            payload=payload,
-        )
-
-    @staticmethod
-    def _transition_event(transition: Transition, evidence_id: uuid.UUID | None) -> DeviceEvent:
-        return transition_event(
-            transition, SOURCE, {"evidence_id": str(evidence_id) if evidence_id else None}
-        )
-
-    async def _commit(self, batch: Sequence[_Result], progress: PatrolProgress) -> None:
+    async def _commit(self, batch: Sequence[Assessment], progress: PatrolProgress) -> None:
         transitions = [
             TransitionRow(
                 device_id=r.transition.device_id,
@@ -835,7 +554,7 @@ class PatrolService:
                 from_state=r.transition.previous.value,
                 to_state=r.transition.state.value,
                 reason=r.transition.reason,
-                evidence=_evidence_json(r.transition, r.sample.evidence_id),
+                evidence=evidence_json(r.transition, r.sample.evidence_id),
             )
             for r in batch
             if r.transition is not None
@@ -862,28 +581,3 @@ class PatrolService:
                 self._metrics.patrol_probes.labels(r.sample.observed).inc()
         progress.transitions += len(transitions)
         progress.events += len(events)
-
-
-def _verdict_dict(verdict: Any) -> dict[str, Any]:
-    return {
-        "check": str(verdict.name),
-        "ok": bool(verdict.ok),
-        "score": float(verdict.score),
-        "threshold": float(verdict.threshold),
-        "explanation": verdict.explanation,
-        "judged": bool(verdict.judged),
-    }
-
-
-def _evidence_json(transition: Transition, evidence_id: uuid.UUID | None) -> dict[str, Any]:
-    evidence = transition.evidence
-    if evidence is None:
-        return {}
-    return {
-        "observed": evidence.observed.value,
-        "source": evidence.source,
-        "reason": evidence.reason,
-        "faults": list(evidence.faults),
-        "details": dict(evidence.details),
-        "evidence_id": str(evidence_id) if evidence_id else None,
-    }
