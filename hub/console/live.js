@@ -1,5 +1,18 @@
 // WebRTC live view of one camera: offer → hub's answer; the hub relays the RTSP stream.
-import { api } from "./api.js";
+import { api, csrfToken } from "./api.js";
+
+const open = new Set(); // viewer ids this page holds
+
+// Closing the tab ends its viewers at once, so they do not hold the hub's viewer slots
+// until their connections time out.
+addEventListener("pagehide", () => {
+  for (const id of open) {
+    fetch(`/api/live/viewers/${encodeURIComponent(id)}`, {
+      method: "DELETE", keepalive: true, credentials: "same-origin", headers: { "X-CSRF-Token": csrfToken() },
+    }).catch(() => {});
+  }
+  open.clear();
+});
 
 /** Play `cameraId` in `video`; returns a function that stops it. */
 export async function startLive(video, cameraId) {
@@ -23,10 +36,13 @@ export async function startLive(video, cameraId) {
   }
   await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
   video.dataset.viewer = answer.viewer_id;
+  open.add(answer.viewer_id);
   video.dataset.passthrough = String(answer.passthrough);
   return async () => {
     pc.close();
+    open.delete(answer.viewer_id);
     video.srcObject = null;
+    delete video.dataset.viewer;
     try {
       await api(`/api/live/viewers/${encodeURIComponent(answer.viewer_id)}`, { method: "DELETE" });
     } catch (err) {

@@ -44,7 +44,8 @@ async function build() {
   const L = window.L;
   const element = document.getElementById("map");
   config = await api("/api/console/map");
-  map = L.map(element, { preferCanvas: true, attributionControl: Boolean(config.tile_url && config.attribution), zoomSnap: 0.25 });
+  map = L.map(element, { preferCanvas: true, zoomControl: false, attributionControl: Boolean(config.tile_url && config.attribution), zoomSnap: 0.25 });
+  zoomControl();
   if (map.attributionControl) map.attributionControl.setPrefix(false);
   if (config.tile_url) {
     L.tileLayer(config.tile_url, {
@@ -53,12 +54,15 @@ async function build() {
   }
   element.dataset.tiles = config.tile_url ? "on" : "off";
   map.setView(config.center || [40.65, 109.85], config.zoom || 11);
+  // Boundary names sit under the markers' layer, so a name never hides a device.
+  map.createPane("boundary-labels").style.zIndex = "390";
   const boundaries = await api("/api/jurisdictions/boundaries");
   boundaryLayer = L.geoJSON(boundaries, {
     style: () => ({ color: "#3e93de", weight: 1.5, opacity: 0.9, fillColor: "#3e93de", fillOpacity: 0.06 }),
     onEachFeature: (feature, layer) => {
       layer.bindTooltip(feature.properties.name || feature.properties.code, {
         permanent: boundaries.features.length <= 30, direction: "center", className: "boundary-label",
+        pane: "boundary-labels",
       });
     },
   }).addTo(map);
@@ -70,9 +74,15 @@ async function build() {
   if (bounds && bounds.isValid()) map.fitBounds(bounds, { padding: [12, 12] });
   pinAlarms(queueAlarms());
   onQueueChange(pinAlarms);
-  onLangChange(() => { summary(); pinAlarms(queueAlarms()); });
+  onLangChange(() => { zoomControl(); summary(); pinAlarms(queueAlarms()); });
   refreshTimer = setInterval(loadDevices, 60000);
   element.dataset.ready = "true";
+}
+
+let zoom = null;
+function zoomControl() {
+  if (zoom) zoom.remove();
+  zoom = window.L.control.zoom({ zoomInTitle: t("map.zoom_in"), zoomOutTitle: t("map.zoom_out") }).addTo(map);
 }
 
 function deviceBounds() {
@@ -163,7 +173,11 @@ async function pinAlarms(alarms) {
   for (const [alarm, found] of pins) {
     const icon = L.divIcon({
       className: "",
-      html: h("div", { class: `alarm-pin prio-${alarm.priority}${alarm.state === "new" ? " fresh" : ""}`, dataset: { alarmId: alarm.id }, title: alarmTitle(alarm) }),
+      html: h("div", {
+        class: `alarm-pin prio-${alarm.priority}${alarm.state === "new" ? " fresh" : ""}`,
+        dataset: { alarmId: alarm.id, lat: String(found.latitude), lng: String(found.longitude) },
+        title: alarmTitle(alarm),
+      }),
       iconSize: [22, 22], iconAnchor: [11, 11],
     });
     const marker = L.marker([found.latitude, found.longitude], { icon, zIndexOffset: 1000 - alarm.priority * 100, keyboard: false });

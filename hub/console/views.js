@@ -80,7 +80,7 @@ async function deviceDetail(id) {
         field("maint.since", localTime(health.since, true)),
         field("maint.reason", reasonText(health)),
         record?.address ? field("maint.location", h("span", { "data-raw": "text", text: record.address })) : []),
-      evidence ? h("div", { class: "media" }, h("h4", { text: t("maint.evidence") }), h("img", { src: evidence, alt: t("maint.evidence") })) : null,
+      evidence ? h("div", { class: "media" }, h("h4", { text: t("maint.evidence") }), h("img", { src: evidence, alt: t("maint.evidence") })) : "",
       h("h4", { text: t("maint.transitions") }),
       h("table", { class: "list transitions" },
         h("thead", {}, h("tr", {}, ["maint.at", "maint.from", "maint.to", "maint.reason"].map((k) => h("th", { text: t(k) })))),

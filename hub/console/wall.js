@@ -7,6 +7,7 @@ import { startLive } from "./live.js";
 import { alarmTitle, deviceName, rememberDevices } from "./names.js";
 import { cameras, onNewAlarm } from "./alarms.js";
 
+const RETRY_MS = 3000;
 const tiles = []; // {cameraId, element, video, label, status, stop, state, error}
 let layout = 4;
 let visible = false;
@@ -39,7 +40,7 @@ function setNote(text) { note = text; document.getElementById("wall-note").textC
 export async function showWall() {
   visible = true;
   await loadCameraChoices();
-  for (const tile of tiles) if (tile.cameraId && !tile.stop) play(tile);
+  for (const tile of tiles) if (tile.cameraId && !tile.stop && tile.state !== "connecting") play(tile);
 }
 
 /** Leave the wall: stop every viewer (the hub closes pulls nobody watches). */
@@ -134,10 +135,13 @@ function place(ids) {
     if (tiles.some((tile) => tile.cameraId === id)) continue;
     let tile = tiles.find((x) => !x.cameraId);
     if (!tile) { tile = tiles[cursor]; cursor = (cursor + 1) % tiles.length; }
-    stopTile(tile).then(() => {
-      tile.cameraId = id;
-      setState(tile, "idle");
-      if (visible) play(tile);
+    // Claim the tile at once, so the next camera of the same call takes another one.
+    const previous = tile.stop;
+    tile.stop = null;
+    tile.cameraId = id;
+    setState(tile, "idle");
+    Promise.resolve(previous ? previous() : null).then(() => {
+      if (visible && tile.cameraId === id && !tile.stop) play(tile);
     });
   }
 }
@@ -149,10 +153,15 @@ async function play(tile) {
     const stop = await startLive(tile.video, cameraId);
     if (tile.cameraId !== cameraId || !visible) { await stop(); return; }
     tile.stop = stop;
-    setState(tile, "playing");
+    // "playing" once pictures arrive, not when the offer is answered.
+    if (tile.video.readyState >= 2) setState(tile, "playing");
+    else tile.video.addEventListener("loadeddata", () => { if (tile.stop === stop) setState(tile, "playing"); }, { once: true });
   } catch (err) {
     if (tile.cameraId !== cameraId) return;
-    setState(tile, err.status === 429 ? "busy" : "failed", err.message);
+    const busy = err.status === 429;
+    setState(tile, busy ? "busy" : "failed", err.message);
+    // A full hub frees viewers as others stop watching: try again while the wall is shown.
+    if (busy) setTimeout(() => { if (visible && tile.cameraId === cameraId && tile.state === "busy") play(tile); }, RETRY_MS);
   }
 }
 

@@ -24,11 +24,13 @@ __all__ = [
     "PASSWORD",
     "SCREENSHOTS",
     "RunningHub",
+    "english_labels",
     "launch_browser",
     "login",
     "require_browser_peers",
     "row",
     "serve_hub",
+    "video_advances",
     "wait_js",
 ]
 
@@ -193,3 +195,52 @@ async def wait_js(page: Any, expression: str, timeout_s: float) -> None:
 def row(device_id: str) -> str:
     """The queue row of an alarm of `device_id`."""
     return f"#queue-body tr:has-text('{device_id}')"
+
+
+#: Visible texts with Latin letters and no Chinese, outside ids, names, codes and free text
+#: (elements marked data-raw) — what an operator of the zh-CN console must never read.
+_ENGLISH_LABELS_JS = """
+() => {
+  const chinese = /[\u3400-\u9fff\uff00-\uffef\u3000-\u303f]/;
+  const latinOnly = (s) => /[A-Za-z]/.test(s) && !chinese.test(s);
+  const found = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const text = node.textContent.trim();
+    const el = node.parentElement;
+    if (!text || !el || !latinOnly(text)) continue;
+    if (el.closest("[data-raw], script, style, title")) continue;
+    const option = el.closest("option");
+    const shown = (option ? option.parentElement.closest("select") : el).checkVisibility();
+    const where = `${el.tagName.toLowerCase()}${el.id ? "#" + el.id : ""}.${el.className}`;
+    if (shown) found.push(`${where}: ${text}`);
+  }
+  for (const el of document.querySelectorAll("input[placeholder], button[title], [aria-label]")) {
+    if (el.closest("[data-raw]") || !el.checkVisibility()) continue;
+    for (const value of [el.getAttribute("placeholder"), el.getAttribute("title")]) {
+      if (value && latinOnly(value)) found.push(`${el.tagName.toLowerCase()}[attr]: ${value}`);
+    }
+  }
+  return found;
+}
+"""
+
+
+async def english_labels(page: Any) -> list[str]:
+    """Latin-only labels the page shows (ids, names and free text excluded)."""
+    found: list[str] = await page.evaluate(_ENGLISH_LABELS_JS)
+    return found
+
+
+async def video_advances(page: Any, selector: str, timeout_s: float = 20) -> tuple[int, int]:
+    """Wait until the video at `selector` has a picture and its time moves on; its size."""
+    await wait_js(page, f"(document.querySelector({selector!r})?.videoWidth || 0) > 0", timeout_s)
+    first = await page.evaluate(f"document.querySelector({selector!r}).currentTime")
+    await wait_js(
+        page, f"document.querySelector({selector!r}).currentTime > {first} + 0.5", timeout_s
+    )
+    size: list[int] = await page.evaluate(
+        f"[document.querySelector({selector!r}).videoWidth,"
+        f" document.querySelector({selector!r}).videoHeight]"
+    )
+    return size[0], size[1]
