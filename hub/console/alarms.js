@@ -71,8 +71,8 @@ async function reload() {
   queue.clear();
   for (const alarm of page.items) { queue.set(alarm.id, alarm); seen.add(alarm.id); }
   render();
-  // Escalated alarms: their first deadlines come from the escalation history.
-  for (const alarm of page.items) if (alarm.escalation_level > 0) refresh(alarm.id);
+  // A hub without first deadlines in its API: read them from the escalation history.
+  for (const alarm of page.items) if (alarm.escalation_level > 0 && !("ack_due_first" in alarm)) refresh(alarm.id);
 }
 
 function setConn(up) {

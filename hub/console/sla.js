@@ -6,7 +6,8 @@ import { t } from "./i18n.js";
 const ACTIVE = new Set(["new", "acknowledged", "dispatched"]);
 const firstDeadlines = new Map(); // alarm id -> {ack, resolve} read from the escalation history
 
-/** Remember an alarm's original deadlines from its history (for an API without them). */
+/** Remember an alarm's original deadlines from its escalation history (for a hub whose API
+ *  does not give ack_due_first/resolve_due_first). */
 export function noteHistory(alarm, history) {
   const found = {};
   for (const entry of history || []) {
@@ -23,7 +24,7 @@ export function noteHistory(alarm, history) {
 }
 
 function original(alarm, which) {
-  const fromApi = alarm[`${which}_due_first`] ?? alarm[`original_${which}_due`] ?? alarm[`first_${which}_due`];
+  const fromApi = alarm[`${which}_due_first`];
   if (fromApi) return fromApi;
   const noted = firstDeadlines.get(alarm.id)?.[which];
   if (noted) return noted;

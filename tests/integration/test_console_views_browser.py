@@ -159,40 +159,41 @@ async def test_drill_alarm_is_marked_and_a_p1_drill_still_sounds(
             await page.wait_for_selector(row("btn-drill") + "[data-drill=true]", timeout=15000)
             await page.wait_for_selector(row("btn-real") + "[data-drill=false]", timeout=15000)
 
-        drill_row = row("btn-drill")
-        assert (await page.inner_text(drill_row + " .drill-badge")).strip() == "演练"
-        assert await page.locator(row("btn-real") + " .drill-badge").count() == 0
-        # The drill is a P1 like the real press and sounds like it (decided: a drill
-        # exercises the real path, the operator's reaction included).
-        assert await page.get_attribute(drill_row, "data-priority") == "1"
-        assert await page.get_attribute(drill_row, "data-sound") == "on"
-        assert await page.get_attribute("body", "data-alerting") == "true"
+            # The buttons stay connected: a button that leaves is a device-offline alarm.
+            drill_row = row("btn-drill")
+            assert (await page.inner_text(drill_row + " .drill-badge")).strip() == "演练"
+            assert await page.locator(row("btn-real") + " .drill-badge").count() == 0
+            # The drill is a P1 like the real press and sounds like it (decided: a drill
+            # exercises the real path, the operator's reaction included).
+            assert await page.get_attribute(drill_row, "data-priority") == "1"
+            assert await page.get_attribute(drill_row, "data-sound") == "on"
+            assert await page.get_attribute("body", "data-alerting") == "true"
 
-        alarm_id = await page.get_attribute(drill_row, "data-alarm-id")
-        real_id = await page.get_attribute(row("btn-real"), "data-alarm-id")
-        api = await page.evaluate(
-            "ids => Promise.all(ids.map(id => fetch('/api/alarms/' + id).then(r => r.json())))",
-            [alarm_id, real_id],
-        )
-        assert [a["alarm"]["is_drill"] for a in api] == [True, False]
-        changes = [m for m in map(_json, frames) if m.get("type") == "change"]
-        flags = {m["alarm_id"]: m["is_drill"] for m in changes}
-        assert flags == {alarm_id: True, real_id: False}
+            alarm_id = await page.get_attribute(drill_row, "data-alarm-id")
+            real_id = await page.get_attribute(row("btn-real"), "data-alarm-id")
+            api = await page.evaluate(
+                "ids => Promise.all(ids.map(id => fetch('/api/alarms/' + id).then(r => r.json())))",
+                [alarm_id, real_id],
+            )
+            assert [a["alarm"]["is_drill"] for a in api] == [True, False]
+            changes = [m for m in map(_json, frames) if m.get("type") == "change"]
+            flags = {m["alarm_id"]: m["is_drill"] for m in changes}
+            assert flags == {alarm_id: True, real_id: False}
 
-        await page.click(drill_row)
-        await page.wait_for_selector("#detail[data-drill=true] h3 .drill-badge")
-        assert "无需出警" in await page.inner_text("#detail .drill-note")
-        await page.screenshot(path=str(SCREENSHOTS / "drill.png"), full_page=True)
+            await page.click(drill_row)
+            await page.wait_for_selector("#detail[data-drill=true] h3 .drill-badge")
+            assert "无需出警" in await page.inner_text("#detail .drill-note")
+            await page.screenshot(path=str(SCREENSHOTS / "drill.png"), full_page=True)
 
-        await page.select_option("#lang", "en")
-        assert (await page.inner_text(drill_row + " .drill-badge")).strip() == "DRILL"
-        # The detail re-renders in English once it has re-read the alarm.
-        await page.wait_for_selector("#detail .drill-note:has-text('no police dispatch')")
-        # Acknowledging the drill silences it; the real P1 still sounds.
-        await page.click("#detail button[data-action=acknowledge]")
-        await page.wait_for_selector(drill_row + "[data-state=acknowledged][data-sound=off]")
-        assert await page.get_attribute(row("btn-real"), "data-sound") == "on"
-        await page.select_option("#lang", "zh-CN")
+            await page.select_option("#lang", "en")
+            assert (await page.inner_text(drill_row + " .drill-badge")).strip() == "DRILL"
+            # The detail re-renders in English once it has re-read the alarm.
+            await page.wait_for_selector("#detail .drill-note:has-text('no police dispatch')")
+            # Acknowledging the drill silences it; the real P1 still sounds.
+            await page.click("#detail button[data-action=acknowledge]")
+            await page.wait_for_selector(drill_row + "[data-state=acknowledged][data-sound=off]")
+            assert await page.get_attribute(row("btn-real"), "data-sound") == "on"
+            await page.select_option("#lang", "zh-CN")
 
 
 def _json(frame: Any) -> dict[str, Any]:
