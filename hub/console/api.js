@@ -54,3 +54,9 @@ export function h(tag, attrs = {}, ...children) {
   }
   return el;
 }
+
+/** Replace `el`'s children, leaving out null, undefined and false (which replaceChildren
+ *  would print as text). */
+export function fill(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}

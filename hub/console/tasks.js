@@ -5,7 +5,7 @@
 // is a change of its alarm, the queue re-renders the alarm's detail, and the lanes are
 // attached again to the fresh detail and reloaded. A department has no alarm stream (it sees
 // no alarm list); its queue reloads every few seconds.
-import { api, csrfToken, h } from "./api.js";
+import { api, csrfToken, fill, h } from "./api.js";
 import { localTime, onLangChange, t, tOr } from "./i18n.js";
 
 /** Views this module adds to the console. */
@@ -145,7 +145,7 @@ async function loadLanes(alarmId) {
   const rows = tasks.map((task) => lane(task, message));
   lanesBox.dataset.alarmId = alarmId;
   lanesBox.dataset.count = String(tasks.length);
-  lanesBox.replaceChildren(
+  fill(lanesBox,
     h("h4", { text: t("task.lanes") }),
     tasks.length ? h("div", { class: "lanes" }, rows) : h("p", { class: "muted", text: t("task.none") }),
     h("div", { class: "actions" },
@@ -262,7 +262,7 @@ async function showTask(taskId, select = true) {
     : alarm.jurisdiction || "—";
   pane.dataset.taskId = task.id;
   pane.dataset.state = task.state;
-  pane.replaceChildren(
+  fill(pane,
     h("h3", {}, h("span", { class: `prio p${alarm.priority}`, text: `P${alarm.priority}` }), " ", h("span", { "data-raw": "title", text: alarm.title })),
     h("dl", {},
       h("dt", { text: t("queue.state") }), h("dd", {}, stateBadge(task), " ", clockCell(task), " ", badges(task)),
@@ -339,7 +339,7 @@ async function loadReport() {
   const query = `${kind}=${encodeURIComponent(value)}`;
   try {
     const report = await api(`/api/reports/dispatch?${query}`);
-    out.replaceChildren(
+    fill(out,
       h("p", {},
         h("a", { href: `/api/reports/dispatch?${query}&format=csv`, download: `dispatch-${value}.csv`, text: t("report.csv") }), " · ",
         h("a", { href: `/api/reports/dispatch?${query}&format=xlsx`, text: t("report.xlsx") })),

@@ -80,11 +80,11 @@ async def browser() -> AsyncIterator[Any]:
 
 def fleet(rtsp: RtspPeer, prefix: str) -> list[Placed]:
     cameras = [
-        Placed(f"cam-{i + 1}", f"{name} 路口", "camera", i, urls=[rtsp.url("ball")])
+        Placed(f"cam-{i + 1}", f"{name} 路口", "camera", i, urls=[rtsp.url("ball")], offset=0.03)
         for i, (_, name) in enumerate(TOWNS)
     ]
-    cameras[2] = Placed("cam-3", "萨如拉 广场", "camera", 2, health="offline")
-    cameras[3] = Placed("cam-4", "白音席勒 桥头", "camera", 3, health="degraded")
+    cameras[2] = Placed("cam-3", "萨如拉 广场", "camera", 2, health="offline", offset=0.03)
+    cameras[3] = Placed("cam-4", "白音席勒 桥头", "camera", 3, health="degraded", offset=0.03)
     return [
         *cameras,
         Placed(
