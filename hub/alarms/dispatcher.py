@@ -321,9 +321,13 @@ class Dispatcher:
                 return
             body, content_type = encode_body(record.payload, record.idempotency_key)
             try:
-                async with asyncio.timeout(remaining) as timer:
-                    lease.timer = timer
-                    receipt = await sink.deliver(record.idempotency_key, body, content_type)
+                try:
+                    async with asyncio.timeout(remaining) as timer:
+                        lease.timer = timer
+                        receipt = await sink.deliver(record.idempotency_key, body, content_type)
+                finally:
+                    # A finished timeout cannot be moved: the lease keeper must leave it be.
+                    lease.timer = None
             except TimeoutError:
                 await self._failed(item, config, "no answer before the claim's lease ran out")
                 return
