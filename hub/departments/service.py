@@ -17,7 +17,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from alarms.models import AlarmAction
@@ -72,6 +72,8 @@ PHOTO_TYPES: dict[str, tuple[bytes, ...]] = {
     "image/webp": (b"RIFF",),
 }
 _SYSTEM = system_actor("tasks")
+#: How far back the start-up catch-up looks for open alarms without tasks.
+_CATCH_UP = timedelta(days=1)
 
 
 class TaskNotFound(LookupError):
@@ -207,6 +209,7 @@ class DepartmentService:
                 self._tasks.append(
                     asyncio.create_task(self._auto_dispatch(subscription), name="task-rules")
                 )
+                self._tasks.append(asyncio.create_task(self._catch_up_once(), name="task-catch-up"))
 
     async def stop(self) -> None:
         """Stop both loops."""
@@ -502,6 +505,34 @@ class DepartmentService:
             finally:
                 subscription.close()
             subscription = self.bus.subscribe(maxsize=10_000, name="task-rules")
+
+    async def catch_up(self) -> int:
+        """Dispatch by the automatic rules the open alarms of the last day that have no task
+        (opened while no hub node was dispatching); return how many tasks went out."""
+        since = self._clock() - _CATCH_UP
+        dispatched = 0
+        for alarm_id, alarm_type, is_drill in await self.repo.open_alarms_without_tasks(since):
+            if not self._rules_for(alarm_type, is_drill, auto=True):
+                continue
+            try:
+                created = await self.dispatch_by_rule(
+                    alarm_id, _SYSTEM, visible=_everyone, auto=True
+                )
+            except (TaskNotFound, TaskConflict, DepartmentError) as exc:
+                log.warning("no automatic dispatch of alarm %s: %s", alarm_id, exc)
+                continue
+            dispatched += len(created)
+        if dispatched:
+            log.info("dispatched %d tasks of alarms opened while none were dispatched", dispatched)
+        return dispatched
+
+    async def _catch_up_once(self) -> None:
+        try:
+            await self.catch_up()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("catching up with undispatched alarms failed")
 
     async def _dispatch_opened(self, change: AlarmChange) -> None:
         alarm = change.payload.get("alarm") or {}

@@ -391,6 +391,18 @@ class DepartmentRepository:
             )
         return [from_uuid(row[0]) for row in rows]
 
+    async def open_alarms_without_tasks(self, since: datetime) -> list[tuple[uuid.UUID, str, bool]]:
+        """(id, type, is_drill) of open alarms opened since `since` that have no task."""
+        async with self.store.reading() as tx:
+            rows = await tx.fetchall(
+                "SELECT id, type, is_drill FROM alarms WHERE state IN"
+                " ('new', 'acknowledged', 'dispatched') AND opened_at >= %s AND NOT EXISTS"
+                " (SELECT 1 FROM department_tasks t WHERE t.alarm_id = alarms.id)"
+                " ORDER BY opened_at",
+                (to_db_time(since),),
+            )
+        return [(from_uuid(row[0]), str(row[1]), bool(row[2])) for row in rows]
+
     async def append_history(self, tx: Tx, entry: TaskHistoryEntry) -> None:
         """One history row."""
         await tx.execute(

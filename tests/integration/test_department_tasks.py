@@ -14,6 +14,7 @@ import csv
 import io
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,17 @@ import openpyxl
 import pytest
 
 from hub.config import load_settings
+from hub.departments.storage import DepartmentRecord
 from hub.runtime import Hub
 from tests.helpers import act_as, make_event
-from tests.integration.alarm_support import SECRET, Clock, add_device
+from tests.integration.alarm_support import (
+    SECRET,
+    Clock,
+    Receiver,
+    add_device,
+    running_receiver,
+)
+from tests.peers import free_port
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 DISTRICT = "/150207/"
@@ -34,8 +43,17 @@ TOWN_B = "/150207/150207002/"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """The police station's own system: a signed-webhook receiver."""
+    async with running_receiver(Receiver(), free_port()) as running:
+        yield running
+
+
 @pytest.fixture(params=BACKENDS)
-async def hub(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Hub]:
+async def hub(
+    request: pytest.FixtureRequest, tmp_path: Path, receiver: Receiver
+) -> AsyncIterator[Hub]:
     url = request.getfixturevalue("pg_dsn") if request.param == "postgres" else None
     settings = load_settings(
         None,
@@ -47,7 +65,7 @@ async def hub(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[H
                 {
                     "name": "police-a-system",
                     "type": "webhook",
-                    "url": "http://127.0.0.1:9/t",
+                    "url": f"http://127.0.0.1:{receiver.port}/hook",
                     "secrets": [SECRET],
                 }
             ],
@@ -135,7 +153,7 @@ class Caller:
 
 
 async def test_panic_alarm_three_departments_escalation_send_back_close_and_report(
-    hub: Hub,
+    hub: Hub, receiver: Receiver
 ) -> None:
     await seed(hub)
     clock = hub.departments._clock
@@ -342,6 +360,23 @@ async def test_panic_alarm_three_departments_escalation_send_back_close_and_repo
         assert bad.status_code == 422
     app.dependency_overrides.clear()
 
+    # The police station's system got each revision of its task once, signed, by its key.
+    police = task["police-a"]
+    async with asyncio.timeout(30):
+        while len(receiver.accepted) < 5:  # noqa: ASYNC110 - filled by the receiver's handler
+            await asyncio.sleep(0.05)
+    assert receiver.bad_signatures == 0
+    assert sorted(receiver.accepted) == [
+        f"{police}:{revision}:police-a-system" for revision in range(1, 6)
+    ]
+    events = [receiver.accepted[f"{police}:{r}:police-a-system"]["event"] for r in range(1, 6)]
+    assert events == [
+        "task.dispatch", "task.report_in", "task.arrive", "task.submit_feedback", "task.accept",
+    ]  # fmt: skip
+    first = receiver.accepted[f"{police}:1:police-a-system"]
+    assert first["alarm"]["type"] == "panic" and first["department_id"] == "police-a"
+    assert first["task"]["report_in_due"] and first["alarm"]["sop"]
+
     # The same figures from the command line, on the same database.
     env = {"GRIDWATCH_DATA_DIR": str(hub.settings.data_dir), "PATH": "/usr/bin:/bin"}
     if hub.store.dialect == "postgresql":
@@ -411,3 +446,32 @@ async def test_override_lets_the_alarm_close_and_is_audited(hub: Hub) -> None:
         assert row is not None and row[0] == "user:center"
         assert "学校确认误触" in str(row[1])
     app.dependency_overrides.clear()
+
+
+async def test_an_alarm_opened_while_nothing_dispatched_is_dispatched_at_start(hub: Hub) -> None:
+    """Rule dispatch catches up at start with open alarms that have no task."""
+    await hub.departments.stop()
+    async with hub.store.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO jurisdictions (code, name, level, parent_code, path)"
+            " VALUES (%s, %s, %s, %s, %s), (%s, %s, %s, %s, %s)",
+            ("150207", "九原区", "district", None, DISTRICT,
+             "150207001", "沙河街道", "town", "150207", TOWN_A),
+        )  # fmt: skip
+    await add_device(hub.store, "btn-a", kind="panic", path=TOWN_A, name="沙河第一小学")
+    await hub.writer.submit(make_event(1, device_id="btn-a", kind="panic.press", source="mqtt"))
+    async with asyncio.timeout(10):
+        while True:
+            async with hub.store.reading() as tx:
+                row = await tx.fetchone("SELECT id FROM alarms")
+            if row is not None:
+                break
+            await asyncio.sleep(0.02)
+    for department_id, kind in (("police-a", "police_station"), ("town-a", "town_office")):
+        record = DepartmentRecord(department_id, department_id, kind, ("150207001",))
+        await hub.departments.save_department("system:test", record)
+    # The clock of the test is the alarm's day: the alarm is recent.
+    assert await hub.departments.catch_up() == 2
+    assert await hub.departments.catch_up() == 0
+    tasks = await hub.departments.alarm_tasks(uuid.UUID(str(row[0])))
+    assert sorted(t.department_id for t in tasks) == ["police-a", "town-a"]
