@@ -10,11 +10,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from hub.alarms.drill import DrillError, DrillRunner
+from hub.alarms.drill import DrillError
 from hub.alarms.drill_schemas import DrillIn, DrillOut
-from hub.api.deps import Services, get_services
+from hub.alarms.drill_service import DrillService
+from hub.api.deps import get_drills
 from hub.api.problems import Problem
-from hub.auth import audit_storage as audit_log
 from hub.auth.guards import Principal, Role, require
 
 __all__ = ["router"]
@@ -24,30 +24,16 @@ router = APIRouter(prefix="/api/drills", tags=["drills"])
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 
 
-def runner_for(services: Services) -> DrillRunner:
-    """A drill runner over the hub's services (503 without the alarm engine)."""
-    if services.alarms is None or services.alarm_changes is None:
-        raise Problem(503, "Alarms unavailable", "this hub runs without the alarm engine")
-    sinks = [(sink.name, sink.drill) for sink in services.settings.alarms.sinks]
-    return DrillRunner(
-        store=services.store,
-        mqtt=services.settings.mqtt,
-        events=services.events,
-        alarm_changes=services.alarm_changes,
-        alarms=services.alarms,
-        sinks=sinks,
-    )
-
-
 @router.post("", response_model=DrillOut)
 async def run_drill(
-    body: DrillIn, principal: Admin, services: Annotated[Services, Depends(get_services)]
+    body: DrillIn, principal: Admin, drills: Annotated[DrillService, Depends(get_drills)]
 ) -> DrillOut:
     """Run a drill now and answer with its latency report; 409 when it cannot run."""
-    runner = runner_for(services)
     try:
-        report = await runner.run(
-            body.presses,
+        result = await drills.run(
+            actor=principal.actor,
+            remote_addr=principal.remote_addr,
+            presses=body.presses,
             devices=body.devices,
             slo_s=body.slo_s,
             interval_s=body.interval_s,
@@ -55,14 +41,4 @@ async def run_drill(
         )
     except DrillError as exc:
         raise Problem(409, "Drill cannot run", str(exc)) from exc
-    result = report.as_dict()
-    async with services.store.transaction() as tx:
-        await audit_log.record(
-            tx,
-            principal.actor,
-            "drill.run",
-            "drill",
-            principal.remote_addr,
-            {"presses": body.presses, "passed": result["passed"], "stages": result["stages"]},
-        )
     return DrillOut.model_validate(result)

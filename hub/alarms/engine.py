@@ -19,36 +19,24 @@
   The changes are announced (bus, dispatcher, linkage) only from
   `after_commit`, which the writer calls once with the committed attempt's
   result, so a retried batch never announces twice.
-* **Operator actions** go through `alarms.workflow.apply` in one transaction
-  with history, change log, outbox and an audit-log row; announced after commit.
-* **SLA.** A loop compares stored deadlines with the clock (`escalate_due`),
-  so escalations happen on time across restarts.
-* **Linkage.** Snapshots of linked cameras are fetched after commit and stored
-  as alarm media: the camera's snapshot URL (through the hardened camera HTTP
-  client: only to the URL's own host and port, answering a Basic or Digest
-  challenge with the stored login), else one decoded frame of its RTSP stream.
-  A broadcast is queued as an outbox row for the `broadcast` sink, which the
-  broadcast feature registers with the dispatcher.
+* **Operator actions and the API's reads** are `hub.alarms.actions`, the SLA
+  loop is `hub.alarms.sla_loop`, snapshot linkage `hub.alarms.linkage`; all
+  record revisions through `hub.alarms.recording`. The engine wires them up
+  (`actions`, `sla`, `linkage`) and keeps short delegating methods.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from adapters.onvif.http import CameraHttp, CameraRequestError, ResponseTooLarge
-from adapters.onvif.security import ForeignHostRefused
-from adapters.rtsp import StreamProbe, probe_stream
-from adapters.sinks.cap import AlarmTexts, CapOptions, CapResource, encode_alert
+from adapters.onvif.http import CameraHttp
 from alarms.models import Alarm, AlarmAction, HistoryEntry, Location
 from alarms.outbox import OutboxRecord, alarm_payload, new_outbox_record
 from alarms.rules import (
@@ -63,16 +51,22 @@ from alarms.rules import (
     match_rule,
     repeat,
 )
-from alarms.sla import check_escalation, escalate
-from alarms.workflow import apply
 from camera_registry.events import DeviceEvent, RejectedMessage
-from camera_registry.urls import redact_url, with_credentials
-from hub.alarms.config import AlarmSettings, SinkSettings
+from hub.alarms.actions import AlarmActions, AlarmNotFound, CloseGuard
+from hub.alarms.config import AlarmSettings
 from hub.alarms.dispatcher import BROADCAST_SINK
+from hub.alarms.linkage import (
+    CredentialResolver,
+    FrameGrabber,
+    SnapshotFetcher,
+    SnapshotLinkage,
+    grab_frame,
+)
+from hub.alarms.recording import Recorder, location_from
+from hub.alarms.sla_loop import SlaLoop
 from hub.alarms.storage import AlarmChange, AlarmRepository, DeviceInfo, StoredAlarm
-from hub.alarms.text_storage import opening_texts_in
 from hub.bus import EventBus
-from hub.clock import utcnow
+from hub.clock import Clock, utcnow
 from hub.metrics import Metrics
 from hub.storage.base import IngestResult, SqlStore, Tx
 
@@ -82,29 +76,12 @@ __all__ = [
     "AlarmNotFound",
     "CloseGuard",
     "CredentialResolver",
+    "FrameGrabber",
     "SnapshotFetcher",
+    "grab_frame",
 ]
 
 log = logging.getLogger(__name__)
-
-#: (device) -> (content type, bytes) or None; replaces the built-in HTTP/RTSP fetch.
-SnapshotFetcher = Callable[[DeviceInfo], Awaitable[tuple[str, bytes] | None]]
-#: (device id, sealed credentials) -> (username, password); the registry's cipher opens them.
-CredentialResolver = Callable[[str, bytes], tuple[str, str] | None]
-#: (transaction, the alarm as stored, the action asked) -> None, or InvalidTransition.
-CloseGuard = Callable[[Tx, StoredAlarm, AlarmAction], Awaitable[None]]
-#: RTSP frame grabs at once per engine (each decodes in a worker thread).
-_RTSP_GRABS = 2
-
-
-class AlarmNotFound(LookupError):
-    """No such alarm, or none the caller may see (both answer 404)."""
-
-
-def _origin(url: str) -> tuple[str, int]:
-    """The host and port a snapshot URL names: the request may go there and nowhere else."""
-    parts = urlsplit(url)
-    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
 
 
 @dataclass(slots=True)
@@ -193,40 +170,6 @@ def _location(device: DeviceInfo | None) -> Location | None:
         return None
 
 
-def _location_from(details: Any) -> Location | None:
-    raw = details.get("location") if isinstance(details, dict) else None
-    if not isinstance(raw, dict):
-        return None
-    try:
-        return Location(
-            float(raw["latitude"]),
-            float(raw["longitude"]),
-            float(raw.get("radius_m", 50.0)),
-            raw.get("description"),
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _cap_resources(evidence: Any) -> tuple[CapResource, ...]:
-    """CAP `<resource>`s of a revision's evidence entries (malformed ones are skipped)."""
-    resources = []
-    for item in evidence:
-        try:
-            resources.append(
-                CapResource(
-                    description=str(item.get("description") or "evidence"),
-                    mime_type=str(item["type"]),
-                    size=None if item.get("size") is None else int(item["size"]),
-                    uri=item.get("url"),
-                    digest=item.get("sha1"),
-                )
-            )
-        except (KeyError, TypeError, ValueError, AttributeError):
-            log.warning("evidence entry without a usable type or digest left out of CAP")
-    return tuple(resources)
-
-
 def _context(device: DeviceInfo) -> DeviceContext | None:
     try:
         return DeviceContext(
@@ -248,25 +191,9 @@ def _contexts(devices: dict[str, DeviceInfo]) -> dict[str, DeviceContext | None]
     return {device_id: _context(device) for device_id, device in devices.items()}
 
 
-#: Decodes one frame of an RTSP URL within a timeout (the snapshot's probe).
-FrameGrabber = Callable[[str, float], Awaitable[StreamProbe]]
-
-
-async def grab_frame(url: str, timeout_s: float) -> StreamProbe:
-    """One decoded frame of `url`, in a worker thread (the default `FrameGrabber`)."""
-    return await asyncio.to_thread(probe_stream, url, frames=1, timeout_s=timeout_s)
-
-
-async def _texts_of(tx: Tx, alarm: Alarm, entry: HistoryEntry) -> AlarmTexts:
-    """The alarm's title and SOP per language: from the opening entry, else as stored."""
-    texts = entry.details.get("texts") if entry.action is AlarmAction.OPEN else None
-    if isinstance(texts, dict):
-        return texts
-    return await opening_texts_in(tx, alarm.id)
-
-
 class AlarmEngine:
-    """Turns events into alarms, applies operator actions and SLA escalation."""
+    """The alarm feature assembled: batch evaluation here, with the operator actions
+    (`actions`), the SLA loop (`sla`) and snapshot linkage (`linkage`) it wires up."""
 
     def __init__(
         self,
@@ -274,7 +201,7 @@ class AlarmEngine:
         settings: AlarmSettings,
         *,
         bus: EventBus[AlarmChange] | None = None,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = utcnow,
         snapshot_fetcher: SnapshotFetcher | None = None,
         credentials: CredentialResolver | None = None,
         metrics: Metrics | None = None,
@@ -296,19 +223,28 @@ class AlarmEngine:
         self._fast_repeats = fast_repeats
         #: Presses recorded by `_joined_repeat` so far.
         self.short_repeats = 0
-        self._sinks = [sink for sink in settings.sinks if sink.enabled]
-        self._wake: list[Callable[[], None]] = []
-        self._custom_snapshot = snapshot_fetcher
-        self._credentials = credentials
         self._metrics = metrics
-        self._rtsp_slots = asyncio.Semaphore(_RTSP_GRABS)
-        self.frame_grabber: FrameGrabber = grab_frame
-        self._linkage_tasks: set[asyncio.Task[None]] = set()
-        self._sla_task: asyncio.Task[None] | None = None
-        self._http: CameraHttp | None = None
-        self._close_guards: list[CloseGuard] = []
-        #: Jurisdiction code -> name (None: not in the tree when last looked up).
-        self._place_names: dict[str, str | None] = {}
+        self.recorder = Recorder(self.repo, settings.sinks, self.bus)
+        #: Operator actions and the alarm API's reads (what the routes call).
+        self.actions = AlarmActions(store, self.repo, self.recorder, self._sla, clock=clock)
+        #: Escalation of alarms whose stored deadline passed.
+        self.sla = SlaLoop(
+            store,
+            self.repo,
+            self.recorder,
+            self._sla,
+            every_s=settings.escalation_check_s,
+            clock=clock,
+            metrics=metrics,
+        )
+        #: Snapshots of linked cameras when an alarm opens.
+        self.linkage = SnapshotLinkage(
+            self.repo,
+            settings.linkage,
+            clock=clock,
+            snapshot_fetcher=snapshot_fetcher,
+            credentials=credentials,
+        )
 
     # -- wiring -------------------------------------------------------------
 
@@ -318,114 +254,76 @@ class AlarmEngine:
 
     def use_camera_http(self, http: CameraHttp) -> None:
         """Fetch snapshot URLs through `http` (the site's TLS settings); closed at stop."""
-        self._http = http
+        self.linkage.http = http
 
     def use_credentials(self, resolver: CredentialResolver) -> None:
         """Open stored camera logins with `resolver` (the registry's cipher) for snapshots."""
-        self._credentials = resolver
+        self.linkage.credentials = resolver
 
     def use_frame_grabber(self, grab: FrameGrabber) -> None:
         """Take linked cameras' one-frame snapshots with `grab` (the demo's simulated cameras)."""
-        self.frame_grabber = grab
+        self.linkage.frame_grabber = grab
+
+    @property
+    def frame_grabber(self) -> FrameGrabber:
+        """How linked cameras' one-frame snapshots are taken."""
+        return self.linkage.frame_grabber
 
     def add_close_guard(self, guard: CloseGuard) -> None:
         """Ask `guard` inside the transaction before an operator action on an alarm; it
         raises InvalidTransition to refuse (department tasks not yet accepted)."""
-        self._close_guards.append(guard)
+        self.actions.add_close_guard(guard)
 
     def on_outbox(self, wake: Callable[[], None]) -> None:
         """Call `wake` after every commit that queued outbox rows (the dispatcher's wake)."""
-        self._wake.append(wake)
+        self.recorder.on_outbox(wake)
 
     async def start(self) -> None:
         """Start the SLA loop."""
-        if self._sla_task is None:
-            self._sla_task = asyncio.create_task(self._sla_loop(), name="alarm-sla")
+        await self.sla.start()
 
     async def stop(self) -> None:
         """Stop the SLA loop and wait for running linkage."""
-        if self._sla_task is not None:
-            self._sla_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sla_task
-            self._sla_task = None
-        if self._linkage_tasks:
-            await asyncio.gather(*self._linkage_tasks, return_exceptions=True)
-        if self._http is not None:
-            client, self._http = self._http, None
-            await client.aclose()
+        await self.sla.stop()
+        await self.linkage.stop()
 
-    # -- recording ------------------------------------------------------------
-
-    def _sinks_for(self, alarm: Alarm, entry: HistoryEntry, supervisor: bool) -> list[SinkSettings]:
-        chosen = []
-        for sink in self._sinks:
-            if alarm.is_drill and not sink.drill:
-                continue
-            if sink.categories and alarm.category not in sink.categories:
-                continue
-            if alarm.priority.level > sink.max_priority:
-                continue
-            if sink.escalations_only and not (entry.action is AlarmAction.ESCALATE and supervisor):
-                continue
-            chosen.append(sink)
-        return chosen
-
-    async def _record(
+    async def act(
         self,
-        tx: Tx,
-        alarm: Alarm,
-        entry: HistoryEntry,
+        alarm_id: uuid.UUID,
+        action: AlarmAction | str,
+        actor: str,
         *,
-        jurisdiction_path: str | None,
-        location: Location | None,
-        notify: bool,
-        now: datetime,
-        supervisor: bool = False,
-        evidence: Sequence[Mapping[str, Any]] = (),
-    ) -> tuple[AlarmChange, bool]:
-        """History, change log and (when notifying) outbox rows for one alarm revision."""
-        await self.repo.append_history(tx, entry)
-        await self._learn_places(tx, [jurisdiction_path])
-        payload = alarm_payload(
-            alarm,
-            entry,
-            location,
-            address=self._address(jurisdiction_path, location),
-            evidence=evidence,
+        visible: Callable[[StoredAlarm], bool],
+        note: str | None = None,
+        assignee: str | None = None,
+        department: str | None = None,
+        remote_addr: str | None = None,
+    ) -> StoredAlarm:
+        """Apply an operator action (see `AlarmActions.act`)."""
+        return await self.actions.act(
+            alarm_id,
+            action,
+            actor,
+            visible=visible,
+            note=note,
+            assignee=assignee,
+            department=department,
+            remote_addr=remote_addr,
         )
-        change = await self.repo.append_change(tx, alarm, entry, jurisdiction_path, payload)
-        if not notify:
-            return change, False
-        records = await self._outbox_records(tx, alarm, entry, payload, location, now, supervisor)
-        await self.repo.insert_outbox(tx, records, now)
-        return change, bool(records)
 
-    async def _outbox_records(
-        self,
-        tx: Tx,
-        alarm: Alarm,
-        entry: HistoryEntry,
-        payload: dict[str, Any],
-        location: Location | None,
-        now: datetime,
-        supervisor: bool = False,
-    ) -> list[OutboxRecord]:
-        """One delivery of this alarm revision per sink that takes it."""
-        records = []
-        texts: AlarmTexts | None = None
-        resources = _cap_resources(payload.get("evidence") or ())
-        for sink in self._sinks_for(alarm, entry, supervisor):
-            body = dict(payload)
-            if sink.type == "cap":
-                if texts is None:
-                    texts = await _texts_of(tx, alarm, entry)
-                options = CapOptions(sender=sink.cap_sender, languages=tuple(sink.cap_languages))
-                body["cap_xml"] = encode_alert(
-                    alarm, entry, options, location=location, texts=texts, resources=resources
-                ).decode()
-            records.append(new_outbox_record(alarm, sink.name, body, now))
-        return records
+    async def add_evidence(
+        self, alarm_id: uuid.UUID, evidence: Sequence[Mapping[str, Any]], note: str
+    ) -> AlarmChange | None:
+        """Announce evidence that became available (see `AlarmActions.add_evidence`)."""
+        return await self.actions.add_evidence(alarm_id, evidence, note)
+
+    async def escalate_due(self, now: datetime | None = None) -> int:
+        """Escalate every alarm whose stored deadline has passed (see `SlaLoop`)."""
+        return await self.sla.escalate_due(now)
+
+    async def wait_for_linkage(self) -> None:
+        """Wait for snapshot work started so far (tests, shutdown)."""
+        await self.linkage.wait_for_linkage()
 
     # -- events ---------------------------------------------------------------
 
@@ -608,7 +506,7 @@ class AlarmEngine:
         track = tracked.get(alarm.id)
         if track is None:
             previous = read_by_id[alarm.id]
-            location = _location_from(previous.details) or _location(device)
+            location = location_from(previous.details) or _location(device)
             track = _Tracked(previous, previous.alarm.revision, previous.alarm, location)
             tracked[alarm.id] = track
         is_repeat = decision.history.action is AlarmAction.REPEAT
@@ -649,18 +547,18 @@ class AlarmEngine:
                 revision.entry = _repeat_entry(revision)
         changes = []
         records = list(broadcasts)
-        await self._learn_places(tx, [revision.path for revision in revisions])
+        await self.recorder.learn_places(tx, [revision.path for revision in revisions])
         for revision in revisions:
             entry = _announced(revision.entry)
             payload = alarm_payload(
                 revision.alarm,
                 entry,
                 revision.location,
-                address=self._address(revision.path, revision.location),
+                address=self.recorder.address(revision.path, revision.location),
             )
             changes.append((revision.alarm, entry, revision.path, payload))
             if revision.notify:
-                records += await self._outbox_records(
+                records += await self.recorder.outbox_records(
                     tx, revision.alarm, entry, payload, revision.location, now
                 )
         batch.changes = await self.repo.write_batch(
@@ -711,7 +609,7 @@ class AlarmEngine:
         batch = outcome.hook_result if isinstance(outcome, IngestResult) else outcome
         if not isinstance(batch, _Batch):
             return
-        self._announce(batch.changes, batch.queued)
+        self.recorder.announce(batch.changes, batch.queued)
         if self._metrics is not None:
             for change in batch.changes:
                 if change.action == AlarmAction.OPEN.value:
@@ -721,309 +619,4 @@ class AlarmEngine:
                         drill=str(bool(alarm.get("is_drill"))).lower(),
                     ).inc()
         for alarm_id, plan in batch.openings:
-            if plan.snapshot_cameras and self.settings.linkage.snapshots:
-                self._spawn(self._take_snapshots(alarm_id, plan.snapshot_cameras))
-
-    def _announce(self, changes: Sequence[AlarmChange], queued: bool) -> None:
-        self.bus.publish_all(changes)
-        if queued:
-            for wake in self._wake:
-                wake()
-
-    # -- operator actions -------------------------------------------------------
-
-    async def act(
-        self,
-        alarm_id: uuid.UUID,
-        action: AlarmAction | str,
-        actor: str,
-        *,
-        visible: Callable[[StoredAlarm], bool],
-        note: str | None = None,
-        assignee: str | None = None,
-        department: str | None = None,
-        remote_addr: str | None = None,
-    ) -> StoredAlarm:
-        """Apply an operator action; raises AlarmNotFound, InvalidTransition or ValueError."""
-        action = AlarmAction(action)
-        if action in (
-            AlarmAction.OPEN,
-            AlarmAction.ESCALATE,
-            AlarmAction.AUTO_CLOSE,
-            AlarmAction.REPEAT,
-        ):
-            raise ValueError(f"{action.value} is not an operator action")
-        now = self._clock()
-        async with self.store.transaction() as tx:
-            stored = await self.repo.get(tx, alarm_id, for_update=True)
-            if stored is None or not visible(stored):
-                raise AlarmNotFound(str(alarm_id))
-            for guard in self._close_guards:
-                await guard(tx, stored, action)
-            resolve_due = None
-            if action is AlarmAction.REOPEN:
-                resolve_due = now + self._sla.target(stored.alarm.priority).resolve
-            updated, entry = apply(
-                stored.alarm,
-                action,
-                actor,
-                now,
-                note=note,
-                assignee=assignee,
-                department=department,
-                resolve_due=resolve_due,
-            )
-            await self.repo.update(tx, updated, previous_revision=stored.alarm.revision, now=now)
-            change, queued = await self._record(
-                tx,
-                updated,
-                entry,
-                jurisdiction_path=stored.jurisdiction_path,
-                location=_location_from(stored.details),
-                notify=True,
-                now=now,
-            )
-            await self.repo.audit(
-                tx,
-                at=now,
-                actor=actor,
-                action=f"alarm.{action.value}",
-                target=str(alarm_id),
-                remote_addr=remote_addr,
-                details={
-                    "from_state": entry.from_state.value if entry.from_state else None,
-                    "to_state": entry.to_state.value,
-                    "revision": updated.revision,
-                    "note": note,
-                    "assignee": assignee,
-                    "department": department,
-                },
-            )
-        self._announce([change], queued)
-        return StoredAlarm(updated, stored.jurisdiction_path, stored.rule, stored.details, now)
-
-    async def add_evidence(
-        self, alarm_id: uuid.UUID, evidence: Sequence[Mapping[str, Any]], note: str
-    ) -> AlarmChange | None:
-        """A revision announcing evidence that became available (e.g. clips of the linked
-        cameras): history, change log and outbox like any revision, state unchanged.
-        None when the alarm does not exist."""
-        now = self._clock()
-        async with self.store.transaction() as tx:
-            stored = await self.repo.get(tx, alarm_id, for_update=True)
-            if stored is None:
-                return None
-            updated, entry = apply(
-                stored.alarm,
-                AlarmAction.NOTE,
-                "system:evidence",
-                now,
-                note=note,
-                details={"evidence": [dict(item) for item in evidence]},
-            )
-            await self.repo.update(tx, updated, previous_revision=stored.alarm.revision, now=now)
-            change, queued = await self._record(
-                tx,
-                updated,
-                entry,
-                jurisdiction_path=stored.jurisdiction_path,
-                location=_location_from(stored.details),
-                notify=True,
-                now=now,
-                evidence=evidence,
-            )
-        self._announce([change], queued)
-        return change
-
-    async def _learn_places(self, tx: Tx, paths: Sequence[str | None]) -> None:
-        """Read the names of jurisdiction codes in `paths` not looked up yet (one query)."""
-        missing = {
-            code
-            for path in paths
-            if path
-            for code in path.strip("/").split("/")
-            if code and code not in self._place_names
-        }
-        if missing:
-            names = await self.repo.jurisdiction_names(tx, sorted(missing))
-            for code in missing:
-                self._place_names[code] = names.get(code)
-
-    def _address(self, path: str | None, location: Location | None) -> dict[str, Any] | None:
-        """Where the alarm is, in words: jurisdiction names top-down and the street address."""
-        codes = [code for code in (path or "").strip("/").split("/") if code]
-        described = location.description if location else None
-        if not codes and not described:
-            return None
-        return {
-            "jurisdiction_path": path,
-            "jurisdiction_names": [self._place_names.get(code) or code for code in codes],
-            "device_address": described,
-        }
-
-    # -- SLA ----------------------------------------------------------------
-
-    async def escalate_due(self, now: datetime | None = None) -> int:
-        """Escalate every alarm whose stored deadline has passed; return how many."""
-        now = now or self._clock()
-        policy = self._sla
-        escalated = 0
-        for alarm_id in await self.repo.due_for_escalation(
-            now, max_level=policy.escalation.max_level
-        ):
-            async with self.store.transaction() as tx:
-                stored = await self.repo.get(tx, alarm_id, for_update=True)
-                if stored is None:
-                    continue
-                due = check_escalation(stored.alarm, now, policy)
-                if due is None:
-                    continue
-                updated, entry = escalate(stored.alarm, due)
-                await self.repo.update(
-                    tx, updated, previous_revision=stored.alarm.revision, now=now
-                )
-                change, queued = await self._record(
-                    tx,
-                    updated,
-                    entry,
-                    jurisdiction_path=stored.jurisdiction_path,
-                    location=_location_from(stored.details),
-                    notify=due.renotify,
-                    now=now,
-                    supervisor=due.supervisor,
-                )
-            self._announce([change], queued)
-            escalated += 1
-            if self._metrics is not None:
-                self._metrics.alarm_escalations.labels(
-                    priority=str(updated.priority.level), level=str(updated.escalation_level)
-                ).inc()
-            log.warning(
-                "alarm %s escalated to level %d (%s overdue)",
-                alarm_id,
-                updated.escalation_level,
-                due.overdue_by,
-            )
-        return escalated
-
-    async def _sla_loop(self) -> None:
-        while True:
-            try:
-                await self.escalate_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("SLA check failed; will retry")
-            await asyncio.sleep(self.settings.escalation_check_s)
-
-    # -- linkage ----------------------------------------------------------------
-
-    def _spawn(self, work: Awaitable[None]) -> None:
-        async def run() -> None:
-            await work
-
-        task = asyncio.create_task(run(), name="alarm-linkage")
-        self._linkage_tasks.add(task)
-        task.add_done_callback(self._linkage_tasks.discard)
-
-    async def _take_snapshots(self, alarm_id: uuid.UUID, cameras: Sequence[str]) -> None:
-        try:
-            async with self.store.reading() as tx:
-                devices = await self.repo.devices(tx, cameras)
-        except Exception:
-            log.exception("cannot read linked cameras of alarm %s", alarm_id)
-            return
-        for camera in cameras:
-            device = devices.get(camera)
-            if device is None:
-                log.info("linked camera %s of alarm %s is not registered", camera, alarm_id)
-                continue
-            try:
-                shot = await self._snapshot(device)
-                if shot is None:
-                    log.warning("no snapshot of %s for alarm %s", camera, alarm_id)
-                    continue
-                content_type, data, source = shot
-                await self.repo.add_media(
-                    alarm_id, camera, content_type, data, self._clock(), source
-                )
-            except Exception:
-                log.exception("snapshot of %s for alarm %s failed", camera, alarm_id)
-
-    async def _snapshot(self, device: DeviceInfo) -> tuple[str, bytes, str] | None:
-        """(content type, bytes, source): the snapshot URL first, else one RTSP frame."""
-        if self._custom_snapshot is not None:
-            shot = await self._custom_snapshot(device)
-            return None if shot is None else (*shot, "snapshot")
-        if device.snapshot_url:
-            fetched = await self._http_snapshot(device)
-            if fetched is not None:
-                return (*fetched, "snapshot")
-        if device.rtsp_urls:
-            frame = await self._rtsp_snapshot(device)
-            if frame is not None:
-                return "image/jpeg", frame, "rtsp-frame"
-        return None
-
-    def _login(self, device: DeviceInfo) -> tuple[str, str] | None:
-        if device.credentials is None or self._credentials is None:
-            return None
-        return self._credentials(device.device_id, device.credentials)
-
-    async def _rtsp_snapshot(self, device: DeviceInfo) -> bytes | None:
-        """One decoded frame of the camera's main stream as JPEG (in a worker thread)."""
-        url = device.rtsp_urls[0]
-        login = self._login(device)
-        if login is not None:
-            url = with_credentials(url, *login)
-        linkage = self.settings.linkage
-        async with self._rtsp_slots:
-            probe = await self.frame_grabber(url, linkage.snapshot_timeout_s)
-        if not probe.ok or probe.snapshot_jpeg is None:
-            log.warning(
-                "RTSP frame of %s (%s) failed: %s",
-                device.device_id,
-                redact_url(url),
-                probe.failure,
-            )
-            return None
-        if len(probe.snapshot_jpeg) > linkage.snapshot_max_bytes:
-            log.warning("RTSP frame of %s is too large", device.device_id)
-            return None
-        return probe.snapshot_jpeg
-
-    async def _http_snapshot(self, device: DeviceInfo) -> tuple[str, bytes] | None:
-        """GET the device's snapshot URL (size-capped, time-bounded)."""
-        if not device.snapshot_url:
-            return None
-        linkage = self.settings.linkage
-        if self._http is None:
-            self._http = CameraHttp(max_connections=64)
-        url = device.snapshot_url
-        try:
-            answer = await self._http.get(
-                url,
-                pinned=_origin(url),
-                deadline=linkage.snapshot_timeout_s,
-                login=self._login(device),
-                max_bytes=linkage.snapshot_max_bytes,
-            )
-        except ResponseTooLarge:
-            log.warning("snapshot of %s is too large", device.device_id)
-            return None
-        except (CameraRequestError, ForeignHostRefused) as exc:
-            log.warning("snapshot of %s failed: %s", device.device_id, exc)
-            return None
-        if answer.status != 200:
-            log.warning("snapshot of %s: HTTP %d", device.device_id, answer.status)
-            return None
-        content_type = (answer.content_type or "image/jpeg").split(";")[0].strip()
-        if not content_type.startswith("image/"):
-            log.warning("snapshot of %s is not an image", device.device_id)
-            return None
-        return content_type, answer.body
-
-    async def wait_for_linkage(self) -> None:
-        """Wait for snapshot work started so far (tests, shutdown)."""
-        while self._linkage_tasks:
-            await asyncio.gather(*list(self._linkage_tasks), return_exceptions=True)
+            self.linkage.snapshots(alarm_id, plan.snapshot_cameras)

@@ -9,8 +9,6 @@ transitions answer 409 with the workflow's message.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import uuid
@@ -24,8 +22,8 @@ from fastapi.responses import StreamingResponse
 
 from alarms.models import AlarmCategory
 from alarms.workflow import InvalidTransition, allowed_actions
+from hub.alarms.actions import AlarmActions, AlarmNotFound
 from hub.alarms.dispatcher import Dispatcher
-from hub.alarms.engine import AlarmChange, AlarmEngine, AlarmNotFound
 from hub.alarms.schemas import (
     ActionIn,
     AlarmDetailOut,
@@ -38,9 +36,9 @@ from hub.alarms.schemas import (
     MediaOut,
     SinkStatusOut,
 )
-from hub.alarms.storage import AlarmFilter, StaleAlarm, StoredAlarm
-from hub.alarms.text_storage import AlarmTexts, opening_texts
-from hub.api.deps import get_alarm_changes, get_alarms, get_dispatcher, get_settings
+from hub.alarms.storage import AlarmChange, AlarmFilter, InvalidCursor, StaleAlarm, StoredAlarm
+from hub.alarms.text_storage import AlarmTexts
+from hub.api.deps import get_alarm_actions, get_alarm_changes, get_dispatcher, get_settings
 from hub.api.problems import Problem
 from hub.auth.guards import Principal, Role, not_found, require
 from hub.bus import EventBus, SubscriptionOverflow
@@ -53,7 +51,7 @@ router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 Reader = Annotated[Principal, Depends(require(Role.OPERATOR, Role.DISPATCHER, Role.MAINTENANCE))]
 Actor = Annotated[Principal, Depends(require(Role.OPERATOR))]
 Admin = Annotated[Principal, Depends(require())]
-Engine = Annotated[AlarmEngine, Depends(get_alarms)]
+Alarms = Annotated[AlarmActions, Depends(get_alarm_actions)]
 Changes = Annotated[EventBus[AlarmChange], Depends(get_alarm_changes)]
 _KEEPALIVE_S = 15.0
 
@@ -98,42 +96,16 @@ def _out(stored: StoredAlarm, texts: AlarmTexts | None = None) -> AlarmOut:
     return AlarmOut.of(stored, allowed, texts)
 
 
-async def _outs(engine: AlarmEngine, found: list[StoredAlarm]) -> list[AlarmOut]:
+async def _outs(alarms: AlarmActions, found: list[StoredAlarm]) -> list[AlarmOut]:
     """Alarms as the API shows them, each with the texts it was opened with."""
-    texts = await opening_texts(engine.store, [s.alarm.id for s in found])
+    texts = await alarms.texts([s.alarm.id for s in found])
     return [_out(s, texts.get(s.alarm.id)) for s in found]
-
-
-def _encode_cursor(stored: StoredAlarm) -> str:
-    raw = f"{stored.alarm.opened_at.isoformat()}|{stored.alarm.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _, alarm_id = raw.partition("|")
-        parsed = datetime.fromisoformat(at)
-        uuid.UUID(alarm_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise Problem(422, "Invalid request", "cursor is not one this API returned") from exc
-    if parsed.tzinfo is None:
-        raise Problem(422, "Invalid request", "cursor is not one this API returned")
-    return parsed, alarm_id
-
-
-async def _load(engine: AlarmEngine, principal: Principal, alarm_id: uuid.UUID) -> StoredAlarm:
-    async with engine.store.reading() as tx:
-        stored = await engine.repo.get(tx, alarm_id)
-    if stored is None or not _visible(principal, stored):
-        raise not_found("alarm")
-    return stored
 
 
 @router.get("", response_model=AlarmPage)
 async def list_alarms(
     principal: Reader,
-    engine: Engine,
+    alarms: Alarms,
     state: Annotated[list[str] | None, Query(description="new, acknowledged, …")] = None,
     priority: Annotated[list[int] | None, Query(ge=1, le=4)] = None,
     type: Annotated[list[str] | None, Query(description="Alarm types.")] = None,
@@ -169,26 +141,24 @@ async def list_alarms(
         opened_until=opened_until,
         text=q,
     )
-    found = await engine.repo.search(
-        query,
-        scope_paths=principal.scope_paths,
-        limit=limit + 1,
-        cursor=_decode_cursor(cursor) if cursor else None,
-    )
-    page = found[:limit]
-    next_cursor = _encode_cursor(page[-1]) if len(found) > limit and page else None
-    return AlarmPage(items=await _outs(engine, page), next_cursor=next_cursor)
+    try:
+        page, next_cursor = await alarms.page(
+            query, scope_paths=principal.scope_paths, limit=limit, cursor=cursor
+        )
+    except InvalidCursor as exc:
+        raise Problem(422, "Invalid request", str(exc)) from exc
+    return AlarmPage(items=await _outs(alarms, page), next_cursor=next_cursor)
 
 
 @router.get("/changes", response_model=ChangesPage)
 async def pull_changes(
     principal: Annotated[Principal, Depends(require(Role.DISPATCHER, Role.OPERATOR))],
-    engine: Engine,
+    alarms: Alarms,
     since: Annotated[int, Query(ge=0, description="Last `seq` seen; 0 from the start.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ChangesPage:
     """Committed alarm changes after `since`, in a stable order (the pull API)."""
-    changes = await engine.repo.changes(
+    changes = await alarms.changes(
         since, limit=limit, scope_paths=principal.scope_paths, categories=_categories(principal)
     )
     next_since = changes[-1].seq if changes else since
@@ -198,12 +168,12 @@ async def pull_changes(
 @router.get("/sinks", response_model=list[SinkStatusOut])
 async def sink_status(
     principal: Annotated[Principal, Depends(require(Role.OPERATOR))],
-    engine: Engine,
+    alarms: Alarms,
     settings: Annotated[Settings, Depends(get_settings)],
 ) -> list[SinkStatusOut]:
     """Each configured sink: disabled (e.g. after 410 Gone) and its outbox backlog."""
     types = {sink.name: sink.type for sink in settings.alarms.sinks}
-    states = await engine.repo.sink_states(sorted(types))
+    states = await alarms.sink_states(sorted(types))
     return [SinkStatusOut.of(state, types[state.name]) for state in states]
 
 
@@ -211,7 +181,7 @@ async def sink_status(
 async def enable_sink(
     name: str,
     principal: Admin,
-    engine: Engine,
+    alarms: Alarms,
     settings: Annotated[Settings, Depends(get_settings)],
     dispatcher: Annotated[Dispatcher | None, Depends(get_dispatcher)],
     requeue_dead: Annotated[bool, Query(description="Also retry its dead rows.")] = False,
@@ -220,23 +190,11 @@ async def enable_sink(
     types = {sink.name: sink.type for sink in settings.alarms.sinks}
     if name not in types:
         raise not_found("sink")
-    now = engine.now()
-    await engine.repo.set_sink_disabled(name, False, None, now)
-    if requeue_dead:
-        await engine.repo.requeue_dead(name, now)
-    async with engine.store.transaction() as tx:
-        await engine.repo.audit(
-            tx,
-            at=now,
-            actor=principal.actor,
-            action="sink.enable",
-            target=name,
-            remote_addr=principal.remote_addr,
-            details={"requeue_dead": requeue_dead},
-        )
+    state = await alarms.enable_sink(
+        name, principal.actor, principal.remote_addr, requeue_dead=requeue_dead
+    )
     if dispatcher is not None:
         dispatcher.wake()
-    (state,) = await engine.repo.sink_states([name])
     return SinkStatusOut.of(state, types[name])
 
 
@@ -246,7 +204,7 @@ def _sse(change: AlarmChange) -> bytes:
 
 
 async def _replay_then_live(
-    engine: AlarmEngine, bus: EventBus[AlarmChange], principal: Principal, since: int | None
+    alarms: AlarmActions, bus: EventBus[AlarmChange], principal: Principal, since: int | None
 ) -> AsyncIterator[tuple[str, Any]]:
     """("hello", cursor), then every visible change after it, then ("resync", None) if cut off.
 
@@ -255,10 +213,10 @@ async def _replay_then_live(
     """
     subscription = bus.subscribe(maxsize=1000, name=f"stream:{principal.subject}")
     try:
-        last = await engine.repo.last_change_seq() if since is None else since
+        last = await alarms.last_change_seq() if since is None else since
         yield "hello", last
         while True:
-            backlog = await engine.repo.changes(
+            backlog = await alarms.changes(
                 last,
                 limit=500,
                 scope_paths=principal.scope_paths,
@@ -292,14 +250,14 @@ async def _replay_then_live(
 @router.get("/stream")
 async def stream_sse(
     principal: Reader,  # maintenance staff: maintenance alarms only, as in the list
-    engine: Engine,
+    alarms: Alarms,
     bus: Changes,
     since: Annotated[int | None, Query(ge=0, description="Replay changes after this seq.")] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: `hello` with the cursor, then `alarm` events (id = seq)."""
 
     async def body() -> AsyncIterator[bytes]:
-        async for kind, value in _replay_then_live(engine, bus, principal, since):
+        async for kind, value in _replay_then_live(alarms, bus, principal, since):
             if kind == "hello":
                 yield f"event: hello\ndata: {json.dumps({'cursor': value})}\n\n".encode()
             elif kind == "change":
@@ -320,7 +278,7 @@ async def stream_sse(
 async def stream_ws(
     websocket: WebSocket,
     principal: Reader,  # maintenance staff: maintenance alarms only, as in the list
-    engine: Engine,
+    alarms: Alarms,
     bus: Changes,
     since: Annotated[int | None, Query(ge=0)] = None,
 ) -> None:
@@ -328,7 +286,7 @@ async def stream_ws(
     await websocket.accept()
 
     async def send_changes() -> None:
-        async for kind, value in _replay_then_live(engine, bus, principal, since):
+        async for kind, value in _replay_then_live(alarms, bus, principal, since):
             if kind == "hello":
                 await websocket.send_json({"type": "hello", "cursor": value})
             elif kind == "change":
@@ -366,14 +324,15 @@ async def stream_ws(
 
 
 @router.get("/{alarm_id}", response_model=AlarmDetailOut)
-async def alarm_detail(alarm_id: uuid.UUID, principal: Reader, engine: Engine) -> AlarmDetailOut:
+async def alarm_detail(alarm_id: uuid.UUID, principal: Reader, alarms: Alarms) -> AlarmDetailOut:
     """One alarm with its history, snapshots and delivery receipts."""
-    stored = await _load(engine, principal, alarm_id)
-    history = await engine.repo.history(alarm_id)
-    media = await engine.repo.media(alarm_id)
-    deliveries = await engine.repo.deliveries(alarm_id)
+    try:
+        found = await alarms.detail(alarm_id, lambda s: _visible(principal, s))
+    except AlarmNotFound as exc:
+        raise not_found("alarm") from exc
+    history, media, deliveries = found.history, found.media, found.deliveries
     return AlarmDetailOut(
-        alarm=(await _outs(engine, [stored]))[0],
+        alarm=_out(found.alarm, found.texts),
         history=[
             HistoryOut(
                 at=h.at,
@@ -394,12 +353,15 @@ async def alarm_detail(alarm_id: uuid.UUID, principal: Reader, engine: Engine) -
 
 @router.get("/{alarm_id}/media/{media_id}")
 async def alarm_media(
-    alarm_id: uuid.UUID, media_id: uuid.UUID, principal: Reader, engine: Engine
+    alarm_id: uuid.UUID, media_id: uuid.UUID, principal: Reader, alarms: Alarms
 ) -> Response:
     """Download one snapshot of an alarm the caller may see."""
-    await _load(engine, principal, alarm_id)
     try:
-        content_type, data = await engine.repo.media_content(alarm_id, media_id)
+        content_type, data = await alarms.media_content(
+            alarm_id, media_id, lambda s: _visible(principal, s)
+        )
+    except AlarmNotFound as exc:
+        raise not_found("alarm") from exc
     except KeyError as exc:
         raise not_found("media") from exc
     return Response(
@@ -414,13 +376,13 @@ async def act(
     alarm_id: uuid.UUID,
     action: OperatorAction,
     principal: Actor,
-    engine: Engine,
+    alarms: Alarms,
     body: Annotated[ActionIn | None, Body()] = None,
 ) -> AlarmOut:
     """Acknowledge, assign, dispatch, resolve, close, mark false alarm, reopen or note."""
     given = body or ActionIn()
     try:
-        stored = await engine.act(
+        stored = await alarms.act(
             alarm_id,
             action.value,
             principal.actor,
@@ -438,4 +400,4 @@ async def act(
         raise Problem(409, "Alarm changed", "the alarm changed meanwhile; reload it") from exc
     except ValueError as exc:
         raise Problem(422, "Invalid request", str(exc)) from exc
-    return (await _outs(engine, [stored]))[0]
+    return (await _outs(alarms, [stored]))[0]

@@ -13,6 +13,8 @@ a single writer, which gives the same guarantee.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import logging
 import uuid
@@ -48,10 +50,13 @@ __all__ = [
     "ClaimedDelivery",
     "DeliveryRow",
     "DeviceInfo",
+    "InvalidCursor",
     "MediaRow",
     "SinkState",
     "StaleAlarm",
     "StoredAlarm",
+    "decode_alarm_cursor",
+    "encode_alarm_cursor",
 ]
 
 log = logging.getLogger(__name__)
@@ -512,6 +517,30 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+class InvalidCursor(ValueError):
+    """A page cursor this API never gave out."""
+
+
+def encode_alarm_cursor(stored: StoredAlarm) -> str:
+    """The keyset cursor after `stored` (opening time, then id; newest first)."""
+    raw = f"{stored.alarm.opened_at.isoformat()}|{stored.alarm.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_alarm_cursor(cursor: str) -> tuple[datetime, str]:
+    """(opening time, alarm id) of a cursor from `encode_alarm_cursor`; InvalidCursor else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, alarm_id = raw.partition("|")
+        parsed = datetime.fromisoformat(at)
+        uuid.UUID(alarm_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidCursor("cursor is not one this API returned") from exc
+    if parsed.tzinfo is None:
+        raise InvalidCursor("cursor is not one this API returned")
+    return parsed, alarm_id
+
+
 class AlarmRepository:
     """All SQL of the alarm engine, the dispatcher and the alarm API."""
 
@@ -921,6 +950,22 @@ class AlarmRepository:
         async with self.store.reading() as tx:
             rows = await tx.fetchall(sql, [*params, limit])
         return [_alarm_from_row(row) for row in rows]
+
+    async def search_page(
+        self,
+        query: AlarmFilter,
+        *,
+        scope_paths: Sequence[str] | None,
+        limit: int,
+        cursor: str | None = None,
+    ) -> tuple[list[StoredAlarm], str | None]:
+        """One page of `search` after an opaque `cursor`, and the cursor of the next page
+        (None on the last). Raises InvalidCursor for a cursor this never gave out."""
+        after = decode_alarm_cursor(cursor) if cursor else None
+        found = await self.search(query, scope_paths=scope_paths, limit=limit + 1, cursor=after)
+        page = found[:limit]
+        following = encode_alarm_cursor(page[-1]) if len(found) > limit and page else None
+        return page, following
 
     async def history(self, alarm_id: uuid.UUID) -> list[HistoryEntry]:
         """An alarm's history, oldest first."""

@@ -9,6 +9,8 @@ from hub import __version__
 from hub.alarms import drill_routes
 from hub.alarms import routes as alarm_routes
 from hub.alarms.dispatcher import Dispatcher
+from hub.alarms.drill import DrillRunner
+from hub.alarms.drill_service import DrillService
 from hub.alarms.engine import AlarmChange, AlarmEngine
 from hub.api.deps import Services
 from hub.api.docs import JsonAnswerHeaders, install_api_docs
@@ -43,6 +45,27 @@ from hub.storage import SqlStore
 from hub.writer import EventWriter
 
 __all__ = ["create_app"]
+
+
+def _drills(
+    settings: Settings,
+    store: SqlStore,
+    events: EventBus[DeviceEvent],
+    alarms: AlarmEngine | None,
+    alarm_changes: EventBus[AlarmChange] | None,
+) -> DrillService | None:
+    """The drill service over the hub's real path (none without the alarm engine)."""
+    if alarms is None or alarm_changes is None:
+        return None
+    runner = DrillRunner(
+        store=store,
+        mqtt=settings.mqtt,
+        events=events,
+        alarm_changes=alarm_changes,
+        alarms=alarms,
+        sinks=[(sink.name, sink.drill) for sink in settings.alarms.sinks],
+    )
+    return DrillService(store, runner)
 
 
 def create_app(
@@ -98,6 +121,7 @@ def create_app(
         departments=departments,
         evidence=evidence,
         gb28181=gb28181,
+        drills=_drills(settings, store, events, alarm_engine, alarm_changes),
     )
     app.state.authenticate = authenticate_connection
     app.add_middleware(OriginGuard, extra_origins=settings.auth.allowed_origins)

@@ -8,7 +8,9 @@ from typing import TypeVar
 from starlette.requests import HTTPConnection
 
 from camera_registry.events import DeviceEvent
+from hub.alarms.actions import AlarmActions
 from hub.alarms.dispatcher import Dispatcher
+from hub.alarms.drill_service import DrillService
 from hub.alarms.engine import AlarmChange, AlarmEngine
 from hub.api.problems import Problem
 from hub.auth.service import Authenticator
@@ -29,12 +31,14 @@ from hub.writer import EventWriter
 
 __all__ = [
     "Services",
+    "get_alarm_actions",
     "get_alarm_changes",
     "get_alarms",
     "get_auth",
     "get_broadcast",
     "get_departments",
     "get_dispatcher",
+    "get_drills",
     "get_evidence",
     "get_gb28181",
     "get_live",
@@ -74,6 +78,7 @@ class Services:
     departments: DepartmentService | None = None
     evidence: EvidenceService | None = None
     gb28181: Gb28181Service | None = None
+    drills: DrillService | None = None
 
 
 def get_services(request: HTTPConnection) -> Services:
@@ -141,6 +146,20 @@ def get_alarms(request: HTTPConnection) -> AlarmEngine:
     """The alarm engine (503 when this app was built without one)."""
     return _present(
         get_services(request).alarms, "Alarms unavailable", "this hub runs without the alarm engine"
+    )
+
+
+def get_alarm_actions(request: HTTPConnection) -> AlarmActions:
+    """Operator actions and the alarm API's reads (503 without the alarm engine)."""
+    return get_alarms(request).actions
+
+
+def get_drills(request: HTTPConnection) -> DrillService:
+    """Drills (503 without the alarm engine)."""
+    return _present(
+        get_services(request).drills,
+        "Alarms unavailable",
+        "this hub runs without the alarm engine",
     )
 
 
