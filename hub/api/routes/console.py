@@ -41,7 +41,11 @@ def content_security_policy(tile_url: str | None) -> str:
     if not tile_url or tile_url.startswith("/"):
         return CONTENT_SECURITY_POLICY
     scheme, _, rest = tile_url.partition("://")
-    host = rest.split("/", 1)[0].replace("{s}", "*")
+    labels = rest.split("/", 1)[0].split(".")
+    # Subdomains ({s}) become a wildcard, which a policy allows only as the first label.
+    if "{s}" in labels[0]:
+        labels[0] = "*"
+    host = ".".join(labels)
     source = f"{scheme}://{host}" if "{" not in host and "}" not in host else f"{scheme}:"
     return CONTENT_SECURITY_POLICY.replace(
         "img-src 'self' data: blob:", f"img-src 'self' data: blob: {source}"
