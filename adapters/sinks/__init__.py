@@ -28,12 +28,15 @@ from adapters.sinks.signing import (
 
 #: JSON Schema (draft 2020-12) of the body webhook, AMQP and MQTT sinks deliver.
 ALARM_BODY_SCHEMA = Path(__file__).with_name("schemas") / "alarm.json"
+#: JSON Schema of the body a department's sink receives for one revision of one of its tasks.
+TASK_BODY_SCHEMA = Path(__file__).with_name("schemas") / "task.json"
 
 __all__ = [
     "ALARM_BODY_SCHEMA",
     "CAP_NS",
     "DEFAULT_TOLERANCE",
     "SECRET_PREFIX",
+    "TASK_BODY_SCHEMA",
     "CapOptions",
     "DeliveryFailed",
     "SignatureError",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import subprocess
 import sys
 import uuid
@@ -20,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import openpyxl
 import pytest
 
+from adapters.sinks import TASK_BODY_SCHEMA
 from hub.config import load_settings
 from hub.departments.storage import DepartmentRecord
 from hub.runtime import Hub
@@ -373,6 +376,14 @@ async def test_panic_alarm_three_departments_escalation_send_back_close_and_repo
     assert events == [
         "task.dispatch", "task.report_in", "task.arrive", "task.submit_feedback", "task.accept",
     ]  # fmt: skip
+    schema = json.loads(TASK_BODY_SCHEMA.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    checker = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    for webhook_id, body in receiver.accepted.items():
+        assert body["idempotency_key"] == webhook_id
+        checker.validate(body)
     first = receiver.accepted[f"{police}:1:police-a-system"]
     assert first["alarm"]["type"] == "panic" and first["department_id"] == "police-a"
     assert first["task"]["report_in_due"] and first["alarm"]["sop"]
