@@ -52,7 +52,7 @@ from camera_registry.exporter import (
 )
 from camera_registry.gb28181 import GbId, looks_like_gb_id
 from camera_registry.jurisdiction import validate_jurisdiction_code
-from camera_registry.models import DeviceIn, strip_credentials
+from camera_registry.models import DeviceIn, Project, strip_credentials
 from camera_registry.sheet_columns import (
     _COLUMNS_BY_KEY,
     _FALSE,
@@ -355,6 +355,17 @@ class _Converter:
                     if isinstance(index, int) and index < len(values):
                         shown = values[index]
                 fail(error_key, reason, shown)
+        # DB15/T 3968: a school's one-touch alarm is pushed with its address and position.
+        if (
+            device is not None
+            and not errors
+            and device.kind == DeviceKind.ALARM_POINT
+            and device.project == Project.SCHOOL_ALARM
+        ):
+            if not device.address:
+                fail("address", "a school panic button needs its address (DB15/T 3968)")
+            if device.latitude is None:
+                fail("longitude", "a school panic button needs its coordinates (DB15/T 3968)")
         if errors:
             self.report.errors.extend(errors)
         elif device is not None:

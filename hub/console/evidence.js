@@ -1,7 +1,7 @@
 // Evidence clips in the alarm detail: each linked camera's MP4 from before the press to
 // after the post-roll, starting at the press (scrub back to see what led up to it).
 import { api, h } from "./api.js";
-import { t } from "./i18n.js";
+import { onLangChange, t } from "./i18n.js";
 import { deviceName } from "./names.js";
 
 const POLL_MS = 3000;
@@ -79,3 +79,36 @@ export function evidenceBlock(alarm) {
   refresh(shown);
   return block;
 }
+
+/** The maintenance view's list of schools short of DB15/T 3968 (address, coordinates,
+ * two linked cameras with a stream), in the caller's scope. */
+export async function loadShortfalls() {
+  const view = document.getElementById("maintenance-view");
+  if (!view) return;
+  let section = document.getElementById("shortfalls");
+  if (!section) {
+    section = h("section", { id: "shortfalls" });
+    view.append(section);
+  }
+  let items;
+  try {
+    items = await api("/api/evidence/shortfalls");
+  } catch (err) {
+    section.replaceChildren(h("p", { class: "error", text: t("common.error", { m: err.message }) }));
+    return;
+  }
+  const problem = (item, code) => code === "too_few_cameras"
+    ? t("shortfall.too_few_cameras", { n: item.usable_cameras })
+    : t(`shortfall.${code}`);
+  section.replaceChildren(
+    h("h3", { text: t("shortfall.title", { n: items.length }) }),
+    items.length
+      ? h("table", { class: "shortfalls" },
+        h("thead", {}, h("tr", {}, h("th", { text: t("maint.device") }), h("th", { text: t("shortfall.problems") }))),
+        h("tbody", {}, items.map((item) => h("tr", { dataset: { deviceId: item.device_id } },
+          h("td", {}, h("div", { "data-raw": "name", text: item.name || item.device_id }), h("small", { class: "muted", "data-raw": "id", text: item.device_id })),
+          h("td", { text: item.problems.map((code) => problem(item, code)).join("；") })))))
+      : h("p", { class: "muted", text: t("shortfall.none") }));
+}
+
+onLangChange(() => { if (document.getElementById("shortfalls")) loadShortfalls(); });

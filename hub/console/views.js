@@ -2,6 +2,7 @@
 import { api, h } from "./api.js";
 import { has, t, tOr, localTime } from "./i18n.js";
 import { jurisdictionName, knownJurisdictions, loadJurisdictions } from "./names.js";
+import { loadShortfalls } from "./evidence.js";
 
 function formParams(form) {
   const params = new URLSearchParams();
@@ -38,6 +39,7 @@ export function reasonText(item) {
 /** Load devices matching the filter. */
 export async function loadDevices() {
   fillJurisdictionChoices();
+  loadShortfalls();
   const params = formParams(document.getElementById("maint-filter"));
   params.set("limit", "200");
   const body = document.getElementById("maint-body");

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from hub.api.deps import get_evidence
 from hub.auth import audit_storage as audit_log
 from hub.auth.guards import Principal, Role, not_found, require
-from hub.evidence.schemas import BufferOut, ClipOut
+from hub.evidence.schemas import BufferOut, ClipOut, ShortfallOut
 from hub.evidence.service import EvidenceService
 
 __all__ = ["router"]
@@ -87,3 +87,10 @@ async def buffers(principal: Maintainer, evidence: Evidence) -> list[BufferOut]:
         visible = await evidence.visible_cameras(principal)
         return [BufferOut.of(b) for b in evidence.buffered() if b.camera_id in visible]
     return [BufferOut.of(b) for b in evidence.buffered()]
+
+
+@router.get("/shortfalls", response_model=list[ShortfallOut])
+async def shortfalls(principal: Maintainer, evidence: Evidence) -> list[ShortfallOut]:
+    """School panic buttons in the caller's scope short of DB15/T 3968 (address,
+    coordinates, at least two linked cameras with a stream)."""
+    return [ShortfallOut.of(item) for item in await evidence.shortfalls(principal)]

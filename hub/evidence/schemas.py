@@ -8,10 +8,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from hub.evidence.service import PrebufferState
+from hub.evidence.service import PrebufferState, Shortfall
 from hub.evidence.storage import ClipRow
 
-__all__ = ["BufferOut", "ClipOut"]
+__all__ = ["BufferOut", "ClipOut", "ShortfallOut"]
 
 
 class ClipOut(BaseModel):
@@ -80,4 +80,29 @@ class BufferOut(BaseModel):
             packets=state.packets,
             overflow_drops=state.overflow_drops,
             last_error=state.last_error,
+        )
+
+
+class ShortfallOut(BaseModel):
+    """A school panic button that falls short of DB15/T 3968."""
+
+    device_id: str
+    name: str
+    jurisdiction_path: str | None
+    problems: list[str] = Field(description="no_address, no_coordinates, too_few_cameras")
+    usable_cameras: int = Field(description="linked cameras that exist and have a stream")
+    missing_cameras: list[str] = Field(description="linked ids that are not registered cameras")
+    cameras_without_stream: list[str]
+
+    @classmethod
+    def of(cls, item: Shortfall) -> ShortfallOut:
+        """The API view of a shortfall."""
+        return cls(
+            device_id=item.device_id,
+            name=item.name,
+            jurisdiction_path=item.jurisdiction_path,
+            problems=list(item.problems),
+            usable_cameras=item.usable_cameras,
+            missing_cameras=list(item.missing_cameras),
+            cameras_without_stream=list(item.cameras_without_stream),
         )

@@ -49,7 +49,7 @@ from hub.evidence.storage import ClipRow
 from hub.live.storage import camera_source
 from hub.storage import SqlStore
 
-__all__ = ["ClipListener", "EvidenceService", "PrebufferState"]
+__all__ = ["ClipListener", "EvidenceService", "PrebufferState", "Shortfall"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ _POLL_S = 0.25
 # too, so a stream whose pictures run a little slow still gives the full pre-roll.
 _SLACK_S = 5.0
 _LATE_S = 10.0
+# DB15/T 3968: at least two external cameras linked to each one-touch alarm.
+_MIN_CAMERAS = 2
 _RETENTION_EVERY_S = 3600.0
 # Remuxing is cheap but touches the disk: a few at a time, off the event loop.
 _REMUX_SLOTS = 4
@@ -79,6 +81,19 @@ class PrebufferState:
     packets: int
     overflow_drops: int
     last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Shortfall:
+    """A school panic button that falls short of the regional rule, and why."""
+
+    device_id: str
+    name: str
+    jurisdiction_path: str | None
+    problems: tuple[str, ...]  # no_address, no_coordinates, too_few_cameras
+    usable_cameras: int
+    missing_cameras: tuple[str, ...]
+    cameras_without_stream: tuple[str, ...]
 
 
 class _Buffer:
@@ -421,6 +436,39 @@ class EvidenceService:
         async with self.store.reading() as tx:
             sources = [await camera_source(tx, cid) for cid in list(self._buffers)]
         return {s.device_id for s in sources if s and principal.can_see(s.jurisdiction_path)}
+
+    async def shortfalls(self, principal: Principal) -> list[Shortfall]:
+        """School panic buttons in `principal`'s scope that fall short of DB15/T 3968:
+        no address, no coordinates, fewer than two linked cameras with a stream."""
+        async with self.store.reading() as tx:
+            buttons, cameras = await storage.school_buttons(tx)
+        out = []
+        for button in sorted(buttons, key=lambda b: (b.jurisdiction_path or "", b.device_id)):
+            if not principal.can_see(button.jurisdiction_path):
+                continue
+            problems = []
+            if not button.address:
+                problems.append("no_address")
+            if not button.has_coordinates:
+                problems.append("no_coordinates")
+            missing = [c for c in button.linked_cameras if c not in cameras]
+            streamless = [c for c in button.linked_cameras if cameras.get(c) is False]
+            usable = len(button.linked_cameras) - len(missing) - len(streamless)
+            if usable < _MIN_CAMERAS:
+                problems.append("too_few_cameras")
+            if problems:
+                out.append(
+                    Shortfall(
+                        device_id=button.device_id,
+                        name=button.name,
+                        jurisdiction_path=button.jurisdiction_path,
+                        problems=tuple(problems),
+                        usable_cameras=usable,
+                        missing_cameras=tuple(missing),
+                        cameras_without_stream=tuple(streamless),
+                    )
+                )
+        return out
 
     def path_of(self, row: ClipRow) -> Path | None:
         """The file of a complete clip, if it is still on disk."""

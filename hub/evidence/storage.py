@@ -14,6 +14,7 @@ from hub.storage.base import Row, Tx, from_json, from_ts, to_db_time
 __all__ = [
     "BufferedCamera",
     "ClipRow",
+    "SchoolButton",
     "buffered_cameras",
     "clip",
     "clips_of",
@@ -22,6 +23,7 @@ __all__ = [
     "expired_clips",
     "fail_clip",
     "insert_clip",
+    "school_buttons",
 ]
 
 _COLUMNS = (
@@ -234,3 +236,41 @@ async def buffered_cameras(tx: Tx, tag: str) -> list[BufferedCamera]:
             )
         )
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class SchoolButton:
+    """A school panic button as DB15/T 3968 checks it."""
+
+    device_id: str
+    name: str
+    jurisdiction_path: str | None
+    address: str | None
+    has_coordinates: bool
+    linked_cameras: tuple[str, ...]
+
+
+async def school_buttons(tx: Tx) -> tuple[list[SchoolButton], dict[str, bool]]:
+    """Every enabled school panic button, and for every camera whether it has a stream."""
+    rows = await tx.fetchall(
+        "SELECT id, name, kind, project, jurisdiction_path, address, latitude, linked_cameras,"
+        " rtsp_urls FROM devices WHERE enabled = %s",
+        (True,),
+    )
+    buttons = []
+    cameras: dict[str, bool] = {}
+    for row in rows:
+        if row[2] == "camera":
+            cameras[row[0]] = bool(from_json(row[8]))
+        elif row[2] == "alarm_point" and row[3] == "school_alarm":
+            buttons.append(
+                SchoolButton(
+                    device_id=row[0],
+                    name=row[1],
+                    jurisdiction_path=row[4],
+                    address=row[5],
+                    has_coordinates=row[6] is not None,
+                    linked_cameras=tuple(str(c) for c in from_json(row[7]) or []),
+                )
+            )
+    return buttons, cameras

@@ -65,6 +65,8 @@ async def seed(hub: Hub, rtsp_url: str) -> None:
                 "INSERT INTO device_state (device_id, health, updated_at) VALUES (%s, %s, %s)",
                 (device_id, "unknown", now),
             )
+        # One linked camera only: short of the rule's two.
+        await tx.execute("UPDATE devices SET project = 'school_alarm' WHERE id = 'btn-gate'")
     await hub.auth.refresh_tree()
     await hub.auth.create_user("school-op", PASSWORD, "operator", ["150102001"], actor="system:t")
     hub.evidence.request_refresh()
@@ -151,6 +153,13 @@ async def test_alarm_detail_plays_the_clip_from_the_press_and_scrubs_back(
                     "SELECT actor, action FROM audit_log WHERE action LIKE 'evidence.%%'"
                 )
             return [tuple(r) for r in rows]
+
+        # The maintenance view lists the school as short of DB15/T 3968.
+        await page.click("button[data-view=maintenance]")
+        shortfall = "#shortfalls tr[data-device-id=btn-gate]"
+        await page.wait_for_selector(shortfall, timeout=10000)
+        text = await page.inner_text(shortfall)
+        assert "缺少地址" in text and "缺少坐标" in text and "可用联动摄像机 1 路" in text
 
         actions = running.run(audited())
         assert ("user:school-op", "evidence.play") in actions

@@ -58,7 +58,13 @@ def gstreamer_available() -> str | None:
 
 @contextlib.contextmanager
 def start_rtsp_server(
-    log_dir: Path, *, width: int = 640, height: int = 360, fps: int = 15, auth: str = ""
+    log_dir: Path,
+    *,
+    width: int = 640,
+    height: int = 360,
+    fps: int = 15,
+    auth: str = "",
+    kbps: int | None = None,
 ) -> Iterator[RtspPeer]:
     """Run the server on a free port until the block ends; raises RuntimeError if it fails."""
     port = free_port()
@@ -73,6 +79,7 @@ def start_rtsp_server(
                 f"--height={height}",
                 f"--fps={fps}",
                 *([f"--auth={auth}"] if auth else []),
+                *([f"--kbps={kbps}"] if kbps else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -438,3 +438,22 @@ def test_quoted_multiline_cell_keeps_row_numbers_as_a_spreadsheet_shows_them() -
     assert report.rows[0][0] == 2
     assert report.rows[0][1].address == "一楼 二楼"  # Alt+Enter line break kept as a space
     assert report.errors[0].row == 3
+
+
+def test_a_school_panic_button_needs_its_address_and_coordinates() -> None:
+    report = import_devices(
+        (
+            "id,name,kind,project,longitude,latitude,address\n"
+            "btn-1,第一小学一键报警,alarm_point,school_alarm,109.84,40.60,建华南路1号\n"
+            "btn-2,第二小学一键报警,alarm_point,school_alarm,,,\n"
+            "btn-3,第三小学一键报警,报警点,校园一键报警,109.85,40.61,\n"
+            "door-1,仓库门磁,alarm_point,,,,\n"
+        ).encode()
+    )
+    assert [device.id for _, device in report.rows] == ["btn-1", "door-1"]
+    problems = {(e.row, e.column, e.reason) for e in report.errors}
+    assert problems == {
+        (3, "address", "a school panic button needs its address (DB15/T 3968)"),
+        (3, "longitude", "a school panic button needs its coordinates (DB15/T 3968)"),
+        (4, "address", "a school panic button needs its address (DB15/T 3968)"),
+    }
