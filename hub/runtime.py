@@ -153,6 +153,8 @@ class Hub:
             or f"http://{settings.http.host}:{settings.http.port}",
         )
         self.registry.on_change(self.evidence.request_refresh)
+        # A buffered camera's live viewers are served from its buffer's pull.
+        self.live.relay.share_pulls(self.evidence.shared_player)
         # Complete clips become an alarm revision: every sink delivers their links.
         self.evidence.on_clips(
             lambda alarm_id, entries: self.alarms.add_evidence(

@@ -6,13 +6,17 @@ from adapters.webrtc.models import (
     LiveRefused,
     offer_accepts_h264,
 )
-from adapters.webrtc.relay import LiveRelay, SourceOpener
+from adapters.webrtc.relay import LiveRelay, SharedSource, SourceOpener
+from adapters.webrtc.shared import SharedPlayer, SharedVideoTrack
 
 __all__ = [
     "LiveAnswer",
     "LiveLimits",
     "LiveRefused",
     "LiveRelay",
+    "SharedPlayer",
+    "SharedSource",
+    "SharedVideoTrack",
     "SourceOpener",
     "offer_accepts_h264",
 ]

@@ -30,12 +30,16 @@ from adapters.webrtc.models import (
 )
 from camera_registry.urls import redact_url
 
-__all__ = ["LiveRelay", "SourceOpener"]
+__all__ = ["LiveRelay", "SharedSource", "SourceOpener"]
 
 #: Opens a player (an object with `.video` and `.audio` tracks) for a source URL
 #: the relay should not pull over RTSP itself, e.g. a simulated camera; returns
 #: None for every other URL.
 SourceOpener = Callable[[str], Any | None]
+
+#: Returns a player fed by a pull the hub already has of `camera_id` (e.g. the pre-alarm
+#: buffer's), for a passthrough viewer; None when there is none. Called on the loop.
+SharedSource = Callable[[str], Any | None]
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +88,24 @@ class LiveRelay:
         self._viewers: dict[str, _Viewer] = {}
         self._lock = asyncio.Lock()
         self._openers: list[SourceOpener] = []
+        self._shared: list[SharedSource] = []
 
     def add_source(self, opener: SourceOpener) -> None:
         """Serve the URLs `opener` recognises from its player instead of RTSP."""
         self._openers.append(opener)
+
+    def share_pulls(self, source: SharedSource) -> None:
+        """Serve passthrough viewers of the cameras `source` pulls already from that pull."""
+        self._shared.append(source)
+
+    def _shared_player(self, camera_id: str, passthrough: bool) -> Any:
+        if not passthrough:
+            return None  # a re-encoding viewer needs decoded pictures: its own pull
+        for source in self._shared:
+            player = source(camera_id)
+            if player is not None:
+                return player
+        return None
 
     def _own_player(self, source_url: str) -> Any:
         for opener in self._openers:
@@ -169,13 +187,17 @@ class LiveRelay:
             return pull
         try:
             # av.open blocks while it connects and reads the SDP: keep it off the loop.
-            player = self._own_player(source_url) or await asyncio.to_thread(
-                MediaPlayer,
-                source_url,
-                format="rtsp",
-                options=dict(_RTSP_OPTIONS),
-                timeout=self.open_timeout_s,
-                decode=not passthrough,
+            player = (
+                self._shared_player(camera_id, passthrough)
+                or self._own_player(source_url)
+                or await asyncio.to_thread(
+                    MediaPlayer,
+                    source_url,
+                    format="rtsp",
+                    options=dict(_RTSP_OPTIONS),
+                    timeout=self.open_timeout_s,
+                    decode=not passthrough,
+                )
             )
         except Exception as exc:
             log.warning(

@@ -38,6 +38,7 @@ from adapters.media import (
     press_position,
     write_mp4,
 )
+from adapters.webrtc import SharedPlayer, SharedVideoTrack
 from camera_registry.models import Credentials
 from camera_registry.urls import with_credentials
 from hub.alarms.storage import AlarmChange, AlarmRepository
@@ -180,6 +181,23 @@ class EvidenceService:
         """The buffer of one camera, if it is buffered."""
         buffer = self._buffers.get(camera_id)
         return buffer.ring if buffer else None
+
+    def shared_player(self, camera_id: str) -> SharedPlayer | None:
+        """A live-view player fed by this camera's buffer pull (H.264 passthrough), so
+        watching a buffered camera opens no second connection; None when not buffered."""
+        buffer = self._buffers.get(camera_id)
+        header = buffer.ring.header if buffer else None
+        if buffer is None or header is None or "h264" not in header.codecs:
+            return None
+        pull = buffer.pull
+
+        def tap(packet: MediaPacket | None, _: StreamHeader | None) -> None:
+            if packet is not None and packet.video:
+                track.feed(packet.data, packet.pts, packet.time_base, packet.keyframe)
+
+        track = SharedVideoTrack(on_stop=lambda: pull.remove_tap(tap))
+        pull.add_tap(tap)
+        return SharedPlayer(track)
 
     def pull(self, camera_id: str) -> PacketPull | None:
         """The running pull of one camera, if it is buffered (for other taps)."""
