@@ -3,8 +3,10 @@
 Packets of every track (video and, when the camera has it, audio) are kept in
 arrival order with their own timestamps and the wall-clock second the hub
 received them. The ring always starts at a video key frame, keeps at least
-`keep_s` seconds behind the newest packet (whole groups of pictures are dropped
-from the front, never a part of one), and never holds more than `max_bytes`:
+`keep_s` seconds of pictures (counted on the video's own timestamps, so a camera
+that runs slow still leaves a full pre-roll) behind the newest picture (whole
+groups of pictures are dropped from the front, never a part of one), and never
+holds more than `max_bytes`:
 past that, the oldest group of pictures goes even if it is younger than
 `keep_s` (counted in `overflow_drops`). The source may be an RTSP pull, a
 GB/T 28181 channel or anything else that produces `MediaPacket`s.
@@ -127,7 +129,9 @@ class PacketRing:
         self._packets: deque[MediaPacket] = deque()
         self._first_seq = 0  # seq of _packets[0]
         self._next_seq = 0
-        self._keys: deque[tuple[int, float]] = deque()  # (seq, received) of video key frames
+        # (seq, received, video seconds) of each video key frame held
+        self._keys: deque[tuple[int, float, float]] = deque()
+        self._newest_video_s = 0.0
         self._bytes = 0
         self._overflow_drops = 0
         self._lock = threading.Lock()
@@ -156,13 +160,15 @@ class PacketRing:
             self._next_seq += 1
             self._packets.append(packet)
             self._bytes += len(packet.data)
-            if packet.video and packet.keyframe:
-                self._keys.append((seq, packet.received))
-            self._trim(packet.received)
+            if packet.video:
+                self._newest_video_s = float(packet.pts * packet.time_base)
+                if packet.keyframe:
+                    self._keys.append((seq, packet.received, self._newest_video_s))
+            self._trim(self._newest_video_s)
 
     def _trim(self, newest: float) -> None:
         # Drop the oldest group while the next one alone still reaches back keep_s.
-        while len(self._keys) >= 2 and self._keys[1][1] <= newest - self.keep_s:
+        while len(self._keys) >= 2 and self._keys[1][2] <= newest - self.keep_s:
             self._drop_group()
         while self._bytes > self.max_bytes and len(self._keys) >= 2:
             self._drop_group()
@@ -195,7 +201,7 @@ class PacketRing:
         one held) to the newest; with the seq to continue from (`after`)."""
         with self._lock:
             start = self._first_seq
-            for seq, received in self._keys:
+            for seq, received, _ in self._keys:
                 if received <= since:
                     start = seq
                 else:

@@ -60,8 +60,8 @@ ClipListener = Callable[[uuid.UUID, list[dict[str, object]]], Awaitable[object]]
 CredentialOpener = Callable[[str, bytes], Credentials]
 
 _POLL_S = 0.25
-# The ring holds this much more than the pre-roll, and a clip looks that far back
-# too, so a stream whose pictures run a little slow still gives the full pre-roll.
+# The ring holds this many seconds of pictures more than the pre-roll: the press is
+# placed by arrival, and the key frame before the pre-roll may be a GOP further back.
 _SLACK_S = 5.0
 _LATE_S = 10.0
 # DB15/T 3968: at least two external cameras linked to each one-touch alarm.
@@ -379,7 +379,8 @@ class EvidenceService:
             return "the camera has no pre-alarm buffer (no stream, or not linked yet)"
         ring = buffer.ring
         pre, post = self.settings.prebuffer_s, self.settings.postroll_s
-        packets, seq = ring.window(press - pre - _SLACK_S)
+        # All the ring holds (bounded): the cut finds the key frame pre_s of pictures back.
+        packets, seq = ring.window(float("-inf"))
         header = ring.header
         limit = self.settings.max_clip_mib << 20
         size = sum(len(p.data) for p in packets)

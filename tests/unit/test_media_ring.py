@@ -155,3 +155,17 @@ def test_timeline_leaves_a_steady_stream_alone_and_bridges_a_restart() -> None:
     restarted = timeline.place(_video(50, pts0=-50 * 3600 + 7))
     assert restarted.pts == steady[-1].pts + 3600
     assert timeline.jumps == 1
+
+
+def test_ring_depth_counts_the_stream_s_seconds_when_pictures_come_slow() -> None:
+    # A camera that sends 30 s of pictures over 50 s of wall time: the ring still holds
+    # 30 s of pictures, not 30 s of arrivals.
+    ring = PacketRing(keep_s=30, max_bytes=1 << 30)
+    for n in range(100 * FPS):
+        packet = _video(n)
+        ring.push(
+            MediaPacket(0, packet.pts, packet.dts, 3600, TB, packet.keyframe, b"", 1000 + n / 15)
+        )
+    packets, _ = ring.window(float("-inf"))
+    assert float((packets[-1].pts - packets[0].pts) * TB) >= 30
+    assert ring.stats().span_s >= 30
