@@ -165,6 +165,7 @@ class Hub:
             settings.gb28181, store=self.store, registry=self.registry, submit=self.writer.submit
         )
         self._commit_hooks.append(self.gb28181.in_transaction)
+        self.live.add_source(self.gb28181.open_player, self.gb28181.live_source)
         self._tasks: list[asyncio.Task[None]] = []
         self._adapters: list[Adapter] = []
 

@@ -137,6 +137,9 @@ class DeviceSimulator:
             with contextlib.suppress(Exception):
                 await stop()
         self._calls.clear()
+        if self._tasks:
+            # Let a BYE's stream shutdown finish; then cancel whatever still runs.
+            await asyncio.wait(list(self._tasks), timeout=5.0)
         for task in list(self._tasks):
             task.cancel()
         if self._reader_task is not None:

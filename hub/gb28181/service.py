@@ -53,6 +53,7 @@ from hub.devices.registry import Actor, Registry
 from hub.gb28181 import storage as repo
 from hub.gb28181.catalog import CatalogSync
 from hub.gb28181.config import Gb28181Settings
+from hub.gb28181.media import GB_URL_PREFIX, GbPlayer, Media
 from hub.gb28181.outgoing import Outgoing, RequestTimeout
 from hub.gb28181.registrar import AnswerCache, FailureBudget, NonceKeeper, requested_expires
 from hub.storage import SqlStore, Tx
@@ -128,6 +129,7 @@ class Gb28181Service:
         self._keepalives: dict[str, datetime] = {}
         self._sn = 0
         self.catalog = CatalogSync(self)
+        self.media = Media(self)
         self._handlers: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._refused_logged: dict[str, float] = {}
@@ -174,6 +176,8 @@ class Gb28181Service:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.media.close()
         await self.transport.stop()
         with contextlib.suppress(Exception):
             await self._flush_keepalives()
@@ -491,6 +495,25 @@ class Gb28181Service:
     async def refuse(self, device_id: str) -> bool:
         """Forget a pending device (it stays refused and is listed again if it retries)."""
         return await repo.delete_pending(self._store, device_id)
+
+    async def owner_of(self, channel_id: str) -> str | None:
+        """The registered device a channel belongs to (a camera registers as its own)."""
+        if channel_id in self.sessions:
+            return channel_id
+        return await repo.channel_owner(self._store, channel_id)
+
+    async def live_source(self, device_id: str) -> str | None:
+        """The live-view source URL of a GB/T 28181 channel (None: not one)."""
+        if not self.enabled or not is_gb_id(device_id):
+            return None
+        owner = await self.owner_of(device_id)
+        return f"{GB_URL_PREFIX}{device_id}" if owner is not None else None
+
+    def open_player(self, url: str) -> GbPlayer | None:
+        """The live-view relay's player for a `gb28181://<channel>` URL (else None)."""
+        if not url.startswith(GB_URL_PREFIX):
+            return None
+        return GbPlayer(self.media, url[len(GB_URL_PREFIX) :])
 
     # ------------------------------------------------------------------ MESSAGE / NOTIFY
 

@@ -9,10 +9,10 @@ the relay for an answer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from adapters.webrtc import LiveAnswer, LiveLimits, LiveRefused, LiveRelay
+from adapters.webrtc import LiveAnswer, LiveLimits, LiveRefused, LiveRelay, SourceOpener
 from camera_registry.models import Credentials
 from camera_registry.urls import with_credentials
 from hub.auth import audit_storage as audit_log
@@ -25,6 +25,8 @@ __all__ = ["CameraNotVisible", "CredentialOpener", "LiveRefused", "LiveViews"]
 
 log = logging.getLogger(__name__)
 
+#: The source URL of a device without RTSP URLs (e.g. `gb28181://<channel>`), or None.
+OtherSource = Callable[[str], Awaitable[str | None]]
 #: Decrypts a device's sealed credentials (`hub.crypto.CredentialCipher.open`).
 CredentialOpener = Callable[[str, bytes], Credentials]
 
@@ -61,6 +63,13 @@ class LiveViews:
             idle_close_s=settings.idle_close_seconds,
         )
         self._open_credentials = open_credentials
+        self._other_sources: list[OtherSource] = []
+
+    def add_source(self, opener: SourceOpener, url_for: OtherSource) -> None:
+        """Serve devices without RTSP URLs from another protocol: `url_for` names the
+        source of a device (None: not its device), `opener` plays such URLs."""
+        self.relay.add_source(opener)
+        self._other_sources.append(url_for)
 
     async def stop(self) -> None:
         """Close every viewer and camera pull."""
@@ -71,6 +80,11 @@ class LiveViews:
             source = await camera_source(tx, camera_id)
         if source is None or not principal.can_see(source.jurisdiction_path):
             raise CameraNotVisible(camera_id)
+        if not source.rtsp_urls and source.enabled:
+            for other_source in self._other_sources:
+                url = await other_source(camera_id)
+                if url is not None:
+                    return url
         if not source.rtsp_urls or not source.enabled:
             raise LiveRefused("stream_unavailable", "this device has no live stream")
         url = source.rtsp_urls[0]

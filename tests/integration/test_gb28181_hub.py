@@ -39,13 +39,14 @@ def storage_url(request: pytest.FixtureRequest) -> str | None:
 
 @asynccontextmanager
 async def running_hub(
-    tmp_path: Path, storage_url: str | None, **gb: Any
+    tmp_path: Path, storage_url: str | None, *, live_idle_close: float = 5.0, **gb: Any
 ) -> AsyncIterator[tuple[Hub, httpx.AsyncClient]]:
     settings = load_settings(
         None,
         data_dir=tmp_path,
         storage={"url": storage_url},
         patrol={"enabled": False},
+        live={"idle_close_seconds": live_idle_close},
         gb28181={
             "enabled": True,
             "sip_port": 0,
