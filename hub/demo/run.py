@@ -73,23 +73,37 @@ class DemoUser:
     password: str
     role: str
     jurisdictions: tuple[str, ...]
-    what: str
+    what: str  # in the banner
+    display_name: str  # in the console
 
 
 DEMO_USERS: tuple[DemoUser, ...] = (
-    DemoUser("demo.admin", "GridWatch-Demo-1", "admin", ("/",), "administrator, everything"),
+    DemoUser(
+        "demo.admin", "GridWatch-Demo-1", "admin", ("/",), "administrator, everything", "系统管理员"
+    ),
     DemoUser(
         "district.op",
         "Jiuyuan-150207!",
         "operator",
         (DISTRICT_CODE,),
         f"operator, whole {DISTRICT_NAME}",
+        f"{DISTRICT_NAME}值班员",
     ),
     DemoUser(
-        "town.op", "Shahe-150207001!", "operator", (_TOWN.code,), f"operator, {_TOWN.name} only"
+        "town.op",
+        "Shahe-150207001!",
+        "operator",
+        (_TOWN.code,),
+        f"operator, {_TOWN.name} only",
+        f"{_TOWN.name}值班员",
     ),
     DemoUser(
-        "maint.crew", "Patrol-Camera-42!", "maintenance", (DISTRICT_CODE,), "maintenance crew"
+        "maint.crew",
+        "Patrol-Camera-42!",
+        "maintenance",
+        (DISTRICT_CODE,),
+        "maintenance crew",
+        f"{DISTRICT_NAME}运维组",
     ),
 )
 
@@ -183,7 +197,7 @@ async def _create_users(hub: Hub) -> None:
                 user.role,
                 user.jurisdictions,
                 actor=_ACTOR.name,
-                display_name=user.what,
+                display_name=user.display_name,
             )
 
 
