@@ -12,6 +12,7 @@ outright, so a billion-laughs or external-entity body fails with a clear
 from __future__ import annotations
 
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,8 +40,19 @@ class XmlRefused(ValueError):
     """A device's XML was refused: hostile, oversized or not well-formed."""
 
 
+_PARSERS = threading.local()
+
+
 def _parser() -> Any:
-    # A fresh parser per call: lxml parsers are not safe to share across threads.
+    # One parser per thread, reused: lxml parsers are not safe to share across
+    # threads, and building one costs more than parsing a PullMessages answer.
+    parser = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        parser = _PARSERS.parser = _new_parser()
+    return parser
+
+
+def _new_parser() -> Any:
     return etree.XMLParser(
         resolve_entities=False,
         no_network=True,

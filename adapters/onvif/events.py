@@ -15,7 +15,7 @@ import logging
 import random
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -66,7 +66,7 @@ class EventChannelSettings:
 
     subscription_lifetime: timedelta = timedelta(minutes=2)
     renew_before: timedelta = timedelta(seconds=30)
-    pull_timeout: timedelta = timedelta(seconds=5)
+    pull_timeout: timedelta = timedelta(seconds=20)
     message_limit: int = 100
     call_timeout: float = DEFAULT_TIMEOUT
     backoff_initial: float = 1.0
@@ -83,6 +83,23 @@ class EventChannelSettings:
             raise ValueError("timeouts and backoff must be positive")
         if self.backoff_max < self.backoff_initial:
             raise ValueError("backoff_max must be ≥ backoff_initial")
+
+
+@dataclass(slots=True)
+class _Progress:
+    """A channel's changing health fields (updated in place on every pull)."""
+
+    state: str = "stopped"
+    subscribed_since: datetime | None = None
+    last_successful_pull: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    consecutive_failures: int = 0
+    pulls: int = 0
+    renewals: int = 0
+    renew_failures: int = 0
+    resubscriptions: int = 0
+    messages_total: int = 0
 
 
 class _ChannelFailure(Exception):
@@ -147,7 +164,14 @@ class EventSubscription:
         self._events_xaddr: str | None = None
         self._subscription: _Subscription | None = None
         self._task: asyncio.Task[None] | None = None
-        self._health = ChannelHealth(device_id=device_id, state="stopped")
+        self._health = _Progress()
+        # The same request every pull: built once.
+        self._pull_request = soap.pull_messages(
+            self._settings.pull_timeout, self._settings.message_limit
+        )
+        self._pull_deadline = (
+            self._settings.call_timeout + self._settings.pull_timeout.total_seconds()
+        )
         self._offset = timedelta(0)
         self._lost_reported = False
 
@@ -185,13 +209,30 @@ class EventSubscription:
 
     def health(self) -> ChannelHealth:
         """A snapshot of this channel's health, with current per-topic counters."""
-        return replace(
-            self._health,
-            messages_per_topic=dict(self._interpreter.messages_per_topic),
+        progress = self._health
+        return ChannelHealth(
+            device_id=self.device_id,
+            state=progress.state,
+            subscribed_since=progress.subscribed_since,
+            last_successful_pull=progress.last_successful_pull,
+            last_error=progress.last_error,
+            last_error_at=progress.last_error_at,
+            consecutive_failures=progress.consecutive_failures,
+            pulls=progress.pulls,
+            renewals=progress.renewals,
+            renew_failures=progress.renew_failures,
+            resubscriptions=progress.resubscriptions,
+            messages_total=progress.messages_total,
+            messages_per_topic=self._interpreter.messages_per_topic,
             unknown_topics=self._interpreter.unknown_topics.counts(self.device_id),
             malformed_messages=self._interpreter.malformed,
             clock_offset=self._offset,
         )
+
+    @property
+    def pulls(self) -> int:
+        """Successful pulls so far (cheaper than a whole `health()` snapshot)."""
+        return self._health.pulls
 
     # -- the loop ----------------------------------------------------------
 
@@ -253,22 +294,23 @@ class EventSubscription:
                 await self._renew(subscription)
             answer = await self._call(
                 subscription.address,
-                *soap.pull_messages(self._settings.pull_timeout, self._settings.message_limit),
+                *self._pull_request,
                 reference_parameters=subscription.reference_parameters,
-                deadline=self._settings.call_timeout + self._settings.pull_timeout.total_seconds(),
+                deadline=self._pull_deadline,
             )
             result = parse_pull_messages_response(answer)
             now = self._clock()
             if result.termination_time is not None and result.current_time is not None:
                 # Some cameras extend the subscription on every pull; trust what they say.
                 subscription.expires_at = now + (result.termination_time - result.current_time)
-            self._update(
-                last_successful_pull=now,
-                pulls=self._health.pulls + 1,
-                messages_total=self._health.messages_total + len(result.messages),
-                consecutive_failures=0,
-                state="subscribed",
-            )
+            progress = self._health
+            progress.last_successful_pull = now
+            progress.pulls += 1
+            progress.messages_total += len(result.messages)
+            progress.consecutive_failures = 0
+            progress.state = "subscribed"
+            if not (result.messages or result.malformed or self._interpreter.tracker.holds_any()):
+                continue  # an idle pull: nothing to interpret, nothing to expire
             for event in self._interpreter.interpret(result, now):
                 await self._emit(event)
 
@@ -407,7 +449,8 @@ class EventSubscription:
         return answer.body
 
     def _update(self, **changes: Any) -> None:
-        self._health = replace(self._health, **changes)
+        for name, value in changes.items():
+            setattr(self._health, name, value)
 
 
 class EventSubmitError(Exception):
@@ -507,6 +550,10 @@ class EventChannelManager:
         channel = self._channels.pop(device_id, None)
         if channel is not None:
             await channel.stop()
+
+    def pull_counts(self) -> dict[str, int]:
+        """Successful pulls of every channel, by device id (cheap: no health snapshots)."""
+        return {device_id: channel.pulls for device_id, channel in self._channels.items()}
 
     def health(self) -> dict[str, ChannelHealth]:
         """Health snapshot of every channel, by device id."""

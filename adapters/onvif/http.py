@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import logging
 import secrets
@@ -86,6 +87,12 @@ def tls_context(*, verify: bool = True, ca_file: str | None = None) -> ssl.SSLCo
         context.verify_mode = ssl.CERT_NONE
         return context
     return ssl.create_default_context(cafile=ca_file)
+
+
+@functools.cache
+def _default_tls() -> ssl.SSLContext:
+    # Loading the system CAs costs tenths of a second: once per process, not per client.
+    return tls_context()
 
 
 def _challenge_fields(header: str) -> dict[str, str]:
@@ -157,6 +164,31 @@ def digest_authorization(
     return "Digest " + ", ".join(parts)
 
 
+@functools.lru_cache(maxsize=65_536)
+def _pin_refusal(url: str, host: str, port: int, scheme: str | None) -> str | None:
+    """Why `url` is not on the pinned camera, or None when it is (cached: every pull
+    of a channel asks about the same subscription address)."""
+    parts = urlsplit(url)
+    try:
+        url_port = parts.port
+    except ValueError:
+        return f"refusing to send a request to an unreadable address {redact_uri(url)}"
+    default = _DEFAULT_PORTS.get(parts.scheme.lower())
+    if (
+        default is None
+        or parts.hostname is None
+        or format_host(parts.hostname).lower() != format_host(host).lower()
+        or (url_port or default) != port
+        or (scheme is not None and parts.scheme.lower() != scheme.lower())
+    ):
+        where = f"{scheme}://" if scheme else ""
+        return (
+            f"refusing to send a request to {redact_uri(url)}: "
+            f"configured camera is {where}{host}:{port}"
+        )
+    return None
+
+
 class CameraHttp:
     """Hardened HTTP client shared by many cameras (one connection pool, no threads)."""
 
@@ -165,7 +197,7 @@ class CameraHttp:
         *,
         max_response_bytes: int = MAX_XML_BYTES,
         connect_timeout: float = 5.0,
-        max_connections: int = 4096,
+        max_connections: int = 16_384,
         tls: ssl.SSLContext | None = None,
         keepalive_s: float = 5.0,
     ) -> None:
@@ -176,7 +208,7 @@ class CameraHttp:
         self.max_response_bytes = max_response_bytes
         self._connect_timeout = connect_timeout
         self._max_connections = max_connections
-        self._tls = tls if tls is not None else tls_context()
+        self._tls = tls
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
 
@@ -197,7 +229,7 @@ class CameraHttp:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections,
                 limit_per_host=0,
-                ssl=self._tls,
+                ssl=self._tls if self._tls is not None else _default_tls(),
                 keepalive_timeout=self._keepalive_s,
                 use_dns_cache=True,
             )
@@ -356,22 +388,7 @@ class CameraHttp:
 
     @staticmethod
     def _check_pinned(url: str, pinned: tuple[str, int], scheme: str | None) -> None:
-        parts = urlsplit(url)
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise ForeignHostRefused(f"unreadable address {redact_uri(url)}") from exc
-        default = _DEFAULT_PORTS.get(parts.scheme.lower())
-        if (
-            default is None
-            or parts.hostname is None
-            or format_host(parts.hostname).lower() != format_host(pinned[0]).lower()
-            or (port or default) != pinned[1]
-            or (scheme is not None and parts.scheme.lower() != scheme.lower())
-        ):
+        refusal = _pin_refusal(url, pinned[0], pinned[1], scheme)
+        if refusal is not None:
             # Last line of defence: credentials only ever go to the configured camera.
-            where = f"{scheme}://" if scheme else ""
-            raise ForeignHostRefused(
-                f"refusing to send a request to {redact_uri(url)}: "
-                f"configured camera is {where}{pinned[0]}:{pinned[1]}"
-            )
+            raise ForeignHostRefused(refusal)

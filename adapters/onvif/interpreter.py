@@ -186,6 +186,10 @@ class PropertyStateTracker:
                 )
         return events
 
+    def holds_any(self) -> bool:
+        """True while some property is on (so `expire` may have work to do)."""
+        return any(held.state for held in self._held.values())
+
     def next_expiry(self) -> datetime | None:
         """When `expire` will next have something to do, if ever."""
         deadlines = []

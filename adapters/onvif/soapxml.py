@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lxml import etree
-
 from adapters.safexml import XmlRefused, parse_untrusted_xml
 
 __all__ = [
@@ -26,16 +24,20 @@ __all__ = [
 
 
 def local_name(element: Any) -> str:
+    """An element's name without its namespace ("" for comments and processing instructions)."""
     tag = element.tag
     if not isinstance(tag, str):  # comments / processing instructions
         return ""
-    return str(etree.QName(tag).localname)
+    # lxml tags are "{namespace}name" or "name".
+    return tag.rpartition("}")[2]
 
 
 def first(element: Any, *path: str) -> Any | None:
+    """The first child named `path[0]` (any namespace), then its child `path[1]`, ..."""
     current = element
     for name in path:
-        current = next((c for c in current if local_name(c) == name), None)
+        # "{*}name" matches the local name in any namespace, or none (lxml, in C).
+        current = current.find(f"{{*}}{name}")
         if current is None:
             return None
     return current

@@ -129,10 +129,14 @@ class OnvifSettings(BaseModel):
         description="Event subscriptions being set up at once (a restart does not storm cameras).",
     )
     max_connections: int = Field(
-        4096,
+        16_384,
         ge=16,
         le=65_536,
-        description="HTTP connections to cameras at once (each event channel long-polls one).",
+        description=(
+            "HTTP connections to cameras at once. Each event channel long-polls on one, so "
+            "keep this above the number of cameras (and the process's open-file limit "
+            "above it)."
+        ),
     )
     subscription_lifetime_s: float = Field(
         120, ge=10, le=3600, description="Event subscription lifetime asked of the camera."
@@ -141,7 +145,14 @@ class OnvifSettings(BaseModel):
         30, gt=0, le=600, description="Renew a subscription this long before it expires."
     )
     pull_timeout_s: float = Field(
-        5, gt=0, le=10, description="PullMessages long-poll: the camera answers within this."
+        20,
+        gt=0,
+        le=60,
+        description=(
+            "PullMessages long-poll: the camera answers within this, at once when an event "
+            "comes. Longer means fewer idle pulls (CPU) at no cost in event latency; a "
+            "camera that stops answering is noticed after this plus call_timeout_s."
+        ),
     )
     message_limit: int = Field(
         100, ge=1, le=1024, description="Most notifications asked for per PullMessages."
