@@ -157,14 +157,3 @@ def test_discovery_candidates_are_read_from_probe_matches() -> None:
     )
     assert candidate.name == "IPC-East-Gate"
     assert candidate.hardware == "DS-2CD2T47"
-
-
-def test_onvif_xml_module_keeps_the_shared_hardened_parser() -> None:
-    """Code importing the parser from the ONVIF package gets the shared one."""
-    from adapters import safexml
-    from adapters.onvif import safexml as onvif_safexml
-
-    assert onvif_safexml.parse_untrusted_xml is safexml.parse_untrusted_xml
-    assert onvif_safexml.XmlRefused is safexml.XmlRefused
-    with pytest.raises(XmlRefused):
-        onvif_safexml.parse_untrusted_xml(b'<!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>')
