@@ -66,6 +66,7 @@ _COMPACT = {
     "o": "event",
 }
 _TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~\-]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _STATUS_LINE = re.compile(r"SIP/2\.0 ([1-6][0-9]{2}) ?(.*)")
 _REQUEST_LINE = re.compile(r"([A-Z]+) (\S+) SIP/2\.0")
 
@@ -215,7 +216,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
         head = head_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SipParseError("header bytes are not UTF-8") from exc
-    if any(ord(ch) < 32 and ch not in "\r\n\t" for ch in head):
+    if _CONTROL.search(head):
         raise SipParseError("control characters in the headers")
     lines = _header_lines(head)
     first, header_lines = lines[0], lines[1:]
