@@ -245,12 +245,24 @@ export async function showDetail(alarmId, { play = false } = {}) {
   }
 }
 
+// Notes the hub writes itself, in the console's language (an operator's own note is shown as written).
+function systemNote(entry) {
+  if (entry.actor === "system" && entry.action === "auto_close") {
+    const kind = entry.details?.event_kind || "";
+    return t("history.note.recovered", { kind: tOr(`event.${kind}`, kind) });
+  }
+  if (entry.actor === "system:drill") return t("history.note.drill");
+  return null;
+}
+
 function historyLine(entry) {
+  const own = systemNote(entry);
   return h("li", {},
     h("b", {}, `${localTime(entry.at, true)} `, h("span", { class: "actor", text: actorName(entry.actor) })),
     ` ${tOr(`action.${entry.action}`, entry.action)}`,
     entry.to_state && entry.from_state !== entry.to_state ? ` → ${t(`state.${entry.to_state}`)}` : "",
-    entry.note ? h("span", { class: "note" }, " · ", h("span", { "data-raw": "note", text: entry.note })) : "");
+    own ? h("span", { class: "note", title: entry.note || null }, ` · ${own}`)
+      : entry.note ? h("span", { class: "note" }, " · ", h("span", { "data-raw": "note", text: entry.note })) : "");
 }
 
 function renderDetail(detail, withVideo) {

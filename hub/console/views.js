@@ -32,7 +32,10 @@ function kindText(kind) { return tOr(`kind.${kind}`, kind); }
  *  the hub's own sentence otherwise. */
 export function reasonText(item) {
   const code = item?.reason_code;
-  if (code && has(`reason.${code}`)) return h("span", { class: "reason", text: t(`reason.${code}`, item.reason_params || {}) });
+  if (code && has(`reason.${code}`)) {
+    // The hub's own sentence stays at hand (hover) for the maintainer who needs the figures.
+    return h("span", { class: "reason", dataset: { code }, title: item.reason || null, text: t(`reason.${code}`, item.reason_params || {}) });
+  }
   return item?.reason ? h("span", { class: "reason", "data-raw": "text", text: item.reason }) : "";
 }
 

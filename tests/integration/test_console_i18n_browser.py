@@ -18,12 +18,14 @@ import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from adapters.sim.mqtt_devices import PanicButtonSim
+from camera_registry.events import DeviceEvent
 from tests.integration.console_district import (
     TOWNS,
     Placed,
@@ -181,10 +183,16 @@ async def test_an_ignored_p1_is_overdue_and_every_view_speaks_chinese(
                 sim = PanicButtonSim(f"{prefix}-{button}", prefix=prefix)
                 connected.enter_context(sim).press()
                 await page.wait_for_selector(row(button), timeout=15000)
-            await walk_the_console(page)
+            await walk_the_console(page, running)
 
 
-async def walk_the_console(page: Any) -> None:
+async def health_event(running: RunningHub, device_id: str, kind: str) -> None:
+    """What the patrol sends when a camera goes offline or comes back."""
+    event = DeviceEvent(time=datetime.now(UTC), device_id=device_id, kind=kind, source="patrol")
+    await running.hub.writer.submit(event)
+
+
+async def walk_the_console(page: Any, running: RunningHub) -> None:
     """The ignored and the handled P1, then every view in Chinese, then English."""
     # The ignored P1: escalated twice; the clock counts from the first deadline, in red.
     alarm_id = await page.get_attribute(row("btn-1"), "data-alarm-id")
@@ -238,6 +246,22 @@ async def walk_the_console(page: Any) -> None:
     assert (await page.inner_text("#detail button[data-camera=cam-1]")) == "观看 赛汗街道 路口"
     assert (await page.inner_text("#detail dd.sla")).startswith("超时")
     await no_english(page, "detail")
+
+    # A camera offline: a maintenance alarm in Chinese; back online, it closes itself and
+    # the history says so in Chinese.
+    running.run(health_event(running, "cam-3", "health.offline"))
+    await page.wait_for_selector(row("cam-3"), timeout=15000)
+    assert "设备离线：萨如拉 广场" in await page.inner_text(row("cam-3"))
+    offline_id = await page.get_attribute(row("cam-3"), "data-alarm-id")
+    await page.click(row("cam-3"))
+    await page.wait_for_selector(f"#detail[data-alarm-id='{offline_id}'][data-state=new]")
+    assert "检查现场供电与网络" in await page.inner_text("#detail .sop")
+    running.run(health_event(running, "cam-3", "health.online"))
+    await page.wait_for_selector(f"#detail[data-alarm-id='{offline_id}'][data-state=closed]")
+    await page.wait_for_selector("#detail .history .note")
+    assert "设备已恢复（恢复在线），告警自动关闭" in await page.inner_text("#detail .history")
+    assert (await page.inner_text("#detail dd.sla")).strip() == ""
+    await no_english(page, "detail_closed")
 
     # Maintenance: an offline camera's detail as a label/value grid.
     await page.click("#nav button[data-view=maintenance]")
