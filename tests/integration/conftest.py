@@ -1,8 +1,10 @@
-"""Fixtures shared by the integration tests that talk to the machine's Mosquitto."""
+"""Fixtures shared by the integration tests: the machine's Mosquitto, and for the console's
+browser tests Chromium and the RTSP camera peer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -22,3 +24,26 @@ def client_id(broker: tuple[str, int]) -> Iterator[str]:
     name = unique_client_id()
     yield name
     drop_session(*broker, name)
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Any]:
+    """Debian's Chromium through Playwright; skips (or fails in CI) without it or Mosquitto."""
+    from tests.integration.console_support import launch_browser, require_browser_peers
+
+    require_browser_peers()
+    async with launch_browser() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def camera_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The GStreamer RTSP server peer for a module's tests (`camera_peer.url("ball")`)."""
+    from tests.peers import peer_missing
+    from tests.peers.rtsp import gstreamer_available, rtsp_peer
+
+    reason = gstreamer_available()
+    if reason:
+        peer_missing("rtsp", reason)
+    with rtsp_peer(tmp_path_factory.mktemp("rtsp")) as running:
+        yield running

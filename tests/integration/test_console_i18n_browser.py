@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,15 +36,12 @@ from tests.integration.console_support import (
     SCREENSHOTS,
     RunningHub,
     english_labels,
-    launch_browser,
     login,
-    require_browser_peers,
     row,
     serve_hub,
     wait_js,
 )
-from tests.peers import peer_missing
-from tests.peers.rtsp import RtspPeer, gstreamer_available, rtsp_peer
+from tests.peers.rtsp import RtspPeer
 
 pytestmark = [pytest.mark.browser, pytest.mark.mqtt, pytest.mark.rtsp, pytest.mark.slow]
 
@@ -64,25 +60,11 @@ FAST_SLA = {
 }
 
 
-@pytest.fixture(scope="module")
-def rtsp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RtspPeer]:
-    reason = gstreamer_available()
-    if reason:
-        peer_missing("rtsp", reason)
-    with rtsp_peer(tmp_path_factory.mktemp("rtsp")) as running:
-        yield running
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    require_browser_peers()
-    async with launch_browser() as instance:
-        yield instance
-
-
-def fleet(rtsp: RtspPeer, prefix: str) -> list[Placed]:
+def fleet(camera_peer: RtspPeer, prefix: str) -> list[Placed]:
     cameras = [
-        Placed(f"cam-{i + 1}", f"{name} 路口", "camera", i, urls=[rtsp.url("ball")], offset=0.03)
+        Placed(
+            f"cam-{i + 1}", f"{name} 路口", "camera", i, urls=[camera_peer.url("ball")], offset=0.03
+        )
         for i, (_, name) in enumerate(TOWNS)
     ]
     cameras[2] = Placed("cam-3", "萨如拉 广场", "camera", 2, health="offline", offset=0.03)
@@ -163,17 +145,17 @@ ONE_LINE = """
 
 
 async def test_an_ignored_p1_is_overdue_and_every_view_speaks_chinese(
-    browser: Any, tmp_path: Path, rtsp: RtspPeer
+    chromium: Any, tmp_path: Path, camera_peer: RtspPeer
 ) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     prefix = f"gw-zh-{uuid.uuid4().hex[:8]}"
     await asyncio.to_thread(import_district, tmp_path / "hub")
     with serve_hub(tmp_path, prefix, alarms=FAST_SLA, patrol={"enabled": False}) as running:
-        running.run(seed_devices(running.hub, fleet(rtsp, prefix)))
+        running.run(seed_devices(running.hub, fleet(camera_peer, prefix)))
         running.run(add_operator(running.hub, "duty"))
         await directory_knows(running, f"{prefix}-btn-1", f"{prefix}-btn-2")
         page = await (
-            await browser.new_context(viewport={"width": 1600, "height": 1000})
+            await chromium.new_context(viewport={"width": 1600, "height": 1000})
         ).new_page()
         await login(page, running.base_url, "duty")
 

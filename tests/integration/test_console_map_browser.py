@@ -14,7 +14,7 @@ import struct
 import threading
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -33,33 +33,14 @@ from tests.integration.console_district import (
 from tests.integration.console_support import (
     SCREENSHOTS,
     english_labels,
-    launch_browser,
     login,
-    require_browser_peers,
     serve_hub,
     video_advances,
     wait_js,
 )
-from tests.peers import peer_missing
-from tests.peers.rtsp import RtspPeer, gstreamer_available, rtsp_peer
+from tests.peers.rtsp import RtspPeer
 
 pytestmark = [pytest.mark.browser, pytest.mark.mqtt, pytest.mark.rtsp, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def rtsp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RtspPeer]:
-    reason = gstreamer_available()
-    if reason:
-        peer_missing("rtsp", reason)
-    with rtsp_peer(tmp_path_factory.mktemp("rtsp")) as running:
-        yield running
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    require_browser_peers()
-    async with launch_browser() as instance:
-        yield instance
 
 
 def _png(width: int = 256, height: int = 256) -> bytes:
@@ -108,9 +89,9 @@ def tile_server() -> Iterator[str]:
         server.server_close()
 
 
-def fleet(rtsp: RtspPeer, prefix: str) -> list[Placed]:
+def fleet(camera_peer: RtspPeer, prefix: str) -> list[Placed]:
     return [
-        Placed("cam-1", "赛汗 北门", "camera", 0, urls=[rtsp.url("ball")], offset=0.02),
+        Placed("cam-1", "赛汗 北门", "camera", 0, urls=[camera_peer.url("ball")], offset=0.02),
         Placed("cam-2", "沙河 桥头", "camera", 1, health="offline", offset=0.02),
         Placed("cam-3", "萨如拉 广场", "camera", 2, health="degraded", offset=0.02),
         Placed(
@@ -126,20 +107,20 @@ def fleet(rtsp: RtspPeer, prefix: str) -> list[Placed]:
 
 
 async def test_map_pins_an_alarm_and_plays_its_camera(
-    browser: Any, tmp_path: Path, rtsp: RtspPeer
+    chromium: Any, tmp_path: Path, camera_peer: RtspPeer
 ) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     prefix = f"gw-map-{uuid.uuid4().hex[:8]}"
     await asyncio.to_thread(import_district, tmp_path / "hub")
     with serve_hub(tmp_path, prefix, patrol={"enabled": False}) as running:
-        running.run(seed_devices(running.hub, fleet(rtsp, prefix)))
+        running.run(seed_devices(running.hub, fleet(camera_peer, prefix)))
         running.run(add_operator(running.hub, "duty"))
         directory = running.hub.mqtt.directory
         async with asyncio.timeout(15):
             while not directory.lookup(f"{prefix}-btn-1"):  # noqa: ASYNC110 - hub thread
                 await asyncio.sleep(0.1)
         page = await (
-            await browser.new_context(viewport={"width": 1600, "height": 1000})
+            await chromium.new_context(viewport={"width": 1600, "height": 1000})
         ).new_page()
         await login(page, running.base_url, "duty")
         await page.wait_for_selector("#map[data-ready=true]")
@@ -205,7 +186,7 @@ async def test_map_pins_an_alarm_and_plays_its_camera(
 
 
 async def test_map_loads_the_sites_tiles_when_configured(
-    browser: Any, tmp_path: Path, tile_server: str
+    chromium: Any, tmp_path: Path, tile_server: str
 ) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await asyncio.to_thread(import_district, tmp_path / "hub")
@@ -213,7 +194,7 @@ async def test_map_loads_the_sites_tiles_when_configured(
     with serve_hub(tmp_path, f"gw-tiles-{uuid.uuid4().hex[:8]}", map=tiles) as running:
         running.run(add_operator(running.hub, "duty"))
         page = await (
-            await browser.new_context(viewport={"width": 1600, "height": 1000})
+            await chromium.new_context(viewport={"width": 1600, "height": 1000})
         ).new_page()
         refused: list[str] = []
         page.on(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,11 @@ from tests.integration.console_support import (
     SCREENSHOTS,
     RunningHub,
     english_labels,
-    launch_browser,
     login,
-    require_browser_peers,
     serve_hub,
     video_advances,
 )
-from tests.peers import peer_missing
-from tests.peers.rtsp import RtspPeer, gstreamer_available, rtsp_peer
+from tests.peers.rtsp import RtspPeer
 
 pytestmark = [pytest.mark.browser, pytest.mark.mqtt, pytest.mark.rtsp, pytest.mark.slow]
 
@@ -38,22 +34,6 @@ CAMERAS = [
     ("cam-4", "麻池 路口"),
 ]
 CAMERAS += [("cam-5", "哈业胡同 东街"), ("cam-6", "阿嘎如泰 牧场")]
-
-
-@pytest.fixture(scope="module")
-def rtsp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RtspPeer]:
-    reason = gstreamer_available()
-    if reason:
-        peer_missing("rtsp", reason)
-    with rtsp_peer(tmp_path_factory.mktemp("rtsp")) as running:
-        yield running
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    require_browser_peers()
-    async with launch_browser() as instance:
-        yield instance
 
 
 def tile(camera: str) -> str:
@@ -73,13 +53,13 @@ async def until(running: RunningHub, check: Any, what: str) -> None:
 
 
 async def test_a_four_tile_wall_plays_sharing_one_pull_per_camera(
-    browser: Any, tmp_path: Path, rtsp: RtspPeer
+    chromium: Any, tmp_path: Path, camera_peer: RtspPeer
 ) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     prefix = f"gw-wall-{uuid.uuid4().hex[:8]}"
     await asyncio.to_thread(import_district, tmp_path / "hub")
     devices = [
-        Placed(cam, name, "camera", i, urls=[rtsp.url("ball")])
+        Placed(cam, name, "camera", i, urls=[camera_peer.url("ball")])
         for i, (cam, name) in enumerate(CAMERAS)
     ]
     devices.append(
@@ -99,7 +79,7 @@ async def test_a_four_tile_wall_plays_sharing_one_pull_per_camera(
         running.run(add_operator(running.hub, "chief"))
         relay = running.hub.live.relay
         page = await (
-            await browser.new_context(viewport={"width": 1600, "height": 1000})
+            await chromium.new_context(viewport={"width": 1600, "height": 1000})
         ).new_page()
         await login(page, running.base_url, "duty")
         await page.click("#nav button[data-view=wall]")
@@ -118,7 +98,7 @@ async def test_a_four_tile_wall_plays_sharing_one_pull_per_camera(
 
         # A second console on cam-1: one more viewer, no further pull.
         other = await (
-            await browser.new_context(viewport={"width": 1280, "height": 800})
+            await chromium.new_context(viewport={"width": 1280, "height": 800})
         ).new_page()
         await login(other, running.base_url, "chief")
         await other.click("#nav button[data-view=wall]")
