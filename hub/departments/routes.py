@@ -44,6 +44,7 @@ from hub.departments.schemas import (
     PhotoOut,
     TaskActionIn,
     TaskAlarmOut,
+    TaskDeliveryOut,
     TaskDetailOut,
     TaskHistoryOut,
     TaskOut,
@@ -284,10 +285,19 @@ async def task_detail(task_id: uuid.UUID, principal: TaskReader, service: Servic
         mine = frozenset()
     allowed = sorted(a.value for a in allowed_task_actions(task) & mine)
     names = await _names(service)
+    deliveries = (
+        []
+        if principal.role is Role.DEPARTMENT
+        else [
+            TaskDeliveryOut(sink=s, revision=r, state=st, attempts=n, last_error=e)
+            for s, r, st, n, e in await service.deliveries(task_id)
+        ]
+    )
     return TaskDetailOut(
         task=_task_out(task, names),
         history=[TaskHistoryOut.of(row) for row in await service.history(task_id)],
         photos=[PhotoOut.of(p) for p in await service.photos([task_id])],
+        deliveries=deliveries,
         alarm=TaskAlarmOut(
             id=alarm.id,
             type=alarm.type,

@@ -21,6 +21,7 @@ __all__ = [
     "PhotoOut",
     "TaskActionIn",
     "TaskAlarmOut",
+    "TaskDeliveryOut",
     "TaskDetailOut",
     "TaskHistoryOut",
     "TaskOut",
@@ -257,11 +258,22 @@ class TaskAlarmOut(_Out):
     snapshots: list[str] = Field(description="URLs of the alarm's snapshots.")
 
 
+class TaskDeliveryOut(_Out):
+    """The delivery of one task revision to one of the department's sinks."""
+
+    sink: str
+    revision: int
+    state: str = Field(description="pending, delivering, delivered or dead")
+    attempts: int
+    last_error: str | None
+
+
 class TaskDetailOut(_Out):
-    """A task with its history, photos and alarm details."""
+    """A task with its history, photos, deliveries and alarm details."""
 
     task: TaskOut
     history: list[TaskHistoryOut]
     photos: list[PhotoOut]
+    deliveries: list[TaskDeliveryOut] = Field(description="Shown to the center only.")
     alarm: TaskAlarmOut
     allowed: list[str] = Field(description="Actions this caller may take now.")

@@ -788,6 +788,12 @@ class DepartmentService:
         async with self.store.reading() as tx:
             return await self.repo.photos(tx, task_ids)
 
+    async def deliveries(self, task_id: uuid.UUID) -> list[tuple[str, int, str, int, str | None]]:
+        """(sink, revision, state, attempts, last error) of a task's outbox rows."""
+        async with self.store.reading() as tx:
+            rows = await self.repo.deliveries(tx, [task_id])
+        return [(str(r[1]), int(r[2]), str(r[3]), int(r[4]), r[5]) for r in rows]
+
     async def photo(self, task_id: uuid.UUID, photo_id: uuid.UUID) -> tuple[str, bytes] | None:
         """One photo's type and bytes."""
         async with self.store.reading() as tx:

@@ -385,6 +385,18 @@ async def test_panic_alarm_three_departments_escalation_send_back_close_and_repo
         assert body["idempotency_key"] == webhook_id
         checker.validate(body)
     first = receiver.accepted[f"{police}:1:police-a-system"]
+    act_as(app, role="operator", subject="center")
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+        async with asyncio.timeout(30):
+            while True:
+                shown = (await client.get(f"/api/tasks/{police}")).json()["deliveries"]
+                if len(shown) == 5 and {d["state"] for d in shown} == {"delivered"}:
+                    break
+                await asyncio.sleep(0.05)
+        assert [(d["sink"], d["revision"]) for d in shown] == [
+            ("police-a-system", revision) for revision in range(1, 6)
+        ]
+    app.dependency_overrides.clear()
     assert first["alarm"]["type"] == "panic" and first["department_id"] == "police-a"
     assert first["task"]["report_in_due"] and first["alarm"]["sop"]
 
