@@ -189,7 +189,7 @@ async def _drill_key(hub: Hub, data_dir: Path) -> str:
 
 
 async def _create_users(hub: Hub) -> None:
-    for user in DEMO_USERS:
+    async def create(user: DemoUser) -> None:
         with contextlib.suppress(AccountError):  # kept from an earlier demo run
             await hub.auth.create_user(
                 user.username,
@@ -199,6 +199,9 @@ async def _create_users(hub: Hub) -> None:
                 actor=_ACTOR.name,
                 display_name=user.display_name,
             )
+
+    # Together: each password hash takes a worker thread (memory-hard, by design).
+    await asyncio.gather(*(create(user) for user in DEMO_USERS))
 
 
 class _Server(uvicorn.Server):

@@ -134,6 +134,20 @@ class Scenario:
         await self._blocking(lambda: self.devices.buttons[mqtt_id].low_battery(12))
         self.say(f"BATTERY {mqtt_id}: 12 %")
 
+    async def alarm_lines(self) -> None:
+        """One line per alarm the hub opens: what the operators now see in the console."""
+        names = {node.code: node.name for node in self.district.nodes}
+        subscription = self.hub.alarm_changes.subscribe(maxsize=10_000, name="demo-scenario")
+        try:
+            async for change in subscription:
+                if change.action != "open":
+                    continue
+                alarm = change.payload.get("alarm", {})
+                where = names.get(str(alarm.get("jurisdiction")), "")
+                self.say(f"ALARM  P{alarm.get('priority')} {alarm.get('title')} — {where}")
+        finally:
+            subscription.close()
+
     def cancel_pending(self) -> None:
         """Cancel restores still waiting."""
         for task in list(self._pending):
@@ -142,6 +156,7 @@ class Scenario:
     def tasks(self) -> list[asyncio.Task[None]]:
         """Start every part of the story."""
         return [
+            asyncio.create_task(self.alarm_lines(), name="demo-alarm-lines"),
             asyncio.create_task(self.press_loop(), name="demo-presses"),
             asyncio.create_task(self.motion_loop(), name="demo-motion"),
             asyncio.create_task(self.camera_faults(), name="demo-camera-faults"),

@@ -137,6 +137,8 @@ def test_demo_runs_a_district_and_stops_cleanly(tmp_path: Path, broker: str) -> 
         output.wait_for("demo.admin", timeout=5)
         assert "simulated 九原区 (包头市, 150207)" in "".join(output.lines)
         output.wait_for("PRESS", timeout=30)
+        # The scenario tells what the operators now see: the press's alarm opened.
+        assert "P1" in output.wait_for("ALARM  ", timeout=30)
         _wait_for_health_events(data_dir / "gridwatch.sqlite3", timeout=60)
         children = _children(process.pid)
         if broker == "mosquitto":
