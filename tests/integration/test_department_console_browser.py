@@ -10,11 +10,9 @@ test-output/screenshots/.
 
 from __future__ import annotations
 
-import asyncio
 import struct
 import uuid
 import zlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,9 +26,7 @@ from tests.integration.alarm_support import add_device
 from tests.integration.console_support import (
     PASSWORD,
     SCREENSHOTS,
-    launch_browser,
     login,
-    require_browser_peers,
     row,
     serve_hub,
 )
@@ -85,21 +81,15 @@ async def seed(hub: Hub) -> None:
     )
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    require_browser_peers()
-    async with launch_browser() as instance:
-        yield instance
-
-
 def lane(department: str, state: str | None = None) -> str:
     found = f"#task-lanes .lane[data-department={department}]"
     return found + (f"[data-state={state}]" if state else "")
 
 
 async def test_department_reports_in_and_feeds_back_while_the_center_watches(
-    browser: Any, tmp_path: Path
+    chromium: Any, tmp_path: Path
 ) -> None:
+    browser = chromium
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     photo = tmp_path / "现场.png"
     photo.write_bytes(png())
@@ -184,4 +174,3 @@ async def test_department_reports_in_and_feeds_back_while_the_center_watches(
         assert await center.locator("#dispatch-out svg rect.on-time").count() == 3
         assert "police-a" in await center.inner_html("table.report[data-group=department]")
         await center.screenshot(path=str(SCREENSHOTS / "dispatch-report.png"), full_page=True)
-        await asyncio.sleep(0)
