@@ -553,31 +553,20 @@ class AlarmRepository:
     async def _columns(self, tx: Tx) -> frozenset[str]:
         # The registry's migration adds device columns; read only those present.
         if self._device_columns is None:
-            if self.store.dialect == "sqlite":
-                rows = await tx.fetchall("PRAGMA table_info(devices)")
-                names = {str(row[1]) for row in rows}
-            else:
-                rows = await tx.fetchall(
-                    "SELECT column_name FROM information_schema.columns"
-                    " WHERE table_name = 'devices' AND table_schema = current_schema()"
-                )
-                names = {str(row[0]) for row in rows}
-            self._device_columns = frozenset(names)
+            self._device_columns = await self.store.dialect.columns(tx, "devices")
         return self._device_columns
 
     def _member(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
         """`column` is one of `values`: one array parameter on PostgreSQL (the same
         statement text for any number of values), an IN list on SQLite."""
-        if self.store.dialect == "postgresql":
-            return f"{column} = ANY(%b::text[])", [list(values)]
-        return f"{column} IN ({_in_list(values)})", list(values)
+        return self.store.dialect.one_of(column, values)
 
     def _inserts(self, table: _Table, rows: Sequence[Sequence[Any]]) -> list[Statement]:
         """Statements appending `rows` to `table` in order (none for no rows)."""
         if not rows:
             return []
         returning = "RETURNING" in table.tail
-        if self.store.dialect == "postgresql":
+        if self.store.dialect.bulk_arrays:
             return [Statement(table.pg_sql, table.pg_params(rows), rows=returning)]
         statements = []
         for chunk in _chunks(rows, len(table.columns)):
@@ -636,7 +625,7 @@ class AlarmRepository:
             member, values = self._member("dedup_key", keys)
             clauses.append(f"({member} AND state IN ({_in_list(_ACTIVE)}))")
             params += [*values, *_ACTIVE]
-        lock = " FOR UPDATE" if self.store.dialect == "postgresql" else ""
+        lock = self.store.dialect.row_lock()
         return Statement(
             f"SELECT {_ALARM_COLUMNS} FROM alarms WHERE {' OR '.join(clauses)}"  # noqa: S608
             f" ORDER BY opened_at{lock}",
@@ -679,7 +668,7 @@ class AlarmRepository:
         self, tx: Tx, alarm_id: uuid.UUID, *, for_update: bool = False
     ) -> StoredAlarm | None:
         """One alarm by id (locked for the transaction on PostgreSQL when `for_update`)."""
-        lock = " FOR UPDATE" if for_update and self.store.dialect == "postgresql" else ""
+        lock = self.store.dialect.row_lock(for_update)
         row = await tx.fetchone(
             f"SELECT {_ALARM_COLUMNS} FROM alarms WHERE id = %s{lock}",  # noqa: S608
             (str(alarm_id),),
@@ -754,7 +743,7 @@ class AlarmRepository:
             )
             for alarm, previous in updates
         ]
-        if self.store.dialect == "postgresql":
+        if self.store.dialect.bulk_arrays:
             columns = [list(column) for column in zip(*rows, strict=True)]
             return [Statement(_PG_UPDATE_MANY, columns, rows=True)]
         return [
@@ -791,9 +780,8 @@ class AlarmRepository:
 
     def _change_log_lock(self) -> list[Statement]:
         """The change log's lock (PostgreSQL; SQLite's single writer needs none)."""
-        if self.store.dialect != "postgresql":
-            return []
-        return [Statement("SELECT pg_advisory_xact_lock(%s)", (_CHANGE_LOG_LOCK,), rows=True)]
+        lock = self.store.dialect.transaction_lock(_CHANGE_LOG_LOCK)
+        return [] if lock is None else [Statement(lock, (), rows=True)]
 
     def _change_inserts(self, items: Sequence[_ChangeItem]) -> list[Statement]:
         """The change-log rows of `items` (to follow `_change_log_lock`)."""
@@ -1161,7 +1149,7 @@ class AlarmRepository:
         if not sinks:
             return []
         at = to_db_time(now)
-        skip = " FOR UPDATE SKIP LOCKED" if self.store.dialect == "postgresql" else ""
+        skip = self.store.dialect.skip_locked()
         # A row taken back from an expired lease counts as an attempt (its dispatcher
         # died or hung while sending it): a row that kills every dispatcher that tries
         # it reaches the attempt limit and is dead-lettered instead of looping forever.

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hub.storage.base import Json, Row, SqlStore, Tx, from_json, from_ts, to_db_time
+from hub.storage.dialect import Dialect
 
 __all__ = [
     "ApiKeyRecord",
@@ -440,14 +441,7 @@ async def touch_api_key(tx: Tx, key_id: str, now: datetime) -> None:
 
 async def jurisdictions_available(tx: Tx, dialect: str) -> bool:
     """True when the registry's `jurisdictions` table exists."""
-    if dialect == "sqlite":
-        row = await tx.fetchone(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jurisdictions'"
-        )
-    else:
-        row = await tx.fetchone("SELECT to_regclass('jurisdictions') IS NOT NULL")
-        return bool(row and row[0])
-    return row is not None
+    return await Dialect(dialect).table_exists(tx, "jurisdictions")
 
 
 async def resolve_jurisdiction_paths(tx: Tx, codes: Sequence[str]) -> dict[str, str]:

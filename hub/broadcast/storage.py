@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hub.auth import audit_storage as audit
-from hub.storage.base import Json, SqlStore, from_json, from_ts, scope_condition, to_db_time
+from hub.storage.base import SqlStore, from_json, from_ts, scope_condition, to_db_time
 
 __all__ = [
     "PENDING",
@@ -99,12 +99,9 @@ async def broadcast_units(
         clauses.append("d.id = %s")
         values.append(unit_id)
     if zone is not None:
-        if store.dialect == "postgresql":
-            clauses.append("d.tags @> %s::jsonb")
-            values.append(Json([zone]))
-        else:
-            clauses.append("EXISTS (SELECT 1 FROM json_each(d.tags) WHERE json_each.value = %s)")
-            values.append(zone)
+        sql_zone, zone_values = store.dialect.json_array_contains("d.tags", zone)
+        clauses.append(sql_zone)
+        values.extend(zone_values)
     sql = (
         "SELECT d.id, d.name, d.mqtt_device_id, d.jurisdiction_path, d.tags,"  # noqa: S608
         " s.health, s.last_seen_at"

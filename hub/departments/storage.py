@@ -335,7 +335,7 @@ class DepartmentRepository:
 
     async def task(self, tx: Tx, task_id: uuid.UUID, *, for_update: bool = False) -> Task | None:
         """One task by id (row-locked on PostgreSQL when `for_update`)."""
-        lock = " FOR UPDATE" if for_update and self.store.dialect == "postgresql" else ""
+        lock = self.store.dialect.row_lock(for_update)
         row = await tx.fetchone(
             f"SELECT {_TASK_COLUMNS} FROM department_tasks WHERE id = %s{lock}",  # noqa: S608
             (str(task_id),),
@@ -458,9 +458,10 @@ class DepartmentRepository:
     ) -> AlarmChange:
         """A row of the alarm change log for a task change: the live stream and the pull
         API carry it like any change of the alarm (`action` is `task.<action>`)."""
-        if self.store.dialect == "postgresql":
+        lock = self.store.dialect.transaction_lock(_CHANGE_LOG_LOCK)
+        if lock is not None:
             # The change log's own lock keeps sequence numbers in commit order.
-            await tx.fetchone("SELECT pg_advisory_xact_lock(%s)", (_CHANGE_LOG_LOCK,))
+            await tx.fetchone(lock)
         row = await tx.fetchone(
             "INSERT INTO alarm_changes (alarm_id, revision, action, at, jurisdiction_path,"
             " category, payload) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING seq",

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from camera_registry.events import DeviceEvent, RejectedMessage, Severity
-from hub.storage.migration import Dialect, OptionalStep, render
+from hub.storage.dialect import Dialect
+from hub.storage.migration import OptionalStep, render
 from hub.storage.migrations import MIGRATIONS, latest_version
 
 __all__ = [
@@ -313,7 +314,7 @@ class SqlStore(ABC):
             if timescale:
                 for statement in migration.timescale:
                     await tx.execute(statement)
-            if self.dialect == "postgresql":
+            if self.dialect.is_postgresql:
                 for step in migration.optional_postgresql:
                     await self._optional_step(tx, step)
             await tx.execute(

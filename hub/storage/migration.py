@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Dialect", "Migration", "OptionalStep", "render"]
+__all__ = ["DialectName", "Migration", "OptionalStep", "render"]
 
-Dialect = Literal["sqlite", "postgresql"]
+#: The backends a migration is written for (`hub.storage.dialect.Dialect` is one by name).
+DialectName = Literal["sqlite", "postgresql"]
 
-_TYPES: dict[Dialect, dict[str, str]] = {
+_TYPES: dict[str, dict[str, str]] = {
     "sqlite": {
         "TS": "TEXT",
         "JSON": "TEXT",
@@ -71,12 +72,12 @@ class Migration:
     sqlite: Sequence[str] = ()
     optional_postgresql: Sequence[OptionalStep] = ()
 
-    def statements_for(self, dialect: Dialect) -> list[str]:
+    def statements_for(self, dialect: str) -> list[str]:
         """The shared statements followed by `dialect`'s own."""
         extra = self.postgresql if dialect == "postgresql" else self.sqlite
         return [*self.statements, *extra]
 
 
-def render(statement: str, dialect: Dialect) -> str:
+def render(statement: str, dialect: str) -> str:
     """Fill a statement's type placeholders for `dialect`."""
     return statement.format(**_TYPES[dialect])

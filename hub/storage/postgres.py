@@ -30,6 +30,7 @@ from hub.storage.base import (
     Tx,
     first_per_key,
 )
+from hub.storage.dialect import POSTGRESQL
 
 __all__ = ["PostgresStore"]
 
@@ -125,7 +126,7 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
 class PostgresStore(SqlStore):
     """PostgreSQL or TimescaleDB through a psycopg connection pool."""
 
-    dialect = "postgresql"
+    dialect = POSTGRESQL
 
     def __init__(
         self,

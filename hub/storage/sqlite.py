@@ -45,6 +45,7 @@ from hub.storage.base import (
     first_per_key,
     latest_per_device,
 )
+from hub.storage.dialect import SQLITE
 
 __all__ = ["SQLiteStore"]
 
@@ -236,7 +237,7 @@ class _SQLiteTx:
 class SQLiteStore(SqlStore):
     """SQLite in one file; the embedded default."""
 
-    dialect = "sqlite"
+    dialect = SQLITE
 
     def __init__(
         self,

@@ -57,13 +57,15 @@ def _filter_sql(
 ) -> tuple[list[str], list[Any]]:
     # `unindexed` (SQLite only): "+column" keeps the planner off the path and kind
     # indexes, so that it walks the sort key's index instead.
-    plus = "+" if unindexed and store.dialect == "sqlite" else ""
+    def column(name: str) -> str:
+        return store.dialect.unindexed(name) if unindexed else name
+
     where, params = [], []
-    sql, values = _within_sql(store, f"{plus}d.jurisdiction_path", scope, flt.subtree)
+    sql, values = _within_sql(store, column("d.jurisdiction_path"), scope, flt.subtree)
     where.append(sql)
     params.extend(values)
     if flt.kinds:
-        where.append(f"{plus}d.kind IN (" + ", ".join(["%s"] * len(flt.kinds)) + ")")
+        where.append(f"{column('d.kind')} IN (" + ", ".join(["%s"] * len(flt.kinds)) + ")")
         params.extend(flt.kinds)
     if flt.ids:
         where.append("d.id IN (" + ", ".join(["%s"] * len(flt.ids)) + ")")
@@ -78,9 +80,9 @@ def _filter_sql(
         where.append("COALESCE(s.health, 'unknown') = %s")
         params.append(flt.health)
     if flt.text:
-        like = "LIKE" if store.dialect == "sqlite" else "ILIKE"
+        like = store.dialect.ilike()
         pattern = f"%{_escape_like(flt.text)}%"
-        if store.dialect == "postgresql":
+        if store.dialect.is_postgresql:
             # Answered by the trigram index where there is one; the per-column
             # test below drops matches that only span two columns.
             where.append(f"{DEVICE_TEXT} ILIKE %s ESCAPE '\\'")

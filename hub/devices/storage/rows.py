@@ -241,11 +241,7 @@ def _device_from_row(row: Sequence[Any]) -> StoredDevice:
 
 
 def _subtree_sql(store: SqlStore, column: str, path: str) -> tuple[str, list[Any]]:
-    # SQLite only uses an index for GLOB (LIKE is case-insensitive there);
-    # PostgreSQL answers LIKE 'prefix%' from the text_pattern_ops index.
-    if store.dialect == "sqlite":
-        return f"{column} GLOB %s", [subtree_glob(path)]
-    return f"{column} LIKE %s", [path + "%"]
+    return store.dialect.subtree(column, path, subtree_glob(path))
 
 
 def _scope_sql(store: SqlStore, scope: Sequence[str] | None, column: str) -> tuple[str, list[Any]]:

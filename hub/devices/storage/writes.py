@@ -22,6 +22,7 @@ from hub.devices.storage.rows import (
     _scope_sql,
 )
 from hub.storage.base import SqlStore, Tx
+from hub.storage.dialect import SQLITE, Dialect
 
 __all__ = [
     "audit_device_changes",
@@ -40,7 +41,7 @@ def _row_values(row: DeviceRow) -> list[Any]:
 
 
 async def insert_devices(
-    tx: Tx, rows: Sequence[DeviceRow], now: datetime, *, dialect: str = "sqlite"
+    tx: Tx, rows: Sequence[DeviceRow], now: datetime, *, dialect: Dialect = SQLITE
 ) -> None:
     """Create devices and their `device_state` rows.
 
@@ -49,7 +50,7 @@ async def insert_devices(
     """
     if not rows:
         return
-    if dialect == "postgresql":
+    if dialect.bulk_arrays:
         for start in range(0, len(rows), _BULK_ROWS):
             await _insert_devices_pg(tx, rows[start : start + _BULK_ROWS], now)
         return
@@ -119,7 +120,7 @@ async def audit_device_changes(
     if not entries:
         return
     check_actor(actor)
-    if store.dialect != "postgresql":
+    if not store.dialect.bulk_arrays:
         await tx.executemany(
             "INSERT INTO audit_log (at, actor, action, target, remote_addr, details)"
             " VALUES (%s, %s, %s, %s, %s, %s)",
@@ -154,7 +155,7 @@ async def compact_counts(store: SqlStore) -> int:
     meanwhile stay as they are); SQLite has one writer at a time.
     """
     async with store.transaction() as tx:
-        if store.dialect == "postgresql":
+        if store.dialect.is_postgresql:
             row = await tx.fetchone(
                 "WITH folded AS (DELETE FROM device_counts"
                 " RETURNING jurisdiction_path, kind, health, n),"
@@ -180,9 +181,10 @@ async def compact_counts(store: SqlStore) -> int:
 async def refresh_statistics(store: SqlStore) -> None:
     """Let the planner see the registry's new shape after a large write (ANALYZE)."""
     async with store.transaction() as tx:
-        if store.dialect == "sqlite":
+        sample = store.dialect.analyze_sample()
+        if sample is not None:
             # A sample is enough to tell a handful of kinds from 100,000 ids.
-            await tx.execute("PRAGMA analysis_limit = 1000")
+            await tx.execute(sample)
         for table in ("devices", "device_state", "device_counts"):
             await tx.execute(f"ANALYZE {table}")
 
