@@ -76,6 +76,7 @@ async function build() {
   onQueueChange(pinAlarms);
   onLangChange(() => { zoomControl(); summary(); pinAlarms(queueAlarms()); });
   refreshTimer = setInterval(loadDevices, 60000);
+  element.gwMap = map; // for the page's own scripts and browser tests: screen points of places
   element.dataset.ready = "true";
 }
 
@@ -150,7 +151,9 @@ function devicePopup(d, marker) {
       try { popupStop = await startLive(video, d.id); status.textContent = ""; } catch (err) { status.textContent = t("live.failed", { m: err.message }); }
     } })), video, status);
   }
-  marker.bindPopup(body, { maxWidth: 360 }).openPopup();
+  marker.bindPopup(body, { minWidth: d.kind === "camera" ? 330 : 120, maxWidth: 360 }).openPopup();
+  const close = marker.getPopup().getElement()?.querySelector(".leaflet-popup-close-button");
+  if (close) close.setAttribute("aria-label", t("map.close"));
   marker.once("popupclose", stopPopupVideo);
 }
 

@@ -184,6 +184,32 @@ async def test_map_pins_an_alarm_and_plays_its_camera(
         assert await page.get_attribute("video.live", "data-viewer") == viewer
         assert running.hub.live.relay.viewers() == 1
 
+        # A camera's dot opens its name, health and live video; closing the popup stops it.
+        cam_lat, cam_lon = town_centre(0)
+        x, y = await page.evaluate(
+            """([lat, lng]) => {
+              const map = document.getElementById('map');
+              const point = map.gwMap.latLngToContainerPoint([lat, lng]);
+              const box = map.getBoundingClientRect();
+              return [box.left + point.x, box.top + point.y];
+            }""",
+            [cam_lat + 0.02, cam_lon + 0.02],
+        )
+        await page.mouse.click(x, y)
+        await page.wait_for_selector(".device-popup[data-device-id=cam-1]")
+        popup = await page.inner_text(".device-popup")
+        assert "赛汗 北门" in popup and "在线" in popup
+        close = ".leaflet-popup-close-button"
+        assert await page.get_attribute(close, "aria-label") == "关闭"
+        await page.click(".device-popup button")
+        assert await video_advances(page, "video.popup-live") == (640, 360)
+        assert running.hub.live.relay.viewers() == 2 and running.hub.live.relay.pulls() == 1
+        await page.screenshot(path=str(SCREENSHOTS / "map_camera_popup.png"), full_page=True)
+        await page.click(close)
+        async with asyncio.timeout(15):
+            while running.hub.live.relay.viewers() != 1:  # noqa: ASYNC110 - hub thread
+                await asyncio.sleep(0.1)
+
 
 async def test_map_loads_the_sites_tiles_when_configured(
     chromium: Any, tmp_path: Path, tile_server: str
