@@ -162,6 +162,22 @@ _STATE_ZH = {
     "closed": "已关闭",
     "false_alarm": "误报",
 }
+_DESCRIPTION_EN = {
+    "title": "{title}.",
+    "device": "Device {device}, priority {priority}, state {state}.",
+    "times": "Opened {opened}, last seen {last}, triggered {count} time(s).",
+    "and": ", ",
+    "handler": "Handled by {handler}.",
+    "closed": "Closed: {reason}.",
+}
+_DESCRIPTION_ZH = {
+    "title": "{title}。",
+    "device": "设备 {device}，优先级 {priority}，状态：{state}。",
+    "times": "首次告警 {opened}，最近一次 {last}，共触发 {count} 次。",
+    "and": "，",
+    "handler": "处置单位/人员：{handler}。",
+    "closed": "关闭原因：{reason}。",
+}
 #: language → {"title": ..., "sop": ...}, as the rules render them when an alarm opens.
 AlarmTexts = Mapping[str, Mapping[str, str]]
 
@@ -275,37 +291,24 @@ def _pair(parent: ET.Element, name: str, value_name: str, value: str) -> None:
 def _description(
     alarm: Alarm, options: CapOptions, language: str = "en-US", title: str | None = None
 ) -> str:
-    if language.lower().startswith("zh"):
-        return _description_zh(alarm, options, title or alarm.title)
-    lines = [
-        f"{alarm.title}.",
-        f"Device {alarm.device_id}, priority {alarm.priority}, state {alarm.state.value}.",
-        f"Opened {format_cap_time(alarm.opened_at, options.timezone)}, "
-        f"last seen {format_cap_time(alarm.last_seen_at, options.timezone)}, "
-        f"triggered {alarm.count} time(s).",
-    ]
-    if alarm.department or alarm.assignee:
-        handler = ", ".join(part for part in (alarm.department, alarm.assignee) if part)
-        lines.append(f"Handled by {handler}.")
-    if alarm.closed_reason:
-        lines.append(f"Closed: {alarm.closed_reason}.")
-    return "\n".join(lines)
-
-
-def _description_zh(alarm: Alarm, options: CapOptions, title: str) -> str:
+    chinese = language.lower().startswith("zh")
+    words = _DESCRIPTION_ZH if chinese else _DESCRIPTION_EN
     tz = options.timezone
-    state = _STATE_ZH.get(alarm.state.value, alarm.state.value)
+    state = _STATE_ZH.get(alarm.state.value, alarm.state.value) if chinese else alarm.state.value
     lines = [
-        f"{title}。",
-        f"设备 {alarm.device_id}，优先级 {alarm.priority}，状态：{state}。",
-        f"首次告警 {format_cap_time(alarm.opened_at, tz)}，"
-        f"最近一次 {format_cap_time(alarm.last_seen_at, tz)}，共触发 {alarm.count} 次。",
+        words["title"].format(title=(title or alarm.title) if chinese else alarm.title),
+        words["device"].format(device=alarm.device_id, priority=alarm.priority, state=state),
+        words["times"].format(
+            opened=format_cap_time(alarm.opened_at, tz),
+            last=format_cap_time(alarm.last_seen_at, tz),
+            count=alarm.count,
+        ),
     ]
     if alarm.department or alarm.assignee:
-        handler = "，".join(part for part in (alarm.department, alarm.assignee) if part)
-        lines.append(f"处置单位/人员：{handler}。")
+        handler = words["and"].join(part for part in (alarm.department, alarm.assignee) if part)
+        lines.append(words["handler"].format(handler=handler))
     if alarm.closed_reason:
-        lines.append(f"关闭原因：{alarm.closed_reason}。")
+        lines.append(words["closed"].format(reason=alarm.closed_reason))
     return "\n".join(lines)
 
 
