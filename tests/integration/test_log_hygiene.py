@@ -46,7 +46,8 @@ def test_hub_with_its_output_in_a_log_file_keeps_the_password_out_of_it(
         )
     secret = tmp_path / "data" / FIRST_ADMIN_FILE
     try:
-        deadline = time.monotonic() + 30
+        # Generous: a loaded machine takes a while to import and migrate; this is a wait.
+        deadline = time.monotonic() + 120
         while True:
             try:
                 httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
