@@ -30,44 +30,37 @@ nothing here reads the clock or does I/O.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Annotated, Any
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Any
 
 from alarms.models import Priority, require_utc
+from alarms.task_sla import DEFAULT_TASK_SLA, TaskSlaPolicy
 
 __all__ = [
-    "DEFAULT_TASK_SLA",
     "DEPARTMENT_KINDS",
     "FINISHED_TASK_STATES",
     "OPEN_TASK_STATES",
-    "DepartmentRef",
-    "DispatchRule",
     "InvalidTaskTransition",
     "Stage",
     "Task",
     "TaskAction",
     "TaskEscalation",
     "TaskHistoryEntry",
-    "TaskSlaPolicy",
-    "TaskSlaTarget",
     "TaskState",
+    "allowed_task_actions",
     "apply_task",
+    "check_department_id",
     "check_task_escalation",
     "close_blockers",
     "current_stage",
-    "departments_for_rule",
     "dispatch_task",
     "escalate_task",
-    "percentile",
     "task_is_on_time",
 ]
 
@@ -141,65 +134,6 @@ class InvalidTaskTransition(ValueError):
         super().__init__(reason)
         self.action = action
         self.state = state
-
-
-_PositiveDuration = Annotated[timedelta, Field(gt=timedelta(0))]
-
-
-class TaskSlaTarget(BaseModel):
-    """How long a department has, from dispatch, to report in, be on site and feed back."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    report_in: _PositiveDuration = Field(description="Dispatch until the department reports in.")
-    on_site: _PositiveDuration = Field(description="Dispatch until the department is on site.")
-    feedback: _PositiveDuration = Field(description="Dispatch until the department feeds back.")
-
-    def model_post_init(self, context: Any, /) -> None:
-        """Deadlines follow the lifecycle: report in, then on site, then feedback."""
-        if not self.report_in <= self.on_site <= self.feedback:
-            raise ValueError("deadlines must satisfy report_in <= on_site <= feedback")
-
-
-def _default_task_targets() -> dict[int, TaskSlaTarget]:
-    minutes = timedelta(minutes=1)
-    return {
-        1: TaskSlaTarget(report_in=5 * minutes, on_site=20 * minutes, feedback=120 * minutes),
-        2: TaskSlaTarget(report_in=15 * minutes, on_site=60 * minutes, feedback=240 * minutes),
-        3: TaskSlaTarget(report_in=60 * minutes, on_site=240 * minutes, feedback=1440 * minutes),
-        4: TaskSlaTarget(report_in=240 * minutes, on_site=1440 * minutes, feedback=4320 * minutes),
-    }
-
-
-class TaskSlaPolicy(BaseModel):
-    """Per-priority task deadlines and when a missed one reaches the center."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    targets: dict[int, TaskSlaTarget] = Field(
-        default_factory=_default_task_targets,
-        description="Deadlines per alarm priority 1..4; all four levels must be given.",
-    )
-    center_after: _PositiveDuration = Field(
-        default=timedelta(minutes=10),
-        description="After the supervisor was told of a missed deadline, tell the center "
-        "this long later if it is still missed.",
-    )
-
-    @field_validator("targets")
-    @classmethod
-    def _all_levels(cls, value: dict[int, TaskSlaTarget]) -> dict[int, TaskSlaTarget]:
-        if set(value) != {1, 2, 3, 4}:
-            raise ValueError(f"targets must name priorities 1, 2, 3 and 4, got {sorted(value)}")
-        return value
-
-    def target(self, priority: Priority) -> TaskSlaTarget:
-        """The deadlines for `priority`."""
-        return self.targets[priority.level]
-
-
-#: P1: report in 5 min, on site 20 min, feedback 2 h; P4: 4 h / 24 h / 72 h.
-DEFAULT_TASK_SLA = TaskSlaPolicy()
 
 
 def _check_text(value: str | None, name: str, *, required: bool, limit: int = _MAX_TEXT) -> None:
@@ -628,78 +562,3 @@ def task_is_on_time(task: Task, now: datetime) -> bool:
         return False
     stage = current_stage(task)
     return stage is None or now <= stage_due(task, stage)
-
-
-@dataclass(frozen=True, slots=True)
-class DepartmentRef:
-    """What dispatch by rule needs to know of a department."""
-
-    id: str
-    kind: str
-    jurisdiction_paths: tuple[str, ...]
-    enabled: bool = True
-
-
-class DispatchRule(BaseModel):
-    """Which department kinds an alarm type is dispatched to, by jurisdiction."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=r"^[a-z0-9_\-]{1,64}$", description="Rule name (in history).")
-    alarm_types: list[str] = Field(
-        min_length=1, description="Alarm types this rule dispatches (e.g. panic)."
-    )
-    kinds: list[str] = Field(
-        min_length=1, description=f"Department kinds to dispatch to: {', '.join(DEPARTMENT_KINDS)}."
-    )
-    auto: bool = Field(
-        default=False, description="Dispatch as soon as the alarm opens (else on request)."
-    )
-    include_drills: bool = Field(default=False, description="Also dispatch drill alarms.")
-    instructions: str = Field(default="", max_length=_MAX_TEXT, description="Text for the task.")
-
-    @field_validator("kinds")
-    @classmethod
-    def _known_kinds(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - set(DEPARTMENT_KINDS))
-        if unknown:
-            raise ValueError(f"unknown department kinds {unknown}; one of {DEPARTMENT_KINDS}")
-        return value
-
-
-def departments_for_rule(
-    rule: DispatchRule, jurisdiction_path: str | None, departments: Sequence[DepartmentRef]
-) -> list[str]:
-    """For each kind of `rule`, the department serving `jurisdiction_path` most closely.
-
-    The department whose served jurisdiction is the longest prefix of the
-    alarm's path wins (a town's police station before the district's); a
-    kind no department serves there is skipped.
-    """
-    if jurisdiction_path is None:
-        return []
-    chosen: list[str] = []
-    for kind in rule.kinds:
-        best: tuple[int, str] | None = None
-        for department in departments:
-            if department.kind != kind or not department.enabled:
-                continue
-            for served in department.jurisdiction_paths:
-                if jurisdiction_path.startswith(served):
-                    candidate = (len(served), department.id)
-                    if best is None or candidate[0] > best[0]:
-                        best = candidate
-        if best is not None and best[1] not in chosen:
-            chosen.append(best[1])
-    return chosen
-
-
-def percentile(values: Sequence[float], share: float) -> float | None:
-    """The nearest-rank percentile (`share` 0..1) of `values`; None when empty."""
-    if not values:
-        return None
-    if not 0.0 < share <= 1.0:
-        raise ValueError("share must be in (0, 1]")
-    ordered = sorted(values)
-    rank = max(1, math.ceil(share * len(ordered)))
-    return ordered[rank - 1]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from alarms.tasks import DEFAULT_TASK_SLA, DispatchRule, TaskSlaPolicy
+from alarms.task_rules import DispatchRule
+from alarms.task_sla import DEFAULT_TASK_SLA, TaskSlaPolicy
 from hub.alarms.config import SinkSettings
 
 __all__ = ["DEFAULT_DISPATCH_RULES", "DepartmentSettings"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from alarms.tasks import percentile
 from hub.departments.storage import DepartmentRepository, ReportRow
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "dispatch_table",
     "dispatch_xlsx",
     "parse_dispatch_period",
+    "percentile",
 ]
 
 LOCAL = ZoneInfo("Asia/Shanghai")
@@ -107,6 +108,17 @@ class DispatchRow:
             "on_time_rate": _round(self.on_time_rate),
             "sent_back_rate": _round(self.sent_back_rate),
         }
+
+
+def percentile(values: Sequence[float], share: float) -> float | None:
+    """The nearest-rank percentile (`share` 0..1) of `values`; None when empty."""
+    if not values:
+        return None
+    if not 0.0 < share <= 1.0:
+        raise ValueError("share must be in (0, 1]")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(share * len(ordered)))
+    return ordered[rank - 1]
 
 
 def _round(value: float | None) -> float | None:

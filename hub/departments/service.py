@@ -17,17 +17,16 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from alarms.models import AlarmAction
 from alarms.outbox import OUTBOX_NAMESPACE, OutboxRecord, idempotency_key
+from alarms.task_rules import DepartmentRef, DispatchRule, departments_for_rule
 from alarms.tasks import (
     CENTER_ACTIONS,
     DEPARTMENT_ACTIONS,
     DEPARTMENT_KINDS,
-    DepartmentRef,
-    DispatchRule,
     Task,
     TaskAction,
     TaskHistoryEntry,
@@ -35,7 +34,6 @@ from alarms.tasks import (
     check_department_id,
     check_task_escalation,
     close_blockers,
-    departments_for_rule,
     dispatch_task,
     escalate_task,
 )
@@ -43,9 +41,13 @@ from alarms.workflow import InvalidTransition
 from hub.alarms.storage import AlarmChange, AlarmRepository, StoredAlarm
 from hub.auth import audit_storage as audit
 from hub.auth.principal import Principal, Role, system_actor
-from hub.bus import EventBus, Subscription, SubscriptionOverflow
+from hub.bus import EventBus
 from hub.clock import utcnow
 from hub.departments.config import DepartmentSettings
+from hub.departments.errors import DepartmentError, TaskConflict, TaskNotFound
+from hub.departments.payload import task_payload
+from hub.departments.photos import PHOTO_TYPES, photo_kind
+from hub.departments.rule_dispatch import RuleDispatch
 from hub.departments.storage import (
     DepartmentRecord,
     DepartmentRepository,
@@ -60,102 +62,11 @@ __all__ = [
     "DepartmentService",
     "TaskConflict",
     "TaskNotFound",
-    "task_payload",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Photo types accepted for feedback, each with the bytes its files start with.
-PHOTO_TYPES: dict[str, tuple[bytes, ...]] = {
-    "image/jpeg": (b"\xff\xd8\xff",),
-    "image/png": (b"\x89PNG\r\n\x1a\n",),
-    "image/webp": (b"RIFF",),
-}
 _SYSTEM = system_actor("tasks")
-#: How far back the start-up catch-up looks for open alarms without tasks.
-_CATCH_UP = timedelta(days=1)
-
-
-class TaskNotFound(LookupError):
-    """No such task or alarm, or one the caller may not see (answered as 404)."""
-
-
-class DepartmentError(ValueError):
-    """Input the service refuses, with a message for the caller (answered as 422)."""
-
-
-class TaskConflict(Exception):
-    """A change that collides with the stored state (answered as 409)."""
-
-
-def _everyone(stored: StoredAlarm) -> bool:
-    """The hub itself sees every alarm."""
-    return True
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def task_dict(task: Task) -> dict[str, Any]:
-    """A task as JSON (sink bodies, the change log)."""
-    return {
-        "id": str(task.id),
-        "alarm_id": str(task.alarm_id),
-        "department_id": task.department_id,
-        "priority": task.priority.level,
-        "state": task.state.value,
-        "instructions": task.instructions,
-        "dispatched_at": _iso(task.dispatched_at),
-        "report_in_due": _iso(task.report_in_due),
-        "on_site_due": _iso(task.on_site_due),
-        "feedback_due": _iso(task.feedback_due),
-        "reported_in_at": _iso(task.reported_in_at),
-        "on_site_at": _iso(task.on_site_at),
-        "feedback_at": _iso(task.feedback_at),
-        "finished_at": _iso(task.finished_at),
-        "feedback": task.feedback,
-        "escalation_level": task.escalation_level,
-        "sent_back": task.sent_back,
-        "missed": sorted(stage.value for stage in task.missed),
-        "revision": task.revision,
-    }
-
-
-def task_payload(task: Task, entry: TaskHistoryEntry, stored: StoredAlarm) -> dict[str, Any]:
-    """The body every sink (and the change log) carries for one task revision."""
-    alarm = stored.alarm
-    location = stored.details.get("location") if isinstance(stored.details, dict) else None
-    return {
-        "event": f"task.{entry.action.value}",
-        "task_id": str(task.id),
-        "alarm_id": str(alarm.id),
-        "department_id": task.department_id,
-        "revision": task.revision,
-        "task": task_dict(task),
-        "alarm": {
-            "id": str(alarm.id),
-            "type": alarm.type,
-            "priority": alarm.priority.level,
-            "state": alarm.state.value,
-            "title": alarm.title,
-            "sop": alarm.sop,
-            "device_id": alarm.device_id,
-            "jurisdiction": alarm.jurisdiction,
-            "opened_at": _iso(alarm.opened_at),
-            "is_drill": alarm.is_drill,
-        },
-        "location": location if isinstance(location, dict) else None,
-        "change": {
-            "at": _iso(entry.at),
-            "actor": entry.actor,
-            "action": entry.action.value,
-            "from_state": entry.from_state.value if entry.from_state else None,
-            "to_state": entry.to_state.value,
-            "note": entry.note,
-            "details": dict(entry.details),
-        },
-    }
 
 
 @dataclass
@@ -204,12 +115,7 @@ class DepartmentService:
         if not self._tasks:
             self._tasks.append(asyncio.create_task(self._sla_loop(), name="task-sla"))
             if any(rule.auto for rule in self._rules):
-                # Subscribed before start() returns: no alarm opened after it is missed.
-                subscription = self.bus.subscribe(maxsize=10_000, name="task-rules")
-                self._tasks.append(
-                    asyncio.create_task(self._auto_dispatch(subscription), name="task-rules")
-                )
-                self._tasks.append(asyncio.create_task(self._catch_up_once(), name="task-catch-up"))
+                self._tasks += RuleDispatch(self).start()
 
     async def stop(self) -> None:
         """Stop both loops."""
@@ -447,7 +353,7 @@ class DepartmentService:
         self._announce(written)
         return created
 
-    def _rules_for(self, alarm_type: str, is_drill: bool, *, auto: bool) -> list[DispatchRule]:
+    def rules_for(self, alarm_type: str, is_drill: bool, *, auto: bool) -> list[DispatchRule]:
         return [
             rule
             for rule in self._rules
@@ -473,7 +379,7 @@ class DepartmentService:
             raise TaskNotFound(str(alarm_id))
         refs = [DepartmentRef(d.id, d.kind, d.jurisdiction_paths, d.enabled) for d in records]
         created: list[Task] = []
-        for rule in self._rules_for(stored.alarm.type, stored.alarm.is_drill, auto=auto):
+        for rule in self.rules_for(stored.alarm.type, stored.alarm.is_drill, auto=auto):
             chosen = departments_for_rule(rule, stored.jurisdiction_path, refs)
             if chosen:
                 created += await self.dispatch(
@@ -487,63 +393,10 @@ class DepartmentService:
                 )
         return created
 
-    async def _auto_dispatch(self, subscription: Subscription[AlarmChange]) -> None:
-        """Dispatch newly opened alarms that an automatic rule covers."""
-        while True:
-            try:
-                while True:
-                    change = await subscription.get()
-                    if change.action == AlarmAction.OPEN.value:
-                        await self._dispatch_opened(change)
-            except SubscriptionOverflow:
-                log.error(
-                    "automatic dispatch fell behind the alarm stream; "
-                    "alarms opened meanwhile need dispatching by hand"
-                )
-            except StopAsyncIteration:
-                return
-            finally:
-                subscription.close()
-            subscription = self.bus.subscribe(maxsize=10_000, name="task-rules")
-
     async def catch_up(self) -> int:
         """Dispatch by the automatic rules the open alarms of the last day that have no task
         (opened while no hub node was dispatching); return how many tasks went out."""
-        since = self._clock() - _CATCH_UP
-        dispatched = 0
-        for alarm_id, alarm_type, is_drill in await self.repo.open_alarms_without_tasks(since):
-            if not self._rules_for(alarm_type, is_drill, auto=True):
-                continue
-            try:
-                created = await self.dispatch_by_rule(
-                    alarm_id, _SYSTEM, visible=_everyone, auto=True
-                )
-            except (TaskNotFound, TaskConflict, DepartmentError) as exc:
-                log.warning("no automatic dispatch of alarm %s: %s", alarm_id, exc)
-                continue
-            dispatched += len(created)
-        if dispatched:
-            log.info("dispatched %d tasks of alarms opened while none were dispatched", dispatched)
-        return dispatched
-
-    async def _catch_up_once(self) -> None:
-        try:
-            await self.catch_up()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("catching up with undispatched alarms failed")
-
-    async def _dispatch_opened(self, change: AlarmChange) -> None:
-        alarm = change.payload.get("alarm") or {}
-        if not self._rules_for(str(alarm.get("type", "")), bool(alarm.get("is_drill")), auto=True):
-            return
-        try:
-            await self.dispatch_by_rule(change.alarm_id, _SYSTEM, visible=_everyone, auto=True)
-        except (TaskNotFound, TaskConflict, DepartmentError) as exc:
-            log.warning("no automatic dispatch of alarm %s: %s", change.alarm_id, exc)
-        except Exception:
-            log.exception("automatic dispatch of alarm %s failed", change.alarm_id)
+        return await RuleDispatch(self).catch_up()
 
     # -- task actions --------------------------------------------------------------
 
@@ -700,18 +553,7 @@ class DepartmentService:
     ) -> PhotoRow:
         """Keep a feedback photo of a task: a JPEG, PNG or WebP within the size limit."""
         await self.visible_task(task_id, principal)
-        kind = content_type.split(";")[0].strip().lower()
-        signatures = PHOTO_TYPES.get(kind)
-        if signatures is None:
-            raise DepartmentError(f"photos must be one of {', '.join(PHOTO_TYPES)}, got {kind!r}")
-        if not data:
-            raise DepartmentError("the photo is empty")
-        if len(data) > self.settings.max_photo_bytes:
-            raise DepartmentError(
-                f"the photo is {len(data)} bytes; at most {self.settings.max_photo_bytes}"
-            )
-        if not data.startswith(signatures) or (kind == "image/webp" and data[8:12] != b"WEBP"):
-            raise DepartmentError(f"the file is not a {kind} image")
+        kind = photo_kind(content_type, data, self.settings.max_photo_bytes)
         now = self._clock()
         digest = hashlib.sha256(data).hexdigest()
         photo_id = uuid.uuid4()

@@ -10,24 +10,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alarms.models import Priority
+from alarms.task_rules import DepartmentRef, DispatchRule, departments_for_rule
+from alarms.task_sla import TaskSlaPolicy
 from alarms.tasks import (
-    DepartmentRef,
-    DispatchRule,
     InvalidTaskTransition,
     Stage,
     Task,
     TaskAction,
-    TaskSlaPolicy,
     TaskState,
     apply_task,
     check_task_escalation,
     close_blockers,
-    departments_for_rule,
     dispatch_task,
     escalate_task,
-    percentile,
     task_is_on_time,
 )
+from hub.departments.report import percentile
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 ALARM = uuid.UUID(int=1)
