@@ -49,6 +49,8 @@ BUTTON = "school-07-btn-1"
 #: Presses the broker hands to the hub before it waits for acknowledgements (the hub's
 #: MQTT 5 receive maximum).
 _IN_FLIGHT = 1000
+#: Seconds after which docs/mqtt.md promises an acknowledged press is on the broker's disk.
+_SURVIVES_AFTER_S = 3.0
 TOPIC = f"gridwatch/v1/{BUTTON}/event"
 
 
@@ -163,8 +165,10 @@ async def test_presses_saved_before_a_broker_crash_survive_it(tmp_path: Path) ->
         button = _Presses(peer)
         await asyncio.to_thread(button.press, _IN_FLIGHT + 300, 500.0)
         button.close()
-        # Past the autosave period (plus the broker's one-second clock): on disk now.
-        await asyncio.sleep(_autosave_s() + 2.0)
+        # The manual's promise: a press the broker acknowledged 3 s before it crashed
+        # survives (with the shipped one-second autosave; not with a 10 s one).
+        assert _autosave_s() + 1.0 < _SURVIVES_AFTER_S
+        await asyncio.sleep(_SURVIVES_AFTER_S)
         accepted = set(button.acked_at)
         stored = await _crash_broker_and_collect(store, peer, hub, accepted)
     assert len(accepted) == _IN_FLIGHT + 300
