@@ -103,6 +103,9 @@ class Evidence:
     `observed` is ONLINE (all good), DEGRADED (reachable, quality fault) or
     OFFLINE (a failed attempt); `reason` is the sentence a maintainer reads;
     `source` names who saw it (`rtsp_probe`, `mqtt_heartbeat`, `onvif`).
+    `details["code"]` and `details["params"]`, when given, are the reason as a
+    code with parameters (`vqd.blur`, `{"score": ...}`) that a console renders
+    in its own language; transitions carry them on.
     """
 
     observed: HealthState
@@ -136,12 +139,16 @@ class Transition:
     at: datetime
     reason: str
     evidence: Evidence | None = None
+    #: The reason as a code with parameters (see `Evidence`), when known.
+    code: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         validate_device_id(self.device_id)
         _require_utc(self.at)
         if self.previous is self.state:
             raise ValueError("a transition must change the state")
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +268,12 @@ class HealthTracker:
             reason = evidence.reason
         if target is None or target is self._state:
             return None
-        return self._move(target, at, reason, evidence)
+        code, params = _coded(evidence)
+        if code is not None and target is HealthState.OFFLINE and self._failures > 1:
+            params = {**params, "failures": self._failures}
+        elif code is not None and target is not evidence.observed:
+            code, params = "health.reachable_unconfirmed", {"code": code, **params}
+        return self._move(target, at, reason, evidence, code, params)
 
     def check_heartbeat(self, at: datetime) -> Transition | None:
         """Declare the device offline when it has been silent too long at `at`.
@@ -279,17 +291,34 @@ class HealthTracker:
         if missed < self.policy.missed_heartbeats_to_offline:
             return None
         reason = f"silent for {silent:.0f} s: {missed} heartbeats of {interval:g} s missed"
-        return self._move(HealthState.OFFLINE, at, reason, None)
+        params = {"silent_s": round(silent), "missed": missed, "interval_s": interval}
+        return self._move(HealthState.OFFLINE, at, reason, None, "heartbeat.silent", params)
 
     def _move(
-        self, state: HealthState, at: datetime, reason: str, evidence: Evidence | None
+        self,
+        state: HealthState,
+        at: datetime,
+        reason: str,
+        evidence: Evidence | None,
+        code: str | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Transition:
-        transition = Transition(self.device_id, self._state, state, at, reason, evidence)
+        transition = Transition(
+            self.device_id, self._state, state, at, reason, evidence, code, params or {}
+        )
         logger.info(
             "device %s: %s -> %s: %s", self.device_id, self._state.value, state.value, reason
         )
         self._state, self._since, self._reason = state, at, reason
         return transition
+
+
+def _coded(evidence: Evidence) -> tuple[str | None, dict[str, Any]]:
+    code = evidence.details.get("code")
+    if not isinstance(code, str) or not code:
+        return None, {}
+    params = evidence.details.get("params")
+    return code, dict(params) if isinstance(params, Mapping) else {}
 
 
 def transition_event(
@@ -307,6 +336,7 @@ def transition_event(
             "from": transition.previous.value,
             "to": transition.state.value,
             "reason": transition.reason,
+            **({"reason_code": transition.code} if transition.code else {}),
             **(payload or {}),
         },
     )

@@ -121,6 +121,7 @@ class Hub:
             linkage_radius_m=settings.registry.linkage_radius_m,
             linkage_limit=settings.registry.linkage_limit,
         )
+        self.mqtt.watch_registry(self.registry)
         # Alarm snapshots log in to linked cameras with their stored credentials.
         self.alarms.use_credentials(camera_login(self.registry.cipher))
         # Snapshot URLs go through the one hardened camera HTTP client, with the site's TLS.

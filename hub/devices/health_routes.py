@@ -69,6 +69,8 @@ async def device_health(
         health=current.health,
         since=current.since,
         reason=current.reason,
+        reason_code=current.reason_code,
+        reason_params=current.reason_params,
         last_probe_at=current.last_probe_at,
         last_sample=(
             SampleOut(
@@ -97,6 +99,8 @@ async def device_health(
                 from_state=t.from_state,
                 to_state=t.to_state,
                 reason=t.reason,
+                reason_code=t.reason_code,
+                reason_params=t.reason_params,
                 evidence_url=evidence_url(t.evidence.get("evidence_id")),
             )
             for t in history

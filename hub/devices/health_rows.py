@@ -56,6 +56,9 @@ class TransitionRow:
     to_state: str
     reason: str
     evidence: dict[str, Any] = field(default_factory=dict)
+    #: The reason as a code with parameters, for a console to say in its language.
+    reason_code: str | None = None
+    reason_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,8 @@ class DeviceHealthRow:
     since: datetime | None
     reason: str | None
     last_probe_at: datetime | None
+    reason_code: str | None = None
+    reason_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

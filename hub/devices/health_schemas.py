@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -58,6 +59,14 @@ class TransitionOut(BaseModel):
     to_state: str
     reason: str
     evidence_url: str | None
+    reason_code: str | None = Field(
+        default=None,
+        description="The reason as a code (vqd.blur, probe.timeout, heartbeat.missed, ...) "
+        "for a console to say in its language; empty for reasons stored without one.",
+    )
+    reason_params: dict[str, Any] = Field(
+        default_factory=dict, description="The values the reason code's text names."
+    )
 
 
 class LoginOut(BaseModel):
@@ -81,6 +90,14 @@ class DeviceHealthOut(BaseModel):
     health: str
     since: datetime | None
     reason: str | None
+    reason_code: str | None = Field(
+        default=None,
+        description="The reason as a code (vqd.blur, probe.timeout, heartbeat.missed, ...) "
+        "for a console to say in its language; empty for reasons stored without one.",
+    )
+    reason_params: dict[str, Any] = Field(
+        default_factory=dict, description="The values the reason code's text names."
+    )
     last_probe_at: datetime | None
     last_sample: SampleOut | None
     transitions: list[TransitionOut]

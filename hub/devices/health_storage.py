@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from hub.devices.health_rows import (
     BaselineRow,
@@ -189,7 +190,7 @@ class HealthRepository:
                     t.from_state,
                     t.to_state,
                     t.reason,
-                    Json(t.evidence),
+                    Json(_evidence_with_code(t)),
                 )
                 for t in transitions
             ],
@@ -201,11 +202,23 @@ class HealthRepository:
                 current[t.device_id] = t
         await tx.executemany(
             "INSERT INTO device_state (device_id, health, health_since, health_reason,"
-            " updated_at) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (device_id) DO UPDATE SET"
+            " health_reason_code, health_reason_params, updated_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (device_id) DO UPDATE SET"
             " health = excluded.health, health_since = excluded.health_since,"
-            " health_reason = excluded.health_reason, updated_at = excluded.updated_at",
+            " health_reason = excluded.health_reason,"
+            " health_reason_code = excluded.health_reason_code,"
+            " health_reason_params = excluded.health_reason_params,"
+            " updated_at = excluded.updated_at",
             [
-                (t.device_id, t.to_state, to_db_time(t.at), t.reason, to_db_time(now))
+                (
+                    t.device_id,
+                    t.to_state,
+                    to_db_time(t.at),
+                    t.reason,
+                    t.reason_code,
+                    Json(t.reason_params) if t.reason_code else None,
+                    to_db_time(now),
+                )
                 for t in current.values()
             ],
         )
@@ -241,7 +254,12 @@ class HealthRepository:
             )
             await self._insert_transitions(
                 tx,
-                [TransitionRow(str(r[0]), at, str(r[1]), "unknown", reason) for r in rows],
+                [
+                    TransitionRow(
+                        str(r[0]), at, str(r[1]), "unknown", reason, reason_code="hub.restarted"
+                    )
+                    for r in rows
+                ],
                 at,
             )
         return [str(r[0]) for r in rows]
@@ -385,7 +403,8 @@ class HealthRepository:
         async with self.store.reading() as tx:
             row = await tx.fetchone(
                 "SELECT d.id, d.name, d.kind, d.jurisdiction_path, s.health, s.health_since,"  # noqa: S608
-                " s.health_reason, s.last_probe_at FROM devices d"
+                " s.health_reason, s.last_probe_at, s.health_reason_code,"
+                " s.health_reason_params FROM devices d"
                 " LEFT JOIN device_state s ON s.device_id = d.id"
                 f" WHERE d.id = %s AND {scope}",
                 (device_id, *params),
@@ -401,6 +420,8 @@ class HealthRepository:
             since=from_ts(row[5]),
             reason=row[6],
             last_probe_at=from_ts(row[7]),
+            reason_code=row[8],
+            reason_params=_params(from_json(row[9])) if row[8] else {},
         )
 
     async def last_sample(self, device_id: str) -> HealthSampleRow | None:
@@ -439,7 +460,9 @@ class HealthRepository:
                 from_state=str(r[2]),
                 to_state=str(r[3]),
                 reason=str(r[4]),
-                evidence=dict(from_json(r[5]) or {}),
+                evidence=(evidence := dict(from_json(r[5]) or {})),
+                reason_code=evidence.get("reason_code"),
+                reason_params=_params(evidence.get("reason_params")),
             )
             for r in rows
         ]
@@ -643,3 +666,13 @@ async def current_health(tx: Tx, device_ids: Sequence[str]) -> dict[str, StoredH
         ids,
     )
     return {str(r[0]): StoredHealth(str(r[0]), str(r[1]), from_ts(r[2]), r[3]) for r in rows}
+
+
+def _evidence_with_code(t: TransitionRow) -> dict[str, Any]:
+    if not t.reason_code:
+        return t.evidence
+    return {**t.evidence, "reason_code": t.reason_code, "reason_params": t.reason_params}
+
+
+def _params(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}

@@ -555,6 +555,8 @@ class PatrolService:
                 to_state=r.transition.state.value,
                 reason=r.transition.reason,
                 evidence=evidence_json(r.transition, r.sample.evidence_id),
+                reason_code=r.transition.code,
+                reason_params=dict(r.transition.params),
             )
             for r in batch
             if r.transition is not None

@@ -96,23 +96,40 @@ def judge(probe: StreamProbe, diagnosis: Diagnosis | None, *, has_login: bool = 
             HealthState.OFFLINE,
             f"{failure}: {probe.error or 'no answer'}"[:500],
             source=SOURCE,
-            details={"failure": failure},
+            details={
+                "failure": failure,
+                "code": f"probe.{failure}",
+                "params": {"error": (probe.error or "")[:200]},
+            },
         )
     if diagnosis is not None and not diagnosis.ok:
         reason = diagnosis.explain()
         if not probe.ok and probe.failure is not None:
             reason = f"the camera answers but sends no picture ({probe.failure.value}): {reason}"
+        faults = tuple(str(f) for f in diagnosis.faults)
         return Evidence(
             HealthState.DEGRADED,
             reason[:500],
             source=SOURCE,
-            faults=tuple(str(f) for f in diagnosis.faults),
+            faults=faults,
+            details={
+                "code": f"vqd.{faults[0]}" if len(faults) == 1 else "vqd.faults",
+                "params": {"faults": ", ".join(faults), "count": len(faults)},
+            },
         )
     size = f"{probe.width}x{probe.height}" if probe.width and probe.height else "unknown size"
     return Evidence(
         HealthState.ONLINE,
         f"picture ok ({probe.codec or 'video'} {size}, {probe.frames_decoded} frames)",
         source=SOURCE,
+        details={
+            "code": "picture.ok",
+            "params": {
+                "codec": probe.codec or "video",
+                "size": size,
+                "frames": probe.frames_decoded,
+            },
+        },
     )
 
 

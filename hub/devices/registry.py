@@ -1,7 +1,8 @@
 """The device registry service: devices and jurisdictions with scope, audit and encryption.
 
 Routes, the CLI and other services call this, never `hub.devices.storage`
-directly. It
+directly (its types are in `registry_types`, tree files are read by
+`jurisdiction_files`; both are re-exported here). It
 
 - checks jurisdiction codes and scope before anything is written;
 - seals credentials with the hub's `CredentialCipher` (and decrypts them only for
@@ -18,17 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
-import io
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-import yaml
-from pydantic import ValidationError
 
 from camera_registry.gb28181 import GbId, next_free_id
 from camera_registry.geo import GeoPoint, bounding_box, nearest
@@ -52,10 +48,20 @@ from camera_registry.logins import LoginBudget
 from camera_registry.models import Credentials, DeviceIn
 from camera_registry.urls import with_credentials
 from hub.auth.audit_storage import record as audit_record
-from hub.auth.principal import check_actor
 from hub.clock import utcnow
 from hub.crypto import CredentialCipher, CredentialError
 from hub.devices import storage as repo
+from hub.devices.jurisdiction_files import parse_jurisdictions
+from hub.devices.registry_types import (
+    Actor,
+    CachedDevice,
+    DeviceChange,
+    ImportOutcome,
+    OutOfScope,
+    RegistryConflict,
+    UnknownJurisdiction,
+    UpsertCounts,
+)
 from hub.storage import SqlStore, Tx
 
 __all__ = [
@@ -78,69 +84,6 @@ _EXPORT_PAGE = 1000
 # this many seconds (health changes add deltas without passing through here).
 _FOLD_AFTER_DELTAS = 5000
 _FOLD_CHECK_S = 30.0
-
-
-class OutOfScope(Exception):
-    """The caller may not place a device (or node) where it asked."""
-
-
-class UnknownJurisdiction(ValueError):
-    """A device names a jurisdiction code that is not in the tree."""
-
-
-class RegistryConflict(Exception):
-    """The write clashes with another device (same id elsewhere, MQTT id taken)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who makes a change, for the audit log (`user:alice`, `system:cli:root`)."""
-
-    name: str
-    remote_addr: str | None = None
-
-    def __post_init__(self) -> None:
-        check_actor(self.name)
-
-
-@dataclass(frozen=True, slots=True)
-class CachedDevice:
-    """What hot paths need to know about a device without a query."""
-
-    id: str
-    kind: str
-    mqtt_device_id: str | None
-    jurisdiction_path: str | None
-    enabled: bool
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceChange:
-    """Devices created, updated or deleted by one committed write."""
-
-    action: str  # "created", "updated", "deleted"
-    device_ids: tuple[str, ...]
-
-
-@dataclass(slots=True)
-class UpsertCounts:
-    """What a bulk write did (or would do, for a dry run)."""
-
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-
-
-@dataclass(slots=True)
-class ImportOutcome:
-    """The result of an import: counts, every bad row, and whether it was written."""
-
-    counts: UpsertCounts = field(default_factory=UpsertCounts)
-    errors: list[RowError] = field(default_factory=list)
-    rows: int = 0
-    written: bool = False
-    format: str = ""
-    encoding: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -781,73 +724,3 @@ def _changes(plan: _Plan) -> Iterable[tuple[str, repo.DeviceRow]]:
 
 def _audit_details(row: repo.DeviceRow) -> dict[str, Any]:
     return {"credentials_changed": row.credentials is not None or row.clear_credentials}
-
-
-_JURISDICTION_HEADERS: Mapping[str, str] = {
-    "code": "code",
-    "编码": "code",
-    "辖区编码": "code",
-    "name": "name",
-    "名称": "name",
-    "辖区名称": "name",
-    "level": "level",
-    "级别": "level",
-    "层级": "level",
-    "parent_code": "parent_code",
-    "parent": "parent_code",
-    "上级编码": "parent_code",
-    "上级": "parent_code",
-}
-_LEVEL_WORDS: Mapping[str, str] = {
-    "区": "district",
-    "区县": "district",
-    "街道": "town",
-    "镇": "town",
-    "乡镇": "town",
-    "社区": "village",
-    "村": "village",
-    "网格": "grid",
-    "微网格": "micro_grid",
-}
-
-
-def parse_jurisdictions(data: bytes, filename: str) -> list[JurisdictionNode]:
-    """Jurisdiction nodes from a CSV (code,name,level,parent_code; zh headers too) or YAML list.
-
-    Raises ValueError naming the first bad entry.
-    """
-    text = data.decode("utf-8-sig")
-    records: list[dict[str, Any]]
-    if filename.lower().endswith((".yaml", ".yml")):
-        loaded = yaml.safe_load(text)
-        if isinstance(loaded, dict):
-            loaded = loaded.get("jurisdictions")
-        if not isinstance(loaded, list):
-            raise ValueError("the YAML must be a list of nodes (or jurisdictions: [...])")
-        records = [dict(item) for item in loaded if isinstance(item, dict)]
-    else:
-        reader = csv.DictReader(io.StringIO(text))
-        records = []
-        for raw in reader:
-            record: dict[str, Any] = {}
-            for header, value in raw.items():
-                key = _JURISDICTION_HEADERS.get((header or "").strip().lower())
-                if key is not None:
-                    record[key] = (value or "").strip() or None
-            records.append(record)
-    nodes = []
-    for number, record in enumerate(records, 1):
-        level = record.get("level")
-        if isinstance(level, str):
-            record["level"] = _LEVEL_WORDS.get(level, level)
-        if record.get("parent_code") is not None:
-            record["parent_code"] = str(record["parent_code"])
-        if record.get("code") is not None:
-            record["code"] = str(record["code"])
-        try:
-            nodes.append(JurisdictionNode.model_validate(record))
-        except ValidationError as exc:
-            first = exc.errors(include_input=False, include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ValueError(f"entry {number}: {where}: {first['msg']}") from exc
-    return nodes

@@ -1,9 +1,9 @@
 """The MQTT devices in the hub: registry directory, adapter lifecycle, health, metrics.
 
 - `DeviceDirectory` answers the adapter's synchronous `device_lookup` from memory. It is
-  loaded from the registry at start and reloaded when the registry's MQTT devices change
-  (a cheap fingerprint query every `device_refresh_s`, so changes made through any hub
-  node are seen) and in full every few minutes regardless.
+  loaded from the registry at start and reloaded at once when the registry announces a
+  device change (`Registry.on_change`), within `device_refresh_s` of a change made on
+  another hub node (a cheap fingerprint query), and in full every few minutes regardless.
 - `MqttService` runs the `MqttAdapter` with the writer's `submit`: the adapter PUBACKs a
   message only in the writer's committed-callback.
 - `health_changes` turns stored MQTT events into device health evidence (availability,
@@ -22,8 +22,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +50,7 @@ from hub.devices.health_storage import (
     current_health,
     insert_transitions,
 )
+from hub.devices.registry import DeviceChange, Registry
 from hub.metrics import Metrics
 from hub.mqtt.storage import (
     MqttDeviceRow,
@@ -89,6 +90,7 @@ class DeviceDirectory:
         self._by_mqtt_id: dict[str, DeviceInfo] = {}
         self._rows: dict[str, MqttDeviceRow] = {}
         self._fingerprint: tuple[int, str] | None = None
+        self._changed = asyncio.Event()
         self.loaded_at: float | None = None
 
     def lookup(self, mqtt_id: str) -> DeviceInfo | None:
@@ -146,13 +148,23 @@ class DeviceDirectory:
         await self.refresh()
         return True
 
+    def registry_changed(self, change: DeviceChange) -> None:
+        """Registry listener: devices changed on this node; reload at once."""
+        self._changed.set()
+
     async def run(self) -> None:
-        """Keep the directory current until cancelled."""
+        """Keep the directory current until cancelled: at once after a change made on
+        this node (the registry's notification), within `refresh_s` after one made on
+        another node (the fingerprint), in full every few minutes regardless."""
         last_full = time.monotonic()
         while True:
-            await asyncio.sleep(self._refresh_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._refresh_s):
+                    await self._changed.wait()
+            notified = self._changed.is_set()
+            self._changed.clear()
             try:
-                if time.monotonic() - last_full >= _FULL_RELOAD_S:
+                if notified or time.monotonic() - last_full >= _FULL_RELOAD_S:
                     await self.refresh()
                     last_full = time.monotonic()
                 else:
@@ -169,30 +181,47 @@ class HealthChange:
     health: str
     at: datetime
     reason: str
+    code: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _offline_reason(event: DeviceEvent) -> str:
+def _offline_reason(event: DeviceEvent) -> tuple[str, str, dict[str, Any]]:
     if event.payload.get("reason") == "heartbeat_missed":
-        return f"missed heartbeats over MQTT (last heard {event.payload.get('last_heard')})"
+        last = event.payload.get("last_heard")
+        return (
+            f"missed heartbeats over MQTT (last heard {last})",
+            "heartbeat.missed",
+            {"last_heard": last},
+        )
     if event.payload.get("retained"):
-        return "offline over MQTT (retained availability / last will)"
-    return "offline over MQTT (availability / last will)"
+        return "offline over MQTT (retained availability / last will)", "mqtt.last_will", {}
+    return "offline over MQTT (availability / last will)", "mqtt.last_will", {}
 
 
-def _health_of(event: DeviceEvent) -> tuple[str, str] | None:
+_Health = tuple[str, str, str, dict[str, Any]]
+
+
+def _health_of(event: DeviceEvent) -> _Health | None:
+    """(health, reason, reason code, code parameters) an MQTT event proves, if any."""
     if event.source != SOURCE or event.kind.startswith("health."):
         return None
     if event.kind == "device.online":
-        return "online", "announced online over MQTT"
+        return "online", "announced online over MQTT", "mqtt.online", {}
     if event.kind == "device.heartbeat":
-        return "online", "MQTT heartbeat"
+        return "online", "MQTT heartbeat", "mqtt.heartbeat", {}
     if event.kind == "device.offline":
-        return "offline", _offline_reason(event)
+        return ("offline", *_offline_reason(event))
     if event.kind == "broadcast.status":
         status = event.payload.get("status")
         if status == "fault":
-            return "degraded", f"unit reports a fault: {event.payload.get('detail') or 'no detail'}"
-        return "online", f"unit reports {status}"
+            detail = event.payload.get("detail") or "no detail"
+            return (
+                "degraded",
+                f"unit reports a fault: {detail}",
+                "unit.fault",
+                {"detail": detail},
+            )
+        return "online", f"unit reports {status}", "unit.status", {"status": status}
     return None
 
 
@@ -206,7 +235,7 @@ def health_changes(events: Sequence[DeviceEvent]) -> list[HealthChange]:
         current = latest.get(event.device_id)
         if current is None or event.time >= current.at:
             latest[event.device_id] = HealthChange(
-                event.device_id, health[0], event.time, health[1]
+                event.device_id, health[0], event.time, health[1], health[2], health[3]
             )
     return list(latest.values())
 
@@ -230,7 +259,12 @@ def decide_transitions(
             current.reason or "",
         )
         observed = HealthState(change.health)
-        evidence = Evidence(observed, change.reason[:500] or "MQTT", source=SOURCE)
+        evidence = Evidence(
+            observed,
+            change.reason[:500] or "MQTT",
+            source=SOURCE,
+            details={"code": change.code, "params": dict(change.params)} if change.code else {},
+        )
         transition = tracker.observe(observed, evidence, change.at)
         if transition is not None:
             transitions.append(transition)
@@ -276,6 +310,10 @@ class MqttService:
         self._tasks: list[asyncio.Task[None]] = []
         if metrics is not None:
             metrics.registry.register(MqttCollector(self))
+
+    def watch_registry(self, registry: Registry) -> None:
+        """Reload the device directory whenever the registry commits a device change."""
+        registry.on_change(self.directory.registry_changed)
 
     @property
     def enabled(self) -> bool:
@@ -353,6 +391,8 @@ class MqttService:
                     to_state=t.state.value,
                     reason=t.reason,
                     evidence={"source": SOURCE},
+                    reason_code=t.code,
+                    reason_params=dict(t.params),
                 )
                 for t in transitions
             ],

@@ -1,8 +1,9 @@
 """What the MQTT side reads from the registry and the event store.
 
 Devices of kind `alarm_point` (school panic buttons) and `broadcast_unit` are loaded whole
-into the hub's in-memory directory; a cheap fingerprint (row count and newest
-`updated_at`) tells when to reload. Device health is decided by the one health machine
+into the hub's in-memory directory through the device storage (the `devices` table's
+owner); a cheap fingerprint (row count and newest `updated_at`) tells when another
+node changed them. Device health is decided by the one health machine
 (`camera_registry.health`) and stored through `hub.devices.health_storage`.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from hub.devices import storage as devices_repo
 from hub.storage.base import SqlStore, from_json, from_ts
 
 __all__ = [
@@ -40,31 +42,18 @@ class MqttDeviceRow:
     tags: tuple[str, ...]
 
 
-def _tags(value: Any) -> tuple[str, ...]:
-    decoded = from_json(value)
-    if isinstance(decoded, list):
-        return tuple(str(tag) for tag in decoded)
-    return ()
-
-
 async def load_mqtt_devices(store: SqlStore) -> list[MqttDeviceRow]:
     """Every registered panic button (`alarm_point`) and broadcast unit."""
-    async with store.reading() as tx:
-        rows = await tx.fetchall(
-            "SELECT id, kind, name, mqtt_device_id, jurisdiction_path, tags"
-            " FROM devices WHERE kind IN (%s, %s)",
-            MQTT_REGISTRY_KINDS,
-        )
     return [
         MqttDeviceRow(
-            device_id=row[0],
-            kind=row[1],
-            name=row[2] or "",
-            mqtt_device_id=row[3],
-            jurisdiction_path=row[4],
-            tags=_tags(row[5]),
+            device_id=row.device_id,
+            kind=row.kind,
+            name=row.name,
+            mqtt_device_id=row.mqtt_device_id,
+            jurisdiction_path=row.jurisdiction_path,
+            tags=row.tags,
         )
-        for row in rows
+        for row in await devices_repo.devices_of_kinds(store, MQTT_REGISTRY_KINDS)
     ]
 
 
@@ -127,11 +116,4 @@ async def last_heard(
 
 async def registry_fingerprint(store: SqlStore) -> tuple[int, str]:
     """Changes whenever an MQTT device is added, removed or updated."""
-    async with store.reading() as tx:
-        row = await tx.fetchone(
-            "SELECT COUNT(*), MAX(updated_at) FROM devices WHERE kind IN (%s, %s)",
-            MQTT_REGISTRY_KINDS,
-        )
-    if row is None:
-        return 0, ""
-    return int(row[0]), str(row[1])
+    return await devices_repo.kinds_fingerprint(store, MQTT_REGISTRY_KINDS)

@@ -128,6 +128,9 @@ async def test_three_refusals_stop_the_logins_until_the_stored_login_changes(
         assert await probes() == expected
     body = await _health_api(hub, "cam-locked")
     assert body["health"] == "degraded"
+    assert body["reason_code"] == "auth.credentials_rejected"
+    assert body["reason_params"] == {"login_stored": True}
+    assert body["transitions"][0]["reason_code"] == "auth.credentials_rejected"
     login = body["login"]
     assert (login["state"], login["refusals"], login["last_source"]) == (
         "auth_failed",
@@ -150,6 +153,7 @@ async def test_three_refusals_stop_the_logins_until_the_stored_login_changes(
     assert await probes() == 4
     body = await _health_api(hub, "cam-locked")
     assert body["health"] == "online"
+    assert body["reason_code"] == "picture.ok"
     assert body["login"]["state"] == "ok"
     [(state,)] = await _rows(hub, "SELECT state FROM alarms WHERE device_id = 'cam-locked'")
     assert state == "closed"

@@ -12,6 +12,7 @@ import pytest
 
 from adapters.sim import BroadcastUnitSim, PanicButtonSim
 from hub.runtime import Hub
+from tests.integration.health_seed import seed_tree
 from tests.integration.hub_mqtt_support import (
     hub_with_mqtt,
     mqtt_hub_settings,
@@ -74,6 +75,8 @@ async def test_an_offline_panic_button_opens_a_p2_alarm_that_closes_when_it_is_b
             )
             await hub.writer.flush()
             assert await _alarms(hub, BUTTON) == [("device_offline", 2, "maintenance", "new")]
+            health = (await client.get(f"/api/devices/{BUTTON}/health")).json()
+            assert (health["reason_code"], health["reason_params"]) == ("mqtt.last_will", {})
             listed = (await client.get("/api/alarms")).json()["items"]
             [alarm] = [a for a in listed if a["device_id"] == BUTTON]
             assert alarm["title"] == "Panic button offline: School 5 gate button"
@@ -141,3 +144,29 @@ async def _count(hub: Hub, device_id: str, expected: int) -> bool:
 
 async def _is(value: Awaitable[str | None], expected: str) -> bool:
     return await value == expected
+
+
+async def test_a_button_registered_through_the_registry_is_known_at_once(
+    broker: tuple[str, int], client_id: str, tmp_path: Path
+) -> None:
+    """The MQTT directory follows the registry's change notifications, not only its poll
+    (here an hour, so only the notification can make the button known)."""
+    prefix = unique_prefix()
+    mqtt = {**mqtt_hub_settings(*broker, prefix, client_id), "device_refresh_s": 3600}
+    async with hub_with_mqtt(tmp_path, None, mqtt, role="admin") as (hub, client):
+        await seed_tree(hub.store)
+        created = await client.post(
+            "/api/devices",
+            json={
+                "id": BUTTON,
+                "name": "School 5 gate button",
+                "kind": "alarm_point",
+                "jurisdiction": "150102001",
+                "mqtt_device_id": "sos-5",
+            },
+        )
+        assert created.status_code == 201, created.text
+        await wait_until(lambda: hub.mqtt.directory.lookup("sos-5"), what="directory")
+        deleted = await client.delete(f"/api/devices/{BUTTON}")
+        assert deleted.status_code == 204
+        await wait_until(lambda: hub.mqtt.directory.lookup("sos-5") is None, what="gone")

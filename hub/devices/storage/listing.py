@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -35,17 +36,20 @@ from hub.devices.storage.rows import (
     _stored_compare,
     _within_sql,
 )
-from hub.storage.base import SqlStore, Tx, to_db_time
+from hub.storage.base import SqlStore, Tx, from_json, to_db_time
 
 __all__ = [
+    "KindRow",
     "cached_rows",
     "count_subtree",
     "credential_blobs",
     "device_credentials",
     "device_exists",
+    "devices_of_kinds",
     "existing_for_compare",
     "gb_ids_with_prefix",
     "get_device",
+    "kinds_fingerprint",
     "list_devices",
     "located_cameras",
     "taken_mqtt_ids",
@@ -349,3 +353,58 @@ async def credential_blobs(store: SqlStore, *, after: str, limit: int) -> list[t
             [after, limit],
         )
     return [(r[0], bytes(r[1])) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class KindRow:
+    """A device as protocol services that load a whole kind keep it in memory."""
+
+    device_id: str
+    kind: str
+    name: str
+    mqtt_device_id: str | None
+    jurisdiction_path: str | None
+    tags: tuple[str, ...]
+
+
+def _tag_tuple(value: Any) -> tuple[str, ...]:
+    decoded = from_json(value)
+    if isinstance(decoded, list):
+        return tuple(str(tag) for tag in decoded)
+    return ()
+
+
+async def devices_of_kinds(store: SqlStore, kinds: Sequence[str]) -> list[KindRow]:
+    """Every registered device of `kinds` (for a protocol service's directory)."""
+    if not kinds:
+        return []
+    async with store.reading() as tx:
+        rows = await tx.fetchall(
+            "SELECT id, kind, name, mqtt_device_id, jurisdiction_path, tags"
+            f" FROM devices WHERE kind IN ({', '.join('%s' for _ in kinds)})",
+            list(kinds),
+        )
+    return [
+        KindRow(
+            device_id=row[0],
+            kind=row[1],
+            name=row[2] or "",
+            mqtt_device_id=row[3],
+            jurisdiction_path=row[4],
+            tags=_tag_tuple(row[5]),
+        )
+        for row in rows
+    ]
+
+
+async def kinds_fingerprint(store: SqlStore, kinds: Sequence[str]) -> tuple[int, str]:
+    """Changes whenever a device of `kinds` is added, removed or updated (on any node)."""
+    async with store.reading() as tx:
+        row = await tx.fetchone(
+            "SELECT COUNT(*), MAX(updated_at) FROM devices"
+            f" WHERE kind IN ({', '.join('%s' for _ in kinds)})",
+            list(kinds),
+        )
+    if row is None:
+        return 0, ""
+    return int(row[0]), str(row[1])
