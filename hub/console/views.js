@@ -28,13 +28,14 @@ export async function fillJurisdictionChoices() {
 
 function kindText(kind) { return tOr(`kind.${kind}`, kind); }
 
-/** A health reason in the console's language: a code with parameters when the hub gives one,
- *  the hub's own sentence otherwise. */
+/** A health reason in the console's language: a code with parameters when the hub gives one
+ *  (with the hub's own sentence beneath it as the technical detail), the sentence otherwise. */
 export function reasonText(item) {
   const code = item?.reason_code;
   if (code && has(`reason.${code}`)) {
-    // The hub's own sentence stays at hand (hover) for the maintainer who needs the figures.
-    return h("span", { class: "reason", dataset: { code }, title: item.reason || null, text: t(`reason.${code}`, item.reason_params || {}) });
+    // The hub's own sentence stays beneath for the maintainer who needs the figures.
+    return h("span", { class: "reason", dataset: { code } }, t(`reason.${code}`, item.reason_params || {}),
+      item.reason ? h("small", { class: "reason-detail", "data-raw": "text", text: item.reason }) : null);
   }
   return item?.reason ? h("span", { class: "reason", "data-raw": "text", text: item.reason }) : "";
 }

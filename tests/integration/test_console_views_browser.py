@@ -362,6 +362,8 @@ async def test_maintenance_view_filters_and_explains_an_offline_camera(
         assert "cam-gone" in detail and "离线" in detail
         assert shanghai(since) in detail
         assert reason in detail
+        # The reason's code in the operator's language, above the hub's sentence.
+        assert "无法连接摄像机" in detail
         await page.wait_for_selector("#maint-detail img")
         await wait_js(page, "document.querySelector('#maint-detail img').naturalWidth > 0", 10)
         size = await page.evaluate(
