@@ -116,8 +116,12 @@ class PacketPull:
             try:
                 self._pull_once()
             except Exception as exc:
-                self.last_error = type(exc).__name__
-                log.info("pull of %s ended: %s", self._label, type(exc).__name__)
+                reason = type(exc).__name__
+                # Said once per new reason: an unreachable camera retried every 30 s
+                # for days must not fill the log.
+                level = logging.DEBUG if reason == self.last_error else logging.INFO
+                log.log(level, "pull of %s ended: %s; retrying", self._label, reason)
+                self.last_error = reason
             self.connected = False
             if time.monotonic() - started > 60:
                 pause = _RETRY_MIN_S
@@ -135,6 +139,9 @@ class PacketPull:
             index = {stream.index: i for i, stream in enumerate(streams)}
             self.connections += 1
             self.connected = True
+            if self.last_error is not None:
+                log.info("pull of %s connected again", self._label)
+                self.last_error = None
             header: StreamHeader | None = None
             timeline = Timeline()
             for packet in container.demux(*streams):
