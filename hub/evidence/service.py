@@ -64,6 +64,7 @@ _POLL_S = 0.25
 # placed by arrival, and the key frame before the pre-roll may be a GOP further back.
 _SLACK_S = 5.0
 _LATE_S = 10.0
+_START_SPACING_S = 0.05
 # DB15/T 3968: at least two external cameras linked to each one-touch alarm.
 _MIN_CAMERAS = 2
 _RETENTION_EVERY_S = 3600.0
@@ -210,7 +211,9 @@ class EvidenceService:
             return
         self._started = True
         await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
-        await self.refresh()
+        # The first read of the buffered cameras runs in the refresh loop at once, so a
+        # hub with thousands of them is not held up starting their pulls.
+        self._refresh_now.set()
         self._tasks.append(asyncio.create_task(self._refresh_loop(), name="evidence-refresh"))
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="evidence-retention"))
         if self._changes is not None:
@@ -273,6 +276,9 @@ class EvidenceService:
                 buffer = _Buffer(camera_id, url, PacketRing(keep_s, max_bytes))
                 self._buffers[camera_id] = buffer
                 buffer.pull.start()
+                # Opened at a bounded rate: a burst of simultaneous sessions is refused by
+                # some servers (and NVRs serving many channels).
+                await asyncio.sleep(_START_SPACING_S)
         if gone or len(self._buffers) != len(wanted):
             log.info("evidence: buffering %d cameras", len(self._buffers))
 
@@ -293,7 +299,8 @@ class EvidenceService:
             subscription = changes.subscribe(maxsize=10000, name="evidence")
             try:
                 async for change in subscription:
-                    if change.action == "open":
+                    # A device fault (maintenance) is not an incident to film.
+                    if change.action == "open" and change.category != "maintenance":
                         self._spawn(self.record(change))
             except SubscriptionOverflow:
                 log.error("evidence: fell behind the alarm changes; following again")
