@@ -45,8 +45,10 @@ from adapters.sinks.errors import DeliveryFailed
 from adapters.sinks.mqtt import MqttSink
 from adapters.sinks.webhook import WebhookSink
 from alarms.outbox import OutboxState, after_failure
+from hub.alarms import outbox_storage
 from hub.alarms.config import DeliverySettings, SinkSettings
-from hub.alarms.storage import AlarmRepository, ClaimedDelivery
+from hub.alarms.outbox_storage import ClaimedDelivery
+from hub.alarms.storage import AlarmRepository
 from hub.clock import utcnow
 from hub.contracts import Sink
 from hub.metrics import Metrics
@@ -123,7 +125,7 @@ class Dispatcher:
         worker: str | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        self._repo = repository
+        self._store = repository.store
         self._settings = settings
         self._sinks: dict[str, tuple[Sink, SinkSettings | None]] = dict(sinks or {})
         self._clock = clock
@@ -174,7 +176,7 @@ class Dispatcher:
         for sink, _ in self._sinks.values():
             await sink.start()
         if self._task is None:
-            taken = await self._repo.take_back(self.worker, self._clock())
+            taken = await outbox_storage.take_back(self._store, self.worker, self._clock())
             if taken:
                 log.warning("took back %d outbox rows %s held when it stopped", taken, self.worker)
             self._task = asyncio.create_task(self._run(), name="outbox-dispatcher")
@@ -217,7 +219,7 @@ class Dispatcher:
             return
         self._gauges_at = tick
         try:
-            backlog = await self._repo.outbox_backlog()
+            backlog = await outbox_storage.outbox_backlog(self._store)
         except Exception:
             log.exception("counting the outbox backlog failed")
             return
@@ -235,7 +237,7 @@ class Dispatcher:
     async def _sleep_until_due(self) -> None:
         timeout = self._settings.poll_interval_s
         with contextlib.suppress(Exception):
-            due = await self._repo.next_due(await self._active_sinks())
+            due = await outbox_storage.next_due(self._store, await self._active_sinks())
             if due is not None:
                 timeout = min(timeout, max(0.0, (due - self._clock()).total_seconds()))
         with contextlib.suppress(TimeoutError):
@@ -243,7 +245,7 @@ class Dispatcher:
         self._wake.clear()
 
     async def _active_sinks(self) -> list[str]:
-        self._disabled = set(await self._repo.disabled_sinks())
+        self._disabled = set(await outbox_storage.disabled_sinks(self._store))
         return [name for name in sorted(self._sinks) if name not in self._disabled]
 
     def _margin(self) -> float:
@@ -258,7 +260,9 @@ class Dispatcher:
                 continue
             until = self._clock() + timedelta(seconds=self._settings.lease_s)
             try:
-                extended = await self._repo.extend_leases(self.worker, sorted(self._held), until)
+                extended = await outbox_storage.extend_leases(
+                    self._store, self.worker, sorted(self._held), until
+                )
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -279,7 +283,8 @@ class Dispatcher:
         """Claim one batch of due rows and deliver them; return how many were tried."""
         now = self._clock()
         lease_until = now + timedelta(seconds=self._settings.lease_s)
-        claimed = await self._repo.claim(
+        claimed = await outbox_storage.claim(
+            self._store,
             self.worker,
             await self._active_sinks(),
             now,
@@ -302,7 +307,7 @@ class Dispatcher:
             sink, config = self._sinks[record.sink]
             if record.sink in self._disabled:
                 # Its receiver answered 410 while this row waited for a slot.
-                await self._repo.release(item.row_id, self.worker, self._clock())
+                await outbox_storage.release(self._store, item.row_id, self.worker, self._clock())
                 self._count(record.sink, "disabled")
                 return
             lease = self._held[item.row_id]
@@ -310,7 +315,7 @@ class Dispatcher:
             if remaining <= 0:
                 # Waited for a slot until the lease nearly ran out: another dispatcher
                 # may claim the row any moment, so this one must not start sending it.
-                await self._repo.release(item.row_id, self.worker, self._clock())
+                await outbox_storage.release(self._store, item.row_id, self.worker, self._clock())
                 self._count(record.sink, "expired")
                 return
             limit = config.max_attempts if config else _DEFAULT_MAX_ATTEMPTS
@@ -337,8 +342,12 @@ class Dispatcher:
                     self._disabled.add(record.sink)
                 await self._failed(item, config, exc.reason, permanent=exc.permanent, gone=exc.gone)
                 if exc.gone:
-                    await self._repo.set_sink_disabled(
-                        record.sink, True, f"receiver answered: {exc.reason}", self._clock()
+                    await outbox_storage.set_sink_disabled(
+                        self._store,
+                        record.sink,
+                        True,
+                        f"receiver answered: {exc.reason}",
+                        self._clock(),
                     )
                     log.warning(
                         "sink %s disabled: %s; rows wait until an operator re-enables it",
@@ -350,14 +359,14 @@ class Dispatcher:
                 log.exception("sink %s crashed on %s", record.sink, record.idempotency_key)
                 await self._failed(item, config, f"sink error: {type(exc).__name__}")
                 return
-            await self._repo.mark_delivered(item.row_id, self._clock(), receipt)
+            await outbox_storage.mark_delivered(self._store, item.row_id, self._clock(), receipt)
             self.delivered += 1
             self._count(record.sink, "delivered")
             log.info("delivered %s (%s)", record.idempotency_key, receipt)
 
     async def _dead_letter(self, item: ClaimedDelivery) -> None:
         record = dataclasses.replace(item.record, state=OutboxState.DEAD)
-        await self._repo.mark_failed(item.row_id, self.worker, record)
+        await outbox_storage.mark_failed(self._store, item.row_id, self.worker, record)
         self.failed += 1
         self._count(record.sink, "dead")
         log.error(
@@ -387,7 +396,7 @@ class Dispatcher:
             base=timedelta(seconds=self._settings.backoff_base_s),
             cap=timedelta(seconds=self._settings.backoff_cap_s),
         )
-        await self._repo.mark_failed(item.row_id, self.worker, updated)
+        await outbox_storage.mark_failed(self._store, item.row_id, self.worker, updated)
         dead = updated.state.value == "dead"
         self._count(item.record.sink, "gone" if gone else "dead" if dead else "failed")
         log.warning(

@@ -26,8 +26,13 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from alarms.models import ACTIVE_STATES, Alarm, AlarmCategory, AlarmState, HistoryEntry, Priority
-from alarms.outbox import OUTBOX_NAMESPACE, OutboxRecord, OutboxState
+from alarms.outbox import OutboxRecord
 from camera_registry.events import RejectedMessage
+from hub.alarms import outbox_storage
+from hub.alarms.outbox_storage import (
+    ClaimedDelivery,
+    SinkState,
+)
 from hub.auth import audit_storage as audit_log
 from hub.storage.base import (
     Row,
@@ -72,16 +77,6 @@ _ALARM_COLUMNS = (
     " opened_at, last_seen_at, count, assignee, department, ack_due, resolve_due,"
     " escalation_level, revision, is_drill, closed_reason, jurisdiction_path, rule, details,"
     " updated_at, ack_due_first, resolve_due_first"
-)
-#: The last error of a row taken back after its claim's lease ran out.
-LEASE_EXPIRED = (
-    "the claim's lease ran out before an outcome was recorded (the dispatcher stopped or hung)"
-)
-#: The last error of a row its own node took back when it started again.
-TAKEN_BACK = "the node sending it stopped before an outcome was recorded; taken back at restart"
-_OUTBOX_COLUMNS = (
-    "id, alarm_id, revision, sink, payload, state, attempts, next_attempt_at, last_error,"
-    " delivered_at"
 )
 
 
@@ -163,14 +158,6 @@ class DeviceInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimedDelivery:
-    """An outbox row claimed by one dispatcher for one attempt."""
-
-    row_id: int
-    record: OutboxRecord
-
-
-@dataclass(frozen=True, slots=True)
 class DeliveryRow:
     """A delivery receipt as shown on an alarm."""
 
@@ -196,17 +183,6 @@ class MediaRow:
     size: int
     taken_at: datetime
     source: str
-
-
-@dataclass(frozen=True, slots=True)
-class SinkState:
-    """A sink's run-time status and its outbox backlog."""
-
-    name: str
-    disabled: bool
-    reason: str | None
-    updated_at: datetime | None
-    counts: Mapping[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,25 +241,6 @@ def _alarm_from_row(row: Row) -> StoredAlarm:
         details=from_json(row[23]) or {},
         updated_at=_ts(row[24]),
     )
-
-
-def _record_from_row(row: Row) -> ClaimedDelivery:
-    alarm_id = from_uuid(row[1])
-    revision = int(row[2])
-    sink = str(row[3])
-    record = OutboxRecord(
-        id=uuid.uuid5(OUTBOX_NAMESPACE, f"{alarm_id}:{revision}:{sink}"),
-        alarm_id=alarm_id,
-        revision=revision,
-        sink=sink,
-        payload=from_json(row[4]) or {},
-        state=OutboxState(row[5]),
-        attempts=int(row[6]),
-        next_attempt_at=_ts(row[7]),
-        last_error=row[8],
-        delivered_at=from_ts(row[9]),
-    )
-    return ClaimedDelivery(row_id=int(row[0]), record=record)
 
 
 def _in_list(values: Sequence[Any]) -> str:
@@ -1130,187 +1087,60 @@ class AlarmRepository:
             raise KeyError(str(media_id))
         return str(row[0]), bytes(row[1])
 
-    # -- outbox -------------------------------------------------------------
+    # -- outbox (hub.alarms.outbox_storage) ----------------------------------
 
     async def claim(
-        self,
-        worker: str,
-        sinks: Sequence[str],
-        now: datetime,
-        *,
-        lease_until: datetime,
-        limit: int,
+        self, worker: str, sinks: Sequence[str], now: datetime, *, lease_until: datetime, limit: int
     ) -> list[ClaimedDelivery]:
-        """Claim due rows of `sinks`: pending and due, or delivering with an expired lease.
-
-        PostgreSQL skips rows other dispatchers hold (`FOR UPDATE SKIP LOCKED`);
-        SQLite's single writer makes the claim atomic by itself.
-        """
-        if not sinks:
-            return []
-        at = to_db_time(now)
-        skip = self.store.dialect.skip_locked()
-        # A row taken back from an expired lease counts as an attempt (its dispatcher
-        # died or hung while sending it): a row that kills every dispatcher that tries
-        # it reaches the attempt limit and is dead-lettered instead of looping forever.
-        sql = (
-            "UPDATE outbox SET state = 'delivering', claimed_by = %s, claimed_until = %s,"  # noqa: S608 - placeholders only
-            " attempts = CASE WHEN state = 'delivering' THEN attempts + 1 ELSE attempts END,"
-            " last_error = CASE WHEN state = 'delivering' THEN %s ELSE last_error END"
-            " WHERE id IN (SELECT id FROM outbox WHERE"
-            " ((state = 'pending' AND next_attempt_at <= %s)"
-            " OR (state = 'delivering' AND claimed_until < %s))"
-            f" AND sink IN ({_in_list(sinks)})"
-            f" ORDER BY next_attempt_at, id LIMIT %s{skip})"
-            f" RETURNING {_OUTBOX_COLUMNS}"
+        """See `hub.alarms.outbox_storage.claim`."""
+        return await outbox_storage.claim(
+            self.store, worker, sinks, now, lease_until=lease_until, limit=limit
         )
-        async with self.store.transaction() as tx:
-            rows = await tx.fetchall(
-                sql, [worker, to_db_time(lease_until), LEASE_EXPIRED, at, at, *sinks, limit]
-            )
-        return sorted((_record_from_row(row) for row in rows), key=lambda c: c.row_id)
 
     async def mark_delivered(self, row_id: int, now: datetime, receipt: str) -> None:
-        """Record a confirmed delivery (whoever delivered it, it is delivered)."""
-        async with self.store.transaction() as tx:
-            await tx.execute(
-                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1,"
-                " delivered_at = %s, receipt = %s, last_error = NULL, claimed_by = NULL,"
-                " claimed_until = NULL WHERE id = %s AND state <> 'delivered'",
-                (to_db_time(now), receipt[:1000], row_id),
-            )
+        """See `hub.alarms.outbox_storage.mark_delivered`."""
+        return await outbox_storage.mark_delivered(self.store, row_id, now, receipt)
 
     async def mark_failed(self, row_id: int, worker: str, record: OutboxRecord) -> None:
-        """Record a failed attempt: back to pending with its backoff, or dead."""
-        async with self.store.transaction() as tx:
-            await tx.execute(
-                "UPDATE outbox SET state = %s, attempts = %s, last_error = %s,"
-                " next_attempt_at = %s, claimed_by = NULL, claimed_until = NULL"
-                " WHERE id = %s AND claimed_by = %s AND state = 'delivering'",
-                (
-                    record.state.value,
-                    record.attempts,
-                    record.last_error,
-                    to_db_time(record.next_attempt_at),
-                    row_id,
-                    worker,
-                ),
-            )
+        """See `hub.alarms.outbox_storage.mark_failed`."""
+        return await outbox_storage.mark_failed(self.store, row_id, worker, record)
 
     async def take_back(self, worker: str, now: datetime) -> int:
-        """Make the rows `worker` held when it stopped due again at once.
-
-        A node restarted after a crash has the same worker name: nothing of the
-        rows it held is in flight any more, so waiting out their leases would only
-        delay them. Each counts as an attempt, as an expired lease does.
-        """
-        async with self.store.transaction() as tx:
-            return await tx.execute(
-                "UPDATE outbox SET state = 'pending', next_attempt_at = %s,"
-                " attempts = attempts + 1, last_error = %s, claimed_by = NULL,"
-                " claimed_until = NULL WHERE state = 'delivering' AND claimed_by = %s",
-                (to_db_time(now), TAKEN_BACK, worker),
-            )
+        """See `hub.alarms.outbox_storage.take_back`."""
+        return await outbox_storage.take_back(self.store, worker, now)
 
     async def extend_leases(
         self, worker: str, row_ids: Sequence[int], lease_until: datetime
     ) -> set[int]:
-        """Move the lease of rows `worker` still holds to `lease_until`; the ids it moved."""
-        if not row_ids:
-            return set()
-        async with self.store.transaction() as tx:
-            rows = await tx.fetchall(
-                "UPDATE outbox SET claimed_until = %s"  # noqa: S608 - placeholders only
-                f" WHERE id IN ({_in_list(row_ids)}) AND claimed_by = %s"
-                " AND state = 'delivering' RETURNING id",
-                [to_db_time(lease_until), *row_ids, worker],
-            )
-        return {int(row[0]) for row in rows}
+        """See `hub.alarms.outbox_storage.extend_leases`."""
+        return await outbox_storage.extend_leases(self.store, worker, row_ids, lease_until)
 
     async def release(self, row_id: int, worker: str, now: datetime) -> None:
-        """Give a claimed row back untried (its sink was disabled meanwhile)."""
-        async with self.store.transaction() as tx:
-            await tx.execute(
-                "UPDATE outbox SET state = 'pending', next_attempt_at = %s, claimed_by = NULL,"
-                " claimed_until = NULL WHERE id = %s AND claimed_by = %s AND state = 'delivering'",
-                (to_db_time(now), row_id, worker),
-            )
+        """See `hub.alarms.outbox_storage.release`."""
+        return await outbox_storage.release(self.store, row_id, worker, now)
 
     async def requeue_dead(self, sink: str, now: datetime) -> int:
-        """Put a sink's dead rows back in the queue (after the operator fixed the receiver)."""
-        async with self.store.transaction() as tx:
-            return await tx.execute(
-                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = %s"
-                " WHERE sink = %s AND state = 'dead'",
-                (to_db_time(now), sink),
-            )
+        """See `hub.alarms.outbox_storage.requeue_dead`."""
+        return await outbox_storage.requeue_dead(self.store, sink, now)
 
     async def outbox_backlog(self) -> dict[tuple[str, str], int]:
-        """Rows not yet delivered, by (sink, state): pending, delivering and dead."""
-        async with self.store.reading() as tx:
-            rows = await tx.fetchall(
-                "SELECT sink, state, COUNT(*) FROM outbox"
-                " WHERE state IN ('pending', 'delivering', 'dead') GROUP BY sink, state"
-            )
-        return {(str(row[0]), str(row[1])): int(row[2]) for row in rows}
+        """See `hub.alarms.outbox_storage.outbox_backlog`."""
+        return await outbox_storage.outbox_backlog(self.store)
 
     async def next_due(self, sinks: Sequence[str]) -> datetime | None:
-        """When the earliest pending row of `sinks` is due (None when nothing waits)."""
-        if not sinks:
-            return None
-        async with self.store.reading() as tx:
-            row = await tx.fetchone(
-                "SELECT MIN(CASE WHEN state = 'pending' THEN next_attempt_at"  # noqa: S608 - placeholders only
-                " ELSE claimed_until END) FROM outbox"
-                f" WHERE state IN ('pending', 'delivering') AND sink IN ({_in_list(sinks)})",
-                list(sinks),
-            )
-        return from_ts(row[0]) if row else None
-
-    # -- sinks --------------------------------------------------------------
+        """See `hub.alarms.outbox_storage.next_due`."""
+        return await outbox_storage.next_due(self.store, sinks)
 
     async def disabled_sinks(self) -> dict[str, str]:
-        """Sinks disabled at run time, with the reason."""
-        async with self.store.reading() as tx:
-            rows = await tx.fetchall("SELECT name, reason FROM sink_status WHERE disabled")
-        return {str(row[0]): str(row[1] or "") for row in rows}
+        """See `hub.alarms.outbox_storage.disabled_sinks`."""
+        return await outbox_storage.disabled_sinks(self.store)
 
     async def set_sink_disabled(
         self, name: str, disabled: bool, reason: str | None, now: datetime
     ) -> None:
-        """Disable (with a reason) or re-enable a sink."""
-        async with self.store.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO sink_status (name, disabled, reason, updated_at)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET"
-                " disabled = EXCLUDED.disabled, reason = EXCLUDED.reason,"
-                " updated_at = EXCLUDED.updated_at",
-                (name, disabled, reason, to_db_time(now)),
-            )
+        """See `hub.alarms.outbox_storage.set_sink_disabled`."""
+        return await outbox_storage.set_sink_disabled(self.store, name, disabled, reason, now)
 
     async def sink_states(self, names: Sequence[str]) -> list[SinkState]:
-        """Status and backlog per configured sink."""
-        async with self.store.reading() as tx:
-            status_rows = await tx.fetchall(
-                "SELECT name, disabled, reason, updated_at FROM sink_status"
-            )
-            count_rows = await tx.fetchall(
-                "SELECT sink, state, COUNT(*) FROM outbox GROUP BY sink, state"
-            )
-        status = {str(r[0]): r for r in status_rows}
-        counts: dict[str, dict[str, int]] = {}
-        for sink, state, count in count_rows:
-            counts.setdefault(str(sink), {})[str(state)] = int(count)
-        states = []
-        for name in names:
-            row = status.get(name)
-            states.append(
-                SinkState(
-                    name=name,
-                    disabled=bool(row[1]) if row else False,
-                    reason=row[2] if row else None,
-                    updated_at=from_ts(row[3]) if row else None,
-                    counts=counts.get(name, {}),
-                )
-            )
-        return states
+        """See `hub.alarms.outbox_storage.sink_states`."""
+        return await outbox_storage.sink_states(self.store, names)

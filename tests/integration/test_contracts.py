@@ -83,14 +83,15 @@ async def test_the_dispatcher_delivers_through_any_sink(store: SqlStore) -> None
         in_transaction=engine.in_transaction,
     )
     engine.after_commit(result)
+    (stored,) = await engine.repo.search(AlarmFilter(), scope_paths=None, limit=5)
     await dispatcher.start()
     try:
+        # Until the delivery is recorded (the sink's answer alone is not yet stored).
         async with asyncio.timeout(20):
-            while not fake.delivered:  # noqa: ASYNC110 - the dispatcher's own task
+            while [d.state for d in await engine.repo.deliveries(stored.alarm.id)] != ["delivered"]:  # noqa: ASYNC110 - storage
                 await asyncio.sleep(0.02)
     finally:
         await dispatcher.stop()
-    (stored,) = await engine.repo.search(AlarmFilter(), scope_paths=None, limit=5)
     key = f"{stored.alarm.id}:1:center"
     assert fake.started and fake.closed
     assert fake.attempts == [key, key]  # retried after the temporary failure
