@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "alarm_latency": (["--presses", "50", "--postgres"], ["--presses", "20"]),
     "registry": ([], []),
     "patrol": ([], ["--cameras", "32", "--skip-process-pool"]),
+    "onvif_channels": ([], ["--channels", "100", "1000", "--window", "20"]),
 }
 
 
@@ -161,12 +162,28 @@ def _patrol(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _onvif_channels(data: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    for item in _get(data, "figures", "comparison") or []:
+        rows.append(
+            (
+                f"ONVIF channels: CPU ms per pull at {item['channels']:,} channels",
+                f"{_fmt(item.get('hub_cpu_per_pull_ms'), ' ms')} "
+                f"({_fmt(item.get('hub_rss_mib'), ' MiB')})",
+                f"{_fmt(item.get('bare_cpu_per_pull_ms'), ' ms')} (bare aiohttp long-poll)",
+                "≤ 2× bare; 6,314 channels ≤ 1 core, ≤ 600 MiB",
+            )
+        )
+    return rows
+
+
 SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "ingest": _ingest,
     "mqtt_ingest": _mqtt_ingest,
     "alarm_latency": _alarm_latency,
     "registry": _registry,
     "patrol": _patrol,
+    "onvif_channels": _onvif_channels,
 }
 
 
