@@ -29,7 +29,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import SecretStr
@@ -48,6 +48,7 @@ from camera_registry.events import DeviceEvent, RejectedMessage, Severity
 from camera_registry.gb28181 import GbId, is_gb_id
 from camera_registry.health import HealthPolicy, HealthTracker, Transition
 from camera_registry.models import Credentials, HealthState
+from hub.clock import utcnow
 from hub.devices.health_storage import TransitionRow, insert_transitions
 from hub.devices.registry import Actor, Registry
 from hub.gb28181 import storage as repo
@@ -75,10 +76,6 @@ _MAX_HANDLERS = 512
 Submit = Callable[[DeviceEvent | RejectedMessage, Callable[[], None] | None], Awaitable[None]]
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(slots=True)
 class DeviceSession:
     """A registered device as the running hub keeps it."""
@@ -101,7 +98,7 @@ class Gb28181Service:
         store: SqlStore,
         registry: Registry,
         submit: Submit,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
         self._store = store
