@@ -14,8 +14,9 @@ Figures:
 - CPU of the hub process (cores) and its RSS growth over the steady window;
 - alarm MESSAGE → 200 OK at the device: the hub sends the 200 only after the alarm
   event is committed, so this is MESSAGE → committed plus one loopback hop;
-- INVITE → first decoded frame: not measured, the hub does not play GB/T 28181
-  video yet (reported as null with the reason).
+- INVITE → first decoded frame of one channel streaming GStreamer's PS over RTP
+  (`--invites` rounds, BYE between), beside the same stream decoded straight from
+  GStreamer's pipe.
 
 Baseline in the same run: the same fleet against a bare asyncio UDP responder that
 answers every request with 200 at once (no parsing beyond the headers it copies),
@@ -314,7 +315,67 @@ async def _hub(args: argparse.Namespace, storage_url: str | None, data_dir: Path
         figures["rss_mib_hub_started"] = round(rss_started, 1)
         figures["rss_growth_mib"] = round(figures["rss_mib_after_steady"] - rss_started, 1)
         figures["backend"] = hub.store.backend
+        figures["invite_to_first_frame"] = await _invite_to_frame(hub, args.invites)
         return figures
+
+
+async def _invite_to_frame(hub: Any, rounds: int) -> dict[str, Any]:
+    """INVITE -> first decoded frame of one simulated channel streaming GStreamer's PS."""
+    from adapters.gb28181.ps_stream import gst_available, start_gst_stream
+
+    if not gst_available():
+        return {"ms": None, "reason": "gst-launch-1.0 is not installed"}
+    channel = "15020700001320999999"
+    device = DeviceSimulator(
+        "15020700001180999999",
+        PASSWORD,
+        server=("127.0.0.1", hub.gb28181.port),
+        server_id=PLATFORM,
+        domain=DOMAIN,
+        channels=[SimChannel(channel, "invite")],
+        media=start_gst_stream,
+    )
+    times: list[float] = []
+    async with device:
+        await device.register()
+        for _ in range(300):
+            if hub.registry.lookup_cached(channel) is not None:
+                break
+            await asyncio.sleep(0.2)
+        for _ in range(rounds):
+            started = time.perf_counter()
+            session = await hub.gb28181.media.acquire(channel)
+            await asyncio.wait_for(session.first_frame.wait(), 30)
+            times.append(time.perf_counter() - started)
+            await hub.gb28181.media.release(session)
+    return {"rounds": rounds, "ms": [round(t * 1000, 1) for t in times]}
+
+
+def _bare_first_frame() -> float:
+    """The same GStreamer PS stream decoded straight from its pipe (no SIP, no RTP)."""
+    import subprocess
+
+    import av
+
+    from adapters.gb28181.ps_stream import GST_PIPELINE
+
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        ["gst-launch-1.0", "-q", *GST_PIPELINE.split()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        container: Any = av.open(
+            process.stdout, format="mpeg", options={"probesize": "4096", "analyzeduration": "0"}
+        )
+        for _ in container.decode(video=0):
+            return time.perf_counter() - started
+        return float("nan")
+    finally:
+        process.kill()
+        process.wait()
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -338,10 +399,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "goals": _GOALS,
         "bare_udp_responder": baseline,
         "hub": hub,
-        "invite_to_first_frame": {
-            "ms": None,
-            "reason": "live video of GB/T 28181 channels is not implemented yet",
-        },
+        "bare_first_frame_from_pipe_ms": [
+            round(await asyncio.to_thread(_bare_first_frame) * 1000, 1) for _ in range(args.invites)
+        ],
     }
 
 
@@ -356,6 +416,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steady", type=float, default=120.0)
     parser.add_argument("--alarms", type=int, default=600)
     parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--invites", type=int, default=5)
     parser.add_argument("--postgres", action="store_true")
     args = parser.parse_args(argv)
     if args.fleet:
