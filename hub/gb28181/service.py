@@ -46,14 +46,13 @@ from adapters.gb28181.sip import (
 from adapters.gb28181.transport import Peer, SipTransport
 from camera_registry.events import DeviceEvent, RejectedMessage, Severity
 from camera_registry.gb28181 import GbId, is_gb_id
-from camera_registry.health import HealthPolicy, HealthTracker, Transition
 from camera_registry.models import Credentials, HealthState
 from hub.clock import utcnow
-from hub.devices.health_storage import TransitionRow, insert_transitions
 from hub.devices.registry import Actor, Registry
 from hub.gb28181 import storage as repo
 from hub.gb28181.catalog import CatalogSync
 from hub.gb28181.config import Gb28181Settings
+from hub.gb28181.health import GbHealth
 from hub.gb28181.media import GB_URL_PREFIX, GbPlayer, Media
 from hub.gb28181.outgoing import Outgoing, RequestTimeout
 from hub.gb28181.registrar import AnswerCache, FailureBudget, NonceKeeper, requested_expires
@@ -67,7 +66,6 @@ SOURCE = "gb28181"
 ACTOR = Actor("system:gb28181")
 _MANSCDP = "Application/MANSCDP+xml"
 _SEVERITY = {1: Severity.CRITICAL, 2: Severity.MAJOR, 3: Severity.WARNING, 4: Severity.INFO}
-_HEALTH_SEVERITY = {HealthState.OFFLINE: Severity.WARNING, HealthState.ONLINE: Severity.INFO}
 _CHECK_EVERY_S = 2.0
 _FLUSH_EVERY_S = 5.0
 _MAX_HANDLERS = 512
@@ -113,12 +111,14 @@ class Gb28181Service:
             host=settings.host_for_devices(),
         )
         self.sessions: dict[str, DeviceSession] = {}
-        self._trackers: dict[str, HealthTracker] = {}
-        # Offline evidence (unregistration, lapsed registration) is conclusive.
-        self._policy = HealthPolicy(
-            failures_to_offline=1,
-            heartbeat_interval_s=settings.keepalive_interval_s,
-            missed_heartbeats_to_offline=settings.keepalive_missed,
+        self.health = GbHealth(
+            store=store,
+            registry=registry,
+            submit=submit,
+            clock=clock,
+            source=SOURCE,
+            keepalive_interval_s=settings.keepalive_interval_s,
+            keepalive_missed=settings.keepalive_missed,
         )
         self._nonces = NonceKeeper()
         self._budget = FailureBudget(settings.auth_failures_per_minute)
@@ -371,7 +371,7 @@ class Gb28181Service:
             peer.transport,
             granted,
         )
-        await self._evidence(device_id, HealthState.ONLINE, "registered over GB/T 28181", now)
+        await self.health.device(device_id, HealthState.ONLINE, "registered over GB/T 28181", now)
         self._spawn(self._after_registration(session))
 
     def _challenge(
@@ -388,7 +388,7 @@ class Gb28181Service:
         self.sessions.pop(device_id, None)
         await repo.record_unregistration(self._store, device_id, now)
         # Unregistering is conclusive (the policy takes one failure to offline).
-        await self._evidence(device_id, HealthState.OFFLINE, reason, now)
+        await self.health.device(device_id, HealthState.OFFLINE, reason, now)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         async def run() -> None:
@@ -547,7 +547,7 @@ class Gb28181Service:
         if isinstance(message, manscdp.Keepalive):
             self.counters["keepalives"] += 1
             state = HealthState.ONLINE
-            await self._evidence(device_id, state, "GB/T 28181 keepalive", now)
+            await self.health.device(device_id, state, "GB/T 28181 keepalive", now)
         elif isinstance(message, manscdp.CatalogPage):
             await self.catalog.page(device_id, message, now)
         elif isinstance(message, manscdp.DeviceStatus):
@@ -555,7 +555,7 @@ class Gb28181Service:
         elif isinstance(message, manscdp.DeviceInfo):
             await self.catalog.info(device_id, message, now)
         else:
-            await self._evidence(device_id, HealthState.ONLINE, "GB/T 28181 message", now)
+            await self.health.device(device_id, HealthState.ONLINE, "GB/T 28181 message", now)
 
     async def _alarm(
         self,
@@ -599,7 +599,7 @@ class Gb28181Service:
             self._spawn(self._confirm_alarm(device_id, alarm))
 
         await self._submit(event, committed)
-        await self._evidence(device_id, HealthState.ONLINE, "GB/T 28181 alarm message", now)
+        await self.health.device(device_id, HealthState.ONLINE, "GB/T 28181 alarm message", now)
 
     async def _confirm_alarm(self, device_id: str, alarm: manscdp.AlarmNotify) -> None:
         with contextlib.suppress(RequestTimeout, LookupError):
@@ -620,68 +620,6 @@ class Gb28181Service:
 
     # ------------------------------------------------------------------ health
 
-    def _tracker(self, device_id: str, now: datetime) -> HealthTracker:
-        tracker = self._trackers.get(device_id)
-        if tracker is None:
-            tracker = self._trackers[device_id] = HealthTracker(device_id, self._policy, now)
-        return tracker
-
-    async def _evidence(
-        self, device_id: str, state: HealthState, reason: str, now: datetime
-    ) -> None:
-        transition = self._tracker(device_id, now).observe(state, reason, now)
-        if transition is not None:
-            await self._record_transitions([transition])
-
-    async def channel_evidence(self, items: Sequence[tuple[str, bool, str]], now: datetime) -> None:
-        """Channel health from catalog/status: (channel id, online, reason) each."""
-        transitions: list[Transition] = []
-        for channel_id, online, reason in items:
-            tracker = self._trackers.get(channel_id)
-            if tracker is None:
-                # Channels report no keepalives of their own: no heartbeat policy.
-                tracker = self._trackers[channel_id] = HealthTracker(
-                    channel_id, HealthPolicy(failures_to_offline=1), now
-                )
-            state = HealthState.ONLINE if online else HealthState.OFFLINE
-            transition = tracker.observe(state, reason, now)
-            if transition is not None:
-                transitions.append(transition)
-        await self._record_transitions(transitions)
-
-    async def _record_transitions(self, transitions: Sequence[Transition]) -> None:
-        registered = [t for t in transitions if self._registry.lookup_cached(t.device_id)]
-        if not registered:
-            return
-        async with self._store.transaction() as tx:
-            await insert_transitions(
-                tx,
-                [
-                    TransitionRow(
-                        device_id=t.device_id,
-                        at=t.at,
-                        from_state=t.previous.value,
-                        to_state=t.state.value,
-                        reason=t.reason,
-                        evidence={"source": SOURCE},
-                    )
-                    for t in registered
-                ],
-                self._clock(),
-            )
-        for t in registered:
-            await self._submit(
-                DeviceEvent(
-                    time=t.at,
-                    device_id=t.device_id,
-                    kind=f"health.{t.state.value}",
-                    severity=_HEALTH_SEVERITY.get(t.state, Severity.INFO),
-                    source=SOURCE,
-                    payload={"from": t.previous.value, "to": t.state.value, "reason": t.reason},
-                ),
-                None,
-            )
-
     async def _watch(self) -> None:
         last_flush = time.monotonic()
         while True:
@@ -701,14 +639,7 @@ class Gb28181Service:
         for device_id, session in list(self.sessions.items()):
             if session.expires_at <= now:
                 await self._unregister(device_id, now, "registration expired without renewal")
-        transitions: list[Transition] = []
-        for device_id in list(self.sessions):
-            tracker = self._trackers.get(device_id)
-            if tracker is not None:
-                transition = tracker.check_heartbeat(now)
-                if transition is not None:
-                    transitions.append(transition)
-        await self._record_transitions(transitions)
+        await self.health.check_silence(list(self.sessions), now)
 
     async def _flush_keepalives(self) -> None:
         seen, self._keepalives = self._keepalives, {}
@@ -716,8 +647,11 @@ class Gb28181Service:
 
     def health_of(self, device_id: str) -> HealthState | None:
         """The in-memory health of a device or channel (None: no evidence on this node)."""
-        tracker = self._trackers.get(device_id)
-        return tracker.state if tracker is not None else None
+        return self.health.state_of(device_id)
+
+    async def channel_evidence(self, items: Sequence[tuple[str, bool, str]], now: datetime) -> None:
+        """Channel health from catalog/status: (channel id, online, reason) each."""
+        await self.health.channels(items, now)
 
 
 def kind_of(gb_id: GbId) -> str:
