@@ -367,8 +367,16 @@ def _bare_first_frame() -> float:
     )
     try:
         assert process.stdout is not None
+        pipe: Any = process.stdout
+
+        class _Available:
+            # What the pipe has now, as the hub's receive pipe gives it (no waiting to fill).
+            def read(self, size: int) -> bytes:
+                data: bytes = pipe.read1(size)
+                return data
+
         container: Any = av.open(
-            process.stdout, format="mpeg", options={"probesize": "4096", "analyzeduration": "0"}
+            _Available(), format="mpeg", options={"probesize": "4096", "analyzeduration": "0"}
         )
         for _ in container.decode(video=0):
             return time.perf_counter() - started
