@@ -34,6 +34,7 @@ OP, DI, MA, AU = Role.OPERATOR, Role.DISPATCHER, Role.MAINTENANCE, Role.AUDITOR
 DE = Role.DEPARTMENT
 ADMIN_ONLY: tuple[Role, ...] = ()
 RANDOM = str(uuid.UUID(int=7))
+GB_DEVICE = "15020700001320000099"
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,33 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/api/broadcast/commands/{command_id}"): Case(
         (OP, DI), f"/api/broadcast/commands/{RANDOM}", scoped_id="absent"
     ),
+    # GB/T 28181 devices (ids of devices that do not exist in town A)
+    ("GET", "/api/gb28181/status"): Case((MA, OP)),
+    ("GET", "/api/gb28181/devices"): Case((MA, OP)),
+    ("GET", "/api/gb28181/devices/{device_id}"): Case(
+        (MA, OP), f"/api/gb28181/devices/{GB_DEVICE}", scoped_id="absent"
+    ),
+    ("POST", "/api/gb28181/devices/{device_id}/accept"): Case(
+        (MA,), f"/api/gb28181/devices/{GB_DEVICE}/accept", body={}, scoped_id="absent"
+    ),
+    ("DELETE", "/api/gb28181/devices/{device_id}/pending"): Case(
+        (MA,), f"/api/gb28181/devices/{GB_DEVICE}/pending", scoped_id="absent"
+    ),
+    ("POST", "/api/gb28181/devices/{device_id}/arm"): Case(
+        (MA,), f"/api/gb28181/devices/{GB_DEVICE}/arm", scoped_id="absent"
+    ),
+    ("POST", "/api/gb28181/devices/{device_id}/catalog"): Case(
+        (MA,), f"/api/gb28181/devices/{GB_DEVICE}/catalog", scoped_id="absent"
+    ),
+    # Evidence clips and pre-alarm buffers
+    ("GET", "/api/evidence/alarms/{alarm_id}/clips"): Case(
+        (OP, DI), f"/api/evidence/alarms/{RANDOM}/clips", scoped_id="absent"
+    ),
+    ("GET", "/api/evidence/clips/{clip_id}"): Case(
+        (OP, DI), f"/api/evidence/clips/{RANDOM}", scoped_id="absent"
+    ),
+    ("GET", "/api/evidence/buffers"): Case((MA, OP)),
+    ("GET", "/api/evidence/shortfalls"): Case((MA, OP)),
     # Health, patrol, KPI, ONVIF
     ("GET", "/api/devices/{device_id}/health"): Case(
         (OP, MA), "/api/devices/cam-a/health", scoped_id="record"
