@@ -113,10 +113,23 @@ def _buffered(hub: Hub, camera: str, seconds: float) -> bool:
 
 
 def _decoded(path: Path) -> tuple[int, float, float, list[str]]:
-    """(video frames decoded, first and last frame time in s, track kinds)."""
+    """(video frames decoded, first and last frame time in s, track kinds).
+
+    The test server drops data for a TCP client that falls behind on a loaded machine,
+    so a picture may be damaged (players skip it): at most 2 % of packets may be."""
+    times: list[float] = []
+    refused = packets = 0
     with av.open(str(path)) as container:
         kinds = [str(s.type) for s in container.streams]
-        times = [float(f.time) for f in container.decode(video=0) if f.time is not None]
+        for packet in container.demux(container.streams.video[0]):
+            packets += 1
+            try:
+                frames = packet.decode()
+            except av.InvalidDataError:
+                refused += 1
+                continue
+            times += [float(f.time) for f in frames if f.time is not None]
+    assert refused <= 0.02 * packets, f"{refused} of {packets} packets do not decode"
     return len(times), min(times), max(times), kinds
 
 
