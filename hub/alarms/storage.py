@@ -13,26 +13,37 @@ a single writer, which gives the same guarantee.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from alarms.models import ACTIVE_STATES, Alarm, AlarmCategory, AlarmState, HistoryEntry, Priority
+from alarms.models import Alarm, AlarmState, HistoryEntry
 from alarms.outbox import OutboxRecord
 from camera_registry.events import RejectedMessage
-from hub.alarms import outbox_storage
+from hub.alarms import media_storage, outbox_storage, query_storage
+from hub.alarms.media_storage import MediaRow
 from hub.alarms.outbox_storage import (
     ClaimedDelivery,
     SinkState,
 )
+from hub.alarms.query_storage import (
+    AlarmFilter,
+    DeliveryRow,
+    InvalidCursor,
+    decode_alarm_cursor,
+    encode_alarm_cursor,
+)
+from hub.alarms.row_storage import ACTIVE as _ACTIVE
+from hub.alarms.row_storage import ALARM_COLUMNS as _ALARM_COLUMNS
+from hub.alarms.row_storage import AlarmChange, StoredAlarm
+from hub.alarms.row_storage import alarm_from_row as _alarm_from_row
+from hub.alarms.row_storage import in_list as _in_list
 from hub.auth import audit_storage as audit_log
 from hub.storage.base import (
     Row,
@@ -42,9 +53,6 @@ from hub.storage.base import (
     StorageError,
     Tx,
     from_json,
-    from_ts,
-    from_uuid,
-    scope_condition,
     to_db_time,
 )
 
@@ -68,16 +76,8 @@ log = logging.getLogger(__name__)
 
 # Advisory lock id serialising appends to the change log ("alrm").
 _CHANGE_LOG_LOCK = 0x616C_726D
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Parameters per multi-row statement: below SQLite's limit (32,766) and PostgreSQL's.
 _MAX_PARAMS = 30_000
-_ACTIVE = tuple(sorted(state.value for state in ACTIVE_STATES))
-_ALARM_COLUMNS = (
-    "id, type, priority, state, category, device_id, jurisdiction, title, sop, dedup_key,"
-    " opened_at, last_seen_at, count, assignee, department, ack_due, resolve_due,"
-    " escalation_level, revision, is_drill, closed_reason, jurisdiction_path, rule, details,"
-    " updated_at, ack_due_first, resolve_due_first"
-)
 
 
 _UPDATE_SET = (
@@ -112,31 +112,6 @@ class StaleAlarm(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class StoredAlarm:
-    """An alarm as stored, with what the domain type does not carry."""
-
-    alarm: Alarm
-    jurisdiction_path: str | None
-    rule: str | None
-    details: Mapping[str, Any]
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmChange:
-    """One committed alarm change, in change-log order (the pull API and stream unit)."""
-
-    seq: int
-    alarm_id: uuid.UUID
-    revision: int
-    action: str
-    at: datetime
-    jurisdiction_path: str | None
-    category: str
-    payload: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
 class DeviceInfo:
     """What the alarm engine reads about a device from the registry."""
 
@@ -157,94 +132,8 @@ class DeviceInfo:
     rtsp_urls: tuple[str, ...] = field(default=(), repr=False)
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryRow:
-    """A delivery receipt as shown on an alarm."""
-
-    sink: str
-    revision: int
-    idempotency_key: str
-    state: str
-    attempts: int
-    next_attempt_at: datetime | None
-    last_error: str | None
-    delivered_at: datetime | None
-    receipt: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class MediaRow:
-    """A snapshot bound to an alarm (without its bytes)."""
-
-    id: uuid.UUID
-    alarm_id: uuid.UUID
-    device_id: str
-    content_type: str
-    size: int
-    taken_at: datetime
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmFilter:
-    """Which alarms a list query returns."""
-
-    states: Sequence[str] = ()
-    priorities: Sequence[int] = ()
-    types: Sequence[str] = ()
-    categories: Sequence[str] = ()
-    device_id: str | None = None
-    jurisdiction_path: str | None = None
-    opened_from: datetime | None = None
-    opened_until: datetime | None = None
-    text: str | None = None
-
-
-def _ts(value: Any) -> datetime:
-    return from_ts(value) or _EPOCH
-
-
 def _opt_text(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _alarm_from_row(row: Row) -> StoredAlarm:
-    alarm = Alarm(
-        id=from_uuid(row[0]),
-        type=row[1],
-        priority=Priority(int(row[2])),
-        state=AlarmState(row[3]),
-        category=AlarmCategory(row[4]),
-        device_id=row[5],
-        jurisdiction=row[6],
-        title=row[7],
-        sop=row[8] or "",
-        dedup_key=row[9],
-        opened_at=_ts(row[10]),
-        last_seen_at=_ts(row[11]),
-        count=int(row[12]),
-        assignee=row[13],
-        department=row[14],
-        ack_due=from_ts(row[15]),
-        resolve_due=from_ts(row[16]),
-        escalation_level=int(row[17]),
-        revision=int(row[18]),
-        is_drill=bool(row[19]),
-        closed_reason=row[20],
-        ack_due_first=from_ts(row[25]),
-        resolve_due_first=from_ts(row[26]),
-    )
-    return StoredAlarm(
-        alarm=alarm,
-        jurisdiction_path=row[21],
-        rule=row[22],
-        details=from_json(row[23]) or {},
-        updated_at=_ts(row[24]),
-    )
-
-
-def _in_list(values: Sequence[Any]) -> str:
-    return ", ".join("%s" for _ in values)
 
 
 def _chunks(rows: Sequence[Sequence[Any]], width: int) -> list[Sequence[Sequence[Any]]]:
@@ -472,30 +361,6 @@ def _strings(value: Any) -> tuple[str, ...]:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-class InvalidCursor(ValueError):
-    """A page cursor this API never gave out."""
-
-
-def encode_alarm_cursor(stored: StoredAlarm) -> str:
-    """The keyset cursor after `stored` (opening time, then id; newest first)."""
-    raw = f"{stored.alarm.opened_at.isoformat()}|{stored.alarm.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_alarm_cursor(cursor: str) -> tuple[datetime, str]:
-    """(opening time, alarm id) of a cursor from `encode_alarm_cursor`; InvalidCursor else."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _, alarm_id = raw.partition("|")
-        parsed = datetime.fromisoformat(at)
-        uuid.UUID(alarm_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidCursor("cursor is not one this API returned") from exc
-    if parsed.tzinfo is None:
-        raise InvalidCursor("cursor is not one this API returned")
-    return parsed, alarm_id
 
 
 class AlarmRepository:
@@ -856,45 +721,10 @@ class AlarmRepository:
         limit: int,
         cursor: tuple[datetime, str] | None = None,
     ) -> list[StoredAlarm]:
-        """Alarms matching `query` within the scope, newest first, after `cursor`."""
-        scope_sql, scope_params = scope_condition(scope_paths, "jurisdiction_path")
-        clauses: list[str] = [scope_sql]
-        params: list[Any] = list(scope_params)
-        for column, values in (
-            ("state", query.states),
-            ("priority", query.priorities),
-            ("type", query.types),
-            ("category", query.categories),
-        ):
-            if values:
-                clauses.append(f"{column} IN ({_in_list(values)})")
-                params.extend(values)
-        if query.device_id:
-            clauses.append("device_id = %s")
-            params.append(query.device_id)
-        if query.jurisdiction_path:
-            clauses.append("jurisdiction_path LIKE %s")
-            params.append(query.jurisdiction_path + "%")
-        if query.opened_from:
-            clauses.append("opened_at >= %s")
-            params.append(to_db_time(query.opened_from))
-        if query.opened_until:
-            clauses.append("opened_at < %s")
-            params.append(to_db_time(query.opened_until))
-        if query.text:
-            clauses.append("(LOWER(title) LIKE %s OR LOWER(device_id) LIKE %s)")
-            needle = "%" + query.text.lower().replace("%", "").replace("_", "") + "%"
-            params.extend([needle, needle])
-        if cursor is not None:
-            clauses.append("(opened_at < %s OR (opened_at = %s AND id < %s))")
-            params.extend([to_db_time(cursor[0]), to_db_time(cursor[0]), cursor[1]])
-        sql = (
-            f"SELECT {_ALARM_COLUMNS} FROM alarms WHERE {' AND '.join(clauses)}"  # noqa: S608
-            " ORDER BY opened_at DESC, id DESC LIMIT %s"
+        """See `hub.alarms.query_storage.search`."""
+        return await query_storage.search(
+            self.store, query, scope_paths=scope_paths, limit=limit, cursor=cursor
         )
-        async with self.store.reading() as tx:
-            rows = await tx.fetchall(sql, [*params, limit])
-        return [_alarm_from_row(row) for row in rows]
 
     async def search_page(
         self,
@@ -904,59 +734,18 @@ class AlarmRepository:
         limit: int,
         cursor: str | None = None,
     ) -> tuple[list[StoredAlarm], str | None]:
-        """One page of `search` after an opaque `cursor`, and the cursor of the next page
-        (None on the last). Raises InvalidCursor for a cursor this never gave out."""
-        after = decode_alarm_cursor(cursor) if cursor else None
-        found = await self.search(query, scope_paths=scope_paths, limit=limit + 1, cursor=after)
-        page = found[:limit]
-        following = encode_alarm_cursor(page[-1]) if len(found) > limit and page else None
-        return page, following
+        """See `hub.alarms.query_storage.search_page`."""
+        return await query_storage.search_page(
+            self.store, query, scope_paths=scope_paths, limit=limit, cursor=cursor
+        )
 
     async def history(self, alarm_id: uuid.UUID) -> list[HistoryEntry]:
-        """An alarm's history, oldest first."""
-        async with self.store.reading() as tx:
-            rows = await tx.fetchall(
-                "SELECT at, actor, action, from_state, to_state, note, details, revision"
-                " FROM alarm_history WHERE alarm_id = %s ORDER BY id",
-                (str(alarm_id),),
-            )
-        return [
-            HistoryEntry(
-                alarm_id=alarm_id,
-                at=_ts(row[0]),
-                actor=row[1],
-                action=row[2],
-                from_state=row[3],
-                to_state=row[4],
-                note=row[5],
-                details=from_json(row[6]) or {},
-                revision=int(row[7]),
-            )
-            for row in rows
-        ]
+        """See `hub.alarms.query_storage.history`."""
+        return await query_storage.history(self.store, alarm_id)
 
     async def deliveries(self, alarm_id: uuid.UUID) -> list[DeliveryRow]:
-        """Every outbox row of an alarm: the delivery receipts shown to operators."""
-        async with self.store.reading() as tx:
-            rows = await tx.fetchall(
-                "SELECT sink, revision, idempotency_key, state, attempts, next_attempt_at,"
-                " last_error, delivered_at, receipt FROM outbox WHERE alarm_id = %s ORDER BY id",
-                (str(alarm_id),),
-            )
-        return [
-            DeliveryRow(
-                sink=row[0],
-                revision=int(row[1]),
-                idempotency_key=row[2],
-                state=row[3],
-                attempts=int(row[4]),
-                next_attempt_at=from_ts(row[5]),
-                last_error=row[6],
-                delivered_at=from_ts(row[7]),
-                receipt=row[8],
-            )
-            for row in rows
-        ]
+        """See `hub.alarms.query_storage.deliveries`."""
+        return await query_storage.deliveries(self.store, alarm_id)
 
     async def changes(
         self,
@@ -966,53 +755,22 @@ class AlarmRepository:
         scope_paths: Sequence[str] | None,
         categories: Sequence[str] = (),
     ) -> list[AlarmChange]:
-        """Committed changes after `since` in sequence order, within the scope."""
-        scope_sql, scope_params = scope_condition(scope_paths, "jurisdiction_path")
-        clauses = ["seq > %s", scope_sql]
-        params: list[Any] = [since, *scope_params]
-        if categories:
-            clauses.append(f"category IN ({_in_list(categories)})")
-            params.extend(categories)
-        sql = (
-            "SELECT seq, alarm_id, revision, action, at, jurisdiction_path, category, payload"  # noqa: S608 - placeholders only
-            f" FROM alarm_changes WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT %s"
+        """See `hub.alarms.query_storage.changes`."""
+        return await query_storage.changes(
+            self.store, since, limit=limit, scope_paths=scope_paths, categories=categories
         )
-        async with self.store.reading() as tx:
-            rows = await tx.fetchall(sql, [*params, limit])
-        return [
-            AlarmChange(
-                seq=int(row[0]),
-                alarm_id=from_uuid(row[1]),
-                revision=int(row[2]),
-                action=row[3],
-                at=_ts(row[4]),
-                jurisdiction_path=row[5],
-                category=row[6],
-                payload=from_json(row[7]) or {},
-            )
-            for row in rows
-        ]
 
     async def last_change_seq(self) -> int:
-        """The newest committed change sequence (0 when there is none)."""
-        async with self.store.reading() as tx:
-            row = await tx.fetchone("SELECT COALESCE(MAX(seq), 0) FROM alarm_changes")
-        return int(row[0]) if row else 0
+        """See `hub.alarms.query_storage.last_change_seq`."""
+        return await query_storage.last_change_seq(self.store)
 
     async def due_for_escalation(
         self, now: datetime, *, max_level: int, limit: int = 100
     ) -> list[uuid.UUID]:
-        """Active alarms whose stored acknowledge or resolve deadline has passed."""
-        at = to_db_time(now)
-        async with self.store.reading() as tx:
-            rows = await tx.fetchall(
-                "SELECT id FROM alarms WHERE escalation_level < %s AND ("  # noqa: S608 - placeholders only
-                " (state = 'new' AND ack_due <= %s)"
-                f" OR (state IN ({_in_list(_ACTIVE)}) AND resolve_due <= %s))"
-                " ORDER BY opened_at LIMIT %s",
-                (max_level, at, *_ACTIVE, at, limit),
-            )
-        return [from_uuid(row[0]) for row in rows]
+        """See `hub.alarms.query_storage.due_for_escalation`."""
+        return await query_storage.due_for_escalation(
+            self.store, now, max_level=max_level, limit=limit
+        )
 
     async def jurisdiction_names(self, tx: Tx, codes: Sequence[str]) -> dict[str, str]:
         """Names of the jurisdiction nodes with these codes (unknown codes are absent)."""
@@ -1036,56 +794,18 @@ class AlarmRepository:
         taken_at: datetime,
         source: str,
     ) -> uuid.UUID:
-        """Store a snapshot bound to an alarm; return its id."""
-        media_id = uuid.uuid4()
-        async with self.store.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO alarm_media (id, alarm_id, device_id, content_type, size, data,"
-                " taken_at, source) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    media_id,
-                    str(alarm_id),
-                    device_id,
-                    content_type,
-                    len(data),
-                    data,
-                    to_db_time(taken_at),
-                    source,
-                ),
-            )
-        return media_id
+        """See `hub.alarms.media_storage.add_media`."""
+        return await media_storage.add_media(
+            self.store, alarm_id, device_id, content_type, data, taken_at, source
+        )
 
     async def media(self, alarm_id: uuid.UUID) -> list[MediaRow]:
-        """An alarm's snapshots (metadata only)."""
-        async with self.store.reading() as tx:
-            rows = await tx.fetchall(
-                "SELECT id, alarm_id, device_id, content_type, size, taken_at, source"
-                " FROM alarm_media WHERE alarm_id = %s ORDER BY taken_at, id",
-                (str(alarm_id),),
-            )
-        return [
-            MediaRow(
-                id=from_uuid(row[0]),
-                alarm_id=from_uuid(row[1]),
-                device_id=row[2],
-                content_type=row[3],
-                size=int(row[4]),
-                taken_at=_ts(row[5]),
-                source=row[6],
-            )
-            for row in rows
-        ]
+        """See `hub.alarms.media_storage.media`."""
+        return await media_storage.media(self.store, alarm_id)
 
     async def media_content(self, alarm_id: uuid.UUID, media_id: uuid.UUID) -> tuple[str, bytes]:
-        """(content type, bytes) of one snapshot of `alarm_id`; KeyError if absent."""
-        async with self.store.reading() as tx:
-            row = await tx.fetchone(
-                "SELECT content_type, data FROM alarm_media WHERE id = %s AND alarm_id = %s",
-                (media_id, str(alarm_id)),
-            )
-        if row is None:
-            raise KeyError(str(media_id))
-        return str(row[0]), bytes(row[1])
+        """See `hub.alarms.media_storage.media_content`."""
+        return await media_storage.media_content(self.store, alarm_id, media_id)
 
     # -- outbox (hub.alarms.outbox_storage) ----------------------------------
 
