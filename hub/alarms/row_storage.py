@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alarms.models import ACTIVE_STATES, Alarm, AlarmCategory, AlarmState, Priority
-from hub.storage.base import Row, from_json, from_ts, from_uuid
+from hub.storage.base import Row, StatementResult, StorageError, from_json, from_ts, from_uuid
 
 __all__ = [
     "ACTIVE",
@@ -21,6 +21,7 @@ __all__ = [
     "StoredAlarm",
     "alarm_from_row",
     "in_list",
+    "result_rows",
     "ts",
 ]
 
@@ -102,3 +103,9 @@ def alarm_from_row(row: Row) -> StoredAlarm:
 
 def in_list(values: Sequence[Any]) -> str:
     return ", ".join("%s" for _ in values)
+
+
+def result_rows(result: StatementResult) -> list[Row]:
+    if not isinstance(result, list):
+        raise StorageError("a query gave no rows")
+    return result

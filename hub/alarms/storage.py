@@ -13,7 +13,6 @@ a single writer, which gives the same guarantee.
 
 from __future__ import annotations
 
-import functools
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,12 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
 from alarms.models import Alarm, AlarmState, HistoryEntry
 from alarms.outbox import OutboxRecord
 from camera_registry.events import RejectedMessage
-from hub.alarms import media_storage, outbox_storage, query_storage
+from hub.alarms import batch_storage, media_storage, outbox_storage, query_storage
+from hub.alarms.batch_storage import _CHANGE_LOG_LOCK as _CHANGE_LOG_LOCK
+from hub.alarms.batch_storage import ChangeItem, StaleAlarm
 from hub.alarms.media_storage import MediaRow
 from hub.alarms.outbox_storage import (
     ClaimedDelivery,
@@ -44,13 +43,12 @@ from hub.alarms.row_storage import ALARM_COLUMNS as _ALARM_COLUMNS
 from hub.alarms.row_storage import AlarmChange, StoredAlarm
 from hub.alarms.row_storage import alarm_from_row as _alarm_from_row
 from hub.alarms.row_storage import in_list as _in_list
+from hub.alarms.row_storage import result_rows as _rows
 from hub.auth import audit_storage as audit_log
 from hub.storage.base import (
     Row,
     SqlStore,
     Statement,
-    StatementResult,
-    StorageError,
     Tx,
     from_json,
     to_db_time,
@@ -73,42 +71,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# Advisory lock id serialising appends to the change log ("alrm").
-_CHANGE_LOG_LOCK = 0x616C_726D
-# Parameters per multi-row statement: below SQLite's limit (32,766) and PostgreSQL's.
-_MAX_PARAMS = 30_000
-
-
-_UPDATE_SET = (
-    "priority = v.v_priority, state = v.v_state, last_seen_at = v.v_last_seen_at,"
-    " count = v.v_count, assignee = v.v_assignee, department = v.v_department,"
-    " ack_due = v.v_ack_due, resolve_due = v.v_resolve_due,"
-    " escalation_level = v.v_escalation_level, revision = v.v_revision,"
-    " closed_reason = v.v_closed_reason, updated_at = v.v_updated_at"
-)
-_UPDATE_VALUES = (
-    "v_id, v_previous, v_priority, v_state, v_last_seen_at, v_count, v_assignee,"
-    " v_department, v_ack_due, v_resolve_due, v_escalation_level, v_revision,"
-    " v_closed_reason, v_updated_at"
-)
-# One UPDATE for a batch's alarms, each guarded by the revision it was read at.
-_PG_UPDATE_MANY = (
-    f"UPDATE alarms AS a SET {_UPDATE_SET}"  # noqa: S608 - constants only
-    " FROM unnest(%b::text[], %b::int[], %b::smallint[], %b::text[], %b::timestamptz[],"
-    " %b::int[], %b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[], %b::int[],"
-    f" %b::int[], %b::text[], %b::timestamptz[]) AS v({_UPDATE_VALUES})"
-    " WHERE a.id = v.v_id AND a.revision = v.v_previous RETURNING a.id"
-)
-_SQLITE_UPDATE_MANY = (
-    f"WITH v({_UPDATE_VALUES}) AS (VALUES {{values}})"  # noqa: S608 - constants only
-    f" UPDATE alarms SET {_UPDATE_SET} FROM v"
-    " WHERE alarms.id = v.v_id AND alarms.revision = v.v_previous RETURNING id"
-)
-
-
-class StaleAlarm(Exception):
-    """The alarm changed since it was read (its revision moved on); read it again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,134 +96,6 @@ class DeviceInfo:
 
 def _opt_text(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _chunks(rows: Sequence[Sequence[Any]], width: int) -> list[Sequence[Sequence[Any]]]:
-    """Row groups small enough for one multi-row statement on either backend.
-
-    SQLite allows 32,766 parameters per statement and PostgreSQL 65,535.
-    """
-    size = max(1, _MAX_PARAMS // width)
-    return [rows[start : start + size] for start in range(0, len(rows), size)]
-
-
-def _values(rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
-    """`(%s, …), (%s, …)` for `rows`, and their parameters flattened in order."""
-    group = "(" + ", ".join("%s" for _ in rows[0]) + ")"
-    return ", ".join(group for _ in rows), [value for row in rows for value in row]
-
-
-@dataclass(frozen=True)
-class _Table:
-    """A table the alarm engine appends to in batches: its columns and their types.
-
-    On PostgreSQL a batch travels as one binary array per column through
-    `unnest`, so the statement's text is the same for every batch size: psycopg
-    parses it once and the server prepares it once. SQLite takes multi-row VALUES.
-    """
-
-    name: str
-    columns: tuple[str, ...]
-    pg_types: tuple[str, ...]
-    #: Appended after the rows (ON CONFLICT …, RETURNING …).
-    tail: str = ""
-
-    @functools.cached_property
-    def pg_sql(self) -> str:
-        """INSERT … SELECT FROM unnest(arrays) in the arrays' order."""
-        columns = ", ".join(self.columns)
-        arrays = ", ".join(f"%b::{pg_type}[]" for pg_type in self.pg_types)
-        return (
-            f"INSERT INTO {self.name} ({columns}) SELECT {columns}"  # noqa: S608 - constants
-            f" FROM unnest({arrays}) WITH ORDINALITY AS v({columns}, n) ORDER BY n{self.tail}"
-        )
-
-    def sqlite_sql(self, values: str) -> str:
-        """INSERT … VALUES with `values` (the rows' placeholders)."""
-        return f"INSERT INTO {self.name} ({', '.join(self.columns)}) VALUES {values}{self.tail}"  # noqa: S608
-
-    def pg_params(self, rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
-        """One list per column; JSON columns' values wrapped for jsonb."""
-        params: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
-        for index, pg_type in enumerate(self.pg_types):
-            if pg_type == "jsonb":
-                params[index] = [None if v is None else Jsonb(v) for v in params[index]]
-        return params
-
-
-_ALARMS = _Table(
-    "alarms",
-    tuple(_ALARM_COLUMNS.split(", ")),
-    (
-        "text", "text", "smallint", "text", "text", "text", "text", "text", "text", "text",
-        "timestamptz", "timestamptz", "int", "text", "text", "timestamptz", "timestamptz",
-        "int", "int", "boolean", "text", "text", "text", "jsonb", "timestamptz",
-        "timestamptz", "timestamptz",
-    ),
-)  # fmt: skip
-_HISTORY = _Table(
-    "alarm_history",
-    (
-        "alarm_id", "at", "actor", "action", "from_state", "to_state", "note", "details",
-        "revision",
-    ),
-    ("text", "timestamptz", "text", "text", "text", "text", "text", "jsonb", "int"),
-)  # fmt: skip
-_CHANGES = _Table(
-    "alarm_changes",
-    ("alarm_id", "revision", "action", "at", "jurisdiction_path", "category", "payload"),
-    ("text", "int", "text", "timestamptz", "text", "text", "jsonb"),
-    " RETURNING seq, alarm_id, revision",
-)
-_OUTBOX = _Table(
-    "outbox",
-    (
-        "alarm_id", "revision", "sink", "idempotency_key", "payload", "state", "attempts",
-        "next_attempt_at", "created_at",
-    ),
-    ("text", "int", "text", "text", "jsonb", "text", "int", "timestamptz", "timestamptz"),
-    " ON CONFLICT (idempotency_key) DO NOTHING",
-)  # fmt: skip
-
-
-#: (alarm, history entry, jurisdiction path, payload): one change-log row.
-_ChangeItem = tuple[Alarm, HistoryEntry, str | None, Mapping[str, Any]]
-
-
-def _rows(result: StatementResult) -> list[Row]:
-    if not isinstance(result, list):
-        raise StorageError("a query gave no rows")
-    return result
-
-
-def _check_updated(
-    updates: Sequence[tuple[Alarm, int]], results: Sequence[StatementResult]
-) -> None:
-    changed = {str(row[0]) for result in results for row in _rows(result)}
-    stale = [alarm for alarm, _ in updates if str(alarm.id) not in changed]
-    if stale:
-        raise StaleAlarm(f"alarm {stale[0].id} changed since it was read")
-
-
-def _changes_from(
-    items: Sequence[_ChangeItem], results: Sequence[StatementResult]
-) -> list[AlarmChange]:
-    """The changes of `items`, with the sequence numbers the change log gave them
-    (`results`: those of the change-log inserts)."""
-    seqs = {(str(row[1]), int(row[2])): int(row[0]) for result in results for row in _rows(result)}
-    return [
-        AlarmChange(
-            seq=seqs[(str(alarm.id), alarm.revision)],
-            alarm_id=alarm.id,
-            revision=alarm.revision,
-            action=entry.action.value,
-            at=entry.at,
-            jurisdiction_path=path,
-            category=alarm.category.value,
-            payload=payload,
-        )
-        for alarm, entry, path, payload in items
-    ]
 
 
 def _devices_from(rows: Sequence[Row]) -> dict[str, DeviceInfo]:
@@ -301,57 +135,6 @@ def _open_alarms_from(rows: Sequence[Row]) -> dict[str, StoredAlarm]:
     return found
 
 
-def _opt_time(value: datetime | None) -> datetime | None:
-    return None if value is None else to_db_time(value)
-
-
-def _alarm_row(stored: StoredAlarm) -> tuple[Any, ...]:
-    alarm = stored.alarm
-    return (
-        str(alarm.id),
-        alarm.type,
-        alarm.priority.level,
-        alarm.state.value,
-        alarm.category.value,
-        alarm.device_id,
-        alarm.jurisdiction,
-        alarm.title,
-        alarm.sop,
-        alarm.dedup_key,
-        to_db_time(alarm.opened_at),
-        to_db_time(alarm.last_seen_at),
-        alarm.count,
-        alarm.assignee,
-        alarm.department,
-        _opt_time(alarm.ack_due),
-        _opt_time(alarm.resolve_due),
-        alarm.escalation_level,
-        alarm.revision,
-        alarm.is_drill,
-        alarm.closed_reason,
-        stored.jurisdiction_path,
-        stored.rule,
-        dict(stored.details),
-        to_db_time(stored.updated_at),
-        _opt_time(alarm.ack_due_first),
-        _opt_time(alarm.resolve_due_first),
-    )
-
-
-def _history_row(entry: HistoryEntry) -> tuple[Any, ...]:
-    return (
-        str(entry.alarm_id),
-        to_db_time(entry.at),
-        entry.actor,
-        entry.action.value,
-        entry.from_state.value if entry.from_state else None,
-        entry.to_state.value,
-        entry.note,
-        dict(entry.details),
-        entry.revision,
-    )
-
-
 def _strings(value: Any) -> tuple[str, ...]:
     decoded = from_json(value) if isinstance(value, str | bytes) else value
     if not isinstance(decoded, list):
@@ -382,27 +165,6 @@ class AlarmRepository:
         """`column` is one of `values`: one array parameter on PostgreSQL (the same
         statement text for any number of values), an IN list on SQLite."""
         return self.store.dialect.one_of(column, values)
-
-    def _inserts(self, table: _Table, rows: Sequence[Sequence[Any]]) -> list[Statement]:
-        """Statements appending `rows` to `table` in order (none for no rows)."""
-        if not rows:
-            return []
-        returning = "RETURNING" in table.tail
-        if self.store.dialect.bulk_arrays:
-            return [Statement(table.pg_sql, table.pg_params(rows), rows=returning)]
-        statements = []
-        for chunk in _chunks(rows, len(table.columns)):
-            values, params = _values(chunk)
-            statements.append(Statement(table.sqlite_sql(values), params, rows=returning))
-        return statements
-
-    async def _insert(self, tx: Tx, table: _Table, rows: Sequence[Sequence[Any]]) -> list[Row]:
-        """Append `rows` to `table` in order; the rows its RETURNING clause gives, if any."""
-        found: list[Row] = []
-        for result in await tx.run_all(self._inserts(table, rows)):
-            if isinstance(result, list):
-                found += result
-        return found
 
     def _devices_query(self, ids: Sequence[str], present: frozenset[str]) -> Statement:
         optional = (
@@ -511,8 +273,49 @@ class AlarmRepository:
         await self.insert_many(tx, [StoredAlarm(alarm, jurisdiction_path, rule, details, now)])
 
     async def insert_many(self, tx: Tx, alarms: Sequence[StoredAlarm]) -> None:
-        """Store newly opened alarms (`updated_at` is the time of the write)."""
-        await self._insert(tx, _ALARMS, [_alarm_row(stored) for stored in alarms])
+        """See `hub.alarms.batch_storage.insert_many`."""
+        await batch_storage.insert_many(tx, self.store.dialect, alarms)
+
+    async def update_many(
+        self, tx: Tx, updates: Sequence[tuple[Alarm, int]], *, now: datetime
+    ) -> None:
+        """See `hub.alarms.batch_storage.update_many`."""
+        await batch_storage.update_many(tx, self.store.dialect, updates, now=now)
+
+    async def append_history_many(self, tx: Tx, entries: Sequence[HistoryEntry]) -> None:
+        """See `hub.alarms.batch_storage.append_history_many`."""
+        await batch_storage.append_history_many(tx, self.store.dialect, entries)
+
+    async def append_changes(self, tx: Tx, items: Sequence[ChangeItem]) -> list[AlarmChange]:
+        """See `hub.alarms.batch_storage.append_changes`."""
+        return await batch_storage.append_changes(tx, self.store.dialect, items)
+
+    async def insert_outbox(self, tx: Tx, records: Sequence[OutboxRecord], now: datetime) -> None:
+        """See `hub.alarms.batch_storage.insert_outbox`."""
+        await batch_storage.insert_outbox(tx, self.store.dialect, records, now)
+
+    async def write_batch(
+        self,
+        tx: Tx,
+        *,
+        updates: Sequence[tuple[Alarm, int]],
+        inserts: Sequence[StoredAlarm],
+        history: Sequence[HistoryEntry],
+        changes: Sequence[ChangeItem],
+        outbox: Sequence[OutboxRecord],
+        now: datetime,
+    ) -> list[AlarmChange]:
+        """See `hub.alarms.batch_storage.write_batch`."""
+        return await batch_storage.write_batch(
+            tx,
+            self.store.dialect,
+            updates=updates,
+            inserts=inserts,
+            history=history,
+            changes=changes,
+            outbox=outbox,
+            now=now,
+        )
 
     async def update(self, tx: Tx, alarm: Alarm, *, previous_revision: int, now: datetime) -> None:
         """Store the next revision of an alarm; raise StaleAlarm if another writer got there."""
@@ -541,52 +344,9 @@ class AlarmRepository:
         if changed != 1:
             raise StaleAlarm(f"alarm {alarm.id} is no longer at revision {previous_revision}")
 
-    def _updates(self, updates: Sequence[tuple[Alarm, int]], now: datetime) -> list[Statement]:
-        """Statements storing the next revision of several alarms (alarm, previous
-        revision), each guarded by that revision; they return the ids they changed."""
-        if not updates:
-            return []
-        rows = [
-            (
-                str(alarm.id),
-                previous,
-                alarm.priority.level,
-                alarm.state.value,
-                to_db_time(alarm.last_seen_at),
-                alarm.count,
-                alarm.assignee,
-                alarm.department,
-                _opt_time(alarm.ack_due),
-                _opt_time(alarm.resolve_due),
-                alarm.escalation_level,
-                alarm.revision,
-                alarm.closed_reason,
-                to_db_time(now),
-            )
-            for alarm, previous in updates
-        ]
-        if self.store.dialect.bulk_arrays:
-            columns = [list(column) for column in zip(*rows, strict=True)]
-            return [Statement(_PG_UPDATE_MANY, columns, rows=True)]
-        return [
-            Statement(_SQLITE_UPDATE_MANY.format(values=_values(chunk)[0]), _values(chunk)[1], True)
-            for chunk in _chunks(rows, 14)
-        ]
-
-    async def update_many(
-        self, tx: Tx, updates: Sequence[tuple[Alarm, int]], *, now: datetime
-    ) -> None:
-        """Store the next revision of several alarms (alarm, previous revision) in one
-        statement; raise StaleAlarm if any of them moved on meanwhile."""
-        _check_updated(updates, await tx.run_all(self._updates(updates, now)))
-
     async def append_history(self, tx: Tx, entry: HistoryEntry) -> None:
         """Append one history entry."""
         await self.append_history_many(tx, [entry])
-
-    async def append_history_many(self, tx: Tx, entries: Sequence[HistoryEntry]) -> None:
-        """Append history entries in the given order."""
-        await self._insert(tx, _HISTORY, [_history_row(entry) for entry in entries])
 
     async def append_change(
         self,
@@ -599,87 +359,6 @@ class AlarmRepository:
         """Append to the change log; the returned change is announced after commit."""
         (change,) = await self.append_changes(tx, [(alarm, entry, jurisdiction_path, payload)])
         return change
-
-    def _change_log_lock(self) -> list[Statement]:
-        """The change log's lock (PostgreSQL; SQLite's single writer needs none)."""
-        lock = self.store.dialect.transaction_lock(_CHANGE_LOG_LOCK)
-        return [] if lock is None else [Statement(lock, (), rows=True)]
-
-    def _change_inserts(self, items: Sequence[_ChangeItem]) -> list[Statement]:
-        """The change-log rows of `items` (to follow `_change_log_lock`)."""
-        rows = [
-            (
-                str(alarm.id),
-                alarm.revision,
-                entry.action.value,
-                to_db_time(entry.at),
-                path,
-                alarm.category.value,
-                dict(payload),
-            )
-            for alarm, entry, path, payload in items
-        ]
-        return self._inserts(_CHANGES, rows)
-
-    async def append_changes(self, tx: Tx, items: Sequence[_ChangeItem]) -> list[AlarmChange]:
-        """Append (alarm, entry, jurisdiction path, payload) changes in the given order;
-        the returned changes (in that order) are announced after commit."""
-        if not items:
-            return []
-        lock = self._change_log_lock()
-        results = await tx.run_all(lock + self._change_inserts(items))
-        return _changes_from(items, results[len(lock) :])
-
-    def _outbox_inserts(self, records: Sequence[OutboxRecord], now: datetime) -> list[Statement]:
-        rows = [
-            (
-                str(r.alarm_id),
-                r.revision,
-                r.sink,
-                r.idempotency_key,
-                dict(r.payload),
-                r.state.value,
-                r.attempts,
-                to_db_time(r.next_attempt_at),
-                to_db_time(now),
-            )
-            for r in records
-        ]
-        return self._inserts(_OUTBOX, rows)
-
-    async def insert_outbox(self, tx: Tx, records: Sequence[OutboxRecord], now: datetime) -> None:
-        """Queue deliveries; a record already queued (same idempotency key) is kept."""
-        await tx.run_all(self._outbox_inserts(records, now))
-
-    async def write_batch(
-        self,
-        tx: Tx,
-        *,
-        updates: Sequence[tuple[Alarm, int]],
-        inserts: Sequence[StoredAlarm],
-        history: Sequence[HistoryEntry],
-        changes: Sequence[_ChangeItem],
-        outbox: Sequence[OutboxRecord],
-        now: datetime,
-    ) -> list[AlarmChange]:
-        """What one batch of events did to alarms, in one trip to the database:
-        updates (raising StaleAlarm if one moved on), new alarms, history entries,
-        change-log rows (returned, for announcing after commit) and outbox rows.
-
-        Updates go first: an alarm closed here frees its dedup key for one opened here.
-        """
-        update_statements = self._updates(updates, now)
-        statements = [
-            *update_statements,
-            *(self._change_log_lock() if changes else []),
-            *self._inserts(_ALARMS, [_alarm_row(stored) for stored in inserts]),
-            *self._inserts(_HISTORY, [_history_row(entry) for entry in history]),
-            *self._outbox_inserts(outbox, now),
-        ]
-        change_statements = self._change_inserts(changes)
-        results = await tx.run_all(statements + change_statements)
-        _check_updated(updates, results[: len(update_statements)])
-        return _changes_from(changes, results[len(statements) :])
 
     async def insert_rejected(self, tx: Tx, rejected: RejectedMessage) -> None:
         """Keep an event the engine could not evaluate, with the reason."""
