@@ -42,6 +42,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from adapters.clock import utcnow
+from adapters.mqtt.liveness import LivenessTracker, missed_heartbeat_event
 from adapters.mqtt.models import (
     BroadcastCommand,
     DeviceKind,
@@ -54,12 +55,10 @@ from adapters.mqtt.parsers import (
     HEARTBEAT_KIND,
     DeviceLookup,
     InboundMessage,
-    LivenessTracker,
     Rejection,
     command_topic,
     decode_message,
     encode_command,
-    missed_heartbeat_event,
     status_from_event,
     subscriptions,
     to_rejected_message,

@@ -24,7 +24,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,6 +49,13 @@ from adapters.mqtt.models import (
     UnitStatus,
     VendorMapping,
 )
+from adapters.mqtt.topics import (
+    _match_vendor_topic,
+    command_topic,
+    device_topic,
+    parse_topic,
+    subscriptions,
+)
 from camera_registry.events import DEVICE_ID_PATTERN, DeviceEvent, RejectedMessage, Severity
 
 __all__ = [
@@ -58,8 +65,6 @@ __all__ = [
     "Decoded",
     "DeviceLookup",
     "InboundMessage",
-    "LivenessTracker",
-    "OverdueDevice",
     "PointerError",
     "Rejection",
     "availability_payload",
@@ -67,10 +72,8 @@ __all__ = [
     "decode_message",
     "device_topic",
     "encode_command",
-    "missed_heartbeat_event",
     "parse_topic",
     "resolve_pointer",
-    "silence_limit_s",
     "status_from_event",
     "subscriptions",
     "to_rejected_message",
@@ -114,65 +117,6 @@ class Rejection:
 
 
 Decoded = DeviceEvent | Rejection
-
-
-# --------------------------------------------------------------------------- topics
-
-
-def device_topic(prefix: str, device_id: str, message_type: MessageType) -> str:
-    """The topic a device publishes `message_type` on."""
-    return f"{prefix}/{device_id}/{message_type.value}"
-
-
-def command_topic(prefix: str, unit_id: str) -> str:
-    """The topic a broadcast unit receives commands on."""
-    return f"{prefix}/{unit_id}/cmd"
-
-
-def subscriptions(prefix: str, mappings: tuple[VendorMapping, ...] = ()) -> list[str]:
-    """Every topic filter the hub subscribes to."""
-    own = [f"{prefix}/+/{message_type.value}" for message_type in MessageType]
-    return own + [mapping.subscription for mapping in mappings]
-
-
-_SUFFIXES: dict[tuple[str, ...], MessageType] = {
-    tuple(message_type.value.split("/")): message_type for message_type in MessageType
-}
-
-
-@functools.lru_cache(maxsize=16384)
-def parse_topic(prefix: str, topic: str) -> tuple[str, MessageType] | None:
-    """(device_id, message type) for a topic of the scheme, else None (remembered for
-    the most recent topics: a district's devices publish on a few thousand)."""
-    if not topic.startswith(prefix + "/"):
-        return None
-    rest = topic[len(prefix) + 1 :].split("/")
-    if len(rest) < 2:
-        return None
-    message_type = _SUFFIXES.get(tuple(rest[1:]))
-    if message_type is None or not DEVICE_ID_PATTERN.fullmatch(rest[0]):
-        return None
-    return rest[0], message_type
-
-
-def _match_vendor_topic(pattern: str, topic: str) -> tuple[bool, str | None]:
-    """(matched, captured device id) for an MQTT filter with an optional {device_id} level."""
-    pattern_levels = pattern.split("/")
-    topic_levels = topic.split("/")
-    captured: str | None = None
-    for index, level in enumerate(pattern_levels):
-        if level == "#":
-            return True, captured
-        if index >= len(topic_levels):
-            return False, None
-        if level == "{device_id}":
-            captured = topic_levels[index]
-        elif level != "+" and level != topic_levels[index]:
-            return False, None
-    return len(pattern_levels) == len(topic_levels), captured
-
-
-# --------------------------------------------------------------------------- JSON pointer
 
 
 class PointerError(LookupError):
@@ -563,95 +507,3 @@ def status_from_event(event: DeviceEvent) -> UnitStatus | None:
     if event.kind == EventType.BROADCAST_STATUS.value:
         return UnitStatus(event.payload["status"])
     return _STATUS_BY_KIND.get(event.kind)
-
-
-@dataclass(frozen=True, slots=True)
-class OverdueDevice:
-    """A device that stopped sending heartbeats."""
-
-    device_id: str
-    last_heard: datetime
-    interval_s: float
-
-
-@dataclass
-class _Liveness:
-    last_heard: datetime
-    interval_s: float
-    reported: bool = False
-
-
-def silence_limit_s(interval_s: float, missed_intervals: int, grace_intervals: float) -> float:
-    """How long a device announcing heartbeats every `interval_s` may stay silent before
-    it is offline: `missed_intervals` whole intervals plus `grace_intervals` of one, so
-    the last of the missed heartbeats counts as missed only when it is clearly late (a
-    heartbeat delayed after two lost ones is not an outage)."""
-    return interval_s * (missed_intervals + grace_intervals)
-
-
-@dataclass
-class LivenessTracker:
-    """Which heartbeat-sending devices went silent for `missed_intervals` intervals.
-
-    Only devices that announced an interval (by a heartbeat) are watched; each silence
-    is reported once, until the device is heard again. Silent means silent for longer
-    than `silence_limit_s` (the adapter gives half an interval of grace).
-    """
-
-    missed_intervals: int
-    grace_intervals: float = 0.0
-    _devices: dict[str, _Liveness] = field(default_factory=dict)
-
-    def heard(self, device_id: str, at: datetime, interval_s: float | None = None) -> None:
-        """Record evidence that `device_id` is alive at `at`."""
-        entry = self._devices.get(device_id)
-        if entry is None:
-            if interval_s is None:
-                return
-            self._devices[device_id] = _Liveness(at, interval_s)
-            return
-        entry.last_heard = max(entry.last_heard, at)
-        entry.reported = False
-        if interval_s is not None:
-            entry.interval_s = interval_s
-
-    def seed(self, device_id: str, last_heard: datetime, interval_s: float) -> None:
-        """Watch a device heard before this tracker existed (the hub restarted);
-        a device already heard since is left as it is."""
-        if device_id not in self._devices:
-            self._devices[device_id] = _Liveness(last_heard, interval_s)
-
-    def forget(self, device_id: str) -> None:
-        """Stop watching a device (it said it is offline)."""
-        self._devices.pop(device_id, None)
-
-    def overdue(self, now: datetime) -> list[OverdueDevice]:
-        """Devices silent too long and not yet reported; marks them reported."""
-        out: list[OverdueDevice] = []
-        for device_id, entry in self._devices.items():
-            deadline = entry.last_heard + timedelta(
-                seconds=silence_limit_s(
-                    entry.interval_s, self.missed_intervals, self.grace_intervals
-                )
-            )
-            if not entry.reported and now > deadline:
-                entry.reported = True
-                out.append(OverdueDevice(device_id, entry.last_heard, entry.interval_s))
-        return out
-
-
-def missed_heartbeat_event(overdue: OverdueDevice, now: datetime) -> DeviceEvent:
-    """The `device.offline` event for a device that stopped sending heartbeats."""
-    return DeviceEvent(
-        time=now,
-        device_id=overdue.device_id,
-        kind=_OFFLINE_KIND,
-        severity=Severity.WARNING,
-        source=SOURCE,
-        payload={
-            "reason": "heartbeat_missed",
-            "last_heard": overdue.last_heard.isoformat(),
-            "interval_s": overdue.interval_s,
-        },
-        dedup_key=f"mqtt:{overdue.device_id}:missed:{overdue.last_heard.isoformat()}",
-    )

@@ -22,8 +22,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from adapters.mqtt.client import LIVENESS_CHECK_S
+from adapters.mqtt.liveness import silence_limit_s
 from adapters.mqtt.models import DEFAULT_HEARTBEAT_INTERVAL_S, HeartbeatPayload, MqttSettings
-from adapters.mqtt.parsers import silence_limit_s
 from hub.runtime import Hub
 from tests.integration.hub_mqtt_support import (
     hub_with_mqtt,

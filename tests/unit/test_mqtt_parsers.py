@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
+from adapters.mqtt.liveness import LivenessTracker, missed_heartbeat_event
 from adapters.mqtt.models import (
     BroadcastAction,
     BroadcastCommand,
@@ -22,12 +23,10 @@ from adapters.mqtt.models import (
 )
 from adapters.mqtt.parsers import (
     InboundMessage,
-    LivenessTracker,
     PointerError,
     Rejection,
     decode_message,
     encode_command,
-    missed_heartbeat_event,
     parse_topic,
     resolve_pointer,
     status_from_event,
