@@ -1,14 +1,18 @@
-"""Alarm storage: alarms, their history and change log, outbox rows, media, sink status.
+"""Alarm storage: the repository the alarm engine, the dispatcher and the alarm API use.
+
+It reads devices and open alarms for a batch, single alarms and jurisdiction
+names, and stores single revisions, rejected events and audit rows itself. The
+rest lives in sibling modules of free functions, which the repository delegates to:
+
+- `batch_storage`: the engine's batch writes (alarms, history, change log, outbox);
+- `query_storage`: search with keyset paging, history, delivery receipts, the change log;
+- `media_storage`: snapshots bound to an alarm;
+- `outbox_storage`: claiming deliveries under leases, their outcomes, sink status;
+- `row_storage`: the alarm columns and row reader they share.
 
 Every write takes the caller's `Tx`, so an alarm change, its history entry, its
 change-log row and its outbox rows commit together (or not at all) with
 whatever else the transaction holds (the events that caused them, an audit row).
-
-The change log (`alarm_changes.seq`) is the cursor of the pull API and the live
-stream. A reader must never see seq 7 before seq 6 commits, so on PostgreSQL
-every transaction that appends to the log first takes one transaction-level
-advisory lock: sequence numbers are then handed out in commit order. SQLite has
-a single writer, which gives the same guarantee.
 """
 
 from __future__ import annotations
@@ -147,7 +151,7 @@ def _float(value: Any) -> float | None:
 
 
 class AlarmRepository:
-    """All SQL of the alarm engine, the dispatcher and the alarm API."""
+    """The alarm engine's, the dispatcher's and the alarm API's way to the alarm tables."""
 
     def __init__(self, store: SqlStore) -> None:
         self.store = store
