@@ -36,10 +36,12 @@ _RETRY_MAX_S = 30.0
 
 
 def stream_header(streams: list[Any], first: Any) -> StreamHeader:
-    """A header for `streams` (PyAV input streams): their parameters in a small Matroska
-    template holding one packet (`first`), and each one's raw extradata."""
+    """A header for `streams` (PyAV input streams): their parameters in a small NUT
+    template holding one packet (`first`), and each one's raw extradata. NUT takes
+    every codec a camera sends (H.264/H.265, AAC, G.711…); what MP4 cannot carry is
+    left out when the clip is written."""
     buffer = io.BytesIO()
-    with av.open(buffer, "w", format="matroska") as template:
+    with av.open(buffer, "w", format="nut") as template:
         outs = [template.add_stream_from_template(stream) for stream in streams]
         packet = av.Packet(bytes(first))
         packet.stream = outs[streams.index(first.stream)]
@@ -49,7 +51,7 @@ def stream_header(streams: list[Any], first: Any) -> StreamHeader:
         template.mux(packet)
     return StreamHeader(
         template=buffer.getvalue(),
-        template_format="matroska",
+        template_format="nut",
         extradata=tuple(stream.codec_context.extradata for stream in streams),
         kinds=tuple(str(stream.type) for stream in streams),
         codecs=tuple(str(stream.codec_context.name) for stream in streams),

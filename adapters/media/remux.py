@@ -6,6 +6,7 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 
@@ -27,19 +28,29 @@ class ClipFile:
     sha1: str
     duration_s: float
     packets: int
+    skipped_tracks: tuple[str, ...] = ()  # kind:codec of tracks MP4 cannot carry
 
 
 def write_mp4(path: Path, header: StreamHeader, cut: ClipCut, *, title: str = "") -> ClipFile:
     """Write `cut` as an MP4 (moov first, so a browser can play it while it loads)."""
     template = av.open(io.BytesIO(header.template), format=header.template_format)
+    skipped: list[str] = []
     tmp = path.with_suffix(".part")
     try:
         with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as output:
             if title:
                 output.metadata["title"] = title
-            streams = []
+            streams: list[Any] = []
             for index, stream in enumerate(template.streams):
-                out = output.add_stream_from_template(stream)
+                try:
+                    out = output.add_stream_from_template(stream)
+                except ValueError:
+                    # MP4 cannot carry it (G.711, G.726 audio): the clip goes without it.
+                    if stream.type == "video":
+                        raise
+                    skipped.append(f"{stream.type}:{stream.codec_context.name}")
+                    streams.append(None)
+                    continue
                 extradata = header.extradata[index] if index < len(header.extradata) else None
                 if extradata:
                     out.codec_context.extradata = extradata
@@ -47,7 +58,7 @@ def write_mp4(path: Path, header: StreamHeader, cut: ClipCut, *, title: str = ""
             written = 0
             end = 0.0
             for packet, pts, dts in rebased(cut):
-                if packet.track >= len(streams):
+                if packet.track >= len(streams) or streams[packet.track] is None:
                     continue
                 out_packet = av.Packet(packet.data)
                 out_packet.stream = streams[packet.track]
@@ -75,4 +86,5 @@ def write_mp4(path: Path, header: StreamHeader, cut: ClipCut, *, title: str = ""
         sha1=sha1.hexdigest(),
         duration_s=end,
         packets=written,
+        skipped_tracks=tuple(skipped),
     )

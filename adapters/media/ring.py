@@ -43,7 +43,7 @@ class StreamHeader:
     """What a remuxer needs to write a stream's tracks: a template container and each
     track's codec extradata as the source delivered it."""
 
-    template: bytes  # a small Matroska document holding the tracks' parameters
+    template: bytes  # a small container (NUT) holding the tracks' parameters
     template_format: str
     extradata: tuple[bytes | None, ...]
     kinds: tuple[str, ...]  # "video" / "audio" per track

@@ -421,7 +421,14 @@ class EvidenceService:
             written: ClipFile = await asyncio.to_thread(
                 write_mp4, path, header, cut, title=f"alarm {alarm_id} camera {camera}"
             )
-        tracks = json.dumps([f"{k}:{c}" for k, c in zip(header.kinds, header.codecs, strict=False)])
+        if written.skipped_tracks:
+            log.warning(
+                "evidence: clip of %s leaves out %s (MP4 cannot carry it)",
+                camera,
+                ", ".join(written.skipped_tracks),
+            )
+        kept = [f"{k}:{c}" for k, c in zip(header.kinds, header.codecs, strict=False)]
+        tracks = json.dumps([t for t in kept if t not in written.skipped_tracks])
         async with self.store.transaction() as tx:
             await storage.complete_clip(
                 tx,

@@ -18,7 +18,19 @@ __all__ = ["MOUNTS", "RtspPeer", "gstreamer_available", "rtsp_peer", "start_rtsp
 #: Debian's interpreter: the only one with the `gi` bindings (python3-gi).
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
-MOUNTS = ("ball", "blur", "frozen", "stalled", "black", "blue", "snow", "solid", "grey", "sound")
+MOUNTS = (
+    "ball",
+    "blur",
+    "frozen",
+    "stalled",
+    "black",
+    "blue",
+    "snow",
+    "solid",
+    "grey",
+    "sound",
+    "g711",
+)
 _READY_TIMEOUT_S = 15.0
 
 

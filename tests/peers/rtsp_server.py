@@ -14,6 +14,7 @@ bindings; the project's venv does not. It binds 127.0.0.1 only and serves:
 - `/solid`   one uniform olive colour (lens covered: occlusion, colour cast)
 - `/grey`    one uniform mid grey (occlusion without a colour cast)
 - `/sound`   the healthy scene with an AAC audio track (a camera with a microphone)
+- `/g711`    the healthy scene with G.711 A-law audio (what most cameras here send)
 
 With `--auth user:password` every mount demands RTSP Digest authentication
 (a camera with a login): a wrong password or none is answered 401.
@@ -85,10 +86,10 @@ def launch_lines(width: int, height: int, fps: int, kbps: int) -> dict[str, tupl
         mixer, sources = _scene(width, height, fps, ball=ball)
         return f"( {mixer} ! {filters}{encode} {' '.join(sources)} )"
 
-    def with_audio(line: str) -> str:
+    def with_audio(line: str, encode: str = "avenc_aac ! rtpmp4gpay", rate: int = 16000) -> str:
         audio = (
             "audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! "
-            "audio/x-raw,rate=16000,channels=1 ! avenc_aac ! rtpmp4gpay name=pay1 pt=97"
+            f"audio/x-raw,rate={rate},channels=1 ! {encode} name=pay1 pt=97"
         )
         return f"{line[:-2]} {audio} )"
 
@@ -113,6 +114,7 @@ def launch_lines(width: int, height: int, fps: int, kbps: int) -> dict[str, tupl
         "/solid": (pattern("pattern=solid-color foreground-color=0xff6b8e23"), True),
         "/grey": (pattern("pattern=solid-color foreground-color=0xff808080"), True),
         "/sound": (with_audio(scene(ball=True)), True),
+        "/g711": (with_audio(scene(ball=True), "alawenc ! rtppcmapay", 8000), True),
     }
 
 
