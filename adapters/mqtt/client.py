@@ -27,11 +27,10 @@ import secrets
 import ssl
 import threading
 import uuid
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from types import TracebackType
 from typing import Any, Self
 
@@ -63,7 +62,17 @@ from adapters.mqtt.parsers import (
     subscriptions,
     to_rejected_message,
 )
-from camera_registry.events import DeviceEvent, RejectedMessage, validate_device_id
+from adapters.mqtt.status import (
+    AdapterMetrics,
+    CommandOutcome,
+    CommandResult,
+    ConnectionState,
+    ConnectionStatus,
+    OnCommitted,
+    Submit,
+    UnknownUnitError,
+)
+from camera_registry.events import DeviceEvent, validate_device_id
 
 __all__ = [
     "LIVENESS_CHECK_S",
@@ -80,75 +89,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-OnCommitted = Callable[[], None]
-#: Enqueue an event for the writer; may wait (backpressure). Calls `on_committed` on the
-#: event loop thread once the event is durably committed or known as a duplicate.
-Submit = Callable[[DeviceEvent | RejectedMessage, OnCommitted | None], Awaitable[None]]
-
 #: How often the adapter looks for devices whose heartbeats stopped (s).
 LIVENESS_CHECK_S = 1.0
-
-
-class ConnectionState(StrEnum):
-    """Where the adapter's broker connection is."""
-
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    REFUSED = "refused"
-    DISCONNECTED = "disconnected"
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionStatus:
-    """The connection state, why, and since when."""
-
-    state: ConnectionState
-    since: datetime
-    reason: str | None = None
-    session_present: bool = False
-
-
-class CommandOutcome(StrEnum):
-    """How a broadcast command ended."""
-
-    ACKED = "acked"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-
-
-@dataclass(frozen=True, slots=True)
-class CommandResult:
-    """The recorded end of a broadcast command."""
-
-    correlation_id: str
-    unit_id: str
-    command: BroadcastCommand
-    outcome: CommandOutcome
-    attempts: int
-    sent_at: datetime
-    finished_at: datetime
-    reason: str | None = None
-
-
-class UnknownUnitError(LookupError):
-    """A command was addressed to a device that is not a registered broadcast unit."""
-
-
-@dataclass
-class AdapterMetrics:
-    """Counters for the metrics endpoint; plain attributes, updated on the loop thread."""
-
-    received: int = 0
-    events: int = 0
-    acked: int = 0
-    stale_acks: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    connects: int = 0
-    refusals: int = 0
-    subscriptions_refused: int = 0
-    disconnects: int = 0
-    commands_sent: int = 0
-    commands: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True, slots=True)
