@@ -11,23 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import logging
 import re
 import secrets
-import string
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-
 from hub.auth import audit_storage as audit_log
 from hub.auth import storage as repo
+from hub.auth.credentials import (
+    _DUMMY_HASH,
+    _HASHER,
+    AccountError,
+    _check_jurisdictions,
+    _check_username,
+    _role,
+    _verify,
+    check_password_policy,
+    generate_password,
+    token_hash,
+)
+from hub.auth.outcomes import LoginRefused, LoginResult, NewApiKey, SessionPrincipal
 from hub.auth.principal import Principal, Role, system_actor, user_actor
 from hub.config import AuthSettings
 from hub.storage import SqlStore, Tx
@@ -51,7 +58,6 @@ log = logging.getLogger(__name__)
 #: The jurisdiction entry that means "the whole tree".
 ALL_JURISDICTIONS = "/"
 API_KEY_PREFIX = "gw_"
-_USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,63}")
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{1,63}")
 _KEY_ID = re.compile(r"[0-9a-f]{12}")
 _HOUSEKEEPING_EVERY_S = 3600.0
@@ -61,110 +67,6 @@ _SYSTEM = system_actor("auth")
 _TOUCH_AFTER = timedelta(seconds=30)
 # Failed logins under a name that is no account are forgotten after a quiet day.
 _FORGET_NAMES_AFTER = timedelta(days=1)
-_HASHER = PasswordHasher()
-# Verified against when the user does not exist, so the answer takes as long.
-_DUMMY_HASH = _HASHER.hash(secrets.token_hex(16))
-
-
-class AccountError(ValueError):
-    """A user or key change that cannot be made (name taken, weak password, no such user)."""
-
-
-class LoginRefused(Exception):
-    """A login that did not succeed; `status` is 401, or 429 while the account is locked."""
-
-    def __init__(self, status: int, reason: str, retry_after_s: int | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.retry_after_s = retry_after_s
-
-
-@dataclass(frozen=True, slots=True)
-class LoginResult:
-    """A new session: the cookie token and CSRF token go to the browser once."""
-
-    session_token: str
-    csrf_token: str
-    expires_at: datetime
-    user: repo.UserRecord
-
-
-@dataclass(frozen=True, slots=True)
-class SessionPrincipal:
-    """A caller authenticated by session cookie, with what CSRF checks need."""
-
-    principal: Principal
-    csrf_hash: str
-    must_change_password: bool
-    session_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class NewApiKey:
-    """A created key; `token` is shown once and never stored."""
-
-    record: repo.ApiKeyRecord
-    token: str
-
-
-def token_hash(token: str) -> str:
-    """The stored form of a session, CSRF or API key token."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def check_password_policy(password: str, username: str, min_length: int = 12) -> list[str]:
-    """Why a password is refused (empty when it is acceptable)."""
-    problems: list[str] = []
-    if len(password) < min_length:
-        problems.append(f"at least {min_length} characters")
-    if username and username.lower() in password.lower():
-        problems.append("must not contain the user name")
-    classes = sum(
-        (
-            any(c.islower() for c in password),
-            any(c.isupper() for c in password),
-            any(c.isdigit() for c in password),
-            any(not c.isalnum() for c in password),
-        )
-    )
-    if classes < 3:
-        problems.append("at least three of: lower case, upper case, digits, symbols")
-    if len(set(password)) < 5:
-        problems.append("too few different characters")
-    return problems
-
-
-def generate_password(length: int = 20) -> str:
-    """A random password that passes the policy (for first start and resets)."""
-    alphabet = string.ascii_letters + string.digits + "-_.!@#%"
-    while True:
-        candidate = "".join(secrets.choice(alphabet) for _ in range(length))
-        if not check_password_policy(candidate, "", min_length=12):
-            return candidate
-
-
-def _check_username(username: str) -> str:
-    if not _USERNAME.fullmatch(username):
-        raise AccountError("user name: 2-64 letters, digits, '.', '_' or '-'")
-    return username
-
-
-def _check_jurisdictions(entries: Sequence[str]) -> tuple[str, ...]:
-    cleaned = tuple(dict.fromkeys(e.strip() for e in entries if e.strip()))
-    if not cleaned:
-        raise AccountError("at least one jurisdiction (a code, or / for everything)")
-    for entry in cleaned:
-        if len(entry) > 64 or not re.fullmatch(r"/|[/A-Za-z0-9_-]+", entry):
-            raise AccountError(f"invalid jurisdiction {entry!r}")
-    return cleaned
-
-
-def _role(value: str | Role) -> Role:
-    try:
-        return Role(value)
-    except ValueError as exc:
-        raise AccountError(f"unknown role {value!r}; one of {[r.value for r in Role]}") from exc
 
 
 class Authenticator:
@@ -675,15 +577,3 @@ def _locked(until: datetime, now: datetime) -> LoginRefused:
 def _claimed(username: str) -> str:
     """The actor of a login attempt: the name typed, even if no such user exists."""
     return user_actor(username[:64] if username.strip() else "(empty)")
-
-
-def _verify(password_hash: str, password: str) -> tuple[bool, bool]:
-    """(matches, needs rehash) — runs in a worker thread (argon2 is deliberately slow)."""
-    try:
-        _HASHER.verify(password_hash, password)
-    except VerifyMismatchError:
-        return False, False
-    except (VerificationError, InvalidHashError):
-        log.warning("a stored password hash could not be verified")
-        return False, False
-    return True, _HASHER.check_needs_rehash(password_hash)
