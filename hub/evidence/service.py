@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from adapters.media import (
     ClipFile,
@@ -113,6 +114,12 @@ class _Buffer:
             self.ring.reset(header)
         else:
             self.ring.push(packet)
+
+
+def _unreachable(url: str) -> bool:
+    """A host under `.invalid` never resolves (RFC 2606; simulated cameras use it)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host == "invalid" or host.endswith(".invalid")
 
 
 def _utc(epoch: float) -> datetime:
@@ -261,6 +268,8 @@ class EvidenceService:
             cameras = await storage.buffered_cameras(tx, self.settings.prebuffer_tag)
         wanted: dict[str, str] = {}
         for camera in cameras:
+            if _unreachable(camera.rtsp_url):
+                continue
             url = self._url(camera)
             if url is not None:
                 wanted[camera.device_id] = url
