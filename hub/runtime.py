@@ -124,6 +124,7 @@ class Hub:
         self.mqtt.watch_registry(self.registry)
         # Alarm snapshots log in to linked cameras with their stored credentials.
         self.alarms.use_credentials(camera_login(self.registry.cipher))
+        self.alarms.use_login_budget(self.registry.logins)
         # Snapshot URLs go through the one hardened camera HTTP client, with the site's TLS.
         self.alarms.use_camera_http(CameraHttp(tls=settings.onvif.camera_tls(), max_connections=64))
         # Camera logins are decrypted only here, to build the RTSP URL the hub pulls.

@@ -52,6 +52,7 @@ from alarms.rules import (
     repeat,
 )
 from camera_registry.events import DeviceEvent, RejectedMessage
+from camera_registry.logins import LoginBudget
 from hub.alarms.actions import AlarmActions, AlarmNotFound, CloseGuard
 from hub.alarms.config import AlarmSettings
 from hub.alarms.dispatcher import BROADCAST_SINK
@@ -259,6 +260,10 @@ class AlarmEngine:
     def use_credentials(self, resolver: CredentialResolver) -> None:
         """Open stored camera logins with `resolver` (the registry's cipher) for snapshots."""
         self.linkage.credentials = resolver
+
+    def use_login_budget(self, logins: LoginBudget) -> None:
+        """Count refused snapshot logins in `logins`, the budget the patrol and ONVIF share."""
+        self.linkage.logins = logins
 
     def use_frame_grabber(self, grab: FrameGrabber) -> None:
         """Take linked cameras' one-frame snapshots with `grab` (the demo's simulated cameras)."""

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 from adapters.onvif.http import CameraHttp, CameraRequestError, ResponseTooLarge
 from adapters.onvif.security import ForeignHostRefused
-from adapters.rtsp import StreamProbe, probe_stream
+from adapters.rtsp import ProbeFailure, StreamProbe, probe_stream
+from camera_registry.logins import LoginBudget, login_version
 from camera_registry.urls import redact_url, with_credentials
 from hub.alarms.config import LinkageSettings
 from hub.alarms.storage import AlarmRepository, DeviceInfo
@@ -74,6 +75,8 @@ class SnapshotLinkage:
         self.credentials = credentials
         self.frame_grabber: FrameGrabber = grab_frame
         self.http: CameraHttp | None = None
+        #: The per-camera login budget shared with the patrol and ONVIF probes.
+        self.logins: LoginBudget | None = None
         self._rtsp_slots = asyncio.Semaphore(_RTSP_GRABS)
         self._linkage_tasks: set[asyncio.Task[None]] = set()
 
@@ -127,6 +130,15 @@ class SnapshotLinkage:
         if self._custom_snapshot is not None:
             shot = await self._custom_snapshot(device)
             return None if shot is None else (*shot, "snapshot")
+        if not self._may_log_in(device):
+            # Cameras lock out an address after a few refused logins: a camera whose
+            # login ran out of its budget is not asked again for a snapshot.
+            log.warning(
+                "no snapshot of %s: %s",
+                device.device_id,
+                self.logins.blocked_reason(device.device_id) if self.logins else "",
+            )
+            return None
         if device.snapshot_url:
             fetched = await self._http_snapshot(device)
             if fetched is not None:
@@ -136,6 +148,21 @@ class SnapshotLinkage:
             if frame is not None:
                 return "image/jpeg", frame, "rtsp-frame"
         return None
+
+    def _may_log_in(self, device: DeviceInfo) -> bool:
+        if self.logins is None or device.credentials is None:
+            return True
+        version = login_version(device.credentials)
+        return self.logins.may_try(device.device_id, version, self._clock())
+
+    def _login_refused(self, device: DeviceInfo) -> None:
+        if self.logins is not None and device.credentials is not None:
+            version = login_version(device.credentials)
+            self.logins.refused(device.device_id, version, self._clock(), "snapshot")
+
+    def _login_accepted(self, device: DeviceInfo) -> None:
+        if self.logins is not None and device.credentials is not None:
+            self.logins.accepted(device.device_id)
 
     def _login(self, device: DeviceInfo) -> tuple[str, str] | None:
         if device.credentials is None or self.credentials is None:
@@ -151,6 +178,10 @@ class SnapshotLinkage:
         linkage = self._settings
         async with self._rtsp_slots:
             probe = await self.frame_grabber(url, linkage.snapshot_timeout_s)
+        if probe.failure is ProbeFailure.AUTH_FAILED:
+            self._login_refused(device)
+        elif probe.ok:
+            self._login_accepted(device)
         if not probe.ok or probe.snapshot_jpeg is None:
             log.warning(
                 "RTSP frame of %s (%s) failed: %s",
@@ -186,9 +217,12 @@ class SnapshotLinkage:
         except (CameraRequestError, ForeignHostRefused) as exc:
             log.warning("snapshot of %s failed: %s", device.device_id, exc)
             return None
+        if answer.status == 401:
+            self._login_refused(device)
         if answer.status != 200:
             log.warning("snapshot of %s: HTTP %d", device.device_id, answer.status)
             return None
+        self._login_accepted(device)
         content_type = (answer.content_type or "image/jpeg").split(";")[0].strip()
         if not content_type.startswith("image/"):
             log.warning("snapshot of %s is not an image", device.device_id)

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from adapters.rtsp import StreamProbe
 from camera_registry.models import Credentials
 from hub.config import load_settings
 from hub.runtime import Hub
@@ -157,3 +158,44 @@ async def test_three_refusals_stop_the_logins_until_the_stored_login_changes(
     assert body["login"]["state"] == "ok"
     [(state,)] = await _rows(hub, "SELECT state FROM alarms WHERE device_id = 'cam-locked'")
     assert state == "closed"
+
+
+async def test_alarm_snapshots_share_the_login_budget(hub: Hub, peer: RtspPeer) -> None:
+    """Refused snapshot logins count with the patrol's; a blocked camera is not asked again."""
+    await seed_tree(hub.store)
+    await seed_camera(hub.store, "cam-snap", urls=[peer.url("ball")])
+    await _store_login(hub, "cam-snap", LOGIN[0], "wrong-2")
+    linkage = hub.alarms.linkage
+    grabs: list[str] = []
+    real_grab = linkage.frame_grabber
+
+    async def counting_grab(url: str, timeout_s: float) -> StreamProbe:
+        grabs.append(url)
+        return await real_grab(url, timeout_s)
+
+    linkage.frame_grabber = counting_grab
+
+    async def snapshot() -> tuple[str, bytes, str] | None:
+        async with hub.store.reading() as tx:
+            device = (await linkage._repo.devices(tx, ["cam-snap"]))["cam-snap"]
+        return await linkage._snapshot(device)
+
+    await hub.patrol.run_once()
+    await hub.patrol.run_once()
+    assert await snapshot() is None  # the third refusal, from the RTSP server itself
+    assert len(grabs) == 1
+    login = (await _health_api(hub, "cam-snap"))["login"]
+    assert (login["state"], login["refusals"], login["last_source"]) == (
+        "auth_failed",
+        3,
+        "snapshot",
+    )
+    # The next alarm's snapshot leaves the camera alone, and so does the patrol.
+    assert await snapshot() is None
+    assert len(grabs) == 1
+
+    # With the right login stored, the snapshot is taken and the budget is clear.
+    await _store_login(hub, "cam-snap", *LOGIN)
+    shot = await snapshot()
+    assert shot is not None and shot[0] == "image/jpeg" and shot[1][:2] == b"\xff\xd8"
+    assert (await _health_api(hub, "cam-snap"))["login"]["state"] == "ok"
