@@ -1,5 +1,6 @@
 """The alarm domain: rules, workflow, SLA, outbox records. No I/O."""
 
+from alarms.builtin_rules import DEFAULT_RULES
 from alarms.models import (
     ACTIVE_STATES,
     FINISHED_STATES,
@@ -23,7 +24,6 @@ from alarms.outbox import (
     new_outbox_record,
 )
 from alarms.rules import (
-    DEFAULT_RULES,
     AlarmRule,
     BroadcastAction,
     CloseAlarm,
