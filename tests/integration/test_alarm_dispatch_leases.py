@@ -109,7 +109,11 @@ async def test_a_node_restarted_after_kill_9_takes_back_its_rows_at_once(
         await store.close()
     assert set(rows) == set(keys)
     assert all(key in receiver.answered for key in keys)
-    assert receiver.concurrent_duplicates == []
+    # Taking rows back at once means a row the dead node was still sending may reach
+    # the receiver a second time while the first request is still being answered; only
+    # such rows may, each with the same key and body, so the receiver can tell.
+    assert set(receiver.concurrent_duplicates) <= set(dead_claims)
+    assert receiver.changed_bodies == []
     # The figure the regional rule is about (reported, not asserted: no timed assertions).
     print(f"all rows delivered {took:.2f} s after the restarted node was ready")
 
