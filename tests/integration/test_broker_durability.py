@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -68,8 +67,10 @@ class _Presses:
 
     peer: MosquittoPeer
     acked_at: dict[str, float] = field(default_factory=dict)
-    _mids: dict[int, str] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Written by paho's network thread, read after the presses: one dict operation each,
+    # and no lock of our own, which paho's callback could wait on while publish() holds
+    # paho's own lock (a deadlock).
+    _acked_mid: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.client = paho.Client(
@@ -81,28 +82,24 @@ class _Presses:
         self.client.loop_start()
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, *rest: Any) -> None:
-        with self._lock:
-            msg_id = self._mids.get(mid)
-            if msg_id is not None:
-                self.acked_at[msg_id] = time.monotonic()
+        self._acked_mid[mid] = time.monotonic()
 
     def press(self, count: int, per_s: float) -> None:
         """Publish `count` presses at `per_s` and wait until the broker acknowledged each."""
-        infos = []
+        sent: list[tuple[str, paho.MQTTMessageInfo]] = []
         start = time.monotonic()
         for n in range(count):
             msg_id = uuid.uuid4().hex
             body = json.dumps({"v": 1, "msg_id": msg_id, "type": "panic.press"}).encode()
-            with self._lock:
-                info = self.client.publish(TOPIC, body, qos=1)
-                self._mids[info.mid] = msg_id
-            infos.append(info)
+            sent.append((msg_id, self.client.publish(TOPIC, body, qos=1)))
             pause = start + (n + 1) / per_s - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-        for info in infos:
+        for _, info in sent:
             info.wait_for_publish(30)
-        assert all(info.is_published() for info in infos)
+        assert all(info.is_published() for _, info in sent)
+        for msg_id, info in sent:
+            self.acked_at[msg_id] = self._acked_mid[info.mid]
 
     def close(self) -> None:
         self.client.disconnect()
