@@ -30,6 +30,7 @@ from hub.storage.base import Row, Statement, StatementResult, Tx, to_db_time
 from hub.storage.dialect import Dialect
 
 __all__ = [
+    "CHANGE_LOG_LOCK",
     "ChangeItem",
     "StaleAlarm",
     "append_changes",
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 # Advisory lock id serialising appends to the change log ("alrm").
-_CHANGE_LOG_LOCK = 0x616C_726D
+CHANGE_LOG_LOCK = 0x616C_726D
 # Parameters per multi-row statement: below SQLite's limit (32,766) and PostgreSQL's.
 _MAX_PARAMS = 30_000
 
@@ -330,7 +331,7 @@ async def append_history_many(tx: Tx, dialect: Dialect, entries: Sequence[Histor
 
 def _change_log_lock(dialect: Dialect) -> list[Statement]:
     """The change log's lock (PostgreSQL; SQLite's single writer needs none)."""
-    lock = dialect.transaction_lock(_CHANGE_LOG_LOCK)
+    lock = dialect.transaction_lock(CHANGE_LOG_LOCK)
     return [] if lock is None else [Statement(lock, (), rows=True)]
 
 

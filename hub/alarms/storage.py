@@ -28,7 +28,6 @@ from alarms.models import Alarm, AlarmState, HistoryEntry
 from alarms.outbox import OutboxRecord
 from camera_registry.events import RejectedMessage
 from hub.alarms import batch_storage, media_storage, outbox_storage, query_storage
-from hub.alarms.batch_storage import _CHANGE_LOG_LOCK as _CHANGE_LOG_LOCK
 from hub.alarms.batch_storage import ChangeItem, StaleAlarm
 from hub.alarms.media_storage import MediaRow
 from hub.alarms.outbox_storage import (

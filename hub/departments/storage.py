@@ -14,7 +14,8 @@ from typing import Any
 
 from alarms.models import Priority
 from alarms.tasks import Stage, Task, TaskHistoryEntry, TaskState
-from hub.alarms.storage import _CHANGE_LOG_LOCK, AlarmChange
+from hub.alarms.batch_storage import CHANGE_LOG_LOCK
+from hub.alarms.storage import AlarmChange
 from hub.storage.base import (
     Json,
     Row,
@@ -458,7 +459,7 @@ class DepartmentRepository:
     ) -> AlarmChange:
         """A row of the alarm change log for a task change: the live stream and the pull
         API carry it like any change of the alarm (`action` is `task.<action>`)."""
-        lock = self.store.dialect.transaction_lock(_CHANGE_LOG_LOCK)
+        lock = self.store.dialect.transaction_lock(CHANGE_LOG_LOCK)
         if lock is not None:
             # The change log's own lock keeps sequence numbers in commit order.
             await tx.fetchone(lock)

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 
 from hub.api.deps import get_evidence
-from hub.auth import audit_storage as audit_log
 from hub.auth.guards import Principal, Role, not_found, require
 from hub.evidence.schemas import BufferOut, ClipOut, ShortfallOut
 from hub.evidence.service import EvidenceService
@@ -61,15 +60,7 @@ async def clip_file(
     # A player asks for byte ranges while it scrubs: the first request is the viewing.
     range_header = request.headers.get("range", "")
     if not range_header or range_header.replace(" ", "").startswith("bytes=0-"):
-        async with evidence.store.transaction() as tx:
-            await audit_log.record(
-                tx,
-                principal.actor,
-                "evidence.download" if download else "evidence.play",
-                str(row.alarm_id),
-                principal.remote_addr,
-                {"clip": str(row.id), "camera": row.camera_id},
-            )
+        await evidence.record_viewing(principal, row, download=download)
     name = f"alarm-{row.alarm_id}-{row.camera_id}.mp4"
     return FileResponse(
         path,

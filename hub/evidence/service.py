@@ -43,6 +43,7 @@ from adapters.webrtc import SharedPlayer, SharedVideoTrack
 from camera_registry.models import Credentials
 from camera_registry.urls import with_credentials
 from hub.alarms.storage import AlarmChange, AlarmRepository
+from hub.auth import audit_storage as audit_log
 from hub.auth.principal import Principal
 from hub.bus import EventBus, SubscriptionOverflow
 from hub.evidence import storage
@@ -466,6 +467,18 @@ class EvidenceService:
         """One clip."""
         async with self.store.reading() as tx:
             return await storage.clip(tx, clip_id)
+
+    async def record_viewing(self, principal: Principal, row: ClipRow, *, download: bool) -> None:
+        """Put one playing or download of a clip into the audit log."""
+        async with self.store.transaction() as tx:
+            await audit_log.record(
+                tx,
+                principal.actor,
+                "evidence.download" if download else "evidence.play",
+                str(row.alarm_id),
+                principal.remote_addr,
+                {"clip": str(row.id), "camera": row.camera_id},
+            )
 
     async def alarm_path(self, alarm_id: uuid.UUID) -> tuple[str | None] | None:
         """(jurisdiction path,) of an alarm, None when there is no such alarm."""

@@ -94,7 +94,7 @@ async def devices(
     pending: Annotated[bool | None, Query(description="Only pending (true) or accepted")] = None,
 ) -> list[GbDeviceOut]:
     """GB/T 28181 devices with registration, keepalive, arming and last alarm."""
-    rows = await repo.list_devices(service._store, pending=pending)
+    rows = await service.devices(pending=pending)
     return [_out(service, r) for r in rows if _visible(principal, registry, r.device_id)]
 
 
@@ -103,10 +103,10 @@ async def device(
     device_id: str, principal: Reader, service: Gb, registry: Devices
 ) -> GbDeviceDetailOut:
     """One device and its catalog."""
-    row = await repo.load_device(service._store, device_id)
+    row = await service.device(device_id)
     if row is None or not _visible(principal, registry, device_id):
         raise not_found("GB/T 28181 device")
-    channels = await repo.list_channels(service._store, device_id)
+    channels = await service.channels(device_id)
     return GbDeviceDetailOut(
         **_out(service, row).model_dump(),
         channels=[
@@ -162,7 +162,7 @@ async def arm(device_id: str, principal: Maintainer, service: Gb, registry: Devi
     """Arm the device again (SetGuard and alarm subscription)."""
     await _registered(device_id, principal, service, registry)
     await service.arm(device_id)
-    row = await repo.load_device(service._store, device_id)
+    row = await service.device(device_id)
     if row is None:
         raise not_found("GB/T 28181 device")
     return _out(service, row)

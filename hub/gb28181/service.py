@@ -489,6 +489,18 @@ class Gb28181Service:
         await self.catalog.register_device(device_id, credentials=credentials, actor=actor)
         await repo.accept_pending(self._store, device_id)
 
+    async def devices(self, *, pending: bool | None = None) -> list[repo.GbDeviceRow]:
+        """Stored GB/T 28181 devices (only pending ones, only accepted ones, or all)."""
+        return await repo.list_devices(self._store, pending=pending)
+
+    async def device(self, device_id: str) -> repo.GbDeviceRow | None:
+        """One stored GB/T 28181 device."""
+        return await repo.load_device(self._store, device_id)
+
+    async def channels(self, device_id: str) -> list[repo.ChannelRow]:
+        """A device's catalog as last reported."""
+        return await repo.list_channels(self._store, device_id)
+
     async def refuse(self, device_id: str) -> bool:
         """Forget a pending device (it stays refused and is listed again if it retries)."""
         return await repo.delete_pending(self._store, device_id)
