@@ -44,7 +44,6 @@ from adapters.clock import utcnow
 from adapters.mqtt.liveness import LivenessTracker, missed_heartbeat_event
 from adapters.mqtt.models import (
     BroadcastCommand,
-    DeviceKind,
     MqttSettings,
     RejectReason,
     UnitStatus,
@@ -73,6 +72,7 @@ from adapters.mqtt.status import (
     UnknownUnitError,
 )
 from camera_registry.events import DeviceEvent, validate_device_id
+from camera_registry.models import DeviceKind
 
 __all__ = [
     "LIVENESS_CHECK_S",

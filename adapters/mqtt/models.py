@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from camera_registry.events import Severity, validate_device_id
+from camera_registry.models import DeviceKind
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL_S",
@@ -53,7 +54,6 @@ __all__ = [
     "CommandPayload",
     "CommandResultCode",
     "DeviceInfo",
-    "DeviceKind",
     "EventPayload",
     "EventType",
     "HeartbeatPayload",
@@ -79,13 +79,6 @@ _MSG_ID = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
 ]
 _TOPIC_LEVEL = re.compile(r"[^/+#]+")
-
-
-class DeviceKind(StrEnum):
-    """The MQTT device families the hub knows."""
-
-    PANIC_BUTTON = "panic_button"
-    BROADCAST_UNIT = "broadcast_unit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +156,10 @@ EVENT_SEVERITY: dict[EventType, Severity] = {
 
 #: Which device kinds may send which event types (any kind may report a low battery).
 EVENT_DEVICE_KINDS: dict[EventType, frozenset[DeviceKind]] = {
-    EventType.PANIC_PRESS: frozenset({DeviceKind.PANIC_BUTTON}),
-    EventType.PANIC_RESTORE: frozenset({DeviceKind.PANIC_BUTTON}),
-    EventType.PANIC_TAMPER: frozenset({DeviceKind.PANIC_BUTTON, DeviceKind.BROADCAST_UNIT}),
-    EventType.LOW_BATTERY: frozenset({DeviceKind.PANIC_BUTTON, DeviceKind.BROADCAST_UNIT}),
+    EventType.PANIC_PRESS: frozenset({DeviceKind.ALARM_POINT}),
+    EventType.PANIC_RESTORE: frozenset({DeviceKind.ALARM_POINT}),
+    EventType.PANIC_TAMPER: frozenset({DeviceKind.ALARM_POINT, DeviceKind.BROADCAST_UNIT}),
+    EventType.LOW_BATTERY: frozenset({DeviceKind.ALARM_POINT, DeviceKind.BROADCAST_UNIT}),
     EventType.BROADCAST_STATUS: frozenset({DeviceKind.BROADCAST_UNIT}),
 }
 

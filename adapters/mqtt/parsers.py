@@ -40,7 +40,6 @@ from adapters.mqtt.models import (
     CommandPayload,
     CommandResultCode,
     DeviceInfo,
-    DeviceKind,
     EventPayload,
     EventType,
     HeartbeatPayload,
@@ -57,6 +56,7 @@ from adapters.mqtt.topics import (
     subscriptions,
 )
 from camera_registry.events import DEVICE_ID_PATTERN, DeviceEvent, RejectedMessage, Severity
+from camera_registry.models import DeviceKind
 
 __all__ = [
     "COMMAND_ACK_KIND",

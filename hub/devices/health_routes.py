@@ -121,10 +121,10 @@ async def health_summary(
     """Device counts by health state (unknown, online, degraded, offline) within scope."""
     subtree = None
     if jurisdiction is not None:
-        node = await repository.jurisdiction(jurisdiction)
-        if node is None or not principal.can_see(node.path):
+        found = await repository.jurisdiction(jurisdiction)
+        if found is None or not principal.can_see(found[1]):
             raise not_found("jurisdiction")
-        subtree = node.path
+        subtree = found[1]
     counts = await repository.summary(principal.scope_paths, subtree, kind)
     by_state = {state: counts.get(state, 0) for state in ("online", "degraded", "offline")}
     by_state["unknown"] = counts.get("unknown", 0)

@@ -13,7 +13,6 @@ __all__ = [
     "DeviceHealthRow",
     "EvidenceImage",
     "HealthSampleRow",
-    "JurisdictionNode",
     "PatrolRunRow",
     "PatrolTarget",
     "ProbeCounts",
@@ -127,17 +126,6 @@ class ProbeCounts:
     probes: int
     ok: int
     clean: int
-
-
-@dataclass(frozen=True, slots=True)
-class JurisdictionNode:
-    """A jurisdiction tree node."""
-
-    code: str
-    name: str
-    level: str
-    parent_code: str | None
-    path: str
 
 
 @dataclass(frozen=True, slots=True)

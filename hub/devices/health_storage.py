@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from camera_registry.jurisdiction import JurisdictionNode
+from hub.devices import storage as devices_repo
 from hub.devices.health_rows import (
     BaselineRow,
     DeviceHealthRow,
     EvidenceImage,
     HealthSampleRow,
-    JurisdictionNode,
     PatrolRunRow,
     PatrolTarget,
     ProbeCounts,
@@ -44,7 +45,6 @@ __all__ = [
     "EvidenceImage",
     "HealthRepository",
     "HealthSampleRow",
-    "JurisdictionNode",
     "PatrolRunRow",
     "PatrolTarget",
     "ProbeCounts",
@@ -509,43 +509,19 @@ class HealthRepository:
 
     # -- jurisdictions and KPIs ------------------------------------------------
 
-    async def jurisdiction(self, code: str) -> JurisdictionNode | None:
-        """One jurisdiction node by code."""
-        async with self.store.reading() as tx:
-            row = await tx.fetchone(
-                "SELECT code, name, level, parent_code, path FROM jurisdictions WHERE code = %s",
-                (code,),
-            )
-        return _node(row) if row is not None else None
+    async def jurisdiction(self, code: str) -> tuple[JurisdictionNode, str] | None:
+        """One jurisdiction node and its path, by code."""
+        return await devices_repo.get_jurisdiction(self.store, code)
 
-    async def jurisdiction_children(self, code: str | None) -> list[JurisdictionNode]:
+    async def jurisdiction_children(self, code: str | None) -> list[tuple[JurisdictionNode, str]]:
         """The direct children of a node (the roots when `code` is None), by code."""
-        async with self.store.reading() as tx:
-            if code is None:
-                rows = await tx.fetchall(
-                    "SELECT code, name, level, parent_code, path FROM jurisdictions"
-                    " WHERE parent_code IS NULL ORDER BY code"
-                )
-            else:
-                rows = await tx.fetchall(
-                    "SELECT code, name, level, parent_code, path FROM jurisdictions"
-                    " WHERE parent_code = %s ORDER BY code",
-                    (code,),
-                )
-        return [_node(r) for r in rows]
+        return await devices_repo.jurisdiction_children(self.store, code)
 
-    async def jurisdictions_by_path(self, paths: Sequence[str]) -> list[JurisdictionNode]:
-        """The nodes at the given materialized paths."""
-        if not paths:
-            return []
-        marks = ", ".join("%s" for _ in paths)
-        async with self.store.reading() as tx:
-            rows = await tx.fetchall(
-                "SELECT code, name, level, parent_code, path FROM jurisdictions"  # noqa: S608
-                f" WHERE path IN ({marks}) ORDER BY code",
-                list(paths),
-            )
-        return [_node(r) for r in rows]
+    async def jurisdictions_by_path(
+        self, paths: Sequence[str]
+    ) -> list[tuple[JurisdictionNode, str]]:
+        """The nodes at the given materialized paths, by code."""
+        return await devices_repo.jurisdictions_at_paths(self.store, paths)
 
     async def devices_in(
         self, scope_paths: Sequence[str] | None, subtree_path: str | None
@@ -632,16 +608,6 @@ class HealthRepository:
                 source, (*params, *subtree_params, to_db_time(start), to_db_time(end))
             )
         return {str(r[0]): ProbeCounts(int(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in rows}
-
-
-def _node(row: Row) -> JurisdictionNode:
-    return JurisdictionNode(
-        code=str(row[0]),
-        name=str(row[1]),
-        level=str(row[2]),
-        parent_code=row[3],
-        path=str(row[4]),
-    )
 
 
 async def insert_transitions(tx: Tx, transitions: Sequence[TransitionRow], now: datetime) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from camera_registry.jurisdiction import JurisdictionNode
 from camera_registry.kpi import (
     REPORTING_ZONE,
     PeriodKpi,
@@ -30,7 +31,7 @@ from camera_registry.kpi import (
     period_kpi,
 )
 from camera_registry.models import HealthState
-from hub.devices.health_storage import HealthRepository, JurisdictionNode, ProbeCounts
+from hub.devices.health_storage import HealthRepository, ProbeCounts
 
 __all__ = [
     "KpiPeriod",
@@ -162,16 +163,17 @@ async def build_kpi_report(
     Raises ScopeError when `code` is unknown or outside `scope_paths`.
     """
     top: JurisdictionNode | None = None
+    subtree: str | None = None
     if code is not None:
-        top = await repository.jurisdiction(code)
-        if top is None or not _within(top.path, scope_paths):
+        found = await repository.jurisdiction(code)
+        if found is None or not _within(found[1], scope_paths):
             raise ScopeError(code)
+        top, subtree = found
         children = await repository.jurisdiction_children(code)
     elif scope_paths is None or "/" in scope_paths:
         children = await repository.jurisdiction_children(None)
     else:
         children = await repository.jurisdictions_by_path(list(scope_paths))
-    subtree = top.path if top is not None else None
     devices = await repository.devices_in(scope_paths, subtree)
     changes = await repository.state_changes(scope_paths, subtree, period.start, period.end)
     counts = await repository.probe_counts(scope_paths, subtree, period.start, period.end)
@@ -201,13 +203,13 @@ async def build_kpi_report(
     node_row = row(
         top.code if top else None,
         top.name if top else "all",
-        top.path if top else None,
+        subtree,
         sorted(devices),
     )
     child_rows = []
-    for child in children:
-        members = sorted(d for d, path in devices.items() if path and path.startswith(child.path))
-        child_rows.append(row(child.code, child.name, child.path, members))
+    for child, child_path in children:
+        members = sorted(d for d, path in devices.items() if path and path.startswith(child_path))
+        child_rows.append(row(child.code, child.name, child_path, members))
     return KpiReport(period, until, node_row, tuple(child_rows))
 
 

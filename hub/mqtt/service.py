@@ -35,14 +35,13 @@ from adapters.mqtt import (
     CommandResult,
     ConnectionState,
     DeviceInfo,
-    DeviceKind,
     MqttAdapter,
     UnitStatus,
 )
 from adapters.mqtt.parsers import HEARTBEAT_KIND, SOURCE
 from camera_registry.events import DEVICE_ID_PATTERN, DeviceEvent
 from camera_registry.health import CONCLUSIVE, Evidence, HealthTracker, Transition, transition_event
-from camera_registry.models import HealthState
+from camera_registry.models import DeviceKind, HealthState
 from hub.config import MqttHubSettings
 from hub.devices.health_storage import (
     StoredHealth,
@@ -73,11 +72,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Registry kind → the adapter's device kind.
-_KIND_BY_REGISTRY: dict[str, DeviceKind] = {
-    "alarm_point": DeviceKind.PANIC_BUTTON,
-    "broadcast_unit": DeviceKind.BROADCAST_UNIT,
-}
+#: The registry kinds that talk MQTT (panic buttons are alarm points).
+_MQTT_KINDS = frozenset({DeviceKind.ALARM_POINT, DeviceKind.BROADCAST_UNIT})
 _FULL_RELOAD_S = 300.0
 
 
@@ -116,9 +112,9 @@ class DeviceDirectory:
         by_mqtt: dict[str, DeviceInfo] = {}
         by_id: dict[str, MqttDeviceRow] = {}
         for row in rows:
-            kind = _KIND_BY_REGISTRY.get(row.kind)
-            if kind is None:
+            if row.kind not in _MQTT_KINDS:
                 continue
+            kind = DeviceKind(row.kind)
             topic_id = row.mqtt_device_id or row.device_id
             if not DEVICE_ID_PATTERN.fullmatch(row.device_id) or not DEVICE_ID_PATTERN.fullmatch(
                 topic_id

@@ -16,8 +16,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from adapters.mqtt import DeviceInfo, DeviceKind, MqttSettings, OnCommitted
+from adapters.mqtt import DeviceInfo, MqttSettings, OnCommitted
 from camera_registry.events import DeviceEvent, RejectedMessage
+from camera_registry.models import DeviceKind
 from tests.peers import peer_missing, port_open
 
 __all__ = [

@@ -15,7 +15,6 @@ from adapters.mqtt import (
     BroadcastCommand,
     CommandOutcome,
     ConnectionState,
-    DeviceKind,
     MqttAdapter,
     MqttSettings,
     UnitStatus,
@@ -24,6 +23,7 @@ from adapters.mqtt import (
 )
 from adapters.sim import BroadcastUnitSim, PanicButtonSim
 from camera_registry.events import Severity
+from camera_registry.models import DeviceKind
 from tests.integration.mqtt_support import (
     FakeWriter,
     Publisher,
@@ -46,7 +46,7 @@ def run(settings: MqttSettings, writer: FakeWriter, registry: Registry) -> MqttA
 
 @pytest.fixture
 def registry() -> Registry:
-    return Registry().add(BUTTON, DeviceKind.PANIC_BUTTON).add(SPEAKER, DeviceKind.BROADCAST_UNIT)
+    return Registry().add(BUTTON, DeviceKind.ALARM_POINT).add(SPEAKER, DeviceKind.BROADCAST_UNIT)
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters.mqtt import DeviceKind, MqttAdapter
+from adapters.mqtt import MqttAdapter
 from adapters.sim import PanicButtonSim
+from camera_registry.models import DeviceKind
 from tests.integration.mqtt_support import FakeWriter, Publisher, Registry, settings_for
 from tests.peers.mosquitto import MosquittoPeer, mosquitto_peer
 
@@ -22,7 +23,7 @@ BURST = 3000
 
 async def _presses_kept_for_offline_hub(peer: MosquittoPeer) -> int:
     """Burst of presses while the hub's session is offline; how many reach it afterwards."""
-    registry = Registry().add(BUTTON, DeviceKind.PANIC_BUTTON)
+    registry = Registry().add(BUTTON, DeviceKind.ALARM_POINT)
     prefix = "gridwatch/v1"
     settings = settings_for(peer.host, peer.port, prefix, client_id="gridwatch-hub")
     first = FakeWriter()
@@ -70,7 +71,7 @@ async def test_default_queue_limits_would_lose_presses(tmp_path: Path) -> None:
 
 
 async def test_broker_restart_mid_stream_loses_no_acknowledged_press(tmp_path: Path) -> None:
-    registry = Registry().add(BUTTON, DeviceKind.PANIC_BUTTON)
+    registry = Registry().add(BUTTON, DeviceKind.ALARM_POINT)
     prefix = "gridwatch/v1"
     with mosquitto_peer(tmp_path) as peer:
         settings = settings_for(peer.host, peer.port, prefix, client_id="gridwatch-hub")

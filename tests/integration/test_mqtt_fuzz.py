@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.mqtt import DeviceKind, MqttAdapter
+from adapters.mqtt import MqttAdapter
 from camera_registry.events import DeviceEvent, RejectedMessage
+from camera_registry.models import DeviceKind
 from tests.integration.mqtt_support import (
     FakeWriter,
     Publisher,
@@ -75,7 +76,7 @@ class _AdapterThread:
     """The adapter on its own event loop thread, so hypothesis can drive it synchronously."""
 
     def __init__(self, host: str, port: int, prefix: str, client_id: str) -> None:
-        registry = Registry().add("fuzz-btn", DeviceKind.PANIC_BUTTON)
+        registry = Registry().add("fuzz-btn", DeviceKind.ALARM_POINT)
         registry.add("fuzz-spk", DeviceKind.BROADCAST_UNIT)
         self.writer = FakeWriter()
         self.adapter = MqttAdapter(

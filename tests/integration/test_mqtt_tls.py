@@ -22,8 +22,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from adapters.mqtt import ConnectionState, DeviceKind, MqttAdapter
+from adapters.mqtt import ConnectionState, MqttAdapter
 from adapters.sim import PanicButtonSim
+from camera_registry.models import DeviceKind
 from tests.integration.mqtt_support import FakeWriter, Registry, settings_for, unique_prefix
 from tests.peers import free_port, peer_missing
 from tests.peers.mosquitto import MosquittoPeer, mosquitto_peer
@@ -106,7 +107,7 @@ def _hub(
         password=password,
         tls={"ca_file": str(ca_file)},
     )
-    registry = Registry().add(BUTTON, DeviceKind.PANIC_BUTTON)
+    registry = Registry().add(BUTTON, DeviceKind.ALARM_POINT)
     writer = FakeWriter()
     return MqttAdapter(settings, submit=writer.submit, device_lookup=registry.lookup), writer
 

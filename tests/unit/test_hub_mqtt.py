@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from adapters.mqtt import DeviceKind, UnitStatus
+from adapters.mqtt import UnitStatus
 from camera_registry.events import DeviceEvent, Severity
+from camera_registry.models import DeviceKind
 from hub.broadcast.service import unit_status_label
 from hub.config import load_settings
 from hub.mqtt.service import DeviceDirectory, health_changes
@@ -50,7 +51,7 @@ def directory(tmp_path: Any) -> DeviceDirectory:
 def test_devices_are_found_by_their_mqtt_id_or_their_id(directory: DeviceDirectory) -> None:
     button = directory.lookup("sos-77")
     assert button is not None
-    assert (button.device_id, button.kind) == ("school-01-btn-1", DeviceKind.PANIC_BUTTON)
+    assert (button.device_id, button.kind) == ("school-01-btn-1", DeviceKind.ALARM_POINT)
     speaker = directory.lookup("school-01-spk-1")
     assert speaker is not None and speaker.kind is DeviceKind.BROADCAST_UNIT
     # A device with an MQTT id is not reachable under its registry id on MQTT.

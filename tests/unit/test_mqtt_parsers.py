@@ -14,7 +14,6 @@ from adapters.mqtt.models import (
     BroadcastCommand,
     CommandPayload,
     DeviceInfo,
-    DeviceKind,
     MessageType,
     MqttSettings,
     RejectReason,
@@ -35,11 +34,12 @@ from adapters.mqtt.parsers import (
 )
 from adapters.mqtt.schemagen import SCHEMA_DIR, render_schemas
 from camera_registry.events import DeviceEvent, Severity
+from camera_registry.models import DeviceKind
 
 PREFIX = "gridwatch/v1"
 NOW = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
 DEVICES = {
-    "school-07-btn-1": DeviceInfo("school-07-btn-1", DeviceKind.PANIC_BUTTON),
+    "school-07-btn-1": DeviceInfo("school-07-btn-1", DeviceKind.ALARM_POINT),
     "spk-3": DeviceInfo("spk-3", DeviceKind.BROADCAST_UNIT),
 }
 

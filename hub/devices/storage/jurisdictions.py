@@ -18,7 +18,9 @@ from hub.storage.base import SqlStore, Tx
 __all__ = [
     "all_jurisdictions",
     "get_jurisdiction",
+    "jurisdiction_children",
     "jurisdiction_paths",
+    "jurisdictions_at_paths",
     "list_jurisdictions",
     "move_subtree",
     "upsert_jurisdiction_rows",
@@ -55,6 +57,41 @@ async def get_jurisdiction(store: SqlStore, code: str) -> tuple[JurisdictionNode
             [code],
         )
     return _node_from_row(row) if row else None
+
+
+async def jurisdiction_children(
+    store: SqlStore, code: str | None
+) -> list[tuple[JurisdictionNode, str]]:
+    """The direct children of a node (the roots when `code` is None) with their paths, by code."""
+    async with store.reading() as tx:
+        if code is None:
+            rows = await tx.fetchall(
+                "SELECT code, name, level, parent_code, path FROM jurisdictions"
+                " WHERE parent_code IS NULL ORDER BY code"
+            )
+        else:
+            rows = await tx.fetchall(
+                "SELECT code, name, level, parent_code, path FROM jurisdictions"
+                " WHERE parent_code = %s ORDER BY code",
+                [code],
+            )
+    return [_node_from_row(r) for r in rows]
+
+
+async def jurisdictions_at_paths(
+    store: SqlStore, paths: Sequence[str]
+) -> list[tuple[JurisdictionNode, str]]:
+    """The nodes at the given materialized paths with their paths, by code."""
+    if not paths:
+        return []
+    marks = ", ".join("%s" for _ in paths)
+    async with store.reading() as tx:
+        rows = await tx.fetchall(
+            "SELECT code, name, level, parent_code, path FROM jurisdictions"
+            f" WHERE path IN ({marks}) ORDER BY code",
+            list(paths),
+        )
+    return [_node_from_row(r) for r in rows]
 
 
 async def list_jurisdictions(
