@@ -103,7 +103,7 @@ def _print_probe(outcome: Any, out: TextIO) -> None:
 
 def _cmd_probe(args: argparse.Namespace) -> int:
     from hub.cli import settings_from
-    from hub.onvif.service import OnvifUnavailable, ProbeFailed
+    from hub.onvif.probes import OnvifUnavailable, ProbeFailed
 
     settings = settings_from(args)
 

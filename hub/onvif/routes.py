@@ -21,6 +21,13 @@ from hub.api.deps import get_onvif
 from hub.api.problems import Problem
 from hub.auth.guards import Principal, Role, not_found, require
 from hub.devices.registry import OutOfScope, RegistryConflict, UnknownJurisdiction
+from hub.onvif.probes import (
+    DiscoveredCamera,
+    OnboardRequest,
+    OnvifUnavailable,
+    ProbeFailed,
+    ProbeOutcome,
+)
 from hub.onvif.schemas import (
     CandidateOut,
     ChannelHealthOut,
@@ -32,14 +39,7 @@ from hub.onvif.schemas import (
     ProbeOut,
     ProfileOut,
 )
-from hub.onvif.service import (
-    DiscoveredCamera,
-    OnboardRequest,
-    OnvifService,
-    OnvifUnavailable,
-    ProbeFailed,
-    ProbeOutcome,
-)
+from hub.onvif.service import OnvifService
 
 __all__ = ["router"]
 
