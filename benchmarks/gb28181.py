@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import random
 import sys
 import tempfile
@@ -320,7 +321,8 @@ async def _hub(args: argparse.Namespace, storage_url: str | None, data_dir: Path
 
 
 async def _invite_to_frame(hub: Any, rounds: int) -> dict[str, Any]:
-    """INVITE -> first decoded frame of one simulated channel streaming GStreamer's PS."""
+    """INVITE -> first demuxed packet and -> first decoded frame of one simulated channel
+    streaming GStreamer's PS, over UDP; BYE between rounds."""
     from adapters.gb28181.ps_stream import gst_available, start_gst_stream
 
     if not gst_available():
@@ -335,7 +337,8 @@ async def _invite_to_frame(hub: Any, rounds: int) -> dict[str, Any]:
         channels=[SimChannel(channel, "invite")],
         media=start_gst_stream,
     )
-    times: list[float] = []
+    frames: list[float] = []
+    packets: list[float] = []
     async with device:
         await device.register()
         for _ in range(300):
@@ -345,19 +348,30 @@ async def _invite_to_frame(hub: Any, rounds: int) -> dict[str, Any]:
         for _ in range(rounds):
             started = time.perf_counter()
             session = await hub.gb28181.media.acquire(channel)
-            await asyncio.wait_for(session.first_frame.wait(), 30)
-            times.append(time.perf_counter() - started)
+            queue = session.subscribe()  # a user that wants pictures (a snapshot, VP8)
+            await asyncio.wait_for(session.header_known.wait(), 30)
+            packets.append(time.perf_counter() - started)
+            await asyncio.wait_for(queue.get(), 30)
+            frames.append(time.perf_counter() - started)
+            session.unsubscribe(queue)
             await hub.gb28181.media.release(session)
-    return {"rounds": rounds, "ms": [round(t * 1000, 1) for t in times]}
+    return {
+        "rounds": rounds,
+        "ms": [round(t * 1000, 1) for t in frames],
+        "first_packet_ms": [round(t * 1000, 1) for t in packets],
+        "frame": _stats(frames),
+    }
 
 
 def _bare_first_frame() -> float:
-    """The same GStreamer PS stream decoded straight from its pipe (no SIP, no RTP)."""
+    """The same GStreamer PS stream decoded straight from its pipe (no SIP, no RTP), opened
+    with the options the hub uses."""
     import subprocess
 
     import av
 
     from adapters.gb28181.ps_stream import GST_PIPELINE
+    from adapters.media.feed import OPEN_OPTIONS
 
     started = time.perf_counter()
     process = subprocess.Popen(
@@ -375,9 +389,8 @@ def _bare_first_frame() -> float:
                 data: bytes = pipe.read1(size)
                 return data
 
-        container: Any = av.open(
-            _Available(), format="mpeg", options={"probesize": "4096", "analyzeduration": "0"}
-        )
+        container: Any = av.open(_Available(), format="mpeg", options=dict(OPEN_OPTIONS))
+        container.streams.video[0].codec_context.thread_count = 1
         for _ in container.decode(video=0):
             return time.perf_counter() - started
         return float("nan")
@@ -388,7 +401,9 @@ def _bare_first_frame() -> float:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Baseline, then the hub; both under the same fleet."""
+    load_start = os.getloadavg()
     baseline = await _baseline(args)
+    bare = [await asyncio.to_thread(_bare_first_frame) for _ in range(args.invites)]
     with tempfile.TemporaryDirectory(prefix="gb28181-bench-") as tmp:
         if args.postgres:
             with scratch_database() as dsn:
@@ -407,9 +422,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "goals": _GOALS,
         "bare_udp_responder": baseline,
         "hub": hub,
-        "bare_first_frame_from_pipe_ms": [
-            round(await asyncio.to_thread(_bare_first_frame) * 1000, 1) for _ in range(args.invites)
-        ],
+        "bare_first_frame_from_pipe_ms": [round(t * 1000, 1) for t in bare],
+        "bare_first_frame": _stats(bare),
+        "invite_goal_ms": 1500,
+        "loadavg_start": [round(x, 2) for x in load_start],
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -424,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steady", type=float, default=120.0)
     parser.add_argument("--alarms", type=int, default=600)
     parser.add_argument("--rate", type=float, default=100.0)
-    parser.add_argument("--invites", type=int, default=5)
+    parser.add_argument("--invites", type=int, default=30)
     parser.add_argument("--postgres", action="store_true")
     args = parser.parse_args(argv)
     if args.fleet:

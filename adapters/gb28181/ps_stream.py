@@ -2,9 +2,10 @@
 
 `gst-launch-1.0` encodes a moving test picture (`videotestsrc pattern=ball !
 x264enc ! mpegpsmux`) and writes the program stream to its stdout; the PS is cut
-at pack headers (00 00 01 BA), each pack sent as RTP packets of payload type 96
-with the SSRC the platform's `y=` line asked for, a 90 kHz timestamp and the
-marker on a pack's last packet — over UDP, or over TCP with RFC 4571 framing.
+into one PS frame per picture (as GB/T 28181 devices send it), each sent as RTP
+packets of payload type 96 with the SSRC the platform's `y=` line asked for, the
+picture's 90 kHz PTS as timestamp and the marker on its last packet — over UDP,
+or over TCP with RFC 4571 framing.
 """
 
 from __future__ import annotations
@@ -36,7 +37,15 @@ def gst_available() -> bool:
 
 
 class PsRtpSender:
-    """Cuts a PS byte stream into packs and sends each as RTP."""
+    """Cuts a PS byte stream into one PS frame per video picture and sends each as RTP.
+
+    GB/T 28181 (annex C) has a device wrap every video frame in its own PS pack
+    (pack header, on key frames the system header and stream map, then the PES),
+    sent as RTP packets sharing the picture's 90 kHz timestamp with the marker on
+    the last. `mpegpsmux` writes a pack header only every ~0.7 s, so the stream is
+    cut at each video PES that carries a PTS (the first PES of a picture) as well;
+    a picture without a pack header of its own gets the latest one in front.
+    """
 
     def __init__(self, send: Callable[[bytes], None], ssrc: int, *, tcp: bool = False) -> None:
         self._send = send
@@ -44,27 +53,36 @@ class PsRtpSender:
         self._tcp = tcp
         self._sequence = itertools.count()
         self._buffer = bytearray()
+        self._pack_header = b""
         self.packets = 0
+        self.frames = 0
 
     def feed(self, data: bytes) -> None:
-        """Add PS bytes; every complete pack goes out."""
+        """Add PS bytes; every complete picture goes out."""
         self._buffer += data
         while True:
-            start = self._buffer.find(_PACK)
+            start = _next_frame(self._buffer, 0, picture=True)
             if start < 0:
                 del self._buffer[: max(0, len(self._buffer) - 3)]
                 return
-            end = self._buffer.find(_PACK, start + 4)
+            if start:
+                del self._buffer[:start]
+            end = _next_frame(self._buffer, 4, picture=self._buffer[3] != 0xBA)
             if end < 0:
-                if start:
-                    del self._buffer[:start]
                 return
-            self._send_pack(bytes(self._buffer[start:end]))
+            self._send_frame(bytes(self._buffer[:end]))
             del self._buffer[:end]
 
-    def _send_pack(self, pack: bytes) -> None:
-        timestamp = int(time.monotonic() * 90_000) & 0xFFFFFFFF
-        chunks = [pack[i : i + _PAYLOAD] for i in range(0, len(pack), _PAYLOAD)]
+    def _send_frame(self, frame: bytes) -> None:
+        if frame.startswith(_PACK):
+            self._pack_header = frame[: _pack_header_length(frame)]
+        elif self._pack_header:
+            frame = self._pack_header + frame
+        else:
+            return  # nothing before the stream's first pack header
+        pts = _first_pts(frame)
+        timestamp = (pts if pts is not None else int(time.monotonic() * 90_000)) & 0xFFFFFFFF
+        chunks = [frame[i : i + _PAYLOAD] for i in range(0, len(frame), _PAYLOAD)]
         for index, chunk in enumerate(chunks):
             packet = bytes(
                 RtpPacket(
@@ -78,6 +96,40 @@ class PsRtpSender:
             )
             self._send(frame_rtp(packet) if self._tcp else packet)
             self.packets += 1
+        self.frames += 1
+
+
+def _pack_header_length(data: bytes) -> int:
+    if len(data) >= 14 and data[4] & 0xC0 == 0x40:  # MPEG-2: 14 bytes plus stuffing
+        return 14 + (data[13] & 0x07)
+    return 12  # MPEG-1
+
+
+def _next_frame(data: bytearray, offset: int, *, picture: bool) -> int:
+    """Where the next picture's PS begins at or after `offset`: a pack header, or a video
+    PES with a PTS (a picture's first PES) once the current one has its picture."""
+    position = offset
+    while True:
+        position = data.find(b"\x00\x00\x01", position)
+        if position < 0 or position + 8 > len(data):
+            return -1
+        code = data[position + 3]
+        if code == 0xBA:
+            return position
+        if 0xE0 <= code <= 0xEF and data[position + 7] & 0x80:
+            if picture:
+                return position
+            picture = True
+        position += 3
+
+
+def _first_pts(frame: bytes) -> int | None:
+    """The PTS of the first video PES of a PS frame (90 kHz), if it has one."""
+    position = frame.find(b"\x00\x00\x01\xe0")
+    if position < 0 or position + 14 > len(frame) or not frame[position + 7] & 0x80:
+        return None
+    b = frame[position + 9 : position + 14]
+    return ((b[0] >> 1) & 0x07) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
 
 
 async def start_gst_stream(offer: MediaAnswer, ssrc: int) -> Callable[[], Awaitable[None]]:

@@ -34,8 +34,9 @@ __all__ = ["LiveRelay", "SharedSource", "SourceOpener"]
 
 #: Opens a player (an object with `.video` and `.audio` tracks) for a source URL
 #: the relay should not pull over RTSP itself, e.g. a simulated camera; returns
-#: None for every other URL.
-SourceOpener = Callable[[str], Any | None]
+#: None for every other URL. The flag says the viewer takes H.264: a player may then
+#: hand out undecoded H.264 packets (`av.Packet`) instead of pictures.
+SourceOpener = Callable[[str, bool], Any | None]
 
 #: Returns a player fed by a pull the hub already has of `camera_id` (e.g. the pre-alarm
 #: buffer's), for a passthrough viewer; None when there is none. Called on the loop.
@@ -107,9 +108,9 @@ class LiveRelay:
                 return player
         return None
 
-    def _own_player(self, source_url: str) -> Any:
+    def _own_player(self, source_url: str, passthrough: bool) -> Any:
         for opener in self._openers:
-            player = opener(source_url)
+            player = opener(source_url, passthrough)
             if player is not None:
                 return player
         return None
@@ -127,6 +128,11 @@ class LiveRelay:
     def pulls(self) -> int:
         """RTSP pulls open now."""
         return len(self._pulls)
+
+    def player(self, camera_id: str, passthrough: bool) -> Any | None:
+        """The player of a camera's open pull (passthrough or re-encoded), if any."""
+        pull = self._pulls.get((camera_id, passthrough))
+        return pull.player if pull is not None else None
 
     def camera_of(self, viewer_id: str) -> str | None:
         """The camera a viewer watches, if it exists."""
@@ -189,7 +195,7 @@ class LiveRelay:
             # av.open blocks while it connects and reads the SDP: keep it off the loop.
             player = (
                 self._shared_player(camera_id, passthrough)
-                or self._own_player(source_url)
+                or self._own_player(source_url, passthrough)
                 or await asyncio.to_thread(
                     MediaPlayer,
                     source_url,

@@ -124,7 +124,8 @@ def attach_sim_cameras(hub: Hub, fleet: SimCameraFleet) -> None:
     check, stored as alarm media); only the frame itself comes from the simulation.
     """
 
-    def open_player(url: str) -> SimPlayer | None:
+    def open_player(url: str, passthrough: bool) -> SimPlayer | None:
+        # Simulated pictures are encoded for every viewer: nothing to pass through.
         device_id = sim_device_of(url)
         return SimPlayer(fleet, device_id) if device_id is not None and device_id in fleet else None
 

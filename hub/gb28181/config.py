@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from camera_registry.gb28181 import is_gb_id
@@ -45,6 +47,14 @@ class Gb28181Settings(BaseModel):
     )
     media_ports: tuple[int, int] = Field(
         (30000, 30999), description="RTP receive port range [first, last] for live video."
+    )
+    media_transport: Literal["UDP", "TCP"] = Field(
+        "UDP",
+        description=(
+            "How channels send live video: UDP to a port of media_ports, or TCP "
+            "(TCP/RTP/AVP, setup:passive: the device connects to that port; RFC 4571 "
+            "framing), for devices behind NAT or on lossy links."
+        ),
     )
     auto_register: bool = Field(
         False,

@@ -1,14 +1,16 @@
-"""Live video of GB/T 28181 channels: INVITE, RTP in, PS demuxed by PyAV, frames out.
+"""Live video of GB/T 28181 channels: INVITE, RTP in over UDP or TCP, PS demuxed by PyAV.
 
-One `MediaSession` per channel, shared by every user (live-view pulls): the first
-user INVITEs the channel (`s=Play`, `y=` SSRC, receive port from
-`gb28181.media_ports`), the last one leaving sends BYE. RTP arrives on a UDP port
-of the hub; `PsReassembler` drops what does not belong (other SSRCs, garbage,
-oversized packs) and hands whole PS packs to a bounded pipe, which a thread
-demuxes and decodes with PyAV (`format=mpeg`). Decoded frames go to each
-subscriber's small queue (the oldest is dropped when a subscriber falls behind).
-`GbPlayer` wraps a session as the player the live-view relay pulls from
-(`gb28181://<channel id>` source URLs).
+One `MediaSession` per channel, shared by every user — live viewers, alarm
+snapshots, the patrol, the pre-alarm buffer: the first user INVITEs the channel
+(`s=Play`, `y=` SSRC, a receive port from `gb28181.media_ports`), the last one
+leaving sends BYE. RTP arrives on a UDP port of the hub, or (`media_transport:
+TCP`) over a TCP connection the device opens to the hub's port (`TCP/RTP/AVP`,
+`a=setup:passive`, RFC 4571 framing). `PsReassembler` drops what does not belong
+(other SSRCs, garbage, oversized packs) and hands whole PS frames to the session's
+`StreamFeed`, which demuxes them without decoding: its packets go to the packet
+taps (the pre-alarm ring, H.264 passthrough viewers) as they are; pictures are
+decoded only while someone wants them (`frames()`: snapshots, the patrol,
+viewers that need re-encoding, H.265 for the browser).
 """
 
 from __future__ import annotations
@@ -16,86 +18,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
-from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-
-from adapters.gb28181.rtp import PsReassembler
+from adapters.gb28181.rtp import PsReassembler, Rfc4571Decoder
 from adapters.gb28181.sdp import SdpError, live_ssrc, parse_sdp, play_offer
 from adapters.gb28181.sip import parse_name_addr
+from adapters.media import MediaPacket, StreamFeed, StreamHeader
 from hub.gb28181.outgoing import Dialog, RequestTimeout
 
 if TYPE_CHECKING:
     from hub.gb28181.service import Gb28181Service
 
-__all__ = ["GB_URL_PREFIX", "GbPlayer", "Media", "MediaError", "MediaSession"]
+__all__ = ["GB_URL_PREFIX", "Media", "MediaError", "MediaSession"]
 
 log = logging.getLogger(__name__)
 
 GB_URL_PREFIX = "gb28181://"
-_PIPE_BYTES = 8 * 1024 * 1024
-#: Read the stream layout from the first PES headers instead of probing seconds of video
-#: (the default probe waited ~5 s for a 300 kbit/s camera before the first picture).
-_DEMUX_OPTIONS = {"probesize": "4096", "analyzeduration": "0", "fflags": "nobuffer"}
 _QUEUE = 8
+#: Connections a TCP receive port takes at once (the device's, and a stray one).
+_TCP_CONNECTIONS = 2
+_READ = 65536
 
 
 class MediaError(Exception):
     """A channel's stream could not be started."""
 
 
-class _PsPipe:
-    """Bytes from the event loop to the demux thread; bounded, blocking reads."""
-
-    def __init__(self, max_bytes: int = _PIPE_BYTES) -> None:
-        self._chunks: deque[bytes] = deque()
-        self._size = 0
-        self._max = max_bytes
-        self._closed = False
-        self._ready = threading.Condition()
-        self.dropped = 0
-
-    def write(self, data: bytes) -> None:
-        with self._ready:
-            if self._size + len(data) > self._max:
-                self.dropped += 1  # the demuxer is stuck: drop rather than grow
-                return
-            self._chunks.append(data)
-            self._size += len(data)
-            self._ready.notify()
-
-    def close(self) -> None:
-        with self._ready:
-            self._closed = True
-            self._ready.notify_all()
-
-    def read(self, size: int = -1) -> bytes:
-        with self._ready:
-            while not self._chunks and not self._closed:
-                self._ready.wait(1.0)
-            if not self._chunks:
-                return b""
-            out = bytearray()
-            while self._chunks and (size < 0 or len(out) < size):
-                chunk = self._chunks.popleft()
-                need = len(chunk) if size < 0 else size - len(out)
-                out += chunk[:need]
-                if need < len(chunk):
-                    self._chunks.appendleft(chunk[need:])
-            self._size -= len(out)
-            return bytes(out)
-
-
-class _Receiver(asyncio.DatagramProtocol):
+class _Datagrams(asyncio.DatagramProtocol):
     def __init__(self, session: MediaSession) -> None:
         self._session = session
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        for frame in self._session.reassembler.feed(data):
-            self._session.pipe.write(frame.data)
+        self._session.receive(data)
 
 
 @dataclass(eq=False)
@@ -104,27 +60,74 @@ class MediaSession:
 
     channel_id: str
     device_id: str
-    port: int
     ssrc: str
+    tcp: bool
     reassembler: PsReassembler
-    pipe: _PsPipe = field(default_factory=_PsPipe)
-    subscribers: list[asyncio.Queue[Any]] = field(default_factory=list)
-    first_frame: asyncio.Event = field(default_factory=asyncio.Event)
+    feed: StreamFeed
+    loop: asyncio.AbstractEventLoop
+    port: int = 0
     users: int = 0
     frames: int = 0
     dialog: Dialog | None = None
     transport: asyncio.DatagramTransport | None = None
-    thread: threading.Thread | None = None
-    codec: str | None = None
+    server: asyncio.Server | None = None
+    connections: set[asyncio.Task[None]] = field(default_factory=set)
+    subscribers: list[asyncio.Queue[Any]] = field(default_factory=list)
+    first_frame: asyncio.Event = field(default_factory=asyncio.Event)
+    header_known: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: bool = False
+    end_listeners: list[Callable[[], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.feed.add_tap(self._header_tap)
+
+    @property
+    def codec(self) -> str | None:
+        """The video codec (h264, hevc…) once the stream's first packets are read."""
+        return self.feed.codec
+
+    def receive(self, data: bytes) -> None:
+        """One RTP packet (on the loop): reassembled PS frames go to the demuxer."""
+        for frame in self.reassembler.feed(data):
+            self.feed.write(frame.data)
+
+    def _header_tap(self, packet: MediaPacket | None, header: StreamHeader | None) -> None:
+        if packet is None and header is not None:
+            self.loop.call_soon_threadsafe(self.header_known.set)
+            self.feed.remove_tap(self._header_tap)
+
+    # -- decoded pictures -------------------------------------------------------
 
     def subscribe(self) -> asyncio.Queue[Any]:
-        """A queue of this stream's decoded frames."""
+        """A queue of this stream's decoded pictures (None once it ends); decoding runs
+        while any queue is subscribed."""
         queue: asyncio.Queue[Any] = asyncio.Queue(_QUEUE)
         self.subscribers.append(queue)
+        if len(self.subscribers) == 1:
+            self.feed.add_frame_tap(self._frame_tap)
+        if self.ended:
+            queue.put_nowait(None)
         return queue
 
+    def unsubscribe(self, queue: asyncio.Queue[Any]) -> None:
+        """Stop a queue; the last one stops the decoding."""
+        if queue in self.subscribers:
+            self.subscribers.remove(queue)
+            if not self.subscribers:
+                self.feed.remove_frame_tap(self._frame_tap)
+
+    def _frame_tap(self, frame: Any) -> None:
+        # On the feed's thread.
+        with contextlib.suppress(RuntimeError):  # the loop closed under a late picture
+            self.loop.call_soon_threadsafe(self.publish, frame)
+
+    def ended_soon(self) -> None:
+        """The feed's thread ended (any thread): `end` on the loop."""
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self.end)
+
     def publish(self, frame: Any) -> None:
-        """A decoded frame (called on the loop)."""
+        """A decoded picture (on the loop)."""
         self.frames += 1
         self.first_frame.set()
         for queue in self.subscribers:
@@ -133,34 +136,41 @@ class MediaSession:
                     queue.get_nowait()
             queue.put_nowait(frame)
 
+    def on_end(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (on the loop) when the stream ends."""
+        self.end_listeners.append(listener)
+        if self.ended:
+            listener()
+
     def end(self) -> None:
-        """The stream ended: subscribers get None."""
+        """The stream ended: subscribers get None, end listeners are told."""
+        if self.ended:
+            return
+        self.ended = True
+        self.header_known.set()
+        for listener in self.end_listeners:
+            listener()
         for queue in self.subscribers:
             if queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()
             queue.put_nowait(None)
 
-
-def _demux(session: MediaSession, loop: asyncio.AbstractEventLoop) -> None:
-    import av
-
-    try:
-        container: Any = av.open(session.pipe, format="mpeg", options=dict(_DEMUX_OPTIONS))
-    except Exception as exc:
-        log.warning("GB/T 28181: stream of %s unreadable: %s", session.channel_id, exc)
-        loop.call_soon_threadsafe(session.end)
-        return
-    try:
-        stream = container.streams.video[0]
-        session.codec = stream.codec_context.name
-        for frame in container.decode(stream):
-            loop.call_soon_threadsafe(session.publish, frame)
-    except Exception as exc:
-        log.info("GB/T 28181: stream of %s ended: %s", session.channel_id, exc)
-    finally:
-        container.close()
-        loop.call_soon_threadsafe(session.end)
+    async def picture(self, timeout_s: float) -> Any:
+        """One whole decoded picture (an `av.VideoFrame`); raises MediaError on timeout."""
+        queue = self.subscribe()
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    frame = await queue.get()
+                    if frame is None:
+                        raise MediaError(f"the stream of {self.channel_id} ended")
+                    if not frame.is_corrupt:
+                        return frame
+        except TimeoutError as exc:
+            raise MediaError(f"no picture of {self.channel_id} within {timeout_s:g} s") from exc
+        finally:
+            self.unsubscribe(queue)
 
 
 class Media:
@@ -177,11 +187,23 @@ class Media:
         """The running stream of a channel, if any."""
         return self._sessions.get(channel_id)
 
+    def spawn(self, work: Awaitable[None]) -> None:
+        """Run `work` in the background under the service (failures logged)."""
+        self._service._spawn(work)
+
+    def sessions(self) -> list[MediaSession]:
+        """Every running stream."""
+        return list(self._sessions.values())
+
     async def acquire(self, channel_id: str) -> MediaSession:
         """The channel's stream, INVITEd when it is not running yet (one per channel)."""
         async with self._lock:
             session = self._sessions.get(channel_id)
-            if session is None:
+            if session is None or session.ended:
+                if session is not None:
+                    # The device stopped sending: the next user INVITEs again.
+                    del self._sessions[channel_id]
+                    self.spawn(self._bye(session))
                 session = await self._invite(channel_id)
                 self._sessions[channel_id] = session
             session.users += 1
@@ -191,10 +213,19 @@ class Media:
         """One user less; BYE after the last."""
         async with self._lock:
             session.users -= 1
-            if session.users > 0 or self._sessions.get(session.channel_id) is not session:
+            if session.users > 0:
                 return
-            del self._sessions[session.channel_id]
+            if self._sessions.get(session.channel_id) is session:
+                del self._sessions[session.channel_id]
         await self._bye(session)
+
+    async def picture(self, channel_id: str, timeout_s: float) -> Any:
+        """One decoded picture of a channel through its shared stream (INVITE if needed)."""
+        session = await self.acquire(channel_id)
+        try:
+            return await session.picture(timeout_s)
+        finally:
+            await self.release(session)
 
     async def close(self) -> None:
         """End every stream."""
@@ -202,7 +233,7 @@ class Media:
             self._sessions.pop(session.channel_id, None)
             await self._bye(session)
 
-    async def _bind(self, session_factory: Any) -> tuple[int, asyncio.DatagramTransport]:
+    async def _bind(self, session: MediaSession) -> None:
         first, last = self._service.settings.media_ports
         loop = asyncio.get_running_loop()
         host = self._service.settings.sip_host
@@ -210,14 +241,40 @@ class Media:
             if port in self._ports:
                 continue
             try:
-                transport, _ = await loop.create_datagram_endpoint(
-                    session_factory, local_addr=(host, port)
-                )
+                if session.tcp:
+                    session.server = await asyncio.start_server(
+                        lambda r, w: self._connected(session, r, w), host, port
+                    )
+                else:
+                    session.transport, _ = await loop.create_datagram_endpoint(
+                        lambda: _Datagrams(session), local_addr=(host, port)
+                    )
             except OSError:
                 continue
             self._ports.add(port)
-            return port, transport
+            session.port = port
+            return
         raise MediaError("no free port in gb28181.media_ports")
+
+    async def _connected(
+        self, session: MediaSession, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """The device's RTP over TCP (RFC 4571): each connection framed on its own."""
+        task = asyncio.current_task()
+        if task is None or len(session.connections) >= _TCP_CONNECTIONS:
+            writer.close()
+            return
+        session.connections.add(task)
+        decoder = Rfc4571Decoder()
+        try:
+            while data := await reader.read(_READ):
+                for packet in decoder.feed(data):
+                    session.receive(packet)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            session.connections.discard(task)
+            writer.close()
 
     async def _invite(self, channel_id: str) -> MediaSession:
         service = self._service
@@ -227,15 +284,25 @@ class Media:
             raise MediaError(f"channel {channel_id} has no registered device")
         self._serial += 1
         ssrc = live_ssrc(service.settings.domain, self._serial)
-        session = MediaSession(channel_id, device_id, 0, ssrc, PsReassembler(int(ssrc)))
-        session.port, session.transport = await self._bind(lambda: _Receiver(session))
-        port = session.port
+        tcp = service.settings.media_transport == "TCP"
+        session = MediaSession(
+            channel_id,
+            device_id,
+            ssrc,
+            tcp,
+            PsReassembler(int(ssrc)),
+            StreamFeed(f"gb-{channel_id}", format="mpeg"),
+            asyncio.get_running_loop(),
+        )
+        session.feed.on_end = session.ended_soon
+        await self._bind(session)
         offer = play_offer(
             platform_id=service.settings.platform_id,
             channel_id=channel_id,
             media_host=service.settings.host_for_devices(),
-            media_port=port,
+            media_port=session.port,
             ssrc=ssrc,
+            tcp=tcp,
         )
         peer = peer_session.peer
         request = service.outgoing.build(
@@ -252,7 +319,7 @@ class Media:
                 raise MediaError(f"INVITE answered {answer.status} {answer.reason}")
             parse_sdp(answer.body)
         except (RequestTimeout, SdpError, MediaError) as exc:
-            self._free(session)
+            await self._free(session)
             raise MediaError(f"channel {channel_id}: {exc}") from exc
         number, _ = request.cseq
         from_tag = parse_name_addr(request.header("from")).tag or ""
@@ -267,12 +334,14 @@ class Media:
         service.outgoing.fire(
             service.outgoing.build("ACK", peer, channel_id, dialog=session.dialog), peer
         )
-        loop = asyncio.get_running_loop()
-        session.thread = threading.Thread(
-            target=_demux, args=(session, loop), name=f"gb-ps-{channel_id}", daemon=True
+        session.feed.start()
+        log.info(
+            "GB/T 28181: playing %s (SSRC %s, %s port %d)",
+            channel_id,
+            ssrc,
+            "TCP" if tcp else "UDP",
+            session.port,
         )
-        session.thread.start()
-        log.info("GB/T 28181: playing %s (SSRC %s, port %d)", channel_id, ssrc, port)
         return session
 
     async def _bye(self, session: MediaSession) -> None:
@@ -282,82 +351,23 @@ class Media:
             bye = service.outgoing.build(
                 "BYE", device.peer, session.channel_id, dialog=session.dialog
             )
+            session.dialog = None
             with contextlib.suppress(RequestTimeout):
                 await service.outgoing.send(bye, device.peer, wait_s=4.0)
-        self._free(session)
-        if session.thread is not None:
-            await asyncio.to_thread(session.thread.join, 5.0)
+        await self._free(session)
+        await asyncio.to_thread(session.feed.join, 5.0)
         log.info("GB/T 28181: stopped %s", session.channel_id)
 
-    def _free(self, session: MediaSession) -> None:
+    async def _free(self, session: MediaSession) -> None:
         if session.transport is not None:
             session.transport.close()
             session.transport = None
-        session.pipe.close()
+        if session.server is not None:
+            server, session.server = session.server, None
+            server.close()
+            for task in list(session.connections):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        session.feed.close()
         self._ports.discard(session.port)
-
-
-class _GbTrack(MediaStreamTrack):
-    kind = "video"
-
-    def __init__(self, player: GbPlayer) -> None:
-        super().__init__()
-        self._player = player
-
-    async def recv(self) -> Any:
-        queue = await self._player.queue()
-        frame = await queue.get()
-        if frame is None:
-            self.stop()
-            raise MediaStreamError
-        return frame
-
-    def stop(self) -> None:
-        super().stop()
-        self._player.stopped()
-
-
-class GbPlayer:
-    """A channel's stream as the live-view relay's player (`.video`, no `.audio`)."""
-
-    def __init__(self, media: Media, channel_id: str) -> None:
-        self._media = media
-        self.channel_id = channel_id
-        self._loop = asyncio.get_running_loop()
-        self._session: MediaSession | None = None
-        self._queue: asyncio.Queue[Any] | None = None
-        self._start = asyncio.ensure_future(self._open())
-        self._stopped = False
-        self.audio = None
-        self.video = _GbTrack(self)
-
-    async def _open(self) -> asyncio.Queue[Any]:
-        self._session = await self._media.acquire(self.channel_id)
-        self._queue = self._session.subscribe()
-        return self._queue
-
-    async def queue(self) -> asyncio.Queue[Any]:
-        """The frame queue once the channel plays (raises MediaStreamError if it cannot)."""
-        try:
-            return await asyncio.shield(self._start)
-        except MediaError as exc:
-            raise MediaStreamError from exc
-
-    def stopped(self) -> None:
-        """The relay stopped the track (maybe from a thread): release the channel."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self._loop.call_soon_threadsafe(self._release)
-
-    def _release(self) -> None:
-        async def release() -> None:
-            with contextlib.suppress(MediaError, asyncio.CancelledError):
-                await self._start
-            session = self._session
-            if session is not None:
-                if self._queue in session.subscribers:
-                    session.subscribers.remove(self._queue)
-                await self._media.release(session)
-
-        self._media._service._spawn(release())

@@ -53,8 +53,9 @@ from hub.gb28181 import storage as repo
 from hub.gb28181.catalog import CatalogSync
 from hub.gb28181.config import Gb28181Settings
 from hub.gb28181.health import GbHealth
-from hub.gb28181.media import GB_URL_PREFIX, GbPlayer, Media
+from hub.gb28181.media import GB_URL_PREFIX, Media
 from hub.gb28181.outgoing import Outgoing, RequestTimeout
+from hub.gb28181.player import GbPlayer
 from hub.gb28181.registrar import AnswerCache, FailureBudget, NonceKeeper, requested_expires
 from hub.storage import SqlStore, Tx
 
@@ -518,11 +519,12 @@ class Gb28181Service:
         owner = await self.owner_of(device_id)
         return f"{GB_URL_PREFIX}{device_id}" if owner is not None else None
 
-    def open_player(self, url: str) -> GbPlayer | None:
-        """The live-view relay's player for a `gb28181://<channel>` URL (else None)."""
+    def open_player(self, url: str, passthrough: bool) -> GbPlayer | None:
+        """The live-view relay's player for a `gb28181://<channel>` URL (else None):
+        H.264 passed through when `passthrough`, else decoded pictures."""
         if not url.startswith(GB_URL_PREFIX):
             return None
-        return GbPlayer(self.media, url[len(GB_URL_PREFIX) :])
+        return GbPlayer(self.media, url[len(GB_URL_PREFIX) :], passthrough=passthrough)
 
     # ------------------------------------------------------------------ MESSAGE / NOTIFY
 

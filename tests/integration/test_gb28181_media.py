@@ -1,15 +1,19 @@
 """GB/T 28181 live video: INVITE a channel of the simulator, which streams MPEG-PS over RTP
-made by GStreamer (x264enc ! mpegpsmux); the hub demuxes and decodes it with PyAV. One
-INVITE per channel shared by its users, BYE after the last; hostile RTP is dropped."""
+made by GStreamer (x264enc ! mpegpsmux), over UDP or over TCP (the device connects to the
+hub's port, RFC 4571 framing); the hub demuxes it with PyAV. One INVITE per channel shared
+by its users, BYE after the last; hostile RTP is dropped on either transport; H.264 goes
+to a viewer that takes it without being decoded or re-encoded."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
 
 from adapters.gb28181.ps_stream import gst_available, start_gst_stream
+from adapters.gb28181.rtp import RtpPacket, frame_rtp
 from adapters.gb28181.simulator import SimChannel
 from tests.integration.test_gb28181_hub import NVR, eventually, running_hub, simulator
 from tests.peers import peer_missing
@@ -23,11 +27,38 @@ def _gstreamer() -> None:
         peer_missing("gstreamer", "gst-launch-1.0 is not installed")
 
 
+def _hostile(ssrc: int) -> list[bytes]:
+    """Garbage, packets of another SSRC, and a frame far larger than the reassembly cap."""
+    foreign = RtpPacket(96, 1, 1, ssrc ^ 0xFFFF, True, b"\x00\x00\x01\xba" + b"junk" * 300)
+    return [b"not rtp at all", bytes(foreign)] * 50
+
+
+async def _attack(port: int, transport: str, ssrc: int) -> None:
+    packets = _hostile(ssrc)
+    if transport == "UDP":
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for packet in packets:
+                sock.sendto(packet, ("127.0.0.1", port))
+        return
+    # A second TCP connection to the receive port, framed like the device's.
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"".join(frame_rtp(packet) for packet in packets))
+    await writer.drain()
+    writer.close()
+
+
+@pytest.mark.parametrize("transport", ["UDP", "TCP"])
 async def test_invite_streams_ps_over_rtp_that_decodes_and_bye_after_the_last_user(
-    tmp_path: Path,
+    tmp_path: Path, transport: str
 ) -> None:
     async with (
-        running_hub(tmp_path, None, auto_register=True, media_ports=[31000, 31100]) as (hub, _),
+        running_hub(
+            tmp_path,
+            None,
+            auto_register=True,
+            media_ports=[31000, 31100],
+            media_transport=transport,
+        ) as (hub, _),
         simulator(
             hub,
             NVR,
@@ -42,26 +73,22 @@ async def test_invite_streams_ps_over_rtp_that_decodes_and_bye_after_the_last_us
         first = await media.acquire(CHANNEL)
         second = await media.acquire(CHANNEL)
         assert first is second and device.stats.invites == 1
+        assert first.tcp is (transport == "TCP")
         assert 31000 <= first.port <= 31100
-        await asyncio.wait_for(first.first_frame.wait(), 60)
-        assert first.codec == "h264"
         queue = first.subscribe()
         frame = await asyncio.wait_for(queue.get(), 30)
+        assert first.codec == "h264"
         assert (frame.width, frame.height) == (320, 240)
 
         # Hostile packets at the receive port: garbage and a foreign SSRC change nothing.
-        loop = asyncio.get_running_loop()
-        attacker, _ = await loop.create_datagram_endpoint(
-            asyncio.DatagramProtocol, remote_addr=("127.0.0.1", first.port)
-        )
-        for _ in range(50):
-            attacker.sendto(b"\x80\x60" + b"\x00" * 10 + b"junk" * 300)  # another SSRC
-            attacker.sendto(b"not rtp at all")
-        attacker.close()
         counters = first.reassembler.counters
+        await _attack(first.port, transport, int(first.ssrc))
         await eventually(lambda: _async(counters.wrong_ssrc >= 50), "foreign packets dropped")
+        await eventually(lambda: _async(counters.not_rtp >= 50), "garbage dropped")
+        assert first.reassembler.buffered < 64 * 1024
         decoded = first.frames
         await eventually(lambda: _async(first.frames > decoded + 5), "still decoding")
+        first.unsubscribe(queue)
 
         await media.release(first)
         assert device.stats.byes == 0
@@ -74,7 +101,7 @@ async def _async(value: bool) -> bool:
     return value
 
 
-async def test_a_gb28181_channel_plays_in_the_live_view_and_its_last_viewer_ends_the_invite(
+async def test_live_view_passes_gb28181_h264_through_and_its_last_viewer_ends_the_invite(
     tmp_path: Path,
 ) -> None:
     from tests.integration.test_live_view_limits import watch
@@ -98,16 +125,32 @@ async def test_a_gb28181_channel_plays_in_the_live_view_and_its_last_viewer_ends
         assert await device.register() == 200
         await eventually(lambda: hub.registry.get(CHANNEL, scope=None), "channel registered")
         h264 = await watch(client, CHANNEL)
-        vp8 = await watch(client, CHANNEL, vp8_only=True)
+        vp8 = None
         try:
             assert h264.status == 200, h264.body
+            assert h264.body["passthrough"] is True
+            for _ in range(10):
+                picture = await h264.frame()
+            assert (picture.width, picture.height) == (320, 240)
+            # The browser decodes H.264 the hub never decoded: no picture was decoded,
+            # so no encoder had anything to encode; the track hands on packets.
+            player = hub.live.relay.player(CHANNEL, True)
+            session = hub.gb28181.media.session(CHANNEL)
+            assert player is not None and session is not None
+            assert player.passthrough and player.packets_passed >= 10
+            assert player.frames_passed == 0 and session.feed.frames_decoded == 0
+
+            # A viewer without H.264 gets pictures the hub decodes (and aiortc encodes).
+            vp8 = await watch(client, CHANNEL, vp8_only=True)
             assert vp8.status == 200, vp8.body
-            for viewer in (h264, vp8):
-                picture = await viewer.frame()
-                assert (picture.width, picture.height) == (320, 240)
+            assert vp8.body["passthrough"] is False
+            picture = await vp8.frame()
+            assert (picture.width, picture.height) == (320, 240)
+            assert session.feed.frames_decoded > 0
             assert device.stats.invites == 1  # two pulls, one INVITE
         finally:
             await h264.pc.close()
-            await vp8.pc.close()
+            if vp8 is not None:
+                await vp8.pc.close()
         await eventually(lambda: _async(device.stats.byes == 1), "BYE after the last viewer")
         assert hub.gb28181.media.session(CHANNEL) is None
