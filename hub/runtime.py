@@ -164,7 +164,11 @@ class Hub:
             )
         )
         self.gb28181 = Gb28181Service(
-            settings.gb28181, store=self.store, registry=self.registry, submit=self.writer.submit
+            settings.gb28181,
+            store=self.store,
+            registry=self.registry,
+            submit=self.writer.submit,
+            node_id=node_identity(settings.node_id, settings.data_dir),
         )
         self._commit_hooks.append(self.gb28181.in_transaction)
         self.live.add_source(self.gb28181.open_player, self.gb28181.live_source)

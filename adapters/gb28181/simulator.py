@@ -1,8 +1,10 @@
 """A simulated GB/T 28181 device (camera or NVR) for tests, benchmarks and the demo.
 
 It registers with digest, sends keepalives, answers catalog queries with its
-channels in pages of `page_size` (as NVRs do), answers DeviceInfo, SetGuard and
-SUBSCRIBEs, sends alarms on request, and on INVITE streams MPEG-PS over RTP
+channels in pages of `page_size` (as NVRs do), answers DeviceInfo and SetGuard,
+accepts SUBSCRIBEs (granting `subscription_grant_s` when set, else what was
+asked; an in-dialog refresh keeps its dialog, one it forgot gets 481), sends
+catalog change NOTIFYs and alarms on request, and on INVITE streams MPEG-PS over RTP
 (`media` — a callable that starts the stream, e.g. `simulator_media.GstPsStream`).
 Over UDP by default; `transport="TCP"` connects to the platform instead.
 """
@@ -59,6 +61,8 @@ class _Stats:
     guard_commands: int = 0
     subscriptions: int = 0
     alarm_answers: int = 0
+    #: Every SUBSCRIBE taken: (event package, refresh inside its dialog, Expires granted).
+    subscribe_log: list[tuple[str, bool, int]] = field(default_factory=list)
     invites: int = 0
     byes: int = 0
     alarm_latency_s: list[float] = field(default_factory=list)
@@ -107,6 +111,8 @@ class DeviceSimulator:
         self._calls: dict[str, Callable[[], Awaitable[None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._register_call = secrets.token_hex(8)
+        self.subscription_grant_s: int | None = None
+        self._dialogs: dict[str, str] = {}  # subscription Call-ID -> our To tag
 
     # ------------------------------------------------------------------ transport
 
@@ -333,8 +339,53 @@ class DeviceSimulator:
 
     # ------------------------------------------------------------------ answering the platform
 
+    def forget_subscriptions(self) -> None:
+        """Forget every subscription dialog (as a device does when it restarts)."""
+        self._dialogs.clear()
+
+    def _subscribe(self, request: SipRequest) -> None:
+        event = (request.header("event") or "").split(";")[0].strip()
+        asked = (request.header("expires") or "").strip()
+        granted = int(asked) if asked.isdigit() else 3600
+        if self.subscription_grant_s is not None:
+            granted = min(granted, self.subscription_grant_s)
+        remote_tag = parse_name_addr(request.header("to")).tag
+        own_tag = self._dialogs.get(request.call_id)
+        if remote_tag and own_tag != remote_tag:
+            self._answer(request, 481)  # a dialog this device does not know
+            return
+        tag = own_tag or secrets.token_hex(4)
+        self._dialogs[request.call_id] = tag
+        self.stats.subscriptions += 1
+        self.stats.subscribe_log.append((event, remote_tag is not None, granted))
+        response = response_to(request, 200, to_tag=tag, headers=[("Expires", str(granted))])
+        self.send_raw(bytes(response))
+
+    async def catalog_notify(self, changes: list[tuple[SimChannel, str]]) -> int | None:
+        """NOTIFY the platform of catalog changes: (channel, ADD/DEL/UPDATE/ON/OFF/...) each."""
+        items = "".join(
+            self._item(channel).replace("</Item>", f"<Event>{event}</Event></Item>", 1)
+            for channel, event in changes
+        )
+        body = self._encode(
+            f'<?xml version="1.0" encoding="{self.charset}"?>\r\n<Notify>\r\n'
+            f"<CmdType>Catalog</CmdType>\r\n<SN>{next(self._sn)}</SN>\r\n"
+            f"<DeviceID>{self.device_id}</DeviceID>\r\n<SumNum>{len(changes)}</SumNum>\r\n"
+            f'<DeviceList Num="{len(changes)}">\r\n{items}</DeviceList>\r\n</Notify>\r\n'
+        )
+        request = self._request(
+            "NOTIFY",
+            body=body,
+            content_type="Application/MANSCDP+xml",
+            extra=[("Event", "Catalog"), ("Subscription-State", "active")],
+        )
+        answer = await self._send(request)
+        return answer.status if answer else None
+
     async def _on_request(self, request: SipRequest) -> None:
-        if request.method in ("MESSAGE", "SUBSCRIBE"):
+        if request.method == "SUBSCRIBE":
+            self._subscribe(request)
+        elif request.method == "MESSAGE":
             self._answer(request, 200)
             if request.body:
                 await self._command(request)
@@ -371,9 +422,6 @@ class DeviceSimulator:
             return
         cmd = root.findtext("CmdType") or ""
         sn = root.findtext("SN") or "0"
-        if request.method == "SUBSCRIBE":
-            self.stats.subscriptions += 1
-            return
         if cmd == "Catalog":
             self.stats.catalog_queries += 1
             for body in self.catalog_pages(sn):

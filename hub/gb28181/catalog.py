@@ -5,11 +5,20 @@ complete it replaces the stored catalog, and every channel the registry does
 not know yet is added under the device: kind from its GB/T 28181 type code,
 jurisdiction from its civil code when that names a node of the tree (else the
 longest prefix that does), name, manufacturer, model, address, position, and
-tags `gb28181` and `gbparent:<parent id>`. Devices the registry already has are
-left as maintainers edited them. Catalog NOTIFYs (subscription) apply one item
-at a time: ON/OFF/VLOST/DEFECT move the channel's health, ADD/UPDATE store it,
-DEL removes it from the catalog. Directory nodes (business groups, virtual
-organisations) are kept in the catalog only.
+tags `gb28181` and `gbparent:<parent id>`.
+
+A channel the registry already has keeps what maintainers edited, except what
+the device itself changes: when a catalog (answer or NOTIFY) reports a name,
+address or position different from the one the device reported before, the
+registry device takes the new value (audited as `system:gb28181`).
+
+Catalog NOTIFYs (subscription, GB/T 28181-2016 §9.6.3 / 2022) apply per item:
+ON/OFF/VLOST/DEFECT move the channel's health and its stored status (which
+decides whether it comes back when its NVR does), ADD/UPDATE store it as
+above, DEL removes it from the catalog and takes the registry device offline
+("removed from its device's catalog"; maintainers decide whether to delete it).
+Directory nodes (business groups, virtual organisations) are kept in the
+catalog only.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ log = logging.getLogger(__name__)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _OFFLINE_EVENTS = {"OFF": "offline", "VLOST": "video lost", "DEFECT": "defect"}
+#: Catalog fields a device may change on registry devices it reported before.
+_FOLLOWED = ("name", "address", "latitude", "longitude")
 
 
 def _clean(value: str | None, limit: int) -> str | None:
@@ -91,18 +102,6 @@ class CatalogSync:
             return False
         return answer.status == 200
 
-    async def subscribe(self, device_id: str) -> bool:
-        """Subscribe to a device's catalog changes."""
-        service = self._service
-        try:
-            answer = await service.subscribe(
-                device_id, "Catalog", manscdp.catalog_subscription(service.next_sn(), device_id)
-            )
-        except (RequestTimeout, LookupError) as exc:
-            log.info("GB/T 28181: catalog subscription to %s failed: %s", device_id, exc)
-            return False
-        return answer.status == 200
-
     async def page(self, device_id: str, page: manscdp.CatalogPage, now: datetime) -> None:
         """One catalog MESSAGE (answer page) or NOTIFY (change) from `device_id`."""
         if page.notify and any(item.event for item in page.items):
@@ -120,24 +119,38 @@ class CatalogSync:
         self, device_id: str, items: Sequence[manscdp.CatalogItem], now: datetime
     ) -> None:
         health: list[tuple[str, bool, str]] = []
+        statuses: list[tuple[str, str]] = []
         upserts: list[manscdp.CatalogItem] = []
         removed: list[str] = []
         for item in items:
             event = item.event or ""
             if event == "ON":
                 health.append((item.device_id, True, "catalog notification: online"))
+                statuses.append((item.device_id, "ON"))
             elif event in _OFFLINE_EVENTS:
                 reason = f"catalog notification: {_OFFLINE_EVENTS[event]}"
                 health.append((item.device_id, False, reason))
+                statuses.append((item.device_id, event))
             elif event == "DEL":
                 removed.append(item.device_id)
+                health.append((item.device_id, False, f"removed from the catalog of {device_id}"))
             else:
                 upserts.append(item)
+        store = self._service._store
         if removed:
-            await repo.remove_channels(self._service._store, device_id, removed)
+            await repo.remove_channels(store, device_id, removed)
+        if statuses:
+            await repo.record_channel_status(store, device_id, statuses, now)
         if upserts:
             await self.apply(device_id, upserts, now, complete=False)
         await self._service.channel_evidence(health, now)
+        log.info(
+            "GB/T 28181: catalog change of %s: %d status, %d added/updated, %d removed",
+            device_id,
+            len(statuses),
+            len(upserts),
+            len(removed),
+        )
 
     async def _jurisdiction_of(self, candidates: Sequence[str | None]) -> str | None:
         registry = self._service._registry
@@ -158,14 +171,20 @@ class CatalogSync:
         service = self._service
         resolved: dict[str, str | None] = {}
         new_devices: list[DeviceIn] = []
+        changed: dict[str, dict[str, object]] = {}
         rows: list[repo.ChannelRow] = []
         health: list[tuple[str, bool, str]] = []
+        before = {c.channel_id: c for c in await repo.list_channels(service._store, device_id)}
         for item in items:
             registrable = self._registrable(item)
             if registrable and service._registry.lookup_cached(item.device_id) is None:
                 device = await self._device_for(device_id, item, resolved)
                 if device is not None:
                     new_devices.append(device)
+            elif registrable:
+                change = _device_changes(before.get(item.device_id), item)
+                if change:
+                    changed[item.device_id] = change
             rows.append(
                 repo.ChannelRow(
                     device_id=device_id,
@@ -176,7 +195,7 @@ class CatalogSync:
                     ptz_type=item.ptz_type,
                     civil_code=_clean(item.civil_code, 32),
                     registered=registrable,
-                    info=dict(item.extra),
+                    info={**item.extra, **_reported(item)},
                     updated_at=now,
                 )
             )
@@ -184,15 +203,39 @@ class CatalogSync:
                 health.append((item.device_id, item.online, f"catalog status {item.status}"))
         # Registry first: once the catalog is stored, its channels are devices.
         added = await self._add(new_devices)
+        updated = await self._follow(changed)
         await repo.record_catalog(service._store, device_id, rows, complete=complete, now=now)
         await service.channel_evidence(health, now)
         log.info(
-            "GB/T 28181: catalog of %s: %d entries, %d new registry devices",
+            "GB/T 28181: catalog of %s: %d entries, %d new registry devices, %d updated",
             device_id,
             len(rows),
             added,
+            updated,
         )
         return added
+
+    async def _follow(self, changed: dict[str, dict[str, object]]) -> int:
+        """Registry devices take what their GB/T 28181 device changed (name, address, position)."""
+        from hub.gb28181.service import ACTOR
+
+        registry = self._service._registry
+        devices: list[DeviceIn] = []
+        for channel_id, change in changed.items():
+            stored = await registry.get(channel_id, scope=None)
+            if stored is None:
+                continue
+            current = DeviceIn.from_device(stored.device).model_dump()
+            try:
+                devices.append(DeviceIn.model_validate({**current, **change}))
+            except ValidationError as exc:
+                log.warning("GB/T 28181: change of %s not applied: %s", channel_id, exc)
+        if not devices:
+            return 0
+        counts, problems = await registry.bulk_upsert(devices, actor=ACTOR, scope=None)
+        for channel_id, reason in list(problems.items())[:5]:
+            log.warning("GB/T 28181: change of %s not applied: %s", channel_id, reason)
+        return counts.updated
 
     @staticmethod
     def _registrable(item: manscdp.CatalogItem) -> bool:
@@ -269,3 +312,45 @@ class CatalogSync:
             "channels": info.channels,
         }
         await repo.record_device_info(self._service._store, device_id, details)
+
+
+def _position(item: manscdp.CatalogItem) -> tuple[float, float] | None:
+    if item.latitude is None or item.longitude is None:
+        return None
+    if (item.latitude, item.longitude) == (0.0, 0.0):
+        return None
+    if not (-90 <= item.latitude <= 90 and -180 <= item.longitude <= 180):
+        return None
+    return item.latitude, item.longitude
+
+
+def _reported(item: manscdp.CatalogItem) -> dict[str, str]:
+    """What the device reported of the followed fields, as stored with its catalog entry."""
+    reported: dict[str, str] = {}
+    name, address = _clean(item.name, 128), _clean(item.address, 256)
+    if name:
+        reported["name"] = name
+    if address:
+        reported["address"] = address
+    position = _position(item)
+    if position is not None:
+        reported["latitude"], reported["longitude"] = (repr(v) for v in position)
+    return reported
+
+
+def _device_changes(before: repo.ChannelRow | None, item: manscdp.CatalogItem) -> dict[str, object]:
+    """The registry fields the device changed since its previous report (none if first)."""
+    if before is None:
+        return {}
+    now = _reported(item)
+    change: dict[str, object] = {}
+    for field in _FOLLOWED:
+        value = now.get(field)
+        previous = before.name if field == "name" else before.info.get(field)
+        if value is None or previous is None or value == previous:
+            continue
+        change[field] = float(value) if field in ("latitude", "longitude") else value
+    if "latitude" in change or "longitude" in change:
+        change["latitude"] = float(now["latitude"])
+        change["longitude"] = float(now["longitude"])
+    return change

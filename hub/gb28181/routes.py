@@ -48,7 +48,7 @@ def _out(service: Gb28181Service, row: repo.GbDeviceRow) -> GbDeviceOut:
     return GbDeviceOut(
         device_id=row.device_id,
         pending=row.pending,
-        registered=row.device_id in service.sessions,
+        registered=row.registered(service.now()),
         health=health.value if health is not None else None,
         transport=row.transport,
         host=row.host,
@@ -68,6 +68,10 @@ def _out(service: Gb28181Service, row: repo.GbDeviceRow) -> GbDeviceOut:
         catalog_at=row.catalog_at,
         channel_count=row.channel_count,
         info=row.info,
+        contact=row.contact,
+        node_id=row.node_id,
+        catalog_subscribed_until=row.catalog_subscribed_until,
+        alarm_subscribed_until=row.alarm_subscribed_until,
     )
 
 
@@ -81,7 +85,7 @@ async def status(principal: Reader, service: Gb) -> GbStatusOut:
         domain=settings.domain,
         sip_port=service.port,
         auto_register=settings.auto_register,
-        registered=len(service.sessions),
+        registered=await service.registered_count(),
         counters=dict(service.counters),
     )
 
@@ -153,7 +157,7 @@ async def _registered(
 ) -> None:
     if not _visible(principal, registry, device_id):
         raise not_found("GB/T 28181 device")
-    if device_id not in service.sessions:
+    if not await service.is_registered(device_id):
         raise Problem(409, "Device not registered", f"{device_id} is not registered now")
 
 

@@ -18,7 +18,7 @@ class GbStatusOut(BaseModel):
     domain: str
     sip_port: int = Field(description="Bound SIP port (UDP and TCP); 0 when not listening.")
     auto_register: bool
-    registered: int = Field(description="Devices registered with this node now.")
+    registered: int = Field(description="Devices registered now, through any hub node.")
     counters: dict[str, int]
 
 
@@ -27,7 +27,9 @@ class GbDeviceOut(BaseModel):
 
     device_id: str
     pending: bool = Field(description="Refused as unknown; waiting for a maintainer to accept.")
-    registered: bool = Field(description="Registered with this node right now.")
+    registered: bool = Field(
+        description="Registered right now (through any hub node; kept across restarts)."
+    )
     health: str | None = Field(description="online/offline/unknown as this node sees it.")
     transport: str | None
     host: str | None
@@ -47,6 +49,14 @@ class GbDeviceOut(BaseModel):
     catalog_at: datetime | None
     channel_count: int
     info: dict[str, Any]
+    contact: str | None = Field(description="The Contact the device registered with.")
+    node_id: str | None = Field(description="The hub node the device registered through.")
+    catalog_subscribed_until: datetime | None = Field(
+        description="When the catalog subscription runs out (renewed before)."
+    )
+    alarm_subscribed_until: datetime | None = Field(
+        description="When the alarm subscription runs out (renewed before)."
+    )
 
 
 class ChannelOut(BaseModel):

@@ -1,4 +1,8 @@
-"""GB/T 28181 storage: device registration state, arming, alarms seen, catalog channels."""
+"""GB/T 28181 storage: device rows, arming, alarms seen, catalog channels.
+
+Registrations and subscriptions (what every node must agree on) are written by
+`hub.gb28181.session_storage`.
+"""
 
 from __future__ import annotations
 
@@ -21,16 +25,16 @@ __all__ = [
     "record_armed",
     "record_attempt",
     "record_catalog",
+    "record_channel_status",
     "record_device_info",
     "record_keepalive",
-    "record_registration",
-    "record_unregistration",
 ]
 
 _COLUMNS = (
     "device_id, pending, transport, host, port, user_agent, version, first_seen_at,"
     " last_attempt_at, attempts, registered_at, expires_at, last_keepalive_at, armed,"
-    " armed_at, arm_error, last_alarm_at, catalog_at, channel_count, info"
+    " armed_at, arm_error, last_alarm_at, catalog_at, channel_count, info, contact, node_id,"
+    " catalog_subscribed_until, alarm_subscribed_until"
 )
 
 
@@ -58,6 +62,14 @@ class GbDeviceRow:
     catalog_at: datetime | None
     channel_count: int
     info: dict[str, Any] = field(default_factory=dict)
+    contact: str | None = None
+    node_id: str | None = None
+    catalog_subscribed_until: datetime | None = None
+    alarm_subscribed_until: datetime | None = None
+
+    def registered(self, now: datetime) -> bool:
+        """Registered at `now` (through any node)."""
+        return not self.pending and self.expires_at is not None and self.expires_at > now
 
 
 def _device(row: Sequence[Any]) -> GbDeviceRow:
@@ -85,6 +97,10 @@ def _device(row: Sequence[Any]) -> GbDeviceRow:
         catalog_at=from_ts(row[17]),
         channel_count=int(row[18]),
         info=info if isinstance(info, dict) else {},
+        contact=row[20],
+        node_id=row[21],
+        catalog_subscribed_until=from_ts(row[22]),
+        alarm_subscribed_until=from_ts(row[23]),
     )
 
 
@@ -150,50 +166,6 @@ async def delete_pending(store: SqlStore, device_id: str) -> bool:
             (device_id, True),
         )
     return count > 0
-
-
-async def record_registration(
-    store: SqlStore,
-    device_id: str,
-    *,
-    transport: str,
-    host: str,
-    port: int,
-    user_agent: str | None,
-    version: str | None,
-    expires_at: datetime,
-    now: datetime,
-) -> None:
-    """A device registered (or re-registered): where it is and until when."""
-    async with store.transaction() as tx:
-        await _ensure(tx, device_id, now)
-        await tx.execute(
-            "UPDATE gb28181_devices SET pending = %s, transport = %s, host = %s, port = %s,"
-            " user_agent = %s, version = %s, registered_at = %s, expires_at = %s,"
-            " last_attempt_at = %s, armed = %s, arm_error = NULL WHERE device_id = %s",
-            (
-                False,
-                transport,
-                host,
-                port,
-                user_agent,
-                version,
-                to_db_time(now),
-                to_db_time(expires_at),
-                to_db_time(now),
-                False,
-                device_id,
-            ),
-        )
-
-
-async def record_unregistration(store: SqlStore, device_id: str, now: datetime) -> None:
-    """The device unregistered (Expires: 0) or its registration ran out."""
-    async with store.transaction() as tx:
-        await tx.execute(
-            "UPDATE gb28181_devices SET expires_at = %s, armed = %s WHERE device_id = %s",
-            (to_db_time(now), False, device_id),
-        )
 
 
 async def record_keepalive(store: SqlStore, seen: Sequence[tuple[str, datetime]]) -> None:
@@ -290,6 +262,18 @@ async def record_catalog(
         await tx.execute(
             "UPDATE gb28181_devices SET catalog_at = %s, channel_count = %s WHERE device_id = %s",
             (to_db_time(now), count, device_id),
+        )
+
+
+async def record_channel_status(
+    store: SqlStore, device_id: str, statuses: Sequence[tuple[str, str]], now: datetime
+) -> None:
+    """Channels' status as a catalog notification (ON/OFF/VLOST/DEFECT) changed it."""
+    async with store.transaction() as tx:
+        await tx.executemany(
+            "UPDATE gb28181_channels SET status = %s, updated_at = %s"
+            " WHERE device_id = %s AND channel_id = %s",
+            [(status, to_db_time(now), device_id, channel) for channel, status in statuses],
         )
 
 

@@ -15,6 +15,7 @@ from hub.storage.migrations import (
     m0011_evidence,
     m0012_departments,
     m0014_boundaries,
+    m0016_gb28181_sessions,
 )
 
 __all__ = ["MIGRATIONS", "latest_version"]
@@ -33,6 +34,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0011_evidence.MIGRATION,
     m0012_departments.MIGRATION,
     m0014_boundaries.MIGRATION,
+    m0016_gb28181_sessions.MIGRATION,
 )
 
 
