@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from adapters.mqtt.models import MqttSettings
 from hub.alarms.config import AlarmSettings
+from hub.cluster.config import ClusterSettings
 from hub.departments.config import DepartmentSettings
 from hub.devices.patrol_config import PatrolSettings
 from hub.evidence.config import EvidenceSettings
@@ -295,6 +296,11 @@ class Settings(BaseSettings):
     gb28181: Gb28181Settings = Field(
         default_factory=Gb28181Settings,
         description="GB/T 28181 platform: SIP registrar, catalog, alarms and live video.",
+    )
+    cluster: ClusterSettings = Field(
+        default_factory=ClusterSettings,
+        description="Several hub nodes over one PostgreSQL: heartbeats, singleton jobs, "
+        "work split (a SQLite hub is one node).",
     )
 
     @classmethod

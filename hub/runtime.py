@@ -23,6 +23,7 @@ from hub.auth.first_admin import hand_out_first_admin_password
 from hub.auth.service import Authenticator
 from hub.broadcast.service import BroadcastService
 from hub.bus import EventBus
+from hub.cluster import Cluster
 from hub.config import Settings
 from hub.contracts import Adapter
 from hub.crypto import CredentialCipher, load_keyring
@@ -67,6 +68,8 @@ class Hub:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        #: This node's stable name (outbox claims, membership heartbeats).
+        self.node_id = node_identity(settings.node_id, settings.data_dir)
         self.events: EventBus[DeviceEvent] = EventBus("events")
         self.store: SqlStore = open_store(
             settings.storage_url(),
@@ -101,7 +104,7 @@ class Hub:
             settings.alarms.delivery,
             list(settings.alarms.sinks),
             metrics=self.metrics,
-            worker=node_identity(settings.node_id, settings.data_dir),
+            worker=self.node_id,
         )
         self.alarms.on_outbox(self.dispatcher.wake)
         self.departments = DepartmentService(
@@ -172,6 +175,18 @@ class Hub:
         )
         self._commit_hooks.append(self.gb28181.in_transaction)
         self.live.add_source(self.gb28181.open_player, self.gb28181.live_source)
+        self.cluster = Cluster(
+            settings.cluster,
+            store=self.store,
+            node_id=self.node_id,
+            address=settings.cluster.address or f"http://{settings.http.host}:{settings.http.port}",
+            conninfo=settings.storage_url() if self.store.dialect.is_postgresql else None,
+        )
+        # Jobs that act on the whole database run on one node of a cluster.
+        self.cluster.add_singleton("alarm-sla", self.alarms.sla.run)
+        self.cluster.add_singleton("task-deadlines", self.departments.run_deadline_loop)
+        self.cluster.add_singleton("retention", self._retention_loop)
+        self.cluster.add_singleton("registry-counts", self.registry.run_count_folding)
         self._tasks: list[asyncio.Task[None]] = []
         self._adapters: list[Adapter] = []
 
@@ -196,6 +211,7 @@ class Hub:
             departments=self.departments,
             evidence=self.evidence,
             gb28181=self.gb28181,
+            cluster=self.cluster,
         )
 
     async def _in_transaction(self, tx: Tx, events: list[DeviceEvent]) -> list[object]:
@@ -216,7 +232,7 @@ class Hub:
     async def start(self) -> None:
         """Open storage (migrating it), then start the writer and housekeeping."""
         await self.store.open()
-        await self.registry.start()
+        await self.registry.start(fold_counts=False)
         await self.writer.start()
         self.first_admin_password = await self.auth.start()
         if self.first_admin_password is not None:
@@ -224,8 +240,7 @@ class Hub:
             hand_out_first_admin_password(self.first_admin_password, self.settings.data_dir)
         await self.broadcast.start()
         await self.dispatcher.start()
-        await self.alarms.start()
-        await self.departments.start()
+        await self.departments.start(deadline_loop=False)
         await self.mqtt.start()
         await self.patrol.start()
         await self.onvif.start()
@@ -233,8 +248,9 @@ class Hub:
         await self.gb28181.start()
         for adapter in self._adapters:
             await adapter.start()
-        self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
-        log.info("hub started: storage=%s", self.store.backend)
+        # Joins last: the singleton jobs and assigned devices need the services above.
+        await self.cluster.start()
+        log.info("hub started: storage=%s, node=%s", self.store.backend, self.node_id)
 
     async def stop(self) -> None:
         """Stop housekeeping, drain the writer (nothing queued is lost), close storage."""
@@ -256,6 +272,8 @@ class Hub:
         await _stop("gb28181", self.gb28181.stop())
         await _stop("onvif", self.onvif.stop())
         await _stop("patrol", self.patrol.stop())
+        # Its devices are released above; the others take them (and the jobs) at once.
+        await _stop("cluster", self.cluster.stop())
         await _stop("broadcast", self.broadcast.stop())
         await _stop("mqtt", self.mqtt.stop())
         await _stop("department tasks", self.departments.stop())

@@ -51,7 +51,7 @@ class SlaLoop:
     async def start(self) -> None:
         """Start checking deadlines in the background."""
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="alarm-sla")
+            self._task = asyncio.create_task(self.run(), name="alarm-sla")
 
     async def stop(self) -> None:
         """Stop checking."""
@@ -104,7 +104,8 @@ class SlaLoop:
             )
         return escalated
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """Check deadlines every `every_s` until cancelled (a cluster runs it on one node)."""
         while True:
             try:
                 await self.escalate_due()

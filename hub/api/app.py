@@ -24,6 +24,8 @@ from hub.auth.service import Authenticator
 from hub.broadcast import routes as broadcast_routes
 from hub.broadcast.service import BroadcastService
 from hub.bus import EventBus
+from hub.cluster import routes as cluster_routes
+from hub.cluster.service import Cluster
 from hub.config import Settings
 from hub.departments import routes as department_routes
 from hub.departments.service import DepartmentService
@@ -88,6 +90,7 @@ def create_app(
     departments: DepartmentService | None = None,
     evidence: EvidenceService | None = None,
     gb28181: Gb28181Service | None = None,
+    cluster: Cluster | None = None,
 ) -> FastAPI:
     """Build the HTTP API around already-built services (the caller owns their lifecycle)."""
     app = FastAPI(
@@ -122,6 +125,7 @@ def create_app(
         evidence=evidence,
         gb28181=gb28181,
         drills=_drills(settings, store, events, alarm_engine, alarm_changes),
+        cluster=cluster,
     )
     app.state.authenticate = authenticate_connection
     app.add_middleware(OriginGuard, extra_origins=settings.auth.allowed_origins)
@@ -144,6 +148,7 @@ def create_app(
     app.include_router(drill_routes.router)
     app.include_router(department_routes.router)
     app.include_router(evidence_routes.router)
+    app.include_router(cluster_routes.router)
     app.include_router(console.router)
     app.include_router(console.api_router)
     return app

@@ -16,6 +16,7 @@ from hub.api.problems import Problem
 from hub.auth.service import Authenticator
 from hub.broadcast.service import BroadcastService
 from hub.bus import EventBus
+from hub.cluster.service import Cluster
 from hub.config import Settings
 from hub.departments.service import DepartmentService
 from hub.devices.patrol import PatrolService
@@ -36,6 +37,7 @@ __all__ = [
     "get_alarms",
     "get_auth",
     "get_broadcast",
+    "get_cluster",
     "get_departments",
     "get_dispatcher",
     "get_drills",
@@ -79,6 +81,7 @@ class Services:
     evidence: EvidenceService | None = None
     gb28181: Gb28181Service | None = None
     drills: DrillService | None = None
+    cluster: Cluster | None = None
 
 
 def get_services(request: HTTPConnection) -> Services:
@@ -211,6 +214,13 @@ def get_evidence(request: HTTPConnection) -> EvidenceService:
     """Evidence buffers and clips; 503 when the app was built without them."""
     return _present(
         get_services(request).evidence, "Evidence unavailable", "this hub keeps no evidence clips"
+    )
+
+
+def get_cluster(request: HTTPConnection) -> Cluster:
+    """This node's cluster membership; 503 when the app was built without it."""
+    return _present(
+        get_services(request).cluster, "Cluster unavailable", "this hub runs no cluster membership"
     )
 
 

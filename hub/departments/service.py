@@ -110,10 +110,12 @@ class DepartmentService:
         """Call `wake` after every commit that queued outbox rows."""
         self._wake.append(wake)
 
-    async def start(self) -> None:
-        """Start the deadline loop and rule-based dispatch of newly opened alarms."""
+    async def start(self, *, deadline_loop: bool = True) -> None:
+        """Start the deadline loop (unless a cluster runs `run_deadline_loop` on one node)
+        and rule-based dispatch of newly opened alarms."""
         if not self._tasks:
-            self._tasks.append(asyncio.create_task(self._sla_loop(), name="task-sla"))
+            if deadline_loop:
+                self._tasks.append(asyncio.create_task(self.run_deadline_loop(), name="task-sla"))
             if any(rule.auto for rule in self._rules):
                 self._tasks += RuleDispatch(self).start()
 
@@ -536,7 +538,8 @@ class DepartmentService:
             )
         return escalated
 
-    async def _sla_loop(self) -> None:
+    async def run_deadline_loop(self) -> None:
+        """Escalate overdue tasks every `check_s` until cancelled."""
         while True:
             try:
                 await self.escalate_due()

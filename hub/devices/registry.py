@@ -121,11 +121,12 @@ class Registry:
 
     # -- lifecycle and cache ------------------------------------------------
 
-    async def start(self) -> None:
-        """Load the lookup cache and start folding count deltas in the background."""
+    async def start(self, *, fold_counts: bool = True) -> None:
+        """Load the lookup cache and start folding count deltas in the background (unless
+        a cluster runs `run_count_folding` on one node)."""
         await self.refresh()
-        if self._fold_task is None:
-            self._fold_task = asyncio.create_task(self._fold_loop(), name="registry-counts")
+        if fold_counts and self._fold_task is None:
+            self._fold_task = asyncio.create_task(self.run_count_folding(), name="registry-counts")
 
     async def stop(self) -> None:
         """Stop the background folding."""
@@ -145,7 +146,8 @@ class Registry:
         self._folded_rows = await repo.count_deltas(self.store)
         return folded
 
-    async def _fold_loop(self) -> None:
+    async def run_count_folding(self) -> None:
+        """Fold jurisdiction count deltas when enough piled up, until cancelled."""
         while True:
             await asyncio.sleep(_FOLD_CHECK_S)
             try:

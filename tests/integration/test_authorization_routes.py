@@ -142,6 +142,8 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/api/broadcast/commands/{command_id}"): Case(
         (OP, DI), f"/api/broadcast/commands/{RANDOM}", scoped_id="absent"
     ),
+    # The cluster's nodes
+    ("GET", "/api/cluster/nodes"): Case(ADMIN_ONLY),
     # GB/T 28181 devices (ids of devices that do not exist in town A)
     ("GET", "/api/gb28181/status"): Case((MA, OP)),
     ("GET", "/api/gb28181/devices"): Case((MA, OP)),

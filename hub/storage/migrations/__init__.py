@@ -16,6 +16,7 @@ from hub.storage.migrations import (
     m0012_departments,
     m0014_boundaries,
     m0016_gb28181_sessions,
+    m0017_cluster_nodes,
 )
 
 __all__ = ["MIGRATIONS", "latest_version"]
@@ -35,6 +36,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0012_departments.MIGRATION,
     m0014_boundaries.MIGRATION,
     m0016_gb28181_sessions.MIGRATION,
+    m0017_cluster_nodes.MIGRATION,
 )
 
 
