@@ -16,8 +16,10 @@ from fastapi import FastAPI
 
 from adapters.onvif.http import CameraHttp
 from camera_registry.events import DeviceEvent
+from hub.alarms.change_feed import ChangeFeed
 from hub.alarms.dispatcher import Dispatcher, build_sink
 from hub.alarms.engine import AlarmChange, AlarmEngine
+from hub.alarms.feed_storage import ChangeListener
 from hub.api import create_app
 from hub.auth.first_admin import hand_out_first_admin_password
 from hub.auth.service import Authenticator
@@ -107,6 +109,18 @@ class Hub:
             worker=self.node_id,
         )
         self.alarms.on_outbox(self.dispatcher.wake)
+        # What the console streams show: on PostgreSQL every node's committed changes
+        # (several nodes may share the database), read from the change log in order;
+        # on SQLite (one node) this node's own bus.
+        self.change_feed: ChangeFeed | None = None
+        self.stream_changes = self.alarm_changes
+        if self.store.dialect.is_postgresql:
+            self.stream_changes = EventBus("alarm-changes-all-nodes")
+            self.change_feed = ChangeFeed(
+                self.store,
+                ChangeListener(settings.storage_url(), name=f"gridwatch-feed:{self.node_id}"),
+                self.stream_changes,
+            )
         self.departments = DepartmentService(
             self.store, settings.departments, bus=self.alarm_changes
         )
@@ -204,7 +218,7 @@ class Hub:
             auth_service=self.auth,
             live=self.live,
             alarm_engine=self.alarms,
-            alarm_changes=self.alarm_changes,
+            alarm_changes=self.stream_changes,
             dispatcher=self.dispatcher,
             patrol_service=self.patrol,
             onvif=self.onvif,
@@ -241,6 +255,8 @@ class Hub:
         await self.broadcast.start()
         await self.dispatcher.start()
         await self.departments.start(deadline_loop=False)
+        if self.change_feed is not None:
+            await self.change_feed.start()
         await self.mqtt.start()
         await self.patrol.start()
         await self.onvif.start()
@@ -277,6 +293,8 @@ class Hub:
         await _stop("broadcast", self.broadcast.stop())
         await _stop("mqtt", self.mqtt.stop())
         await _stop("department tasks", self.departments.stop())
+        if self.change_feed is not None:
+            await _stop("alarm change feed", self.change_feed.stop())
         await _stop("alarm engine", self.alarms.stop())
         await _stop("dispatcher", self.dispatcher.stop())
         pending = self.writer.pending

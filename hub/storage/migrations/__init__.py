@@ -17,6 +17,7 @@ from hub.storage.migrations import (
     m0014_boundaries,
     m0016_gb28181_sessions,
     m0017_cluster_nodes,
+    m0018_cluster_streams,
 )
 
 __all__ = ["MIGRATIONS", "latest_version"]
@@ -37,6 +38,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0014_boundaries.MIGRATION,
     m0016_gb28181_sessions.MIGRATION,
     m0017_cluster_nodes.MIGRATION,
+    m0018_cluster_streams.MIGRATION,
 )
 
 
