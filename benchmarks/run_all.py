@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -28,7 +29,10 @@ Row = tuple[str, str, str, str]  # figure, GridWatch, raw limit, goal
 
 #: name → (arguments, quick arguments).
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
-    "ingest": ([], ["--events", "20000"]),
+    "ingest": (
+        [],
+        ["--sizes", "100000", "--rounds", "3", "--round-events", "20000", "--timescale-rows", "0"],
+    ),
     "mqtt_ingest": ([], ["--messages", "5000", "--seconds", "3"]),
     "alarm_latency": (["--presses", "50", "--postgres"], ["--presses", "20"]),
     "registry": ([], []),
@@ -57,21 +61,30 @@ def _fmt(value: Any, unit: str = "") -> str:
 
 def _ingest(data: dict[str, Any]) -> list[Row]:
     f = data.get("figures", {})
+    goal = str(f.get("goal", ""))
+    variants = [(f"postgresql, {size}", r) for size, r in (f.get("postgresql") or {}).items()]
+    if isinstance(f.get("timescaledb_pglite"), dict) and "rounds" in f["timescaledb_pglite"]:
+        pglite = f["timescaledb_pglite"]
+        variants.append((f"TimescaleDB on PGlite, {_fmt(pglite.get('grown_rows'))} rows", pglite))
     rows = []
-    for variant, raw_key in (
-        ("postgresql_with_dedup_key", "raw_copy_rows_per_s"),
-        ("postgresql_no_dedup_key", "raw_copy_rows_per_s"),
-        ("sqlite_with_dedup_key", "raw_executemany_rows_per_s"),
-    ):
+    for label, r in variants:
+        writer = r.get("writer_events_per_s") or []
+        bare = r.get("bare_copy_rows_per_s") or []
+        claim = r.get("bare_copy_and_key_claim_rows_per_s") or []
         rows.append(
             (
-                f"writer events/s ({variant.replace('_', ' ')})",
-                _fmt(_get(f, variant, "writer_events_per_s")),
-                _fmt(_get(f, variant, raw_key)) + (" (COPY)" if "COPY" in raw_key.upper() else ""),
-                str(f.get("goal", "")),
+                f"writer events/s ({label}, registered devices, dedup keys; median of rounds)",
+                f"{_fmt(_median(writer))} ({_fmt(r.get('median_ratio_to_bare_copy'))} of COPY, "
+                f"{_fmt(r.get('median_ratio_to_bare_copy_and_key_claim'))} of COPY + key claim)",
+                f"{_fmt(_median(bare))} (bare COPY); {_fmt(_median(claim))} (bare COPY + claim)",
+                goal,
             )
         )
     return rows
+
+
+def _median(values: list[float]) -> int | None:
+    return round(statistics.median(values)) if values else None
 
 
 def _mqtt_ingest(data: dict[str, Any]) -> list[Row]:

@@ -3,19 +3,24 @@
 At start-up the store looks for the `timescaledb` extension. Where it can be
 created, `events` becomes a compressed hypertable with a retention policy;
 otherwise the same schema runs on plain PostgreSQL and retention deletes rows.
-Events are written with binary COPY, never one round trip per event.
+Events are written with binary COPY, never one round trip per event. JSON goes
+to the server serialized by orjson (about ten times cheaper than the standard
+library per payload, which a 10k-event COPY pays 10k times); a value orjson
+refuses (an integer beyond 64 bits) falls back to the standard library.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import psycopg
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_dumps
 from psycopg_pool import AsyncConnectionPool
 
 from camera_registry.events import DeviceEvent
@@ -32,7 +37,7 @@ from hub.storage.base import (
 )
 from hub.storage.dialect import POSTGRESQL
 
-__all__ = ["PostgresStore"]
+__all__ = ["PostgresStore", "dump_json"]
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +68,8 @@ _STORE_EVENTS = (
     " last_event_at = GREATEST(s.last_event_at, v.at),"
     " last_seen_at = GREATEST(s.last_seen_at, v.at)"
     " FROM (SELECT device_id, max(time) AS at FROM stored GROUP BY device_id) AS v"
-    " WHERE s.device_id = v.device_id)"
+    " WHERE s.device_id = v.device_id AND (s.last_event_at IS NULL OR s.last_event_at < v.at"
+    " OR s.last_seen_at IS NULL OR s.last_seen_at < v.at))"
     " SELECT event_id FROM stored"
 )
 
@@ -118,7 +124,16 @@ class _PgTx:
         return row
 
 
+def dump_json(value: Any) -> bytes | str:
+    """JSON text for the server: orjson, or the standard library for what orjson refuses."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
+
+
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    set_json_dumps(dump_json, context=conn)
     await conn.execute("SET TIME ZONE 'UTC'")
     await conn.commit()
 
@@ -284,7 +299,10 @@ class PostgresStore(SqlStore):
             " last_event_at = GREATEST(s.last_event_at, v.at),"
             " last_seen_at = GREATEST(s.last_seen_at, v.at)"
             " FROM unnest(%b::text[], %b::timestamptz[]) AS v(device_id, at)"
-            " WHERE s.device_id = v.device_id",
+            " WHERE s.device_id = v.device_id"
+            # Only devices whose times move: a replayed batch writes no row versions.
+            " AND (s.last_event_at IS NULL OR s.last_event_at < v.at"
+            " OR s.last_seen_at IS NULL OR s.last_seen_at < v.at)",
             (list(latest), list(latest.values())),
         )
 

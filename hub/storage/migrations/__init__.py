@@ -18,6 +18,7 @@ from hub.storage.migrations import (
     m0016_gb28181_sessions,
     m0017_cluster_nodes,
     m0018_cluster_streams,
+    m0019_ingest_tuning,
 )
 
 __all__ = ["MIGRATIONS", "latest_version"]
@@ -39,6 +40,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0016_gb28181_sessions.MIGRATION,
     m0017_cluster_nodes.MIGRATION,
     m0018_cluster_streams.MIGRATION,
+    m0019_ingest_tuning.MIGRATION,
 )
 
 
