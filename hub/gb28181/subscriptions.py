@@ -117,7 +117,7 @@ class Subscriptions:
         answer = await service.outgoing.send(request, session.peer)
         if answer.status == 481 and dialog is not None:
             # The device no longer knows the dialog (it restarted): a new subscription.
-            known = None
+            dialog = None
             request = service.outgoing.build(
                 "SUBSCRIBE",
                 session.peer,
@@ -218,7 +218,9 @@ class Subscriptions:
             except (RequestTimeout, LookupError) as exc:
                 failure = str(exc)
             if failure is None:
-                self.counters["renewed" if subscription.dialog else "resubscribed"] += 1
+                renewed = self._subscriptions.get(key)
+                same_dialog = renewed is not None and renewed.dialog is subscription.dialog
+                self.counters["renewed" if same_dialog else "resubscribed"] += 1
                 continue
             self.counters["renewal_failures"] += 1
             log.warning("GB/T 28181: renewing %s subscription of %s: %s", event, device_id, failure)
