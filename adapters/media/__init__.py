@@ -2,27 +2,35 @@
 
 `ring` and `clip` are pure; `pull` (PyAV demux thread of a URL), `feed` (PyAV
 demux thread of bytes the caller pushes, e.g. a GB/T 28181 channel's PS) and
-`remux` (PyAV mux) do the I/O. Both sources hand the same `MediaPacket`s and
-`StreamHeader` to their taps, so they feed the same ring.
+`remux` (PyAV mux) do the I/O. Every source keeps the contract in `source`
+(`PacketSource`): the same `MediaPacket`s and `StreamHeader` to its taps, so
+they all feed the same ring.
 """
 
-from adapters.media.clip import ClipCut, cut_clip, press_position, rebased
+from adapters.media.clip import ClipCut, ClipCutter, Placed, cut_clip, press_position, rebased
 from adapters.media.feed import FrameTap, StreamFeed
-from adapters.media.pull import PacketPull, PacketTap, stream_header
-from adapters.media.remux import ClipFile, write_mp4
-from adapters.media.ring import MediaPacket, PacketRing, RingStats, StreamHeader
+from adapters.media.pull import PacketPull, stream_header
+from adapters.media.remux import TRANSCODED_AUDIO, ClipFile, ClipWriter, write_mp4
+from adapters.media.ring import MediaPacket, PacketRing, RingStats, StreamHeader, Timeline
+from adapters.media.source import PacketSource, PacketTap
 
 __all__ = [
+    "TRANSCODED_AUDIO",
     "ClipCut",
+    "ClipCutter",
     "ClipFile",
+    "ClipWriter",
     "FrameTap",
     "MediaPacket",
     "PacketPull",
     "PacketRing",
+    "PacketSource",
     "PacketTap",
+    "Placed",
     "RingStats",
     "StreamFeed",
     "StreamHeader",
+    "Timeline",
     "cut_clip",
     "press_position",
     "rebased",

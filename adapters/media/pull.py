@@ -12,21 +12,17 @@ import io
 import logging
 import threading
 import time
-from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
 import av
 
 from adapters.media.ring import MediaPacket, StreamHeader, Timeline
+from adapters.media.source import PacketTap
 
 __all__ = ["PacketPull", "PacketTap", "stream_header"]
 
 log = logging.getLogger(__name__)
-
-#: Receives each packet (None marks a new connection, with its header). Runs on the
-#: pull's thread: it must be quick and must not block.
-PacketTap = Callable[[MediaPacket | None, StreamHeader | None], None]
 
 # Over TCP; a second of probing so every track's parameters (picture size behind an
 # audio track, too) are known: a long-lived pull can afford it, a remux needs them.
@@ -59,7 +55,9 @@ def stream_header(streams: list[Any], first: Any) -> StreamHeader:
 
 
 class PacketPull:
-    """Pulls one stream URL in a daemon thread until `stop()`; feeds every tap."""
+    """Pulls one stream URL in a daemon thread until `stop()`; feeds every tap.
+
+    A `PacketSource` (adapters/media/source.py)."""
 
     def __init__(
         self, name: str, url: str, *, open_timeout_s: float = 10.0, label: str | None = None
@@ -146,32 +144,44 @@ class PacketPull:
                 self.last_error = None
             header: StreamHeader | None = None
             timeline = Timeline()
+            # Per demuxed stream: (track, time base, video?). Read once: PyAV makes a new
+            # Fraction on every `time_base` access, and this loop runs per packet.
+            tracks = {
+                stream.index: (
+                    index[stream.index],
+                    stream.time_base or Fraction(1, 90000),
+                    stream.type == "video",
+                )
+                for stream in streams
+            }
+            offset, now, stop = timeline.offset, time.time, self._stop
             for packet in container.demux(*streams):
-                if self._stop.is_set():
+                if stop.is_set():
                     return
-                if packet.size == 0 or packet.pts is None:
+                pts = packet.pts
+                if pts is None or packet.size == 0:
                     continue
+                track, time_base, video = tracks[packet.stream_index]
                 if header is None:
-                    if packet.stream.type != "video":
+                    if not video:
                         continue
                     header = stream_header(streams, packet)
                     self.header = header
                     self._emit(None, header)
-                kind = packet.stream.type
                 self.packets += 1
+                dts, duration, received = packet.dts, packet.duration or 0, now()
+                shift = offset(track, pts, dts, duration, time_base, received)
                 self._emit(
-                    timeline.place(
-                        MediaPacket(
-                            track=index[packet.stream.index],
-                            pts=int(packet.pts),
-                            dts=None if packet.dts is None else int(packet.dts),
-                            duration=int(packet.duration or 0),
-                            time_base=packet.time_base or Fraction(1, 90000),
-                            keyframe=bool(packet.is_keyframe),
-                            data=bytes(packet),
-                            received=time.time(),
-                            video=kind == "video",
-                        )
+                    MediaPacket(
+                        track,
+                        pts + shift,
+                        None if dts is None else dts + shift,
+                        duration,
+                        time_base,
+                        packet.is_keyframe,
+                        bytes(packet),
+                        received,
+                        video,
                     ),
                     None,
                 )

@@ -29,16 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from adapters.media import (
-    ClipFile,
-    MediaPacket,
-    PacketPull,
-    PacketRing,
-    StreamHeader,
-    cut_clip,
-    press_position,
-    write_mp4,
-)
+from adapters.media import MediaPacket, PacketRing, PacketSource, StreamHeader
 from adapters.webrtc import SharedPlayer, SharedVideoTrack
 from camera_registry.models import Credentials
 from camera_registry.urls import with_credentials
@@ -47,7 +38,9 @@ from hub.auth import audit_storage as audit_log
 from hub.auth.principal import Principal
 from hub.bus import EventBus, SubscriptionOverflow
 from hub.evidence import storage
+from hub.evidence.buffers import CameraBuffer, SourceOpener, open_pull
 from hub.evidence.config import EvidenceSettings
+from hub.evidence.recording import record_clip
 from hub.evidence.storage import ClipRow
 from hub.live.storage import camera_source
 from hub.storage import SqlStore
@@ -61,7 +54,6 @@ log = logging.getLogger(__name__)
 ClipListener = Callable[[uuid.UUID, list[dict[str, object]]], Awaitable[object]]
 CredentialOpener = Callable[[str, bytes], Credentials]
 
-_POLL_S = 0.25
 # The ring holds this many seconds of pictures more than the pre-roll: the press is
 # placed by arrival, and the key frame before the pre-roll may be a GOP further back.
 _SLACK_S = 5.0
@@ -70,7 +62,7 @@ _START_SPACING_S = 0.05
 # DB15/T 3968: at least two external cameras linked to each one-touch alarm.
 _MIN_CAMERAS = 2
 _RETENTION_EVERY_S = 3600.0
-# Remuxing is cheap but touches the disk: a few at a time, off the event loop.
+# Finishing a clip (index, digests) touches the disk: a few at a time, off the event loop.
 _REMUX_SLOTS = 4
 
 
@@ -98,23 +90,6 @@ class Shortfall:
     usable_cameras: int
     missing_cameras: tuple[str, ...]
     cameras_without_stream: tuple[str, ...]
-
-
-class _Buffer:
-    """One camera's pull and ring."""
-
-    def __init__(self, camera_id: str, url: str, ring: PacketRing) -> None:
-        self.camera_id = camera_id
-        self.url = url
-        self.ring = ring
-        self.pull = PacketPull(camera_id, url, label=f"camera {camera_id}")
-        self.pull.add_tap(self._tap)
-
-    def _tap(self, packet: MediaPacket | None, header: StreamHeader | None) -> None:
-        if packet is None:
-            self.ring.reset(header)
-        else:
-            self.ring.push(packet)
 
 
 def _unreachable(url: str) -> bool:
@@ -149,7 +124,9 @@ class EvidenceService:
         self._open_credentials = open_credentials
         self._clock = clock
         self.base_url = base_url.rstrip("/")
-        self._buffers: dict[str, _Buffer] = {}
+        self._buffers: dict[str, CameraBuffer] = {}
+        # URL scheme -> how a camera's source opens; PyAV's pull for the rest.
+        self._openers: dict[str, SourceOpener] = {}
         self._listeners: list[ClipListener] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._clip_tasks: set[asyncio.Task[None]] = set()
@@ -164,6 +141,16 @@ class EvidenceService:
         """Call `listener` with an alarm's evidence entries when its clips are complete."""
         self._listeners.append(listener)
 
+    def open_sources(self, scheme: str, opener: SourceOpener) -> None:
+        """Buffer cameras whose stream URL has `scheme` through `opener` (a source other
+        than a PyAV pull, e.g. a GB/T 28181 channel); call before `start`."""
+        self._openers[scheme.lower()] = opener
+
+    def _source(self, camera_id: str, url: str) -> PacketSource:
+        scheme = url.partition(":")[0].lower()
+        opener = self._openers.get(scheme, open_pull)
+        return opener(camera_id, url, f"camera {camera_id}")
+
     def request_refresh(self, *_: object) -> None:
         """Re-read which cameras to buffer soon (the registry changed)."""
         self._refresh_now.set()
@@ -176,12 +163,12 @@ class EvidenceService:
             out.append(
                 PrebufferState(
                     camera_id=camera_id,
-                    connected=buffer.pull.connected,
+                    connected=buffer.source.connected,
                     seconds=stats.span_s,
                     bytes=stats.bytes,
                     packets=stats.packets,
                     overflow_drops=stats.overflow_drops,
-                    last_error=buffer.pull.last_error,
+                    last_error=buffer.source.last_error,
                 )
             )
         return out
@@ -198,7 +185,7 @@ class EvidenceService:
         header = buffer.ring.header if buffer else None
         if buffer is None or header is None or "h264" not in header.codecs:
             return None
-        pull = buffer.pull
+        pull = buffer.source
 
         def tap(packet: MediaPacket | None, _: StreamHeader | None) -> None:
             if packet is not None and packet.video:
@@ -208,10 +195,10 @@ class EvidenceService:
         pull.add_tap(tap)
         return SharedPlayer(track)
 
-    def pull(self, camera_id: str) -> PacketPull | None:
-        """The running pull of one camera, if it is buffered (for other taps)."""
+    def pull(self, camera_id: str) -> PacketSource | None:
+        """The running source of one camera, if it is buffered (for other taps)."""
         buffer = self._buffers.get(camera_id)
-        return buffer.pull if buffer else None
+        return buffer.source if buffer else None
 
     async def start(self) -> None:
         """Start buffering and following alarm openings."""
@@ -241,7 +228,7 @@ class EvidenceService:
             await asyncio.gather(*list(self._clip_tasks), return_exceptions=True)
         buffers, self._buffers = list(self._buffers.values()), {}
         await asyncio.gather(
-            *(asyncio.to_thread(b.pull.stop) for b in buffers), return_exceptions=True
+            *(asyncio.to_thread(b.source.stop) for b in buffers), return_exceptions=True
         )
         self._started = False
         self._stopping = False
@@ -277,15 +264,16 @@ class EvidenceService:
         gone = [b for cid, b in self._buffers.items() if cid not in wanted or wanted[cid] != b.url]
         for buffer in gone:
             del self._buffers[buffer.camera_id]
-            await asyncio.to_thread(buffer.pull.stop)
+            await asyncio.to_thread(buffer.source.stop)
         # The pre-roll plus some slack (the ring always starts at a key frame).
         keep_s = self.settings.prebuffer_s + _SLACK_S
         max_bytes = self.settings.max_buffer_mib << 20
         for camera_id, url in wanted.items():
             if camera_id not in self._buffers:
-                buffer = _Buffer(camera_id, url, PacketRing(keep_s, max_bytes))
+                ring = PacketRing(keep_s, max_bytes)
+                buffer = CameraBuffer(camera_id, url, ring, self._source(camera_id, url))
                 self._buffers[camera_id] = buffer
-                buffer.pull.start()
+                buffer.source.start()
                 # Opened at a bounded rate: a burst of simultaneous sessions is refused by
                 # some servers (and NVRs serving many channels).
                 await asyncio.sleep(_START_SPACING_S)
@@ -390,68 +378,56 @@ class EvidenceService:
     async def _capture(
         self, clip_id: uuid.UUID, alarm_id: uuid.UUID, camera: str, press: float
     ) -> str | None:
-        """Collect, cut and write one clip; the reason when there is none."""
+        """Record, write and store one clip; the reason when there is none."""
         buffer = self._buffers.get(camera)
         if buffer is None:
             return "the camera has no pre-alarm buffer (no stream, or not linked yet)"
-        ring = buffer.ring
-        pre, post = self.settings.prebuffer_s, self.settings.postroll_s
-        # All the ring holds (bounded): the cut finds the key frame pre_s of pictures back.
-        packets, seq = ring.window(float("-inf"))
-        header = ring.header
-        limit = self.settings.max_clip_mib << 20
-        size = sum(len(p.data) for p in packets)
-        at: float | None = None
-        # Wait for the post-roll, counted in the stream's own seconds of pictures; a
-        # stream that stalls or runs slow is cut `_LATE_S` after the post-roll is due.
-        deadline = time.monotonic() + max(press + post - self._clock(), 0.0) + _LATE_S
-        while size < limit:
-            more, seq, complete = ring.after(seq)
-            if not complete:
-                log.warning("evidence: stream of %s restarted during the clip", camera)
-                break
-            packets.extend(more)
-            size += sum(len(p.data) for p in more)
-            if at is None and packets and packets[-1].received > press:
-                at = press_position(packets, press)
-            newest = next((p for p in reversed(more) if p.video), None)
-            reached = newest is not None and float(newest.pts * newest.time_base)
-            if at is not None and reached is not False and reached >= at + post:
-                break
-            if time.monotonic() > deadline or self._stopping:
-                break
-            await asyncio.sleep(_POLL_S)
-        if header is None or not packets:
-            return "the camera sent no video"
-        cut = cut_clip(packets, press, pre, post)
-        if cut is None:
-            return "the buffer holds no key frame"
         path = self.directory / f"{clip_id}.mp4"
-        async with self._remux_slots:
-            written: ClipFile = await asyncio.to_thread(
-                write_mp4, path, header, cut, title=f"alarm {alarm_id} camera {camera}"
-            )
+        recorded = await record_clip(
+            buffer,
+            path,
+            press=press,
+            pre_s=self.settings.prebuffer_s,
+            post_s=self.settings.postroll_s,
+            max_bytes=self.settings.max_clip_mib << 20,
+            late_s=_LATE_S,
+            title=f"alarm {alarm_id} camera {camera}",
+            clock=self._clock,
+            stopping=lambda: self._stopping,
+            finishing=self._remux_slots,
+        )
+        if isinstance(recorded, str):
+            return recorded
+        written = recorded.file
         if written.skipped_tracks:
             log.warning(
                 "evidence: clip of %s leaves out %s (MP4 cannot carry it)",
                 camera,
                 ", ".join(written.skipped_tracks),
             )
-        kept = [f"{k}:{c}" for k, c in zip(header.kinds, header.codecs, strict=False)]
-        tracks = json.dumps([t for t in kept if t not in written.skipped_tracks])
+        header = buffer.ring.header
+        kinds = zip(header.kinds, header.codecs, strict=False) if header else iter(())
+        tracks = []
+        for kind, codec in kinds:
+            label = f"{kind}:{codec}"
+            if label in written.skipped_tracks:
+                continue
+            # A transcoded track is named by what the clip holds (G.711 becomes AAC).
+            transcoded = f"{label}->aac" in written.transcoded_tracks
+            tracks.append(f"{kind}:aac" if transcoded else label)
         async with self.store.transaction() as tx:
             await storage.complete_clip(
                 tx,
                 clip_id,
-                start_at=_utc(cut.start_received),
-                end_at=_utc(cut.end_received),
-                seconds_before=cut.press_offset_s,
+                start_at=_utc(recorded.start_received),
+                end_at=_utc(recorded.end_received),
+                seconds_before=recorded.press_offset_s,
                 duration_s=written.duration_s,
                 size=written.size,
                 sha256=written.sha256,
                 sha1=written.sha1,
                 file_name=path.name,
-                tracks=tracks,
+                tracks=json.dumps(tracks),
                 now=_utc(self._clock()),
             )
         return None

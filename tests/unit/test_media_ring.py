@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.media import MediaPacket, PacketRing, cut_clip, rebased
+from adapters.media import ClipCutter, MediaPacket, PacketRing, cut_clip, rebased
 from adapters.media.ring import Timeline
 
 TB = Fraction(1, 90000)
@@ -169,3 +169,45 @@ def test_ring_depth_counts_the_stream_s_seconds_when_pictures_come_slow() -> Non
     packets, _ = ring.window(float("-inf"))
     assert float((packets[-1].pts - packets[0].pts) * TB) >= 30
     assert ring.stats().span_s >= 30
+
+
+def test_cutter_fed_in_batches_cuts_what_the_whole_list_cuts() -> None:
+    packets = sorted(
+        [_video(n) for n in range(90 * FPS)] + [_audio(n) for n in range(5, 1300)],
+        key=lambda p: p.received,
+    )
+    press = 1000.0 + 40.3
+    whole = cut_clip(packets, press, 30, 30)
+    assert whole is not None
+    cutter = ClipCutter(press, 30, 30)
+    # The ring's 35 s at the press, then a second's packets at a time.
+    arrived = [p for p in packets if p.received <= press + 0.5]
+    settled = cutter.feed(arrived)
+    assert cutter.placed and settled, "the pre-roll is settled as soon as the press is placed"
+    rest = packets[len(arrived) :]
+    while not cutter.done:
+        batch, rest = rest[: FPS + 16], rest[FPS + 16 :]
+        settled += cutter.feed(batch)
+    assert [(p, pts, dts) for p, pts, dts in settled] == rebased(whole)
+    assert cutter.complete and cutter.press_offset_s == whole.press_offset_s
+    # It ends with the picture that completes the post-roll, not later.
+    *_, before_last, last = [float(p.pts * TB) for p, _, _ in settled if p.video]
+    assert cutter.at is not None and before_last < cutter.at + 30 <= last
+
+
+def test_cutter_settles_nothing_before_the_press_is_placed_and_finish_ends_a_stall() -> None:
+    cutter = ClipCutter(1000.0 + 20.0, 5, 30)
+    assert cutter.feed([_video(n) for n in range(int(19.9 * FPS))]) == []
+    assert not cutter.placed
+    # The stream stalls: the hub ends the clip with what there is.
+    settled = cutter.finish()
+    assert cutter.placed and not cutter.complete and settled
+    assert settled[0][0].keyframe and settled[0][1] == 0
+    assert cutter.press_offset_s >= 5
+
+
+def test_cutter_stops_at_its_size_bound() -> None:
+    cutter = ClipCutter(1000.0 + 10.0, 5, 30, max_bytes=100_000)
+    settled = cutter.feed([_video(n, size=1000) for n in range(60 * FPS)])
+    assert cutter.truncated and cutter.done and not cutter.complete
+    assert sum(len(p.data) for p, _, _ in settled) <= 100_000
