@@ -6,7 +6,8 @@ States (`HealthState`):
 - `online`   reachable and its picture (if judged) is fine;
 - `degraded` reachable but with a quality fault (blur, frozen, occlusion, ...);
 - `offline`  only after `failures_to_offline` consecutive failures, or
-  `missed_heartbeats_to_offline` heartbeat intervals with no evidence at all.
+  `missed_heartbeats_to_offline` heartbeat intervals (plus `heartbeat_grace_intervals`
+  of one) with no evidence at all.
 
 A single lost probe never takes a device offline (no flapping); while the
 failures are counting up the device keeps its state, and `suspect` says so.
@@ -35,6 +36,7 @@ __all__ = [
     "HealthStatus",
     "HealthTracker",
     "Transition",
+    "silence_limit_s",
     "transition_event",
 ]
 
@@ -78,6 +80,34 @@ class HealthPolicy(BaseModel):
         title="Missed heartbeats to offline",
         description="Heartbeat intervals without any evidence before the device is offline.",
     )
+    heartbeat_grace_intervals: float = Field(
+        0.0,
+        ge=0,
+        le=5,
+        title="Heartbeat grace (intervals)",
+        description=(
+            "Further fraction of an interval a device may be late before the last missed "
+            "heartbeat counts (3 missed + 0.5 at 20 s: offline 70 s after last heard)."
+        ),
+    )
+
+    def silence_limit_s(self) -> float | None:
+        """How long the device may stay silent before it is offline (None: no heartbeat)."""
+        if self.heartbeat_interval_s is None:
+            return None
+        return silence_limit_s(
+            self.heartbeat_interval_s,
+            self.missed_heartbeats_to_offline,
+            self.heartbeat_grace_intervals,
+        )
+
+
+def silence_limit_s(interval_s: float, missed_intervals: int, grace_intervals: float) -> float:
+    """How long a device announcing heartbeats every `interval_s` may stay silent before
+    it is offline: `missed_intervals` whole intervals plus `grace_intervals` of one, so
+    the last of the missed heartbeats counts as missed only when it is clearly late (a
+    heartbeat delayed after two lost ones is not an outage)."""
+    return interval_s * (missed_intervals + grace_intervals)
 
 
 #: For evidence that is already conclusive (a broker's last will, a device's own
@@ -275,6 +305,13 @@ class HealthTracker:
             code, params = "health.reachable_unconfirmed", {"code": code, **params}
         return self._move(target, at, reason, evidence, code, params)
 
+    def heard(self, at: datetime) -> None:
+        """Take a sign of life that proves no state (a press, a command ack): the
+        heartbeat silence counts from `at` on."""
+        _require_utc(at)
+        if self._last_at is None or at > self._last_at:
+            self._last_at = at
+
     def check_heartbeat(self, at: datetime) -> Transition | None:
         """Declare the device offline when it has been silent too long at `at`.
 
@@ -283,13 +320,14 @@ class HealthTracker:
         """
         _require_utc(at)
         interval = self.policy.heartbeat_interval_s
-        if interval is None or self._state is HealthState.OFFLINE:
+        limit = self.policy.silence_limit_s()
+        if interval is None or limit is None or self._state is HealthState.OFFLINE:
             return None
         last = self._last_at or self._started_at
         silent = (at - last).total_seconds()
-        missed = int(silent // interval)
-        if missed < self.policy.missed_heartbeats_to_offline:
+        if silent < limit:
             return None
+        missed = int(silent // interval)
         reason = f"silent for {silent:.0f} s: {missed} heartbeats of {interval:g} s missed"
         params = {"silent_s": round(silent), "missed": missed, "interval_s": interval}
         return self._move(HealthState.OFFLINE, at, reason, None, "heartbeat.silent", params)

@@ -213,6 +213,18 @@ class MqttHubSettings(_Section, MqttSettings):
     device_refresh_s: float = Field(
         2.0, gt=0, le=3600, description="How often the registry is checked for device changes."
     )
+    heartbeat_missed_intervals: int = Field(
+        3, ge=1, le=100, description="A device is offline after this many silent intervals."
+    )
+    heartbeat_grace_intervals: float = Field(
+        0.5,
+        ge=0,
+        le=5,
+        description=(
+            "Further fraction of an interval a device may be late before the last missed "
+            "heartbeat counts (3 missed + 0.5 at 20 s: offline 70 s after last heard)."
+        ),
+    )
 
     def adapter_settings(self) -> MqttSettings:
         """The adapter's own settings (without the hub's switches)."""

@@ -41,7 +41,6 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from adapters.clock import utcnow
-from adapters.mqtt.liveness import LivenessTracker, missed_heartbeat_event
 from adapters.mqtt.models import (
     BroadcastCommand,
     MqttSettings,
@@ -50,7 +49,6 @@ from adapters.mqtt.models import (
 )
 from adapters.mqtt.parsers import (
     COMMAND_ACK_KIND,
-    HEARTBEAT_KIND,
     DeviceLookup,
     InboundMessage,
     Rejection,
@@ -75,7 +73,6 @@ from camera_registry.events import DeviceEvent, validate_device_id
 from camera_registry.models import DeviceKind
 
 __all__ = [
-    "LIVENESS_CHECK_S",
     "AdapterMetrics",
     "CommandOutcome",
     "CommandResult",
@@ -88,9 +85,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: How often the adapter looks for devices whose heartbeats stopped (s).
-LIVENESS_CHECK_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +144,6 @@ class MqttAdapter:
         self._subscribe_mid: int | None = None
         self._pending: dict[str, asyncio.Future[_Ack]] = {}
         self._unit_status: dict[str, UnitStatus] = {}
-        self._liveness = LivenessTracker(
-            settings.heartbeat_missed_intervals, settings.heartbeat_grace_intervals
-        )
         self._logged: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ public surface
@@ -161,11 +152,6 @@ class MqttAdapter:
     def state(self) -> ConnectionStatus:
         """The connection state as it truly is (a refused CONNACK is `REFUSED`)."""
         return self._status
-
-    def watch_liveness(self, device_id: str, last_heard: datetime, interval_s: float) -> None:
-        """Expect heartbeats from a device last heard before this adapter started: it
-        is declared offline after the missed intervals unless it is heard again."""
-        self._liveness.seed(device_id, last_heard, interval_s)
 
     def unit_status(self, device_id: str) -> UnitStatus:
         """What the adapter last heard a device is doing (`UNKNOWN` until evidence)."""
@@ -185,10 +171,7 @@ class MqttAdapter:
         self._client = await asyncio.to_thread(self._build_client)
         self._set_status(ConnectionState.CONNECTING, None)
         v5 = self.settings.protocol == "5"
-        self._tasks = [
-            asyncio.create_task(self._consume(), name="mqtt-consume"),
-            asyncio.create_task(self._watch_liveness(), name="mqtt-liveness"),
-        ]
+        self._tasks = [asyncio.create_task(self._consume(), name="mqtt-consume")]
         self._client.connect_async(
             self.settings.host,
             self.settings.port,
@@ -554,11 +537,6 @@ class MqttAdapter:
             if waiting is not None and not waiting.done():
                 waiting.set_result(_Ack(str(event.payload["result"]), event.payload.get("reason")))
         status = status_from_event(event)
-        if status is UnitStatus.OFFLINE:
-            self._liveness.forget(event.device_id)
-        else:
-            interval = event.payload.get("interval_s") if event.kind == HEARTBEAT_KIND else None
-            self._liveness.heard(event.device_id, event.time, interval)
         if status is not None:
             self._unit_status[event.device_id] = status
         elif self._unit_status.get(event.device_id, UnitStatus.UNKNOWN) in (
@@ -566,20 +544,6 @@ class MqttAdapter:
             UnitStatus.OFFLINE,
         ):
             self._unit_status[event.device_id] = UnitStatus.ONLINE
-
-    async def _watch_liveness(self) -> None:
-        while True:
-            await asyncio.sleep(LIVENESS_CHECK_S)
-            now = self._clock()
-            for overdue in self._liveness.overdue(now):
-                logger.warning(
-                    "device %s missed %d heartbeats (last heard %s)",
-                    overdue.device_id,
-                    self.settings.heartbeat_missed_intervals,
-                    overdue.last_heard.isoformat(),
-                )
-                self._unit_status[overdue.device_id] = UnitStatus.OFFLINE
-                await self._submit(missed_heartbeat_event(overdue, now), None)
 
     def _command_result(
         self,

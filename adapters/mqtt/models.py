@@ -443,18 +443,6 @@ class MqttSettings(BaseModel):
     reconnect_min_s: float = Field(default=0.5, gt=0, le=60)
     reconnect_max_s: float = Field(default=30.0, gt=0, le=600)
     max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=256, le=1 << 20)
-    heartbeat_missed_intervals: int = Field(
-        default=3, ge=1, le=100, description="A device is offline after this many silent intervals."
-    )
-    heartbeat_grace_intervals: float = Field(
-        default=0.5,
-        ge=0,
-        le=5,
-        description=(
-            "Further fraction of an interval a device may be late before the last missed "
-            "heartbeat counts (3 missed + 0.5 at 20 s: offline 70 s after last heard)."
-        ),
-    )
     vendor_mappings: tuple[VendorMapping, ...] = ()
 
     @model_validator(mode="after")

@@ -61,6 +61,8 @@ from camera_registry.models import DeviceKind
 __all__ = [
     "COMMAND_ACK_KIND",
     "HEARTBEAT_KIND",
+    "OFFLINE_KIND",
+    "ONLINE_KIND",
     "SOURCE",
     "Decoded",
     "DeviceLookup",
@@ -82,8 +84,8 @@ __all__ = [
 SOURCE = "mqtt"
 HEARTBEAT_KIND = "device.heartbeat"
 COMMAND_ACK_KIND = "broadcast.command_ack"
-_ONLINE_KIND = "device.online"
-_OFFLINE_KIND = "device.offline"
+ONLINE_KIND = "device.online"
+OFFLINE_KIND = "device.offline"
 _MAX_DETAIL = 300
 
 DeviceLookup = Callable[[str], DeviceInfo | None]
@@ -255,7 +257,7 @@ def _decode_availability(
     return DeviceEvent(
         time=message.received_at,
         device_id=device.device_id,
-        kind=_ONLINE_KIND if online else _OFFLINE_KIND,
+        kind=ONLINE_KIND if online else OFFLINE_KIND,
         severity=Severity.INFO if online else Severity.WARNING,
         source=SOURCE,
         payload={
@@ -497,8 +499,8 @@ def encode_command(
 
 
 _STATUS_BY_KIND: dict[str, UnitStatus] = {
-    _ONLINE_KIND: UnitStatus.ONLINE,
-    _OFFLINE_KIND: UnitStatus.OFFLINE,
+    ONLINE_KIND: UnitStatus.ONLINE,
+    OFFLINE_KIND: UnitStatus.OFFLINE,
 }
 
 

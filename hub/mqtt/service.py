@@ -6,14 +6,14 @@
   another hub node (a cheap fingerprint query), and in full every few minutes regardless.
 - `MqttService` runs the `MqttAdapter` with the writer's `submit`: the adapter PUBACKs a
   message only in the writer's committed-callback.
-- `health_changes` turns stored MQTT events into device health evidence (availability,
-  heartbeats, broadcast status); `MqttService.in_transaction` feeds it to the one health
-  machine (`camera_registry.health.HealthTracker`, continued from the stored state) in the
-  writer's transaction. Availability and the adapter's missed-heartbeat verdict are already
-  conclusive (the broker saw the connection die, or N intervals passed), so the machine
-  runs with the `CONCLUSIVE` policy. Each transition is stored in the health history and
-  announced as a `health.<state>` event that joins the batch, so the alarm engine (the
-  next hook) opens or closes the device-offline alarm exactly as for a camera.
+- `MqttService.in_transaction` (a writer hook) hands the health each batch's MQTT events
+  prove (availability, heartbeats, broadcast status) to the devices' trackers of the one
+  health machine (`hub.mqtt.health.MqttHealth` over `camera_registry.health`), in the
+  writer's transaction. Each transition is stored in the health history and announced
+  as a `health.<state>` event that joins the batch, so the alarm engine (the next hook)
+  opens or closes the device-offline alarm exactly as for a camera.
+- Once a second the same trackers say which devices' heartbeats stopped; each becomes a
+  `device.offline` event (`heartbeat_missed`) through the writer, and so a transition.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,17 +40,13 @@ from adapters.mqtt import (
 )
 from adapters.mqtt.parsers import HEARTBEAT_KIND, SOURCE
 from camera_registry.events import DEVICE_ID_PATTERN, DeviceEvent
-from camera_registry.health import CONCLUSIVE, Evidence, HealthTracker, Transition, transition_event
+from camera_registry.health import transition_event
 from camera_registry.models import DeviceKind, HealthState
 from hub.config import MqttHubSettings
-from hub.devices.health_storage import (
-    StoredHealth,
-    TransitionRow,
-    current_health,
-    insert_transitions,
-)
+from hub.devices.health_storage import TransitionRow, current_health, insert_transitions
 from hub.devices.registry import DeviceChange, Registry
 from hub.metrics import Metrics
+from hub.mqtt.health import CHECK_S, MqttHealth, health_changes
 from hub.mqtt.storage import (
     MqttDeviceRow,
     last_heard,
@@ -62,12 +58,9 @@ from hub.writer import EventWriter
 
 __all__ = [
     "DeviceDirectory",
-    "HealthChange",
     "MqttCollector",
     "MqttService",
     "MqttStatus",
-    "decide_transitions",
-    "health_changes",
 ]
 
 log = logging.getLogger(__name__)
@@ -170,107 +163,6 @@ class DeviceDirectory:
 
 
 @dataclass(frozen=True, slots=True)
-class HealthChange:
-    """A device's health as proven by one stored event."""
-
-    device_id: str
-    health: str
-    at: datetime
-    reason: str
-    code: str | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-
-def _offline_reason(event: DeviceEvent) -> tuple[str, str, dict[str, Any]]:
-    if event.payload.get("reason") == "heartbeat_missed":
-        last = event.payload.get("last_heard")
-        return (
-            f"missed heartbeats over MQTT (last heard {last})",
-            "heartbeat.missed",
-            {"last_heard": last},
-        )
-    if event.payload.get("retained"):
-        return "offline over MQTT (retained availability / last will)", "mqtt.last_will", {}
-    return "offline over MQTT (availability / last will)", "mqtt.last_will", {}
-
-
-_Health = tuple[str, str, str, dict[str, Any]]
-
-
-def _health_of(event: DeviceEvent) -> _Health | None:
-    """(health, reason, reason code, code parameters) an MQTT event proves, if any."""
-    if event.source != SOURCE or event.kind.startswith("health."):
-        return None
-    if event.kind == "device.online":
-        return "online", "announced online over MQTT", "mqtt.online", {}
-    if event.kind == "device.heartbeat":
-        return "online", "MQTT heartbeat", "mqtt.heartbeat", {}
-    if event.kind == "device.offline":
-        return ("offline", *_offline_reason(event))
-    if event.kind == "broadcast.status":
-        status = event.payload.get("status")
-        if status == "fault":
-            detail = event.payload.get("detail") or "no detail"
-            return (
-                "degraded",
-                f"unit reports a fault: {detail}",
-                "unit.fault",
-                {"detail": detail},
-            )
-        return "online", f"unit reports {status}", "unit.status", {"status": status}
-    return None
-
-
-def health_changes(events: Sequence[DeviceEvent]) -> list[HealthChange]:
-    """The newest health each device's stored MQTT events prove (one change per device)."""
-    latest: dict[str, HealthChange] = {}
-    for event in events:
-        health = _health_of(event)
-        if health is None:
-            continue
-        current = latest.get(event.device_id)
-        if current is None or event.time >= current.at:
-            latest[event.device_id] = HealthChange(
-                event.device_id, health[0], event.time, health[1], health[2], health[3]
-            )
-    return list(latest.values())
-
-
-def decide_transitions(
-    changes: Sequence[HealthChange], stored: dict[str, StoredHealth]
-) -> list[Transition]:
-    """The transitions the health machine makes of `changes`, each device continued from
-    its `stored` health; devices without a stored health are not registered: skipped."""
-    transitions: list[Transition] = []
-    for change in sorted(changes, key=lambda c: c.at):
-        current = stored.get(change.device_id)
-        if current is None:
-            continue
-        state = HealthState(current.health)
-        tracker = HealthTracker.resume(
-            change.device_id,
-            CONCLUSIVE,
-            state,
-            current.since or change.at,
-            current.reason or "",
-        )
-        observed = HealthState(change.health)
-        evidence = Evidence(
-            observed,
-            change.reason[:500] or "MQTT",
-            source=SOURCE,
-            details={"code": change.code, "params": dict(change.params)} if change.code else {},
-        )
-        transition = tracker.observe(observed, evidence, change.at)
-        if transition is not None:
-            transitions.append(transition)
-            stored[change.device_id] = StoredHealth(
-                change.device_id, transition.state.value, transition.at, transition.reason
-            )
-    return transitions
-
-
-@dataclass(frozen=True, slots=True)
 class MqttStatus:
     """The MQTT connection as reported by /readyz."""
 
@@ -296,6 +188,11 @@ class MqttService:
         self.settings = settings
         self._store = store
         self.directory = DeviceDirectory(store, refresh_s=settings.device_refresh_s)
+        #: The devices' trackers of the one health machine (liveness included).
+        self.health = MqttHealth(
+            settings.heartbeat_missed_intervals, settings.heartbeat_grace_intervals
+        )
+        self._submit = writer.submit
         self.adapter: MqttAdapter | None = None
         if settings.enabled:
             self.adapter = MqttAdapter(
@@ -324,7 +221,7 @@ class MqttService:
         await self.directory.refresh()
         await self.adapter.__aenter__()
         self._tasks.append(asyncio.create_task(self.directory.run(), name="mqtt-directory"))
-        self._tasks.append(asyncio.create_task(self._resume_liveness(), name="mqtt-liveness"))
+        self._tasks.append(asyncio.create_task(self._watch_silence(), name="mqtt-liveness"))
         log.info(
             "MQTT adapter started for %s:%d with %d registered devices",
             self.settings.host,
@@ -339,8 +236,6 @@ class MqttService:
         hub was down (or just before) would never be declared offline. Devices
         already offline stay so until heard again.
         """
-        adapter = self.adapter
-        assert adapter is not None  # noqa: S101 - only started with an adapter
         try:
             heard = await last_heard(
                 self._store, self.directory.device_ids(), heartbeat_kind=HEARTBEAT_KIND
@@ -349,9 +244,23 @@ class MqttService:
             log.exception("could not read when MQTT devices were last heard")
             return
         for entry in heard:
-            adapter.watch_liveness(entry.device_id, entry.at, entry.interval_s)
+            self.health.seed(entry.device_id, entry.at, entry.interval_s, entry.health)
         if heard:
             log.info("watching the heartbeats of %d MQTT devices heard before start", len(heard))
+
+    async def _watch_silence(self) -> None:
+        """Hand the writer a `device.offline` event for each device whose heartbeats stopped."""
+        await self._resume_liveness()
+        while True:
+            await asyncio.sleep(CHECK_S)
+            for event in self.health.overdue(datetime.now(UTC)):
+                log.warning(
+                    "device %s missed %d heartbeats (last heard %s)",
+                    event.device_id,
+                    self.settings.heartbeat_missed_intervals,
+                    event.payload["last_heard"],
+                )
+                await self._submit(event, None)
 
     async def stop(self) -> None:
         """Disconnect; un-acked messages stay with the broker for the next start."""
@@ -371,10 +280,8 @@ class MqttService:
         `events`, so the hooks after this one (the alarm engine) see them in this batch.
         """
         changes = health_changes(events)
-        if not changes:
-            return
-        stored = await current_health(tx, [c.device_id for c in changes])
-        transitions = decide_transitions(changes, stored)
+        stored = await current_health(tx, [c.device_id for c in changes]) if changes else {}
+        transitions = self.health.decide(changes, stored, events)
         if not transitions:
             return
         await insert_transitions(
@@ -417,6 +324,9 @@ class MqttService:
         topic_id = self.directory.topic_id(device_id)
         if self.adapter is None or topic_id is None:
             return UnitStatus.UNKNOWN
+        if self.health.state_of(device_id) is HealthState.OFFLINE:
+            # Its heartbeats stopped, or it said so: whatever it last reported is stale.
+            return UnitStatus.OFFLINE
         return self.adapter.unit_status(topic_id)
 
     async def send_command(self, device_id: str, command: BroadcastCommand) -> CommandResult:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from camera_registry.models import HealthState
 from hub.devices import storage as devices_repo
 from hub.storage.base import SqlStore, from_json, from_ts
 
@@ -57,6 +58,7 @@ async def load_mqtt_devices(store: SqlStore) -> list[MqttDeviceRow]:
     ]
 
 
+_STATES = frozenset(state.value for state in HealthState)
 #: Device ids per IN list (well under either backend's parameter limit).
 _IDS_PER_QUERY = 500
 
@@ -68,6 +70,8 @@ class LastHeard:
     device_id: str
     at: datetime
     interval_s: float
+    #: Its stored health (never offline: offline devices are not watched).
+    health: HealthState = HealthState.UNKNOWN
 
 
 async def last_heard(
@@ -110,7 +114,8 @@ async def last_heard(
             interval = payload.get("interval_s") if isinstance(payload, dict) else None
             if beat is None or not isinstance(interval, int | float) or interval <= 0:
                 continue
-            found.append(LastHeard(device_id, max(beat, seen or beat), float(interval)))
+            stored = HealthState(health) if health in _STATES else HealthState.UNKNOWN
+            found.append(LastHeard(device_id, max(beat, seen or beat), float(interval), stored))
     return found
 
 

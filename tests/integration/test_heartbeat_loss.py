@@ -21,9 +21,10 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from adapters.mqtt.client import LIVENESS_CHECK_S
-from adapters.mqtt.liveness import silence_limit_s
-from adapters.mqtt.models import DEFAULT_HEARTBEAT_INTERVAL_S, HeartbeatPayload, MqttSettings
+from adapters.mqtt.models import DEFAULT_HEARTBEAT_INTERVAL_S, HeartbeatPayload
+from camera_registry.health import silence_limit_s
+from hub.config import MqttHubSettings
+from hub.mqtt.health import CHECK_S as LIVENESS_CHECK_S
 from hub.runtime import Hub
 from tests.integration.hub_mqtt_support import (
     hub_with_mqtt,
@@ -42,7 +43,7 @@ LOSS = 0.01
 
 
 def test_defaults_declare_a_silent_device_offline_within_90_seconds() -> None:
-    settings = MqttSettings()
+    settings = MqttHubSettings()
     assert HeartbeatPayload(v=1).interval_s == DEFAULT_HEARTBEAT_INTERVAL_S == 20
     limit = silence_limit_s(
         DEFAULT_HEARTBEAT_INTERVAL_S,

@@ -201,27 +201,6 @@ async def test_last_will_marks_the_unit_offline(
     Publisher(*broker).send(f"{prefix}/{SPEAKER}/availability", b"", retain=True)
 
 
-async def test_missed_heartbeats_make_a_device_offline(
-    broker: tuple[str, int], registry: Registry, client_id: str
-) -> None:
-    prefix = unique_prefix()
-    writer = FakeWriter()
-    settings = settings_for(*broker, prefix, client_id=client_id, heartbeat_missed_intervals=2)
-    async with run(settings, writer, registry) as hub:
-        assert await hub.wait_connected(5)
-        button = PanicButtonSim(
-            BUTTON, host=broker[0], port=broker[1], prefix=prefix, heartbeat_interval_s=0.5
-        )
-        with button:
-            await writer.wait_for(lambda: bool(writer.events("device.heartbeat")))
-            button.pause_heartbeats()  # hung, but still connected: no last will
-            await writer.wait_for(lambda: bool(writer.events("device.offline")), timeout=10)
-            offline = writer.events("device.offline")[0]
-            assert offline.payload["reason"] == "heartbeat_missed"
-            assert hub.unit_status(BUTTON) is UnitStatus.OFFLINE
-    Publisher(*broker).send(f"{prefix}/{BUTTON}/availability", b"", retain=True)
-
-
 @pytest.mark.parametrize(
     ("behaviour", "outcome", "attempts"),
     [

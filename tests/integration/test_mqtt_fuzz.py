@@ -80,8 +80,7 @@ class _AdapterThread:
         registry.add("fuzz-spk", DeviceKind.BROADCAST_UNIT)
         self.writer = FakeWriter()
         self.adapter = MqttAdapter(
-            # Missed-heartbeat events would interleave with the messages under test.
-            settings_for(host, port, prefix, client_id=client_id, heartbeat_missed_intervals=100),
+            settings_for(host, port, prefix, client_id=client_id),
             submit=self.writer.submit,
             device_lookup=registry.lookup,
         )

@@ -12,6 +12,7 @@ import httpx
 import psycopg
 import pytest
 
+from adapters.mqtt import UnitStatus
 from adapters.sim import BroadcastUnitSim, PanicButtonSim
 from camera_registry.events import Severity
 from hub.config import load_settings
@@ -232,3 +233,32 @@ async def test_a_button_silent_across_a_restart_is_still_declared_offline(
             assert reasons == ["heartbeat_missed"]
     finally:
         button.stop()
+
+
+async def test_missed_heartbeats_make_a_device_offline(
+    broker: tuple[str, int], client_id: str, tmp_path: Path
+) -> None:
+    """A button that hangs while still connected (no last will) is declared offline by
+    its missed heartbeats: the stored `device.offline` says why, and its unit status is
+    offline."""
+    prefix = unique_prefix()
+    mqtt = {**mqtt_hub_settings(*broker, prefix, client_id), "heartbeat_missed_intervals": 2}
+    async with hub_with_mqtt(tmp_path, None, mqtt) as (hub, _):
+        await register_device(hub.store, BUTTON, "alarm_point")
+        adapter = hub.mqtt.adapter
+        assert adapter is not None and await adapter.wait_connected(5)
+        await wait_until(lambda: hub.mqtt.directory.lookup(BUTTON), what="registry")
+        button = PanicButtonSim(
+            BUTTON, host=broker[0], port=broker[1], prefix=prefix, heartbeat_interval_s=0.5
+        )
+        with button:
+            await wait_until(
+                lambda: hub.store.count_events(kind="device.heartbeat"), what="heartbeat"
+            )
+            button.pause_heartbeats()  # hung, but still connected: no last will
+            await wait_until(
+                lambda: hub.store.count_events(kind="device.offline"), timeout=10, what="offline"
+            )
+            offline = (await hub.store.events(kind="device.offline", limit=10))[0]
+            assert offline.payload["reason"] == "heartbeat_missed"
+            assert hub.mqtt.unit_status(BUTTON) is UnitStatus.OFFLINE

@@ -13,7 +13,7 @@ from camera_registry.health import (
 )
 from camera_registry.models import HealthState
 from hub.devices.health_storage import StoredHealth
-from hub.mqtt.service import HealthChange, decide_transitions
+from hub.mqtt.health import HealthChange, MqttHealth
 
 T0 = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
 
@@ -74,6 +74,6 @@ def test_mqtt_health_changes_keep_their_codes() -> None:
         "heartbeat.missed",
         {"last_heard": T0.isoformat()},
     )
-    [transition] = decide_transitions([change], stored)
+    [transition] = MqttHealth(missed_intervals=3).decide([change], stored)
     assert transition.code == "heartbeat.missed"
     assert dict(transition.params) == {"last_heard": T0.isoformat()}

@@ -9,10 +9,12 @@ import pytest
 
 from adapters.mqtt import UnitStatus
 from camera_registry.events import DeviceEvent, Severity
-from camera_registry.models import DeviceKind
+from camera_registry.models import DeviceKind, HealthState
 from hub.broadcast.service import unit_status_label
 from hub.config import load_settings
-from hub.mqtt.service import DeviceDirectory, health_changes
+from hub.devices.health_storage import StoredHealth
+from hub.mqtt.health import MqttHealth, health_changes
+from hub.mqtt.service import DeviceDirectory
 from hub.mqtt.storage import MqttDeviceRow
 from hub.storage import SQLiteStore
 
@@ -122,3 +124,78 @@ def test_mqtt_is_off_by_default_and_configurable_from_the_environment(
     assert settings.mqtt.enabled and adapter.host == "mosquitto"
     assert adapter.password is not None and adapter.password.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(settings)
+
+
+def _heard(
+    health: MqttHealth,
+    device: str,
+    at: datetime,
+    interval_s: int | None = None,
+    stored: str = "online",
+) -> None:
+    """A batch with one heartbeat (announcing `interval_s`) or, without one, an online
+    announcement of `device`, over its `stored` health."""
+    payload = {"interval_s": interval_s} if interval_s is not None else {}
+    kind = "device.heartbeat" if interval_s is not None else "device.online"
+    events = [_event(kind, int((at - T0).total_seconds()), device, **payload)]
+    health.decide(health_changes(events), {device: StoredHealth(device, stored, T0, "")}, events)
+
+
+def test_liveness_reports_a_silent_device_once() -> None:
+    health = MqttHealth(missed_intervals=3)
+    _heard(health, "school-07-btn-1", T0, 60)
+    _heard(health, "spk-3", T0)  # no interval announced: not watched
+    assert health.overdue(T0 + timedelta(seconds=179)) == []
+    overdue = health.overdue(T0 + timedelta(seconds=181))
+    assert [o.device_id for o in overdue] == ["school-07-btn-1"]
+    assert health.overdue(T0 + timedelta(seconds=400)) == []
+    [event] = overdue
+    assert (event.kind, event.payload["reason"]) == ("device.offline", "heartbeat_missed")
+    _heard(health, "school-07-btn-1", T0 + timedelta(seconds=500), stored="offline")
+    assert health.overdue(T0 + timedelta(seconds=600)) == []
+
+
+def test_liveness_seeded_after_a_restart_never_overrides_fresher_evidence() -> None:
+    health = MqttHealth(missed_intervals=3)
+    _heard(health, "btn-heard-since", T0, 60)
+    # What the store knew from before the restart: older for one, the only news for the other.
+    health.seed("btn-heard-since", T0 - timedelta(hours=1), 60, HealthState.ONLINE)
+    health.seed("btn-silent", T0 - timedelta(seconds=100), 60, HealthState.ONLINE)
+    overdue = health.overdue(T0 + timedelta(seconds=81))
+    assert [o.device_id for o in overdue] == ["btn-silent"]
+    assert overdue[0].payload["last_heard"] == (T0 - timedelta(seconds=100)).isoformat()
+    assert health.overdue(T0 + timedelta(seconds=181))[0].device_id == "btn-heard-since"
+
+
+def test_the_grace_lets_a_late_heartbeat_after_missed_ones_count() -> None:
+    """3 missed intervals plus half of one: a device heard every 20 s is offline once
+    silent for 70 s, not at 60 s, and the verdict goes through the health machine."""
+    health = MqttHealth(missed_intervals=3, grace_intervals=0.5)
+    _heard(health, "btn-1", T0, 20)
+    assert health.overdue(T0 + timedelta(seconds=69)) == []
+    _heard(health, "btn-1", T0 + timedelta(seconds=69), 20)  # late, but within the grace
+    assert health.overdue(T0 + timedelta(seconds=138)) == []
+    [event] = health.overdue(T0 + timedelta(seconds=139))
+    assert event.payload["last_heard"] == (T0 + timedelta(seconds=69)).isoformat()
+    assert health.state_of("btn-1") is HealthState.OFFLINE
+    # The verdict, stored by the writer, is the transition the hook records.
+    [transition] = health.decide(
+        health_changes([event]), {"btn-1": StoredHealth("btn-1", "online", T0, "")}, [event]
+    )
+    assert (transition.previous, transition.state) == (HealthState.ONLINE, HealthState.OFFLINE)
+    assert transition.code == "heartbeat.missed"
+
+
+def test_a_press_is_a_sign_of_life_for_the_heartbeat_clock() -> None:
+    health = MqttHealth(missed_intervals=3)
+    _heard(health, "btn-1", T0, 20)
+    press = DeviceEvent(
+        time=T0 + timedelta(seconds=50),
+        device_id="btn-1",
+        kind="panic.press",
+        severity=Severity.CRITICAL,
+        source="mqtt",
+    )
+    assert health.decide(health_changes([press]), {}, [press]) == []
+    assert health.overdue(T0 + timedelta(seconds=100)) == []
+    assert [e.device_id for e in health.overdue(T0 + timedelta(seconds=110))] == ["btn-1"]

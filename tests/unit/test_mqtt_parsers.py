@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from adapters.mqtt.liveness import LivenessTracker, missed_heartbeat_event
 from adapters.mqtt.models import (
     BroadcastAction,
     BroadcastCommand,
@@ -363,32 +362,6 @@ def test_settings_refuse_unknown_fields_and_hide_the_password() -> None:
         MqttSettings(hots="typo")  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
         MqttSettings(reconnect_min_s=10, reconnect_max_s=1)
-
-
-def test_liveness_reports_a_silent_device_once() -> None:
-    tracker = LivenessTracker(missed_intervals=3)
-    tracker.heard("school-07-btn-1", NOW, 60)
-    tracker.heard("spk-3", NOW)  # no interval announced: not watched
-    assert tracker.overdue(NOW + timedelta(seconds=179)) == []
-    overdue = tracker.overdue(NOW + timedelta(seconds=181))
-    assert [o.device_id for o in overdue] == ["school-07-btn-1"]
-    assert tracker.overdue(NOW + timedelta(seconds=400)) == []
-    event = missed_heartbeat_event(overdue[0], NOW + timedelta(seconds=181))
-    assert (event.kind, event.payload["reason"]) == ("device.offline", "heartbeat_missed")
-    tracker.heard("school-07-btn-1", NOW + timedelta(seconds=500))
-    assert tracker.overdue(NOW + timedelta(seconds=600)) == []
-
-
-def test_liveness_seeded_after_a_restart_never_overrides_fresher_evidence() -> None:
-    tracker = LivenessTracker(missed_intervals=3)
-    tracker.heard("btn-heard-since", NOW, 60)
-    # What the store knew from before the restart: older for one, the only news for the other.
-    tracker.seed("btn-heard-since", NOW - timedelta(hours=1), 60)
-    tracker.seed("btn-silent", NOW - timedelta(seconds=100), 60)
-    overdue = tracker.overdue(NOW + timedelta(seconds=81))
-    assert [o.device_id for o in overdue] == ["btn-silent"]
-    assert overdue[0].last_heard == NOW - timedelta(seconds=100)
-    assert tracker.overdue(NOW + timedelta(seconds=181))[0].device_id == "btn-heard-since"
 
 
 def test_drill_press_carries_the_drill_flag_into_the_event() -> None:
