@@ -2,14 +2,25 @@
 (where the outbox dispatcher hands a message).
 
 Both are `typing.Protocol`s: the project's adapters satisfy them structurally,
-and a test hands in a fake of its own to exercise everything above them.
+and a test hands in a fake of its own to exercise everything above them. The hub
+starts and stops every device-protocol service it runs (its own MQTT, broadcast,
+patrol, ONVIF, evidence and GB/T 28181 services, and any handed to it as an
+`AdapterFactory`) through `Adapter` alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Adapter", "Sink"]
+from camera_registry.events import DeviceEvent, RejectedMessage
+
+__all__ = ["Adapter", "AdapterFactory", "OnCommitted", "Sink", "Submit"]
+
+#: Called once the submitted event is committed (an MQTT adapter sends its PUBACK here).
+OnCommitted = Callable[[], None]
+#: Hands one event or rejected message to the hub's event writer; waits while it is full.
+Submit = Callable[[DeviceEvent | RejectedMessage, OnCommitted | None], Awaitable[None]]
 
 
 @runtime_checkable
@@ -44,3 +55,7 @@ class Sink(Protocol):
     async def deliver(self, message_id: str, body: bytes, content_type: str) -> str:
         """Deliver one message; return a receipt or raise `DeliveryFailed`."""
         ...
+
+
+#: Builds an adapter around the hub's `Submit` (the hub calls it while it is assembled).
+AdapterFactory = Callable[[Submit], Adapter]

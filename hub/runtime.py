@@ -1,4 +1,10 @@
-"""Assembly: builds every service from settings, starts them in order, stops them in reverse."""
+"""Assembly: builds every service from settings, starts them in order, stops them in reverse.
+
+The device-protocol services (MQTT, broadcast, patrol, ONVIF, evidence, GB/T 28181, and
+any `AdapterFactory` handed to `Hub`) are started and stopped through the `Adapter`
+contract alone, in one list: started after storage, the writer and the alarm side,
+stopped in reverse before the writer drains, so nothing they hand over is lost.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,8 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +34,7 @@ from hub.broadcast.service import BroadcastService
 from hub.bus import EventBus
 from hub.cluster import Cluster
 from hub.config import Settings
-from hub.contracts import Adapter
+from hub.contracts import Adapter, AdapterFactory
 from hub.crypto import CredentialCipher, load_keyring
 from hub.departments.service import DepartmentService
 from hub.devices.patrol import PatrolService, camera_login
@@ -43,7 +50,7 @@ from hub.storage import SqlStore, Tx, open_store
 from hub.storage.base import IngestResult, InTransaction
 from hub.writer import EventWriter
 
-__all__ = ["Hub", "freeze_startup_heap", "serve"]
+__all__ = ["Hub", "RunningAdapter", "freeze_startup_heap", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +71,22 @@ async def _stop(
         log.exception("%s failed while stopping", part)
 
 
+@dataclass(frozen=True, slots=True)
+class RunningAdapter:
+    """A device-protocol service the hub runs, as the hub names it in its log."""
+
+    name: str
+    adapter: Adapter
+    #: How long its stop may take before shutdown goes on without it.
+    stop_s: float = _STOP_S
+
+
 class Hub:
     """One GridWatch node: storage, writer, bus and the HTTP app over them."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, adapters: Sequence[AdapterFactory] = ()) -> None:
+        """Build every service from `settings`; each of `adapters` is built around the
+        writer's `submit` and runs after the built-in device-protocol services."""
         self.settings = settings
         self.metrics = Metrics()
         #: This node's stable name (outbox claims, membership heartbeats).
@@ -202,7 +221,19 @@ class Hub:
         self.cluster.add_singleton("retention", self._retention_loop)
         self.cluster.add_singleton("registry-counts", self.registry.run_count_folding)
         self._tasks: list[asyncio.Task[None]] = []
-        self._adapters: list[Adapter] = []
+        #: Every device-protocol service, in start order (stopped in reverse).
+        self.adapters: list[RunningAdapter] = [
+            RunningAdapter("mqtt", self.mqtt),
+            RunningAdapter("broadcast", self.broadcast),
+            RunningAdapter("patrol", self.patrol),
+            RunningAdapter("onvif", self.onvif),
+            # Clips being cut may take their post-roll to finish.
+            RunningAdapter("evidence", self.evidence, stop_s=_STOP_S * 2),
+            RunningAdapter("gb28181", self.gb28181),
+        ]
+        for build in adapters:
+            adapter = build(self.writer.submit)
+            self.adapters.append(RunningAdapter(type(adapter).__name__, adapter))
 
     def app(self) -> FastAPI:
         """The HTTP API bound to this hub's services."""
@@ -238,11 +269,6 @@ class Hub:
         for outcome in outcomes:
             self.alarms.after_commit(outcome)
 
-    def add_adapter(self, adapter: Adapter) -> None:
-        """Run a further device-protocol adapter with the hub (before `start`): started
-        after the built-in ones, stopped before them and before the writer drains."""
-        self._adapters.append(adapter)
-
     async def start(self) -> None:
         """Open storage (migrating it), then start the writer and housekeeping."""
         await self.store.open()
@@ -252,18 +278,12 @@ class Hub:
         if self.first_admin_password is not None:
             # Shown once to whoever started the hub (terminal or 0600 file); never logged.
             hand_out_first_admin_password(self.first_admin_password, self.settings.data_dir)
-        await self.broadcast.start()
         await self.dispatcher.start()
         await self.departments.start(deadline_loop=False)
         if self.change_feed is not None:
             await self.change_feed.start()
-        await self.mqtt.start()
-        await self.patrol.start()
-        await self.onvif.start()
-        await self.evidence.start()
-        await self.gb28181.start()
-        for adapter in self._adapters:
-            await adapter.start()
+        for running in self.adapters:
+            await running.adapter.start()
         # Joins last: the singleton jobs and assigned devices need the services above.
         await self.cluster.start()
         log.info("hub started: storage=%s, node=%s", self.store.backend, self.node_id)
@@ -280,18 +300,12 @@ class Hub:
         # left behind rather than holding the whole shutdown forever.
         await _stop("registry", self.registry.stop())
         await _stop("live view", self.live.stop())
-        await _stop("evidence", self.evidence.stop(), timeout_s=_STOP_S * 2)
         await _stop("auth", self.auth.stop())
         # Adapters before the writer: nothing new arrives while the queue drains.
-        for adapter in reversed(self._adapters):
-            await _stop(type(adapter).__name__, adapter.stop())
-        await _stop("gb28181", self.gb28181.stop())
-        await _stop("onvif", self.onvif.stop())
-        await _stop("patrol", self.patrol.stop())
-        # Its devices are released above; the others take them (and the jobs) at once.
+        for running in reversed(self.adapters):
+            await _stop(running.name, running.adapter.stop(), timeout_s=running.stop_s)
+        # Their devices are released above; the other nodes take them (and the jobs) at once.
         await _stop("cluster", self.cluster.stop())
-        await _stop("broadcast", self.broadcast.stop())
-        await _stop("mqtt", self.mqtt.stop())
         await _stop("department tasks", self.departments.stop())
         if self.change_feed is not None:
             await _stop("alarm change feed", self.change_feed.stop())

@@ -17,10 +17,9 @@ from hub.alarms.engine import AlarmChange, AlarmEngine
 from hub.alarms.storage import AlarmFilter
 from hub.bus import EventBus
 from hub.config import load_settings
-from hub.contracts import Adapter, Sink
+from hub.contracts import Adapter, Sink, Submit
 from hub.runtime import Hub
 from hub.storage import SqlStore, open_store
-from hub.writer import EventWriter
 from tests.conftest import build_store
 from tests.helpers import make_event
 from tests.integration.alarm_support import SECRET, add_device
@@ -104,26 +103,34 @@ class PressingButtons:
     """A device-protocol adapter of the test's own: one press when started, one when
     stopped (which the hub must still store: adapters stop before the writer drains)."""
 
-    def __init__(self, writer: EventWriter) -> None:
-        self.writer = writer
+    def __init__(self, submit: Submit) -> None:
+        self.submit = submit
         self.running = False
+        self.calls: list[str] = []
 
     async def start(self) -> None:
         self.running = True
-        await self.writer.submit(make_event(1, device_id="btn-001", kind="panic.press"))
+        self.calls.append("start")
+        await self.submit(make_event(1, device_id="btn-001", kind="panic.press"), None)
 
     async def stop(self) -> None:
-        await self.writer.submit(make_event(2, device_id="btn-002", kind="panic.press"))
+        self.calls.append("stop")
+        await self.submit(make_event(2, device_id="btn-002", kind="panic.press"), None)
         self.running = False
 
 
 async def test_the_hub_runs_an_adapter_handed_to_it(tmp_path: Path) -> None:
     settings = load_settings(None, data_dir=tmp_path)
-    hub = Hub(settings)
-    buttons = PressingButtons(hub.writer)
+    built: list[PressingButtons] = []
+
+    def pressing_buttons(submit: Submit) -> PressingButtons:
+        built.append(PressingButtons(submit))
+        return built[-1]
+
+    hub = Hub(settings, adapters=[pressing_buttons])
+    [buttons] = built
     assert isinstance(buttons, Adapter)
     assert all(isinstance(s, Adapter) for s in (hub.mqtt, hub.onvif, hub.patrol))
-    hub.add_adapter(buttons)
     seeding = open_store(settings.storage_url())
     await seeding.open()
     try:
@@ -145,3 +152,45 @@ async def test_the_hub_runs_an_adapter_handed_to_it(tmp_path: Path) -> None:
     finally:
         await reopened.close()
     assert [row[0] for row in rows] == ["btn-001", "btn-002"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_fake_adapter_handed_to_the_hub_factory_is_run_like_the_built_in_ones(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Every device-protocol service goes through the `Adapter` contract: the built-in
+    ones and one handed to `Hub(adapters=...)` start after the writer, and on shutdown
+    the fake's stop is called before the writer drains (its last event is stored)."""
+    url = request.getfixturevalue("pg_dsn") if backend == "postgres" else None
+    settings = load_settings(None, data_dir=tmp_path, storage={"url": url})
+    built: list[PressingButtons] = []
+
+    def pressing_buttons(submit: Submit) -> PressingButtons:
+        built.append(PressingButtons(submit))
+        return built[-1]
+
+    hub = Hub(settings, adapters=[pressing_buttons])
+    assert [a.name for a in hub.adapters] == [
+        "mqtt",
+        "broadcast",
+        "patrol",
+        "onvif",
+        "evidence",
+        "gb28181",
+        "PressingButtons",
+    ]
+    assert all(isinstance(a.adapter, Adapter) for a in hub.adapters)
+    [buttons] = built
+    async with hub:
+        assert buttons.calls == ["start"]
+        await hub.writer.flush()
+        [started] = await hub.store.events(kind="panic.press", limit=10)
+        assert started.device_id == "btn-001"
+    assert buttons.calls == ["start", "stop"]
+    reopened = open_store(settings.storage_url())
+    await reopened.open()
+    try:
+        stored = await reopened.events(kind="panic.press", limit=10)
+    finally:
+        await reopened.close()
+    assert sorted(e.device_id for e in stored) == ["btn-001", "btn-002"]
