@@ -40,6 +40,7 @@ from hub.departments.service import DepartmentService
 from hub.devices.patrol import PatrolService, camera_login
 from hub.devices.registry import Registry
 from hub.evidence.service import EvidenceService
+from hub.gb28181.pictures import ChannelPictures
 from hub.gb28181.service import Gb28181Service
 from hub.live.service import LiveViews
 from hub.metrics import Metrics
@@ -208,6 +209,13 @@ class Hub:
         )
         self._commit_hooks.append(self.gb28181.in_transaction)
         self.live.add_source(self.gb28181.open_player, self.gb28181.live_source)
+        # Channels without RTSP URLs: snapshots, the patrol and the pre-alarm buffer
+        # through their shared stream.
+        gb_pictures = ChannelPictures(self.gb28181, self.store, self.registry)
+        self.alarms.linkage.stream_snapshots.append(gb_pictures.snapshot)
+        self.patrol.stream_sources.append(gb_pictures)
+        self.evidence.add_stream_urls(gb_pictures.stream_urls)
+        self.evidence.open_sources("gb28181", gb_pictures.open_source)
         self.cluster = Cluster(
             settings.cluster,
             store=self.store,

@@ -132,13 +132,18 @@ def _first_pts(frame: bytes) -> int | None:
     return ((b[0] >> 1) & 0x07) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
 
 
-async def start_gst_stream(offer: MediaAnswer, ssrc: int) -> Callable[[], Awaitable[None]]:
-    """Stream a test picture as PS/RTP to where `offer` says; returns the stop function."""
+async def start_gst_stream(
+    offer: MediaAnswer, ssrc: int, *, pattern: str = "ball"
+) -> Callable[[], Awaitable[None]]:
+    """Stream a test picture (a `videotestsrc` pattern: ball, snow, black…) as PS/RTP to
+    where `offer` says; returns the stop function."""
+    if not pattern.isalnum():
+        raise ValueError(f"not a videotestsrc pattern: {pattern!r}")
     loop = asyncio.get_running_loop()
     process = await asyncio.create_subprocess_exec(
         "gst-launch-1.0",
         "-q",
-        *GST_PIPELINE.split(),
+        *GST_PIPELINE.replace("pattern=ball", f"pattern={pattern}").split(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )

@@ -193,6 +193,11 @@ class Rfc4571Decoder:
             del self._buffer[: 2 + length]
         return packets
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the packet being received (at most 65,537 plus one read)."""
+        return len(self._buffer)
+
 
 def frame_rtp(packet: bytes) -> bytes:
     """One RTP packet with its RFC 4571 length prefix (for sending over TCP)."""

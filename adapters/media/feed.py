@@ -28,8 +28,9 @@ from typing import Any
 
 import av
 
-from adapters.media.pull import PacketTap, stream_header
+from adapters.media.pull import stream_header
 from adapters.media.ring import MediaPacket, StreamHeader, Timeline
+from adapters.media.source import PacketTap
 
 __all__ = ["OPEN_OPTIONS", "FrameTap", "StreamFeed"]
 

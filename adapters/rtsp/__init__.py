@@ -1,7 +1,7 @@
 """RTSP: stream probe with evidence snapshot, and video-quality diagnosis."""
 
 from adapters.rtsp.models import BgrFrame, ProbeFailure, StreamProbe, redact_text, redact_url
-from adapters.rtsp.probe import ProbePool, probe_stream
+from adapters.rtsp.probe import ProbePool, jpeg_of, probe_of_pictures, probe_stream
 from adapters.rtsp.vqd import (
     Check,
     Diagnosis,
@@ -26,7 +26,9 @@ __all__ = [
     "VqdBaseline",
     "VqdThresholds",
     "diagnose",
+    "jpeg_of",
     "learn_baseline",
+    "probe_of_pictures",
     "probe_stream",
     "redact_text",
     "redact_url",

@@ -11,7 +11,7 @@ import errno
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
@@ -23,7 +23,7 @@ import cv2
 
 from adapters.rtsp.models import BgrFrame, ProbeFailure, StreamProbe, redact_text, redact_url
 
-__all__ = ["ProbePool", "probe_stream"]
+__all__ = ["ProbePool", "jpeg_of", "probe_of_pictures", "probe_stream"]
 
 logger = logging.getLogger(__name__)
 
@@ -246,6 +246,55 @@ def _decode_burst(
         frames=tuple(pictures),
         snapshot_jpeg=jpeg,
         **common,
+    )
+
+
+def jpeg_of(frame: av.VideoFrame, *, max_width: int = 1280, quality: int = 80) -> bytes | None:
+    """A decoded picture as JPEG, scaled down to at most `max_width` (blocking)."""
+    return _snapshot(frame, max_width, quality)
+
+
+def probe_of_pictures(
+    url: str,
+    pictures: Sequence[av.VideoFrame],
+    *,
+    frames_requested: int,
+    codec: str | None,
+    open_latency_s: float | None,
+    total_time_s: float,
+    failure: ProbeFailure | None = None,
+    error: str | None = None,
+    analysis_width: int = 320,
+) -> StreamProbe:
+    """The probe result of pictures decoded elsewhere (a stream the hub receives itself,
+    e.g. a GB/T 28181 channel), judged like an RTSP probe's burst (blocking)."""
+    whole = [frame for frame in pictures if not frame.is_corrupt]
+    if not whole:
+        return StreamProbe(
+            url=url,
+            ok=False,
+            failure=failure or ProbeFailure.NO_FRAMES,
+            error=error,
+            open_latency_s=open_latency_s,
+            codec=codec,
+            frames_requested=frames_requested,
+            total_time_s=total_time_s,
+        )
+    last = whole[-1]
+    return StreamProbe(
+        url=url,
+        ok=True,
+        failure=failure,
+        error=error,
+        open_latency_s=open_latency_s,
+        codec=codec,
+        width=last.width,
+        height=last.height,
+        frames_requested=frames_requested,
+        frames_decoded=len(whole),
+        total_time_s=total_time_s,
+        frames=tuple(_to_bgr(frame, analysis_width) for frame in whole),
+        snapshot_jpeg=_snapshot(last, 1280, 80),
     )
 
 

@@ -3,8 +3,10 @@
 The camera's snapshot URL is fetched through the hardened camera HTTP client
 (only to the URL's own host and port, answering a Basic or Digest challenge
 with the stored login); without one, or when it fails, one decoded frame of
-its RTSP stream. Runs after the opening committed, in tasks of its own; a
-failure is logged and never touches the alarm. (A broadcast is queued as an
+its RTSP stream. A camera with neither (a GB/T 28181 channel) is asked of the
+`stream_snapshots` sources, which take a frame from a stream the hub receives.
+Runs after the opening committed, in tasks of its own; a failure is logged and
+never touches the alarm. (A broadcast is queued as an
 outbox row for the `broadcast` sink by the batch itself.)
 """
 
@@ -30,6 +32,7 @@ __all__ = [
     "FrameGrabber",
     "SnapshotFetcher",
     "SnapshotLinkage",
+    "StreamSnapshot",
     "grab_frame",
 ]
 
@@ -41,6 +44,9 @@ SnapshotFetcher = Callable[[DeviceInfo], Awaitable[tuple[str, bytes] | None]]
 CredentialResolver = Callable[[str, bytes], tuple[str, str] | None]
 #: Decodes one frame of an RTSP URL within a timeout (the snapshot's probe).
 FrameGrabber = Callable[[str, float], Awaitable[StreamProbe]]
+#: (device id, timeout s) -> a JPEG of a device that has no URL of its own, taken from a
+#: stream the hub receives (a GB/T 28181 channel), or None when it does not serve it.
+StreamSnapshot = Callable[[str, float], Awaitable[bytes | None]]
 #: RTSP frame grabs at once per engine (each decodes in a worker thread).
 _RTSP_GRABS = 2
 
@@ -77,6 +83,8 @@ class SnapshotLinkage:
         self.http: CameraHttp | None = None
         #: The per-camera login budget shared with the patrol and ONVIF probes.
         self.logins: LoginBudget | None = None
+        #: Snapshots of devices without URLs, from streams the hub receives.
+        self.stream_snapshots: list[StreamSnapshot] = []
         self._rtsp_slots = asyncio.Semaphore(_RTSP_GRABS)
         self._linkage_tasks: set[asyncio.Task[None]] = set()
 
@@ -130,6 +138,12 @@ class SnapshotLinkage:
         if self._custom_snapshot is not None:
             shot = await self._custom_snapshot(device)
             return None if shot is None else (*shot, "snapshot")
+        if not device.snapshot_url and not device.rtsp_urls:
+            for source in self.stream_snapshots:
+                jpeg = await source(device.device_id, self._settings.snapshot_timeout_s)
+                if jpeg is not None and len(jpeg) <= self._settings.snapshot_max_bytes:
+                    return "image/jpeg", jpeg, "stream-frame"
+            return None
         if not self._may_log_in(device):
             # Cameras lock out an address after a few refused logins: a camera whose
             # login ran out of its budget is not asked again for a snapshot.

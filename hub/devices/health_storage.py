@@ -267,7 +267,8 @@ class HealthRepository:
     # -- patrol --------------------------------------------------------------
 
     async def patrol_targets(self) -> list[PatrolTarget]:
-        """Enabled cameras with RTSP URLs, the longest unprobed first (never probed first)."""
+        """Enabled cameras with their RTSP URLs (none for a camera seen only through
+        another protocol's stream), the longest unprobed first (never probed first)."""
         async with self.store.reading() as tx:
             rows = await tx.fetchall(
                 "SELECT d.id, d.name, d.jurisdiction_path, d.rtsp_urls, d.credentials,"
@@ -280,8 +281,6 @@ class HealthRepository:
         targets = []
         for row in rows:
             urls = tuple(str(u) for u in (from_json(row[3]) or []))
-            if not urls:
-                continue
             targets.append(
                 PatrolTarget(
                     device_id=str(row[0]),

@@ -29,6 +29,10 @@ events then go through the hub's writer (so the alarm engine sees them).
 After a restart every camera is `unknown` until new evidence arrives: the
 hub's own down time is neither online nor offline time in the KPIs.
 
+A camera without an RTSP URL is probed through a `StreamSource` that serves it
+(a GB/T 28181 channel through its shared stream), judged the same way; one that no
+source serves is left out of the pass.
+
 Which stream is probed: the camera's sub-stream where it has one (decode is
 the bottleneck, and a sub-stream decodes 5-10x faster). The rule, in order:
 the first URL whose path or query names a sub-stream (`sub`, `102`,
@@ -48,7 +52,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import cv2
@@ -58,6 +62,7 @@ from adapters.rtsp import (
     ProbeFailure,
     ProbePool,
     SceneReference,
+    StreamProbe,
     VqdBaseline,
 )
 from camera_registry.health import HealthTracker
@@ -93,6 +98,7 @@ __all__ = [
     "CredentialDecryptor",
     "PatrolProgress",
     "PatrolService",
+    "StreamSource",
     "camera_login",
     "choose_stream_url",
     "judge",
@@ -109,6 +115,20 @@ Clock = Callable[[], datetime]
 _SUB_STREAM = re.compile(r"sub(?!type=0)|(?<!\d)102(?!\d)|stream2", re.IGNORECASE)
 _RESTART_REASON = "hub started: no evidence yet since start-up"
 _PROGRESS_EVERY_S = 2.0
+
+
+class StreamSource(Protocol):
+    """Pictures of cameras without RTSP URLs from a stream the hub receives itself."""
+
+    async def served(self, device_ids: Sequence[str]) -> set[str]:
+        """Those of `device_ids` this source can probe now."""
+        ...
+
+    async def probe(
+        self, device_id: str, *, frames: int, timeout_s: float, analysis_width: int
+    ) -> StreamProbe:
+        """A burst of pictures of one camera, as an RTSP probe reports it."""
+        ...
 
 
 def camera_login(cipher: CredentialCipher) -> CredentialDecryptor:
@@ -210,6 +230,9 @@ class PatrolService:
         self.last: PatrolProgress | None = None
         self._started = False
         self._warned_credentials: set[str] = set()
+        #: Sources of cameras without RTSP URLs (GB/T 28181 channels).
+        self.stream_sources: list[StreamSource] = []
+        self._served_by: dict[str, StreamSource] = {}
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -310,7 +333,7 @@ class PatrolService:
 
     async def _until_next_due(self) -> float:
         interval = self.settings.interval_s
-        targets = await self.repository.patrol_targets()
+        targets = await self._targets()
         if not targets:
             return interval
         oldest = targets[0].last_probe_at
@@ -382,7 +405,7 @@ class PatrolService:
         only_due: bool,
         on_progress: Callable[[PatrolProgress], None] | None,
     ) -> PatrolProgress:
-        targets = await self.repository.patrol_targets()
+        targets = await self._targets()
         if only_due:
             due_before = progress.started_at - timedelta(seconds=self.settings.interval_s * 0.95)
             targets = [
@@ -497,9 +520,37 @@ class PatrolService:
                 )
             )
 
+    async def _targets(self) -> list[PatrolTarget]:
+        """Cameras with RTSP URLs, and those without that a stream source serves now."""
+        targets = await self.repository.patrol_targets()
+        bare = [t.device_id for t in targets if not t.rtsp_urls]
+        served: dict[str, StreamSource] = {}
+        for source in self.stream_sources if bare else []:
+            for device_id in await source.served(bare):
+                served.setdefault(device_id, source)
+        self._served_by = served
+        return [t for t in targets if t.rtsp_urls or t.device_id in served]
+
+    async def _probe_stream(self, target: PatrolTarget, run_id: int | None) -> Assessment:
+        """Probe a camera without RTSP URL through the stream source that serves it."""
+        s = self.settings
+        probe = await self._served_by[target.device_id].probe(
+            target.device_id,
+            frames=s.frames,
+            timeout_s=s.timeout_s,
+            analysis_width=s.thresholds.analysis_width,
+        )
+        camera = self._camera(target.device_id, self._clock())
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._vqd_executor, self._assessor.assess, target, camera, probe, run_id, self._clock()
+        )
+
     async def _probe_one(self, target: PatrolTarget, run_id: int | None) -> Assessment | None:
         """Probe one camera; None when its login budget says not to try it now."""
         assert self._pool is not None  # noqa: S101 - set by start()
+        if not target.rtsp_urls:
+            return await self._probe_stream(target, run_id)
         version = login_version(target.credentials)
         if target.credentials is not None and not self.logins.may_try(
             target.device_id, version, self._clock()

@@ -3,7 +3,9 @@
 * **Buffers.** Every enabled camera that an alarm point links (and every camera
   tagged `prebuffer`) is pulled once (`adapters.media.PacketPull`) into a
   `PacketRing` at least `prebuffer_s` deep: packets as received, no decoding.
-  The set is re-read when the registry changes and every `refresh_s`.
+  The set is re-read when the registry changes and every `refresh_s`. A camera
+  without an RTSP URL is buffered when a resolver (`add_stream_urls`) gives it a
+  source URL, e.g. `gb28181://<channel>` for a GB/T 28181 channel.
 * **Clips.** The service follows the bus of committed alarm changes. When an
   alarm opens with linked cameras (the linkage its rule planned), each camera
   gets a clip row at once (`recording`); the packets from `prebuffer_s` before
@@ -53,6 +55,8 @@ log = logging.getLogger(__name__)
 #: (the hub adds them to the alarm as a revision, so every sink delivers them).
 ClipListener = Callable[[uuid.UUID, list[dict[str, object]]], Awaitable[object]]
 CredentialOpener = Callable[[str, bytes], Credentials]
+#: Source URLs of cameras without an RTSP URL (those it serves among the ids given).
+StreamUrls = Callable[[Sequence[str]], Awaitable[dict[str, str]]]
 
 # The ring holds this many seconds of pictures more than the pre-roll: the press is
 # placed by arrival, and the key frame before the pre-roll may be a GOP further back.
@@ -127,6 +131,7 @@ class EvidenceService:
         self._buffers: dict[str, CameraBuffer] = {}
         # URL scheme -> how a camera's source opens; PyAV's pull for the rest.
         self._openers: dict[str, SourceOpener] = {}
+        self._stream_urls: list[StreamUrls] = []
         self._listeners: list[ClipListener] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._clip_tasks: set[asyncio.Task[None]] = set()
@@ -240,7 +245,14 @@ class EvidenceService:
 
     # -- buffers ------------------------------------------------------------
 
+    def add_stream_urls(self, resolver: StreamUrls) -> None:
+        """Buffer cameras without an RTSP URL that `resolver` gives a source URL (e.g.
+        `gb28181://<channel>`, opened by the source registered for its scheme)."""
+        self._stream_urls.append(resolver)
+
     def _url(self, camera: storage.BufferedCamera) -> str | None:
+        if camera.rtsp_url is None:
+            return None
         if camera.sealed_credentials is None or self._open_credentials is None:
             return camera.rtsp_url
         try:
@@ -256,11 +268,15 @@ class EvidenceService:
             cameras = await storage.buffered_cameras(tx, self.settings.prebuffer_tag)
         wanted: dict[str, str] = {}
         for camera in cameras:
-            if _unreachable(camera.rtsp_url):
+            if camera.rtsp_url is None or _unreachable(camera.rtsp_url):
                 continue
             url = self._url(camera)
             if url is not None:
                 wanted[camera.device_id] = url
+        bare = [c.device_id for c in cameras if c.rtsp_url is None]
+        for resolver in self._stream_urls if bare else []:
+            for camera_id, url in (await resolver(bare)).items():
+                wanted.setdefault(camera_id, url)
         gone = [b for cid, b in self._buffers.items() if cid not in wanted or wanted[cid] != b.url]
         for buffer in gone:
             del self._buffers[buffer.camera_id]

@@ -202,12 +202,13 @@ class BufferedCamera:
     """A camera the hub keeps a pre-alarm buffer of."""
 
     device_id: str
-    rtsp_url: str
+    rtsp_url: str | None  # None: the camera streams over another protocol (GB/T 28181)
     sealed_credentials: bytes | None
 
 
 async def buffered_cameras(tx: Tx, tag: str) -> list[BufferedCamera]:
-    """Enabled cameras with a stream that an enabled alarm point links, or tagged `tag`."""
+    """Enabled cameras that an enabled alarm point links, or tagged `tag`, with their
+    first RTSP URL (None when they have none)."""
     rows = await tx.fetchall(
         "SELECT id, kind, tags, linked_cameras, rtsp_urls, credentials FROM devices"
         " WHERE enabled = %s",
@@ -225,13 +226,13 @@ async def buffered_cameras(tx: Tx, tag: str) -> list[BufferedCamera]:
     out = []
     for device_id in sorted(wanted):
         camera = cameras.get(device_id)
-        urls = from_json(camera[4]) if camera is not None else None
-        if camera is None or not urls:
+        if camera is None:
             continue
+        urls = from_json(camera[4])
         out.append(
             BufferedCamera(
                 device_id=device_id,
-                rtsp_url=str(urls[0]),
+                rtsp_url=str(urls[0]) if urls else None,
                 sealed_credentials=bytes(camera[5]) if camera[5] is not None else None,
             )
         )

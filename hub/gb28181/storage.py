@@ -334,3 +334,20 @@ async def channel_owner(store: SqlStore, channel_id: str) -> str | None:
             (channel_id,),
         )
     return str(row[0]) if row is not None else None
+
+
+async def channel_owners(store: SqlStore, channel_ids: Sequence[str]) -> dict[str, str]:
+    """The device whose catalog holds each of `channel_ids` (those found)."""
+    owners: dict[str, str] = {}
+    ids = list(dict.fromkeys(channel_ids))
+    async with store.reading() as tx:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join(["%s"] * len(chunk))
+            rows = await tx.fetchall(
+                "SELECT channel_id, device_id FROM gb28181_channels"  # noqa: S608 - placeholders only
+                f" WHERE channel_id IN ({marks})",
+                tuple(chunk),
+            )
+            owners.update({str(row[0]): str(row[1]) for row in rows})
+    return owners
