@@ -1,8 +1,11 @@
 """Run every benchmark and write `benchmarks/results/SUMMARY.md`.
 
 Each benchmark runs as its own process (`python -m benchmarks.<name>`), in the
-order below, and writes `benchmarks/results/<name>.json`. A benchmark that fails
-(e.g. its peer is missing) is reported as failed; the others still run. The
+order below, and writes `benchmarks/results/<name>.json`. A benchmark whose peers
+are missing here (`REQUIREMENTS`: PostgreSQL, Mosquitto, the RTSP server, the
+test-support package) is not started: the summary lists it with the reason, and
+its older figures, if any, are marked stale with their date. A benchmark that
+fails is reported as failed; the others still run. The
 summary puts each GridWatch figure next to the raw limit measured in the same run
 and the performance goal it is held to.
 
@@ -12,7 +15,9 @@ Usage: python -m benchmarks.run_all [--quick] [--only NAME ...] [--summary-only]
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -21,7 +26,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from benchmarks.common import RESULTS
+import psycopg
+
+from benchmarks.common import PG_ADMIN, RESULTS
 
 __all__ = ["BENCHMARKS", "main", "summary"]
 
@@ -34,11 +41,63 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
         ["--sizes", "100000", "--rounds", "3", "--round-events", "20000", "--timescale-rows", "0"],
     ),
     "mqtt_ingest": ([], ["--messages", "5000", "--seconds", "3"]),
-    "alarm_latency": (["--presses", "50", "--postgres"], ["--presses", "20"]),
+    "alarm_latency": (["--postgres"], ["--presses", "100", "--consoles", "1"]),
     "registry": ([], []),
     "patrol": ([], ["--cameras", "32", "--skip-process-pool"]),
     "onvif_channels": ([], ["--channels", "100", "1000", "--window", "20"]),
 }
+
+
+def _postgresql() -> str | None:
+    try:
+        with psycopg.connect(PG_ADMIN, connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        return f"PostgreSQL at 127.0.0.1:5432 is not reachable ({type(exc).__name__})"
+
+
+def _mosquitto() -> str | None:
+    return None if shutil.which("mosquitto") else "the mosquitto broker is not installed"
+
+
+def _test_support() -> str | None:
+    # The benchmarks start their peers with the test suite's helpers (tests/peers).
+    if importlib.util.find_spec("tests.peers") is None:
+        return "the test-support package (tests/peers) is not here: run from a source checkout"
+    return None
+
+
+def _rtsp_server() -> str | None:
+    missing = _test_support()
+    if missing is not None:
+        return missing
+    from tests.peers.rtsp import gstreamer_available
+
+    return gstreamer_available()
+
+
+def _pyav() -> str | None:
+    return None if importlib.util.find_spec("av") else "PyAV is not installed"
+
+
+#: What each benchmark needs beyond the hub itself; each check says why it is missing.
+REQUIREMENTS: dict[str, tuple[Callable[[], str | None], ...]] = {
+    "ingest": (_postgresql,),
+    "mqtt_ingest": (_test_support, _mosquitto, _postgresql),
+    "alarm_latency": (_mosquitto, _postgresql),
+    "registry": (_postgresql,),
+    "patrol": (_pyav, _rtsp_server),
+    "onvif_channels": (),
+}
+
+
+def cannot_run(name: str) -> str | None:
+    """Why benchmark `name` cannot run on this machine, or None when it can."""
+    for check in REQUIREMENTS.get(name, ()):
+        reason = check()
+        if reason is not None:
+            return reason
+    return None
 
 
 def _get(data: Any, *path: str) -> Any:
@@ -115,17 +174,18 @@ def _mqtt_ingest(data: dict[str, Any]) -> list[Row]:
 
 def _alarm_latency(data: dict[str, Any]) -> list[Row]:
     rows = []
-    for backend, result in data.get("figures", {}).items():
+    for variant, result in data.get("figures", {}).items():
         ws = result.get("publish_to_console_websocket", {})
         raw = result.get("raw_broker_round_trip", {})
         load = _fmt(result.get("background_msg_per_s_sent"), " msg/s")
         rows.append(
             (
-                f"press → console WebSocket p50/p99/max ({backend}, {load} background)",
+                f"press → console WebSocket p50/p99/max ({variant}, {load} background, "
+                f"{_fmt(ws.get('samples'))} samples)",
                 f"{_fmt(ws.get('p50_ms'))}/{_fmt(ws.get('p99_ms'))}/{_fmt(ws.get('max_ms'))} ms"
                 f", lost {result.get('lost')}",
                 f"{_fmt(raw.get('p50_ms'))}/{_fmt(raw.get('p99_ms'))}/{_fmt(raw.get('max_ms'))} ms"
-                " (broker round trip)",
+                " (broker round trip, same run and load)",
                 str(result.get("goal", "")),
             )
         )
@@ -200,27 +260,48 @@ SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
 }
 
 
+_CANNOT = "cannot run here: "
+
+
+def _when(measured: str, outcome: str | None) -> str:
+    """The measured column: the date, and whether this run measured it."""
+    if outcome == "ok":
+        return f"{measured} (this run)"
+    if outcome is None:
+        return f"{measured} (stale: not rerun when this summary was written)"
+    return f"{measured} (stale: this run {outcome})"
+
+
 def summary(outcomes: dict[str, str] | None = None) -> str:
     """The Markdown summary of every result file (and this run's outcomes)."""
+    outcomes = outcomes or {}
     lines = [
         "# Benchmark summary",
         "",
         f"Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python -m benchmarks.run_all`. "
-        "Each GridWatch figure stands next to the raw limit measured in the same run.",
+        "Each GridWatch figure stands next to the raw limit measured in the same run; "
+        "a row this run did not measure says so beside its date.",
         "",
+    ]
+    cannot = {
+        name: o.removeprefix(_CANNOT) for name, o in outcomes.items() if o.startswith(_CANNOT)
+    }
+    if cannot:
+        lines += ["Cannot run on this machine:", ""]
+        lines += [f"- `{name}`: {reason}" for name, reason in cannot.items()]
+        lines.append("")
+    lines += [
         "| benchmark | figure | GridWatch | raw limit | goal | measured |",
         "|---|---|---|---|---|---|",
     ]
     for name, extract in SUMMARIES.items():
         path = RESULTS / f"{name}.json"
-        outcome = (outcomes or {}).get(name)
+        outcome = outcomes.get(name)
         if not path.exists():
-            lines.append(f"| {name} | – | not run | – | – | {outcome or 'no result'} |")
+            lines.append(f"| {name} | – | unmeasured | – | – | {outcome or 'no result'} |")
             continue
         data = json.loads(path.read_text(encoding="utf-8"))
-        measured = str(data.get("measured_at", "?"))[:16].replace("T", " ")
-        if outcome and outcome != "ok":
-            measured += f" (this run: {outcome}; figures are older)"
+        measured = _when(str(data.get("measured_at", "?"))[:16].replace("T", " "), outcome)
         for figure, ours, raw, goal in extract(data):
             lines.append(f"| {name} | {figure} | {ours} | {raw} | {goal} | {measured} |")
     return "\n".join(lines) + "\n"
@@ -240,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, (full, quick) in BENCHMARKS.items():
             if args.only and name not in args.only:
                 continue
+            reason = cannot_run(name)
+            if reason is not None:
+                outcomes[name] = _CANNOT + reason
+                sys.stderr.write(f"== {name}: {outcomes[name]}\n")
+                continue
             command = [sys.executable, "-m", f"benchmarks.{name}", *(quick if args.quick else full)]
             sys.stderr.write(f"== {' '.join(command[1:])}\n")
             started = time.monotonic()
@@ -253,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     text = summary(outcomes)
     (RESULTS / "SUMMARY.md").write_text(text, encoding="utf-8")
     sys.stdout.write(text)
-    return 1 if any(value != "ok" for value in outcomes.values()) else 0
+    failed = [v for v in outcomes.values() if v != "ok" and not v.startswith(_CANNOT)]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
