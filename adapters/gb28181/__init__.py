@@ -3,9 +3,11 @@
 Pure modules (no sockets, no clock): `sip` (messages, parse/serialize, TCP
 framing), `digest` (MD5 digest for REGISTER), `manscdp` (XML bodies through the
 shared hardened parser, catalog assembly), `alarm_types` (alarm method/type
-table), `sdp` (live-play offer/answer), `rtp` (RTP and PS frame reassembly).
-I/O modules: `transport` (asyncio UDP + TCP SIP) and `simulator` (a device for
-tests and the demo); import them explicitly.
+table), `sdp` (live-play offer/answer), `rtp` (RTP and PS frame reassembly, RFC
+4571 framing), `ps_mux` (PS frames per picture, for the simulator). I/O modules:
+`transport` (asyncio UDP + TCP SIP), `simulator` (a device for tests and the
+demo) and `ps_stream` (its GStreamer stream as PS over RTP); import them
+explicitly.
 """
 
 from adapters.gb28181.alarm_types import AlarmKind, classify_alarm

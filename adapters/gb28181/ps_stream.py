@@ -17,16 +17,30 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable
 
+from adapters.gb28181.ps_mux import AccessUnits, ps_frame
 from adapters.gb28181.rtp import RtpPacket, frame_rtp
 from adapters.gb28181.sdp import MediaAnswer
 
-__all__ = ["GST_PIPELINE", "PsRtpSender", "gst_available", "start_gst_stream"]
+__all__ = [
+    "GST_H265_PIPELINE",
+    "GST_PIPELINE",
+    "PsRtpSender",
+    "gst_available",
+    "start_gst_stream",
+]
 
 GST_PIPELINE = (
     "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1"
     " ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 bitrate=300"
     " ! video/x-h264,profile=baseline ! mpegpsmux ! fdsink fd=1"
 )
+#: H.265 as an Annex B byte stream (mpegpsmux does not take H.265: `ps_mux` wraps it).
+GST_H265_PIPELINE = (
+    "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1"
+    " ! x265enc tune=zerolatency speed-preset=ultrafast key-int-max=15 bitrate=300"
+    " ! video/x-h265,stream-format=byte-stream ! fdsink fd=1"
+)
+_FRAME_TICKS = 90_000 // 15
 _PACK = b"\x00\x00\x01\xba"
 _PAYLOAD = 1400
 
@@ -132,18 +146,36 @@ def _first_pts(frame: bytes) -> int | None:
     return ((b[0] >> 1) & 0x07) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
 
 
+class _H265Muxer:
+    """H.265 Annex B bytes in, PS frames (annex C) out to a `PsRtpSender`."""
+
+    def __init__(self, sender: PsRtpSender) -> None:
+        self._sender = sender
+        self._units = AccessUnits("h265")
+        self._pts = 0
+
+    def feed(self, data: bytes) -> None:
+        for unit in self._units.feed(data):
+            self._pts += _FRAME_TICKS
+            self._sender.feed(ps_frame(unit.data, self._pts, codec="h265", keyframe=unit.keyframe))
+
+
 async def start_gst_stream(
-    offer: MediaAnswer, ssrc: int, *, pattern: str = "ball"
+    offer: MediaAnswer, ssrc: int, *, pattern: str = "ball", codec: str = "h264"
 ) -> Callable[[], Awaitable[None]]:
-    """Stream a test picture (a `videotestsrc` pattern: ball, snow, black…) as PS/RTP to
-    where `offer` says; returns the stop function."""
+    """Stream a test picture (a `videotestsrc` pattern: ball, snow, black…) in H.264
+    (`mpegpsmux`) or H.265 (`ps_mux`) as PS/RTP to where `offer` says; returns the stop
+    function."""
     if not pattern.isalnum():
         raise ValueError(f"not a videotestsrc pattern: {pattern!r}")
+    if codec not in ("h264", "h265"):
+        raise ValueError(f"codec must be h264 or h265, not {codec!r}")
+    pipeline = GST_PIPELINE if codec == "h264" else GST_H265_PIPELINE
     loop = asyncio.get_running_loop()
     process = await asyncio.create_subprocess_exec(
         "gst-launch-1.0",
         "-q",
-        *GST_PIPELINE.replace("pattern=ball", f"pattern={pattern}").split(),
+        *pipeline.replace("pattern=ball", f"pattern={pattern}").split(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -159,6 +191,7 @@ async def start_gst_stream(
         )
         udp_transport = udp
         sender = PsRtpSender(lambda data: udp_transport.sendto(data), ssrc)
+    source: PsRtpSender | _H265Muxer = sender if codec == "h264" else _H265Muxer(sender)
 
     async def pump() -> None:
         assert process.stdout is not None  # noqa: S101 - created with a pipe
@@ -166,7 +199,7 @@ async def start_gst_stream(
             data = await process.stdout.read(65536)
             if not data:
                 return
-            sender.feed(data)
+            source.feed(data)
             if writer is not None:
                 await writer.drain()
 

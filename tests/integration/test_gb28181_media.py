@@ -7,6 +7,7 @@ to a viewer that takes it without being decoded or re-encoded."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 from pathlib import Path
 
@@ -154,3 +155,36 @@ async def test_live_view_passes_gb28181_h264_through_and_its_last_viewer_ends_th
                 await vp8.pc.close()
         await eventually(lambda: _async(device.stats.byes == 1), "BYE after the last viewer")
         assert hub.gb28181.media.session(CHANNEL) is None
+
+
+async def test_an_h265_channel_is_decoded_for_a_viewer_that_takes_h264(tmp_path: Path) -> None:
+    from tests.integration.test_live_view_limits import watch
+
+    async with (
+        running_hub(
+            tmp_path, None, auto_register=True, media_ports=[31200, 31300], live_idle_close=0.5
+        ) as (hub, client),
+        simulator(
+            hub,
+            NVR,
+            "platform-default",
+            channels=[SimChannel(CHANNEL, "通道1")],
+            media=functools.partial(start_gst_stream, codec="h265"),
+        ) as device,
+    ):
+        assert await device.register() == 200
+        await eventually(lambda: hub.registry.get(CHANNEL, scope=None), "channel registered")
+        viewer = await watch(client, CHANNEL)
+        try:
+            assert viewer.status == 200, viewer.body
+            picture = await viewer.frame()
+            assert (picture.width, picture.height) == (320, 240)
+            # Browsers take no H.265 over WebRTC: the hub decodes it and aiortc encodes H.264.
+            player = hub.live.relay.player(CHANNEL, True)
+            session = hub.gb28181.media.session(CHANNEL)
+            assert player is not None and session is not None
+            assert session.codec == "hevc" and not player.passthrough
+            assert player.frames_passed >= 1 and session.feed.frames_decoded >= 1
+        finally:
+            await viewer.pc.close()
+        await eventually(lambda: _async(device.stats.byes == 1), "BYE after the last viewer")
