@@ -128,9 +128,10 @@ class RingStats:
     """The ring's depth and size at one moment."""
 
     packets: int
-    bytes: int
+    bytes: int  # held in memory
     span_s: float
     overflow_drops: int
+    spilled_bytes: int = 0  # held on disk (a spilling ring)
 
 
 class PacketRing:
@@ -171,6 +172,7 @@ class PacketRing:
             self._next_seq += 1
             self._first_seq = self._next_seq
             self._bytes = 0
+            self._cleared()
 
     def push(self, packet: MediaPacket) -> None:
         """Append one packet; packets before the first video key frame are dropped."""
@@ -187,6 +189,8 @@ class PacketRing:
                 tb = packet.time_base
                 self._newest_video_s = packet.pts * tb.numerator / tb.denominator
                 if packet.keyframe:
+                    if self._keys:
+                        self._group_closed(self._keys[-1][0], seq)
                     self._keys.append((seq, packet.received, self._newest_video_s))
             self._trim(self._newest_video_s)
 
@@ -199,12 +203,29 @@ class PacketRing:
             self._overflow_drops += 1
 
     def _drop_group(self) -> None:
-        self._keys.popleft()
+        first = self._keys.popleft()[0]
         until = self._keys[0][0]
         while self._first_seq < until:
             dropped = self._packets.popleft()
             self._bytes -= len(dropped.data)
             self._first_seq += 1
+        self._group_dropped(first)
+
+    # -- hooks (called under the lock) for a ring that keeps groups elsewhere ------
+
+    def _group_closed(self, first_seq: int, end_seq: int) -> None:
+        """The group of pictures numbered [first_seq, end_seq) is complete; it is the
+        newest in the ring (its last packet is the ring's last)."""
+
+    def _group_dropped(self, first_seq: int) -> None:
+        """The group starting at `first_seq` left the ring."""
+
+    def _cleared(self) -> None:
+        """Every packet left the ring (`reset`)."""
+
+    def _loaded(self, packets: list[MediaPacket], first_seq: int) -> list[MediaPacket]:
+        """`packets` (numbered from `first_seq`) as a reader gets them."""
+        return packets
 
     # -- reading ----------------------------------------------------------------
 
@@ -232,7 +253,7 @@ class PacketRing:
                     break
             offset = start - self._first_seq
             packets = list(itertools.islice(self._packets, offset, None))
-            return packets, self._next_seq
+            return self._loaded(packets, start), self._next_seq
 
     def after(self, seq: int) -> tuple[list[MediaPacket], int, bool]:
         """Packets numbered `seq` and later, the next seq, and False when some of
@@ -241,4 +262,4 @@ class PacketRing:
             complete = seq >= self._first_seq
             offset = max(seq - self._first_seq, 0)
             packets = list(itertools.islice(self._packets, offset, None))
-            return packets, self._next_seq, complete
+            return self._loaded(packets, self._first_seq + offset), self._next_seq, complete

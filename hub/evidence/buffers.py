@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from adapters.media import MediaPacket, PacketPull, PacketRing, PacketSource, StreamHeader
+from adapters.media.spill import SpillRing
 
 __all__ = ["CameraBuffer", "ClipWatch", "SourceOpener", "open_pull"]
 
@@ -82,6 +83,12 @@ class CameraBuffer:
             self.ring.push(packet)
         for watch in self._watches:
             watch.seen(packet)
+
+    def close(self) -> None:
+        """Stop the source and drop what the ring holds (blocking: run it in a thread)."""
+        self.source.stop()
+        if isinstance(self.ring, SpillRing):
+            self.ring.close()
 
     @contextmanager
     def watch(self, press: float) -> Iterator[ClipWatch]:

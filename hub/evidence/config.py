@@ -35,6 +35,20 @@ class EvidenceSettings(BaseModel):
         le=512,
         description="Memory one camera's buffer may hold at most; the oldest pictures go first.",
     )
+    spill_directory: str | None = Field(
+        None,
+        max_length=256,
+        description="Keep each buffer's complete groups of pictures in files under this "
+        "directory (relative to the data directory) instead of memory; memory then holds "
+        "only the group being received. Unset: buffers stay in memory.",
+    )
+    spill_max_mib: int = Field(
+        24,
+        ge=1,
+        le=4096,
+        description="Disk one camera's spilled buffer may use at most; the oldest pictures "
+        "go first (35 s at 2 Mbit/s is about 9 MiB).",
+    )
     max_clip_mib: int = Field(
         256, ge=1, le=4096, description="A clip larger than this is cut short (a runaway stream)."
     )

@@ -62,7 +62,8 @@ async def record_clip(
     deadline = time.monotonic() + max(press + post_s - clock(), 0.0) + late_s
     with buffer.watch(press) as watch:
         # All the ring holds (bounded): the cut finds the key frame pre_s of pictures back.
-        batch, seq = ring.window(float("-inf"))
+        # Read in a thread: a spilling ring reads its files back.
+        batch, seq = await asyncio.to_thread(ring.window, float("-inf"))
         header = ring.header
         if header is None or not batch:
             return "the camera sent no video"
@@ -82,7 +83,7 @@ async def record_clip(
                 if ended:
                     break
                 await watch.wait(min(_WRITE_EVERY_S, deadline - time.monotonic()))
-                batch, seq, whole = ring.after(seq)
+                batch, seq, whole = await asyncio.to_thread(ring.after, seq)
                 if not whole or ring.header is not header:
                     log.warning(
                         "evidence: stream of %s restarted during the clip", buffer.camera_id

@@ -67,6 +67,7 @@ class BufferOut(BaseModel):
     bytes: int
     packets: int
     overflow_drops: int = Field(description="groups of pictures dropped to stay in memory bounds")
+    spilled_bytes: int = Field(0, description="bytes held on disk (evidence.spill_directory)")
     last_error: str | None
 
     @classmethod
@@ -79,6 +80,7 @@ class BufferOut(BaseModel):
             bytes=state.bytes,
             packets=state.packets,
             overflow_drops=state.overflow_drops,
+            spilled_bytes=state.spilled_bytes,
             last_error=state.last_error,
         )
 

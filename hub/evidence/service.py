@@ -32,6 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from adapters.media import MediaPacket, PacketRing, PacketSource, StreamHeader
+from adapters.media.spill import SpillRing
 from adapters.webrtc import SharedPlayer, SharedVideoTrack
 from camera_registry.models import Credentials
 from camera_registry.urls import with_credentials
@@ -81,6 +82,7 @@ class PrebufferState:
     packets: int
     overflow_drops: int
     last_error: str | None
+    spilled_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,7 @@ class EvidenceService:
     ) -> None:
         self.store = store
         self.settings = settings
+        self.data_dir = data_dir
         self.directory = data_dir / settings.directory
         self._alarms = AlarmRepository(store)
         self._changes = alarm_changes
@@ -173,6 +176,7 @@ class EvidenceService:
                     bytes=stats.bytes,
                     packets=stats.packets,
                     overflow_drops=stats.overflow_drops,
+                    spilled_bytes=stats.spilled_bytes,
                     last_error=buffer.source.last_error,
                 )
             )
@@ -232,9 +236,7 @@ class EvidenceService:
         if self._clip_tasks:
             await asyncio.gather(*list(self._clip_tasks), return_exceptions=True)
         buffers, self._buffers = list(self._buffers.values()), {}
-        await asyncio.gather(
-            *(asyncio.to_thread(b.source.stop) for b in buffers), return_exceptions=True
-        )
+        await asyncio.gather(*(asyncio.to_thread(b.close) for b in buffers), return_exceptions=True)
         self._started = False
         self._stopping = False
 
@@ -280,13 +282,10 @@ class EvidenceService:
         gone = [b for cid, b in self._buffers.items() if cid not in wanted or wanted[cid] != b.url]
         for buffer in gone:
             del self._buffers[buffer.camera_id]
-            await asyncio.to_thread(buffer.source.stop)
-        # The pre-roll plus some slack (the ring always starts at a key frame).
-        keep_s = self.settings.prebuffer_s + _SLACK_S
-        max_bytes = self.settings.max_buffer_mib << 20
+            await asyncio.to_thread(buffer.close)
         for camera_id, url in wanted.items():
             if camera_id not in self._buffers:
-                ring = PacketRing(keep_s, max_bytes)
+                ring = await asyncio.to_thread(self._ring, camera_id)
                 buffer = CameraBuffer(camera_id, url, ring, self._source(camera_id, url))
                 self._buffers[camera_id] = buffer
                 buffer.source.start()
@@ -295,6 +294,17 @@ class EvidenceService:
                 await asyncio.sleep(_START_SPACING_S)
         if gone or len(self._buffers) != len(wanted):
             log.info("evidence: buffering %d cameras", len(self._buffers))
+
+    def _ring(self, camera_id: str) -> PacketRing:
+        """A camera's ring: the pre-roll plus slack (it starts at a key frame), in memory
+        or spilled to disk (`spill_directory`)."""
+        keep_s = self.settings.prebuffer_s + _SLACK_S
+        max_bytes = self.settings.max_buffer_mib << 20
+        if self.settings.spill_directory is None:
+            return PacketRing(keep_s, max_bytes)
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in camera_id)
+        directory = self.data_dir / self.settings.spill_directory / name.lstrip(".")
+        return SpillRing(keep_s, max_bytes, directory, self.settings.spill_max_mib << 20)
 
     async def _refresh_loop(self) -> None:
         while True:

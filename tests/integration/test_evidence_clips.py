@@ -356,3 +356,38 @@ async def test_ten_alarms_at_once_each_get_their_clips_served_in_scope_only(
                 "SELECT actor, action, target FROM audit_log WHERE action LIKE 'evidence.%%'"
             )
         assert ("user:town-a", "evidence.play", str(alarm_ids[0])) in [tuple(r) for r in rows]
+
+
+async def test_a_buffer_spilled_to_disk_gives_a_whole_clip_and_stays_in_its_bound(
+    broker: tuple[str, int], client_id: str, tmp_path: Path, rtsp: RtspPeer
+) -> None:
+    """`spill_directory`: the closed groups of pictures wait in files, not in memory."""
+    evidence = {"prebuffer_s": 3, "postroll_s": 2, "spill_directory": "spill", "spill_max_mib": 4}
+    async with _hub(tmp_path, broker, client_id, evidence) as (hub, prefix):
+        await _school(hub.store, rtsp, "btn-s", "sos-spill", {"cam-s1": "sound", "cam-s2": "ball"})
+        hub.evidence.request_refresh()
+        for camera in ("cam-s1", "cam-s2"):
+            await wait_until(partial(_buffered, hub, camera, 6.0), timeout=60, what="buffers")
+        spill = tmp_path / "spill"
+        for state in hub.evidence.buffered():
+            # Memory holds the group being received (a second at most); the rest is on disk.
+            assert state.spilled_bytes > state.bytes > 0
+            files = list((spill / state.camera_id).iterdir())
+            assert sum(f.stat().st_size for f in files) == state.spilled_bytes <= 4 << 20
+        await wait_until(partial(hub.mqtt.directory.lookup, "sos-spill"), what="registry")
+        with PanicButtonSim("sos-spill", host=broker[0], port=broker[1], prefix=prefix) as sim:
+            sim.press()
+            await wait_until(lambda: hub.evidence._clip_tasks, timeout=20, what="recording")
+            await hub.evidence.wait_for_clips()
+        clips = await hub.evidence.clips(await _alarm_of(hub, "btn-s"))
+        assert {c.camera_id for c in clips} == {"cam-s1", "cam-s2"}
+        for clip in clips:
+            assert clip.state == "complete", clip.reason
+            path = hub.evidence.path_of(clip)
+            assert path is not None
+            frames, first, last, _ = _decoded(path)
+            assert frames > 0 and first < 0.5
+            assert clip.seconds_before is not None and clip.seconds_before >= 2.9
+            assert last - clip.seconds_before >= 2.0 - 1e-3
+    # A stopped hub leaves no spilled pictures behind.
+    assert not any(p.is_file() for p in (tmp_path / "spill").rglob("*"))
