@@ -12,11 +12,14 @@ call at a time per clip.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from adapters.media import ClipCutter, ClipFile, ClipWriter, Placed
 from hub.evidence.buffers import CameraBuffer
@@ -28,6 +31,17 @@ log = logging.getLogger(__name__)
 # Woken at least this often while the post-roll arrives: what came is written then,
 # so closing the clip has only the index and the digests left to do.
 _WRITE_EVERY_S = 1.0
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+async def _off_loop(
+    executor: Executor, work: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
+) -> _T:
+    call = functools.partial(work, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(executor, call)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +67,7 @@ async def record_clip(
     title: str,
     clock: Callable[[], float],
     stopping: Callable[[], bool],
-    finishing: asyncio.Semaphore,
+    executor: Executor,
 ) -> Recorded | str:
     """Record the clip into `path`; the reason when there is none."""
     ring = buffer.ring
@@ -63,7 +77,7 @@ async def record_clip(
     with buffer.watch(press) as watch:
         # All the ring holds (bounded): the cut finds the key frame pre_s of pictures back.
         # Read in a thread: a spilling ring reads its files back.
-        batch, seq = await asyncio.to_thread(ring.window, float("-inf"))
+        batch, seq = await _off_loop(executor, ring.window, float("-inf"))
         header = ring.header
         if header is None or not batch:
             return "the camera sent no video"
@@ -78,12 +92,12 @@ async def record_clip(
                     placed += cutter.finish()
                 if placed:
                     if writer is None:
-                        writer = await asyncio.to_thread(ClipWriter, path, header, title=title)
-                    await asyncio.to_thread(writer.write, placed)
+                        writer = await _off_loop(executor, ClipWriter, path, header, title=title)
+                    await _off_loop(executor, writer.write, placed)
                 if ended:
                     break
                 await watch.wait(min(_WRITE_EVERY_S, deadline - time.monotonic()))
-                batch, seq, whole = await asyncio.to_thread(ring.after, seq)
+                batch, seq, whole = await _off_loop(executor, ring.after, seq)
                 if not whole or ring.header is not header:
                     log.warning(
                         "evidence: stream of %s restarted during the clip", buffer.camera_id
@@ -92,12 +106,11 @@ async def record_clip(
                     deadline = 0.0  # end with what there is
             if cutter.no_key_frame or writer is None:
                 return "the buffer holds no key frame"
-            async with finishing:
-                written = await asyncio.to_thread(writer.close)
+            written = await _off_loop(executor, writer.close)
             writer = None
         finally:
             if writer is not None:
-                await asyncio.to_thread(writer.abort)
+                await _off_loop(executor, writer.abort)
     return Recorded(
         file=written,
         start_received=cutter.start_received,

@@ -26,6 +26,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -67,8 +68,9 @@ _START_SPACING_S = 0.05
 # DB15/T 3968: at least two external cameras linked to each one-touch alarm.
 _MIN_CAMERAS = 2
 _RETENTION_EVERY_S = 3600.0
-# Finishing a clip (index, digests) touches the disk: a few at a time, off the event loop.
-_REMUX_SLOTS = 4
+# Clips are written while they record (a few milliseconds a second each), and finished
+# (index, digests) a few at a time, off the event loop.
+_WRITER_THREADS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +141,9 @@ class EvidenceService:
         self._tasks: list[asyncio.Task[None]] = []
         self._clip_tasks: set[asyncio.Task[None]] = set()
         self._refresh_now = asyncio.Event()
-        self._remux_slots = asyncio.Semaphore(_REMUX_SLOTS)
+        # Clip reading and writing: threads of its own (see hub/evidence/recording.py).
+        self._writers = ThreadPoolExecutor(_WRITER_THREADS, thread_name_prefix="evidence-clip")
+        self._writers.shutdown(wait=False)
         self._started = False
         self._stopping = False
 
@@ -214,6 +218,7 @@ class EvidenceService:
         if not self.settings.enabled or self._started:
             return
         self._started = True
+        self._writers = ThreadPoolExecutor(_WRITER_THREADS, thread_name_prefix="evidence-clip")
         await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
         # The first read of the buffered cameras runs in the refresh loop at once, so a
         # hub with thousands of them is not held up starting their pulls.
@@ -237,6 +242,7 @@ class EvidenceService:
             await asyncio.gather(*list(self._clip_tasks), return_exceptions=True)
         buffers, self._buffers = list(self._buffers.values()), {}
         await asyncio.gather(*(asyncio.to_thread(b.close) for b in buffers), return_exceptions=True)
+        self._writers.shutdown(wait=False)
         self._started = False
         self._stopping = False
 
@@ -420,7 +426,7 @@ class EvidenceService:
             title=f"alarm {alarm_id} camera {camera}",
             clock=self._clock,
             stopping=lambda: self._stopping,
-            finishing=self._remux_slots,
+            executor=self._writers,
         )
         if isinstance(recorded, str):
             return recorded
