@@ -65,7 +65,7 @@ from hub.alarms.linkage import (
 )
 from hub.alarms.recording import Recorder, location_from
 from hub.alarms.sla_loop import SlaLoop
-from hub.alarms.storage import AlarmChange, AlarmRepository, DeviceInfo, StoredAlarm
+from hub.alarms.storage import AlarmChange, AlarmDevice, AlarmRepository, StoredAlarm
 from hub.bus import EventBus
 from hub.clock import Clock, utcnow
 from hub.metrics import Metrics
@@ -91,7 +91,7 @@ class _Batch:
 
     changes: list[AlarmChange] = field(default_factory=list)
     openings: list[tuple[uuid.UUID, LinkagePlan]] = field(default_factory=list)
-    devices: dict[str, DeviceInfo] = field(default_factory=dict)
+    devices: dict[str, AlarmDevice] = field(default_factory=dict)
     queued: bool = False
 
 
@@ -161,7 +161,7 @@ def _announced(entry: HistoryEntry) -> HistoryEntry:
     return dataclasses.replace(entry, details=details)
 
 
-def _location(device: DeviceInfo | None) -> Location | None:
+def _location(device: AlarmDevice | None) -> Location | None:
     if device is None or device.latitude is None or device.longitude is None:
         return None
     try:
@@ -171,7 +171,7 @@ def _location(device: DeviceInfo | None) -> Location | None:
         return None
 
 
-def _context(device: DeviceInfo) -> DeviceContext | None:
+def _context(device: AlarmDevice) -> DeviceContext | None:
     try:
         return DeviceContext(
             device_id=device.device_id,
@@ -188,7 +188,7 @@ def _context(device: DeviceInfo) -> DeviceContext | None:
         return None
 
 
-def _contexts(devices: dict[str, DeviceInfo]) -> dict[str, DeviceContext | None]:
+def _contexts(devices: dict[str, AlarmDevice]) -> dict[str, DeviceContext | None]:
     return {device_id: _context(device) for device_id, device in devices.items()}
 
 
@@ -460,7 +460,7 @@ class AlarmEngine:
     def _opened(
         self,
         decision: OpenAlarm,
-        device: DeviceInfo | None,
+        device: AlarmDevice | None,
         tracked: dict[uuid.UUID, _Tracked],
         revisions: list[_Revision],
         broadcasts: list[OutboxRecord],
@@ -502,7 +502,7 @@ class AlarmEngine:
     @staticmethod
     def _changed(
         decision: UpdateAlarm | CloseAlarm,
-        device: DeviceInfo | None,
+        device: AlarmDevice | None,
         tracked: dict[uuid.UUID, _Tracked],
         read_by_id: dict[uuid.UUID, StoredAlarm],
         revisions: list[_Revision],

@@ -24,7 +24,7 @@ from adapters.rtsp import ProbeFailure, StreamProbe, probe_stream
 from camera_registry.logins import LoginBudget, login_version
 from camera_registry.urls import redact_url, with_credentials
 from hub.alarms.config import LinkageSettings
-from hub.alarms.storage import AlarmRepository, DeviceInfo
+from hub.alarms.storage import AlarmDevice, AlarmRepository
 from hub.clock import Clock, utcnow
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: (device) -> (content type, bytes) or None; replaces the built-in HTTP/RTSP fetch.
-SnapshotFetcher = Callable[[DeviceInfo], Awaitable[tuple[str, bytes] | None]]
+SnapshotFetcher = Callable[[AlarmDevice], Awaitable[tuple[str, bytes] | None]]
 #: (device id, sealed credentials) -> (username, password); the registry's cipher opens them.
 CredentialResolver = Callable[[str, bytes], tuple[str, str] | None]
 #: Decodes one frame of an RTSP URL within a timeout (the snapshot's probe).
@@ -133,7 +133,7 @@ class SnapshotLinkage:
             except Exception:
                 log.exception("snapshot of %s for alarm %s failed", camera, alarm_id)
 
-    async def _snapshot(self, device: DeviceInfo) -> tuple[str, bytes, str] | None:
+    async def _snapshot(self, device: AlarmDevice) -> tuple[str, bytes, str] | None:
         """(content type, bytes, source): the snapshot URL first, else one RTSP frame."""
         if self._custom_snapshot is not None:
             shot = await self._custom_snapshot(device)
@@ -163,27 +163,27 @@ class SnapshotLinkage:
                 return "image/jpeg", frame, "rtsp-frame"
         return None
 
-    def _may_log_in(self, device: DeviceInfo) -> bool:
+    def _may_log_in(self, device: AlarmDevice) -> bool:
         if self.logins is None or device.credentials is None:
             return True
         version = login_version(device.credentials)
         return self.logins.may_try(device.device_id, version, self._clock())
 
-    def _login_refused(self, device: DeviceInfo) -> None:
+    def _login_refused(self, device: AlarmDevice) -> None:
         if self.logins is not None and device.credentials is not None:
             version = login_version(device.credentials)
             self.logins.refused(device.device_id, version, self._clock(), "snapshot")
 
-    def _login_accepted(self, device: DeviceInfo) -> None:
+    def _login_accepted(self, device: AlarmDevice) -> None:
         if self.logins is not None and device.credentials is not None:
             self.logins.accepted(device.device_id)
 
-    def _login(self, device: DeviceInfo) -> tuple[str, str] | None:
+    def _login(self, device: AlarmDevice) -> tuple[str, str] | None:
         if device.credentials is None or self.credentials is None:
             return None
         return self.credentials(device.device_id, device.credentials)
 
-    async def _rtsp_snapshot(self, device: DeviceInfo) -> bytes | None:
+    async def _rtsp_snapshot(self, device: AlarmDevice) -> bytes | None:
         """One decoded frame of the camera's main stream as JPEG (in a worker thread)."""
         url = device.rtsp_urls[0]
         login = self._login(device)
@@ -209,7 +209,7 @@ class SnapshotLinkage:
             return None
         return probe.snapshot_jpeg
 
-    async def _http_snapshot(self, device: DeviceInfo) -> tuple[str, bytes] | None:
+    async def _http_snapshot(self, device: AlarmDevice) -> tuple[str, bytes] | None:
         """GET the device's snapshot URL (size-capped, time-bounded)."""
         if not device.snapshot_url:
             return None

@@ -1,8 +1,9 @@
 """Alarm storage: the repository the alarm engine, the dispatcher and the alarm API use.
 
-It reads devices and open alarms for a batch, single alarms and jurisdiction
-names, and stores single revisions, rejected events and audit rows itself. The
-rest lives in sibling modules of free functions, which the repository delegates to:
+It reads devices (the device storage's `AlarmDevice` projection) and open alarms for
+a batch, single alarms and jurisdiction names, and stores single revisions, rejected
+events and audit rows itself. The rest lives in sibling modules of free functions,
+which the repository delegates to:
 
 - `batch_storage`: the engine's batch writes (alarms, history, change log, outbox);
 - `query_storage`: search with keyset paging, history, delivery receipts, the change log;
@@ -20,7 +21,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -48,22 +48,23 @@ from hub.alarms.row_storage import alarm_from_row as _alarm_from_row
 from hub.alarms.row_storage import in_list as _in_list
 from hub.alarms.row_storage import result_rows as _rows
 from hub.auth import audit_storage as audit_log
+from hub.devices import storage as devices_repo
+from hub.devices.storage import AlarmDevice
 from hub.storage.base import (
     Row,
     SqlStore,
     Statement,
     Tx,
-    from_json,
     to_db_time,
 )
 
 __all__ = [
     "AlarmChange",
+    "AlarmDevice",
     "AlarmFilter",
     "AlarmRepository",
     "ClaimedDelivery",
     "DeliveryRow",
-    "DeviceInfo",
     "InvalidCursor",
     "MediaRow",
     "SinkState",
@@ -76,57 +77,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    """What the alarm engine reads about a device from the registry."""
-
-    device_id: str
-    kind: str
-    name: str | None
-    project: str | None
-    jurisdiction: str | None
-    jurisdiction_path: str | None
-    linked_cameras: tuple[str, ...]
-    linked_speakers: tuple[str, ...]
-    latitude: float | None
-    longitude: float | None
-    address: str | None
-    snapshot_url: str | None
-    credentials: bytes | None = field(default=None, repr=False)
-    #: The camera's RTSP URLs (main stream first), for a one-frame snapshot.
-    rtsp_urls: tuple[str, ...] = field(default=(), repr=False)
-
-
-def _opt_text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _devices_from(rows: Sequence[Row]) -> dict[str, DeviceInfo]:
-    found: dict[str, DeviceInfo] = {}
-    for row in rows:
-        attributes = from_json(row[4]) or {}
-        if not isinstance(attributes, dict):
-            attributes = {}
-        linked = _strings(row[7]) or _strings(attributes.get("linked_cameras"))
-        found[row[0]] = DeviceInfo(
-            device_id=row[0],
-            kind=row[1] or "device",
-            name=row[2] or None,
-            project=row[5] or _opt_text(attributes.get("project")),
-            jurisdiction=row[3],
-            jurisdiction_path=row[6] or _opt_text(attributes.get("jurisdiction_path")),
-            linked_cameras=linked,
-            linked_speakers=_strings(attributes.get("linked_speakers")),
-            latitude=_float(row[8] if row[8] is not None else attributes.get("latitude")),
-            longitude=_float(row[9] if row[9] is not None else attributes.get("longitude")),
-            address=row[10] or _opt_text(attributes.get("address")),
-            snapshot_url=row[11] or _opt_text(attributes.get("snapshot_url")),
-            credentials=None if row[12] is None else bytes(row[12]),
-            rtsp_urls=_strings(row[13]) or _strings(attributes.get("rtsp_urls")),
-        )
-    return found
-
-
 def _open_alarms_from(rows: Sequence[Row]) -> dict[str, StoredAlarm]:
     found: dict[str, StoredAlarm] = {}
     for row in rows:
@@ -136,17 +86,6 @@ def _open_alarms_from(rows: Sequence[Row]) -> dict[str, StoredAlarm]:
         if current is None or not current.alarm.is_active or stored.alarm.is_active:
             found[stored.alarm.dedup_key] = stored
     return found
-
-
-def _strings(value: Any) -> tuple[str, ...]:
-    decoded = from_json(value) if isinstance(value, str | bytes) else value
-    if not isinstance(decoded, list):
-        return ()
-    return tuple(str(item) for item in decoded if isinstance(item, str) and item)
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 class AlarmRepository:
@@ -161,7 +100,7 @@ class AlarmRepository:
     async def _columns(self, tx: Tx) -> frozenset[str]:
         # The registry's migration adds device columns; read only those present.
         if self._device_columns is None:
-            self._device_columns = await self.store.dialect.columns(tx, "devices")
+            self._device_columns = await devices_repo.device_columns(tx, self.store.dialect)
         return self._device_columns
 
     def _member(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
@@ -169,34 +108,11 @@ class AlarmRepository:
         statement text for any number of values), an IN list on SQLite."""
         return self.store.dialect.one_of(column, values)
 
-    def _devices_query(self, ids: Sequence[str], present: frozenset[str]) -> Statement:
-        optional = (
-            "project",
-            "jurisdiction_path",
-            "linked_cameras",
-            "latitude",
-            "longitude",
-            "address",
-            "snapshot_url",
-            "credentials",
-            "rtsp_urls",
-        )
-        selected = ["id", "kind", "name", "jurisdiction", "attributes"]
-        selected += [column if column in present else "NULL" for column in optional]
-        member, params = self._member("id", ids)
-        return Statement(
-            f"SELECT {', '.join(selected)} FROM devices WHERE {member}",  # noqa: S608
-            params,
-            rows=True,
-        )
-
-    async def devices(self, tx: Tx, device_ids: Iterable[str]) -> dict[str, DeviceInfo]:
+    async def devices(self, tx: Tx, device_ids: Iterable[str]) -> dict[str, AlarmDevice]:
         """Registry facts for `device_ids` (unknown devices are absent)."""
-        ids = sorted(set(device_ids))
-        if not ids:
-            return {}
-        (rows,) = await tx.run_all([self._devices_query(ids, await self._columns(tx))])
-        return _devices_from(_rows(rows))
+        return await devices_repo.alarm_devices(
+            tx, self.store.dialect, device_ids, await self._columns(tx)
+        )
 
     # -- alarms -------------------------------------------------------------
 
@@ -237,7 +153,7 @@ class AlarmRepository:
 
     async def batch_context(
         self, tx: Tx, device_ids: Iterable[str], dedup_keys: Iterable[str] = ()
-    ) -> tuple[dict[str, DeviceInfo], dict[str, StoredAlarm]]:
+    ) -> tuple[dict[str, AlarmDevice], dict[str, StoredAlarm]]:
         """`devices` and `open_alarms` together, in one trip to the database."""
         ids = sorted(set(device_ids))
         keys = sorted(set(dedup_keys))
@@ -246,9 +162,11 @@ class AlarmRepository:
         present = await self._columns(tx)
         statements = [self._open_alarms_query(ids, keys)]
         if ids:
-            statements.append(self._devices_query(ids, present))
+            statements.append(
+                devices_repo.alarm_devices_statement(self.store.dialect, ids, present)
+            )
         results = await tx.run_all(statements)
-        devices = _devices_from(_rows(results[1])) if ids else {}
+        devices = devices_repo.alarm_devices_from(_rows(results[1])) if ids else {}
         return devices, _open_alarms_from(_rows(results[0]))
 
     async def get(

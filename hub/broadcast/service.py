@@ -18,15 +18,14 @@ from datetime import datetime, timedelta
 
 from adapters.mqtt import BroadcastCommand, CommandOutcome, UnitStatus, UnknownUnitError
 from hub.broadcast.storage import (
-    BroadcastUnitRow,
     CommandRecord,
-    broadcast_units,
     create_commands,
     expire_pending,
     finish_command,
     get_command,
 )
 from hub.clock import utcnow
+from hub.devices.storage import BroadcastUnit, broadcast_units
 from hub.mqtt.service import MqttService
 from hub.storage import SqlStore
 
@@ -56,7 +55,7 @@ class BroadcastUnavailable(Exception):
 class UnitView:
     """A broadcast unit with the status an operator sees."""
 
-    unit: BroadcastUnitRow
+    unit: BroadcastUnit
     status: str
 
 
@@ -167,7 +166,7 @@ class BroadcastService:
 
     async def _start(
         self,
-        units: Sequence[BroadcastUnitRow],
+        units: Sequence[BroadcastUnit],
         command: BroadcastCommand,
         zone: str | None,
         actor: str,

@@ -1,4 +1,5 @@
-"""Broadcast units and the commands sent to them: rows, scoping, audit.
+"""The commands sent to broadcast units: rows, scoping, audit (the units themselves are a
+projection of the device storage, `hub.devices.storage.broadcast_units`).
 
 A command row is written (with its audit row) before anything goes out over MQTT, as
 `pending`; the unit's ack, its refusal or the timeout closes it with the outcome.
@@ -7,7 +8,7 @@ A command row is written (with its audit row) before anything goes out over MQTT
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,9 +17,7 @@ from hub.storage.base import SqlStore, from_json, from_ts, scope_condition, to_d
 
 __all__ = [
     "PENDING",
-    "BroadcastUnitRow",
     "CommandRecord",
-    "broadcast_units",
     "create_commands",
     "expire_pending",
     "finish_command",
@@ -53,19 +52,6 @@ class CommandRecord:
     reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class BroadcastUnitRow:
-    """A registered broadcast unit with its stored health."""
-
-    device_id: str
-    name: str
-    mqtt_device_id: str | None
-    jurisdiction_path: str | None
-    tags: tuple[str, ...] = field(default_factory=tuple)
-    health: str = "unknown"
-    last_seen_at: datetime | None = None
-
-
 def _record(row: Sequence[Any]) -> CommandRecord:
     return CommandRecord(
         id=row[0],
@@ -82,49 +68,6 @@ def _record(row: Sequence[Any]) -> CommandRecord:
         finished_at=from_ts(row[11]),
         reason=row[12],
     )
-
-
-async def broadcast_units(
-    store: SqlStore,
-    scope_paths: Sequence[str] | None,
-    *,
-    unit_id: str | None = None,
-    zone: str | None = None,
-) -> list[BroadcastUnitRow]:
-    """Broadcast units within the scope, optionally one unit or the units tagged `zone`."""
-    scope_sql, params = scope_condition(scope_paths, "d.jurisdiction_path")
-    clauses = ["d.kind = 'broadcast_unit'", scope_sql]
-    values: list[Any] = list(params)
-    if unit_id is not None:
-        clauses.append("d.id = %s")
-        values.append(unit_id)
-    if zone is not None:
-        sql_zone, zone_values = store.dialect.json_array_contains("d.tags", zone)
-        clauses.append(sql_zone)
-        values.extend(zone_values)
-    sql = (
-        "SELECT d.id, d.name, d.mqtt_device_id, d.jurisdiction_path, d.tags,"  # noqa: S608
-        " s.health, s.last_seen_at"
-        " FROM devices d LEFT JOIN device_state s ON s.device_id = d.id"
-        f" WHERE {' AND '.join(clauses)} ORDER BY d.id"
-    )
-    async with store.reading() as tx:
-        rows = await tx.fetchall(sql, values)
-    out = []
-    for row in rows:
-        tags = from_json(row[4])
-        out.append(
-            BroadcastUnitRow(
-                device_id=row[0],
-                name=row[1] or "",
-                mqtt_device_id=row[2],
-                jurisdiction_path=row[3],
-                tags=tuple(str(t) for t in tags) if isinstance(tags, list) else (),
-                health=row[5] or "unknown",
-                last_seen_at=from_ts(row[6]),
-            )
-        )
-    return out
 
 
 async def create_commands(

@@ -1,5 +1,7 @@
 """The rows device health is stored and read as: probe samples, transitions, evidence
-snapshots, baselines, patrol targets and runs, and what the health API and KPIs read."""
+snapshots, baselines, patrol runs, and what the KPIs read (the device projections a
+patrol and the health API read, `PatrolTarget` and `DeviceHealthRow`, are the device
+storage's)."""
 
 from __future__ import annotations
 
@@ -10,11 +12,9 @@ from typing import Any
 
 __all__ = [
     "BaselineRow",
-    "DeviceHealthRow",
     "EvidenceImage",
     "HealthSampleRow",
     "PatrolRunRow",
-    "PatrolTarget",
     "ProbeCounts",
     "StateChangeRow",
     "StoredHealth",
@@ -80,34 +80,6 @@ class BaselineRow:
     sharpness: float | None
     samples: int
     reference_png: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class PatrolTarget:
-    """A camera the patrol should probe, with when it was probed last."""
-
-    device_id: str
-    name: str
-    jurisdiction_path: str | None
-    rtsp_urls: tuple[str, ...]
-    credentials: bytes | None
-    last_probe_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceHealthRow:
-    """A device's current health as the registry list shows it."""
-
-    device_id: str
-    name: str
-    kind: str
-    jurisdiction_path: str | None
-    health: str
-    since: datetime | None
-    reason: str | None
-    last_probe_at: datetime | None
-    reason_code: str | None = None
-    reason_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,16 +18,15 @@ from camera_registry.jurisdiction import JurisdictionNode
 from hub.devices import storage as devices_repo
 from hub.devices.health_rows import (
     BaselineRow,
-    DeviceHealthRow,
     EvidenceImage,
     HealthSampleRow,
     PatrolRunRow,
-    PatrolTarget,
     ProbeCounts,
     StateChangeRow,
     StoredHealth,
     TransitionRow,
 )
+from hub.devices.storage import DeviceHealthRow, PatrolTarget
 from hub.storage.base import (
     Json,
     Row,
@@ -35,18 +34,15 @@ from hub.storage.base import (
     Tx,
     from_json,
     from_ts,
-    scope_condition,
     to_db_time,
 )
 
 __all__ = [
     "BaselineRow",
-    "DeviceHealthRow",
     "EvidenceImage",
     "HealthRepository",
     "HealthSampleRow",
     "PatrolRunRow",
-    "PatrolTarget",
     "ProbeCounts",
     "StateChangeRow",
     "StoredHealth",
@@ -84,12 +80,6 @@ def _sample_from_row(row: Row) -> HealthSampleRow:
         evidence_id=uuid.UUID(str(row[15])) if row[15] is not None else None,
         patrol_id=row[16],
     )
-
-
-def _subtree(path: str | None, column: str) -> tuple[str, list[str]]:
-    if path is None:
-        return "1 = 1", []
-    return f"{column} LIKE %s", [path + "%"]
 
 
 class HealthRepository:
@@ -245,12 +235,12 @@ class HealthRepository:
         Used at start-up: after a restart nothing is known until new evidence
         arrives, and the KPIs must not count the hub's down time as online.
         """
+        of_kind, params = devices_repo.device_ids_sql(None, kind=kind)
         async with self.store.transaction() as tx:
             rows = await tx.fetchall(
-                "SELECT s.device_id, s.health FROM device_state s"
-                " JOIN devices d ON d.id = s.device_id"
-                " WHERE d.kind = %s AND s.health <> 'unknown'",
-                (kind,),
+                "SELECT s.device_id, s.health FROM device_state s"  # noqa: S608
+                f" WHERE s.device_id IN ({of_kind}) AND s.health <> 'unknown'",
+                params,
             )
             await self._insert_transitions(
                 tx,
@@ -269,29 +259,7 @@ class HealthRepository:
     async def patrol_targets(self) -> list[PatrolTarget]:
         """Enabled cameras with their RTSP URLs (none for a camera seen only through
         another protocol's stream), the longest unprobed first (never probed first)."""
-        async with self.store.reading() as tx:
-            rows = await tx.fetchall(
-                "SELECT d.id, d.name, d.jurisdiction_path, d.rtsp_urls, d.credentials,"
-                " s.last_probe_at FROM devices d"
-                " LEFT JOIN device_state s ON s.device_id = d.id"
-                " WHERE d.kind = 'camera' AND d.enabled = TRUE"
-                " ORDER BY CASE WHEN s.last_probe_at IS NULL THEN 0 ELSE 1 END,"
-                " s.last_probe_at, d.id"
-            )
-        targets = []
-        for row in rows:
-            urls = tuple(str(u) for u in (from_json(row[3]) or []))
-            targets.append(
-                PatrolTarget(
-                    device_id=str(row[0]),
-                    name=str(row[1]),
-                    jurisdiction_path=row[2],
-                    rtsp_urls=urls,
-                    credentials=bytes(row[4]) if row[4] is not None else None,
-                    last_probe_at=from_ts(row[5]),
-                )
-            )
-        return targets
+        return await devices_repo.patrol_targets(self.store)
 
     async def baselines(self) -> dict[str, BaselineRow]:
         """Every camera's learned baseline."""
@@ -398,30 +366,7 @@ class HealthRepository:
         self, device_id: str, scope_paths: Sequence[str] | None
     ) -> DeviceHealthRow | None:
         """A device's current health, or None when it does not exist or is out of scope."""
-        scope, params = scope_condition(scope_paths, "d.jurisdiction_path")
-        async with self.store.reading() as tx:
-            row = await tx.fetchone(
-                "SELECT d.id, d.name, d.kind, d.jurisdiction_path, s.health, s.health_since,"  # noqa: S608
-                " s.health_reason, s.last_probe_at, s.health_reason_code,"
-                " s.health_reason_params FROM devices d"
-                " LEFT JOIN device_state s ON s.device_id = d.id"
-                f" WHERE d.id = %s AND {scope}",
-                (device_id, *params),
-            )
-        if row is None:
-            return None
-        return DeviceHealthRow(
-            device_id=str(row[0]),
-            name=str(row[1]),
-            kind=str(row[2]),
-            jurisdiction_path=row[3],
-            health=str(row[4] or "unknown"),
-            since=from_ts(row[5]),
-            reason=row[6],
-            last_probe_at=from_ts(row[7]),
-            reason_code=row[8],
-            reason_params=_params(from_json(row[9])) if row[8] else {},
-        )
+        return await devices_repo.device_health(self.store, device_id, scope_paths)
 
     async def last_sample(self, device_id: str) -> HealthSampleRow | None:
         """A device's newest probe sample."""
@@ -470,29 +415,17 @@ class HealthRepository:
         self, scope_paths: Sequence[str] | None, subtree_path: str | None, kind: str | None
     ) -> dict[str, int]:
         """Device counts by health state within the scope (and subtree, and kind)."""
-        scope, params = scope_condition(scope_paths, "d.jurisdiction_path")
-        subtree, subtree_params = _subtree(subtree_path, "d.jurisdiction_path")
-        kind_clause = "d.kind = %s" if kind else "1 = 1"
-        async with self.store.reading() as tx:
-            rows = await tx.fetchall(
-                "SELECT COALESCE(s.health, 'unknown'), COUNT(*) FROM devices d"  # noqa: S608
-                " LEFT JOIN device_state s ON s.device_id = d.id"
-                f" WHERE {scope} AND {subtree} AND {kind_clause}"
-                " GROUP BY COALESCE(s.health, 'unknown')",
-                (*params, *subtree_params, *([kind] if kind else [])),
-            )
-        return {str(r[0]): int(r[1]) for r in rows}
+        return await devices_repo.health_counts(self.store, scope_paths, subtree_path, kind)
 
     async def evidence(
         self, evidence_id: uuid.UUID, scope_paths: Sequence[str] | None
     ) -> EvidenceImage | None:
         """An evidence snapshot, or None when missing or its device is out of scope."""
-        scope, params = scope_condition(scope_paths, "d.jurisdiction_path")
+        in_scope, params = devices_repo.device_ids_sql(scope_paths)
         async with self.store.reading() as tx:
             row = await tx.fetchone(
                 "SELECT e.id, e.device_id, e.data, e.taken_at, e.source, e.content_type"  # noqa: S608
-                " FROM evidence_media e JOIN devices d ON d.id = e.device_id"
-                f" WHERE e.id = %s AND {scope}",
+                f" FROM evidence_media e WHERE e.id = %s AND e.device_id IN ({in_scope})",
                 (evidence_id, *params),
             )
         if row is None:
@@ -526,14 +459,7 @@ class HealthRepository:
         self, scope_paths: Sequence[str] | None, subtree_path: str | None
     ) -> dict[str, str | None]:
         """Device id → jurisdiction path of every device in scope and subtree."""
-        scope, params = scope_condition(scope_paths, "jurisdiction_path")
-        subtree, subtree_params = _subtree(subtree_path, "jurisdiction_path")
-        async with self.store.reading() as tx:
-            rows = await tx.fetchall(
-                f"SELECT id, jurisdiction_path FROM devices WHERE {scope} AND {subtree}",  # noqa: S608
-                (*params, *subtree_params),
-            )
-        return {str(r[0]): r[1] for r in rows}
+        return await devices_repo.device_paths(self.store, scope_paths, subtree_path)
 
     async def state_changes(
         self,
@@ -546,14 +472,11 @@ class HealthRepository:
 
         In time order per device (ties broken by insertion order).
         """
-        scope, params = scope_condition(scope_paths, "d.jurisdiction_path")
-        subtree, subtree_params = _subtree(subtree_path, "d.jurisdiction_path")
-        where = f"{scope} AND {subtree}"
-        base = (*params, *subtree_params)
+        members, base = devices_repo.device_ids_sql(scope_paths, subtree_path)
+        where = f"h.device_id IN ({members})"
         async with self.store.reading() as tx:
             inside = await tx.fetchall(
                 "SELECT h.device_id, h.at, h.to_state, h.id FROM device_health_history h"  # noqa: S608
-                " JOIN devices d ON d.id = h.device_id"
                 f" WHERE {where} AND h.at >= %s AND h.at < %s",
                 (*base, to_db_time(start), to_db_time(end)),
             )
@@ -561,7 +484,7 @@ class HealthRepository:
                 "SELECT device_id, at, to_state, id FROM ("  # noqa: S608
                 " SELECT h.device_id, h.at, h.to_state, h.id, ROW_NUMBER() OVER ("
                 "  PARTITION BY h.device_id ORDER BY h.at DESC, h.id DESC) AS rn"
-                " FROM device_health_history h JOIN devices d ON d.id = h.device_id"
+                " FROM device_health_history h"
                 f" WHERE {where} AND h.at < %s) AS latest WHERE rn = 1",
                 (*base, to_db_time(start)),
             )
@@ -582,30 +505,25 @@ class HealthRepository:
         end: datetime,
     ) -> dict[str, ProbeCounts]:
         """Per device, probes in [start, end) (reporting-day aligned on TimescaleDB)."""
-        scope, params = scope_condition(scope_paths, "d.jurisdiction_path")
-        subtree, subtree_params = _subtree(subtree_path, "d.jurisdiction_path")
+        members, params = devices_repo.device_ids_sql(scope_paths, subtree_path)
         if self.store.backend == "timescaledb":
             # The continuous aggregate's buckets are reporting days, so a period
             # made of whole reporting days sums them exactly.
             source = (
                 "SELECT a.device_id, SUM(a.probes), SUM(a.ok_probes), SUM(a.clean_probes)"  # noqa: S608
-                " FROM health_samples_daily a JOIN devices d ON d.id = a.device_id"
-                f" WHERE {scope} AND {subtree} AND a.day >= %s AND a.day < %s"
-                " GROUP BY a.device_id"
+                f" FROM health_samples_daily a WHERE a.device_id IN ({members})"
+                " AND a.day >= %s AND a.day < %s GROUP BY a.device_id"
             )
         else:
             source = (
                 "SELECT s.device_id, COUNT(*),"  # noqa: S608
                 " SUM(CASE WHEN s.ok THEN 1 ELSE 0 END),"
                 " SUM(CASE WHEN s.observed = 'online' THEN 1 ELSE 0 END)"
-                " FROM health_samples s JOIN devices d ON d.id = s.device_id"
-                f" WHERE {scope} AND {subtree} AND s.time >= %s AND s.time < %s"
-                " GROUP BY s.device_id"
+                f" FROM health_samples s WHERE s.device_id IN ({members})"
+                " AND s.time >= %s AND s.time < %s GROUP BY s.device_id"
             )
         async with self.store.reading() as tx:
-            rows = await tx.fetchall(
-                source, (*params, *subtree_params, to_db_time(start), to_db_time(end))
-            )
+            rows = await tx.fetchall(source, (*params, to_db_time(start), to_db_time(end)))
         return {str(r[0]): ProbeCounts(int(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in rows}
 
 

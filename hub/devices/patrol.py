@@ -73,7 +73,6 @@ from hub.clock import utcnow
 from hub.crypto import CredentialCipher
 from hub.devices.health_storage import (
     HealthRepository,
-    PatrolTarget,
     TransitionRow,
 )
 from hub.devices.patrol_assess import (
@@ -87,6 +86,7 @@ from hub.devices.patrol_assess import (
     judge,
 )
 from hub.devices.patrol_config import PatrolSettings
+from hub.devices.storage import PatrolTarget
 from hub.metrics import Metrics
 from hub.storage import SqlStore
 from hub.writer import EventWriter

@@ -35,9 +35,9 @@ from hub.devices.health_storage import (
     BaselineRow,
     EvidenceImage,
     HealthSampleRow,
-    PatrolTarget,
 )
 from hub.devices.patrol_config import PatrolSettings
+from hub.devices.storage import PatrolTarget
 
 __all__ = [
     "CREDENTIALS_ACCEPTED_KIND",

@@ -41,12 +41,12 @@ from hub.alarms.storage import AlarmChange, AlarmRepository
 from hub.auth import audit_storage as audit_log
 from hub.auth.principal import Principal
 from hub.bus import EventBus, SubscriptionOverflow
+from hub.devices.storage import camera_source
 from hub.evidence import storage
 from hub.evidence.buffers import CameraBuffer, SourceOpener, open_pull
 from hub.evidence.config import EvidenceSettings
 from hub.evidence.recording import record_clip
 from hub.evidence.storage import ClipRow
-from hub.live.storage import camera_source
 from hub.storage import SqlStore
 
 __all__ = ["ClipListener", "EvidenceService", "PrebufferState", "Shortfall"]

@@ -1,5 +1,5 @@
-"""Evidence storage: clip rows (the MP4 files live in the data directory) and the
-registry facts that say which cameras to buffer."""
+"""Evidence storage: clip rows (the MP4 files live in the data directory) and, from the
+device storage's alarm-point links, which cameras to buffer and which school buttons to check."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from hub.storage.base import Row, Tx, from_json, from_ts, to_db_time
+from hub.devices import storage as devices_repo
+from hub.storage.base import Row, Tx, from_ts, to_db_time
 
 __all__ = [
     "BufferedCamera",
@@ -209,31 +210,19 @@ class BufferedCamera:
 async def buffered_cameras(tx: Tx, tag: str) -> list[BufferedCamera]:
     """Enabled cameras that an enabled alarm point links, or tagged `tag`, with their
     first RTSP URL (None when they have none)."""
-    rows = await tx.fetchall(
-        "SELECT id, kind, tags, linked_cameras, rtsp_urls, credentials FROM devices"
-        " WHERE enabled = %s",
-        (True,),
-    )
-    wanted: set[str] = set()
-    cameras: dict[str, Row] = {}
-    for row in rows:
-        if row[1] == "alarm_point":
-            wanted.update(str(c) for c in from_json(row[3]) or [])
-        elif row[1] == "camera":
-            cameras[row[0]] = row
-            if tag in (from_json(row[2]) or []):
-                wanted.add(row[0])
+    links = await devices_repo.alarm_point_links(tx)
+    wanted = {camera for point in links.points for camera in point.linked_cameras}
+    wanted.update(c.device_id for c in links.cameras.values() if tag in c.tags)
     out = []
     for device_id in sorted(wanted):
-        camera = cameras.get(device_id)
+        camera = links.cameras.get(device_id)
         if camera is None:
             continue
-        urls = from_json(camera[4])
         out.append(
             BufferedCamera(
                 device_id=device_id,
-                rtsp_url=str(urls[0]) if urls else None,
-                sealed_credentials=bytes(camera[5]) if camera[5] is not None else None,
+                rtsp_url=camera.rtsp_urls[0] if camera.rtsp_urls else None,
+                sealed_credentials=camera.sealed_credentials,
             )
         )
     return out
@@ -253,25 +242,18 @@ class SchoolButton:
 
 async def school_buttons(tx: Tx) -> tuple[list[SchoolButton], dict[str, bool]]:
     """Every enabled school panic button, and for every camera whether it has a stream."""
-    rows = await tx.fetchall(
-        "SELECT id, name, kind, project, jurisdiction_path, address, latitude, linked_cameras,"
-        " rtsp_urls FROM devices WHERE enabled = %s",
-        (True,),
-    )
-    buttons = []
-    cameras: dict[str, bool] = {}
-    for row in rows:
-        if row[2] == "camera":
-            cameras[row[0]] = bool(from_json(row[8]))
-        elif row[2] == "alarm_point" and row[3] == "school_alarm":
-            buttons.append(
-                SchoolButton(
-                    device_id=row[0],
-                    name=row[1],
-                    jurisdiction_path=row[4],
-                    address=row[5],
-                    has_coordinates=row[6] is not None,
-                    linked_cameras=tuple(str(c) for c in from_json(row[7]) or []),
-                )
-            )
+    links = await devices_repo.alarm_point_links(tx)
+    buttons = [
+        SchoolButton(
+            device_id=point.device_id,
+            name=point.name,
+            jurisdiction_path=point.jurisdiction_path,
+            address=point.address,
+            has_coordinates=point.has_coordinates,
+            linked_cameras=point.linked_cameras,
+        )
+        for point in links.points
+        if point.project == "school_alarm"
+    ]
+    cameras = {device_id: bool(c.rtsp_urls) for device_id, c in links.cameras.items()}
     return buttons, cameras

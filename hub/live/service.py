@@ -18,7 +18,7 @@ from camera_registry.urls import with_credentials
 from hub.auth import audit_storage as audit_log
 from hub.auth.principal import Principal
 from hub.config import LiveSettings
-from hub.live.storage import camera_source
+from hub.devices.storage import camera_source
 from hub.storage import SqlStore
 
 __all__ = ["CameraNotVisible", "CredentialOpener", "LiveRefused", "LiveViews"]

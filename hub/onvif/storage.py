@@ -1,5 +1,8 @@
 """ONVIF storage: which cameras to talk to, probe results, device identity, discovery candidates.
 
+The cameras are the device storage's `OnvifTarget` projection (the `devices` table's
+one owner); the functions here hand it on under the names the ONVIF service uses.
+
 A probe's outcome is written in one transaction: the `onvif_probes` row, the
 device's identity and media addresses (vendor, model, firmware, serial,
 `rtsp_urls`, `snapshot_url`) when they changed, and the audit rows (the probe
@@ -10,14 +13,15 @@ stripped by the adapter before they arrive.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from hub.auth import audit_storage as audit
-from hub.storage.base import Json, SqlStore, Tx, from_json, from_ts, scope_condition, to_db_time
+from hub.devices import storage as devices_repo
+from hub.devices.storage import OnvifTarget
+from hub.storage.base import Json, SqlStore, Tx, from_json, from_ts, to_db_time
 
 __all__ = [
     "CandidateRow",
@@ -38,104 +42,27 @@ _EPOCH = datetime.min.replace(tzinfo=UTC)
 _TEXT64 = 64  # the registry's limit for vendor / model / firmware / serial
 _MAX_RTSP_URLS = 16  # the registry's limit for a device's stream list
 
-_TARGET_COLUMNS = (
-    "d.id, d.name, d.kind, d.enabled, d.onvif_url, d.jurisdiction_path, d.credentials,"
-    " d.vendor, d.model, d.firmware, d.serial, d.rtsp_urls, d.snapshot_url"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class OnvifTarget:
-    """A registered device with an ONVIF address, as the ONVIF service needs it."""
-
-    device_id: str
-    name: str
-    kind: str
-    enabled: bool
-    onvif_url: str | None
-    jurisdiction_path: str | None
-    #: The registry's encrypted credentials blob (never decrypted here).
-    credentials: bytes | None = field(default=None, repr=False)
-    vendor: str | None = None
-    model: str | None = None
-    firmware: str | None = None
-    serial: str | None = None
-    rtsp_urls: tuple[str, ...] = ()
-    snapshot_url: str | None = None
-
-    @property
-    def has_credentials(self) -> bool:
-        """True when a login is stored for the device."""
-        return self.credentials is not None
-
-    def channel_fingerprint(self) -> str:
-        """Changes when what the event channel depends on changes (address, login, switch)."""
-        digest = hashlib.sha256()
-        digest.update((self.onvif_url or "").encode())
-        digest.update(b"\x00" + (self.credentials or b""))
-        digest.update(b"\x01" if self.enabled else b"\x00")
-        return digest.hexdigest()
-
-
-def _target(row: Sequence[Any]) -> OnvifTarget:
-    urls = from_json(row[11]) or []
-    return OnvifTarget(
-        device_id=str(row[0]),
-        name=str(row[1] or ""),
-        kind=str(row[2] or ""),
-        enabled=bool(row[3]),
-        onvif_url=row[4],
-        jurisdiction_path=row[5],
-        credentials=bytes(row[6]) if row[6] is not None else None,
-        vendor=row[7],
-        model=row[8],
-        firmware=row[9],
-        serial=row[10],
-        rtsp_urls=tuple(str(u) for u in urls) if isinstance(urls, list) else (),
-        snapshot_url=row[12],
-    )
-
 
 async def registry_fingerprint(store: SqlStore) -> tuple[object, ...]:
     """A value that changes whenever an ONVIF camera is added, changed or removed."""
-    async with store.reading() as tx:
-        row = await tx.fetchone(
-            "SELECT COUNT(*), MAX(updated_at) FROM devices WHERE onvif_url IS NOT NULL"
-        )
-    return tuple(row) if row is not None else ()
+    return await devices_repo.onvif_fingerprint(store)
 
 
 async def load_target(
     store: SqlStore, device_id: str, scope_paths: Sequence[str] | None = None
 ) -> OnvifTarget | None:
     """One device within the caller's jurisdiction scope (None: missing or out of scope)."""
-    condition, params = scope_condition(scope_paths, "d.jurisdiction_path")
-    async with store.reading() as tx:
-        row = await tx.fetchone(
-            f"SELECT {_TARGET_COLUMNS} FROM devices d WHERE d.id = %s AND {condition}",  # noqa: S608
-            [device_id, *params],
-        )
-    return _target(row) if row is not None else None
+    return await devices_repo.onvif_target(store, device_id, scope_paths)
 
 
 async def event_channel_targets(store: SqlStore) -> list[OnvifTarget]:
     """Every enabled device with an ONVIF address and a stored login."""
-    async with store.reading() as tx:
-        rows = await tx.fetchall(
-            f"SELECT {_TARGET_COLUMNS} FROM devices d"  # noqa: S608
-            " WHERE d.enabled = TRUE AND d.onvif_url IS NOT NULL"
-            " AND d.credentials IS NOT NULL ORDER BY d.id"
-        )
-    return [_target(row) for row in rows]
+    return await devices_repo.onvif_event_targets(store)
 
 
 async def onvif_addresses(store: SqlStore) -> dict[str, str]:
     """Every registered ONVIF address (as stored) → device id."""
-    async with store.reading() as tx:
-        rows = await tx.fetchall(
-            "SELECT onvif_url, id FROM devices WHERE onvif_url IS NOT NULL ORDER BY id"
-        )
-    return {str(row[0]): str(row[1]) for row in rows}
+    return await devices_repo.onvif_addresses(store)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,22 +166,11 @@ async def record_probe(
 async def _apply_identity(
     tx: Tx, device_id: str, identity: DeviceIdentity, at: datetime
 ) -> dict[str, Any]:
-    row = await tx.fetchone(
-        f"SELECT {_TARGET_COLUMNS} FROM devices d WHERE d.id = %s",  # noqa: S608
-        (device_id,),
-    )
-    if row is None:
+    target = await devices_repo.onvif_target_in(tx, device_id)
+    if target is None:
         return {}
-    changed = identity.changes_from(_target(row))
-    if not changed:
-        return {}
-    # Column names come from DeviceIdentity's fixed field list, never from input.
-    assignments = ", ".join(f"{name} = %s" for name in changed)
-    values = [Json(v) if isinstance(v, list) else v for v in changed.values()]
-    await tx.execute(
-        f"UPDATE devices SET {assignments}, updated_at = %s WHERE id = %s",  # noqa: S608
-        [*values, to_db_time(at), device_id],
-    )
+    changed = identity.changes_from(target)
+    await devices_repo.apply_probed_fields(tx, device_id, changed, at)
     return changed
 
 

@@ -232,3 +232,58 @@ def test_the_over_the_limit_list_holds_only_modules_still_over_it() -> None:
         or len((ROOT / rel).read_text().splitlines()) <= MAX_MODULE_LINES
     ]
     assert stale == []
+
+
+# SQL that names the `devices` table (the keywords as this project writes them).
+_DEVICES_SQL = re.compile(r"\b(FROM|JOIN|UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+devices\b")
+
+
+def _is_device_owner(module: str) -> bool:
+    parts = module.split(".")
+    return parts[:3] == ["hub", "devices", "storage"] or parts[:3] == [
+        "hub",
+        "storage",
+        "migrations",
+    ]
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """The ids of the docstring nodes of a module and its classes and functions."""
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(
+            node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+        ) and (body := node.body):
+            first = body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found
+
+
+def _string_texts(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    """Every string literal's text (f-string holes as `{}`), with its line."""
+    skip = _docstrings(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+            yield node.lineno, text
+        elif (
+            isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip
+        ):
+            yield node.lineno, node.value
+
+
+def test_only_the_device_storage_touches_the_devices_table() -> None:
+    """One owner of device data: other features read its projections, never the table."""
+    wrong = []
+    for package in PROJECT:
+        for module, path in _modules(package):
+            if _is_device_owner(module):
+                continue
+            tree = ast.parse(path.read_text(), str(path))
+            wrong.extend(
+                f"{module}:{line}"
+                for line, text in _string_texts(tree)
+                if _DEVICES_SQL.search(text)
+            )
+    assert wrong == []
