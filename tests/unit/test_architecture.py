@@ -265,7 +265,9 @@ def _string_texts(tree: ast.AST) -> Iterator[tuple[int, str]]:
     skip = _docstrings(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.JoinedStr):
-            text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+            text = "".join(
+                str(v.value) if isinstance(v, ast.Constant) else "{}" for v in node.values
+            )
             yield node.lineno, text
         elif (
             isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip
@@ -275,7 +277,7 @@ def _string_texts(tree: ast.AST) -> Iterator[tuple[int, str]]:
 
 def test_only_the_device_storage_touches_the_devices_table() -> None:
     """One owner of device data: other features read its projections, never the table."""
-    wrong = []
+    wrong: list[str] = []
     for package in PROJECT:
         for module, path in _modules(package):
             if _is_device_owner(module):
