@@ -13,9 +13,15 @@ run. The publisher is a separate process (so it does not share the consumer's GI
   the subscriber's start-up (connections, first statements prepared, caches
   filled) and its p99 is tens of ms even for the bare subscriber. The figures with
   that second included are kept beside them (`latency_ms_with_warmup`).
+- mixed: the same count of messages, one press in ten and heartbeats from 500
+  registered units between (each unit's heartbeats within one 1-second interval
+  are duplicates, acknowledged without a row, as the hub treats a chatty device);
+  the bare subscriber takes the same mix.
 - rounds: the machine is noisy (two cores shared with the broker, the publisher
-  and PostgreSQL), so bare and hub runs alternate `--rounds` times and each figure
-  is the median of its rounds; every round's figures are kept too (`each_round`).
+  and PostgreSQL), so bare and hub runs alternate `--rounds` times. The headline
+  ratio is the median of the per-round ratios (each round's hub rate over the bare
+  rate measured beside it); the other figures are medians of their rounds, and
+  every round's figures are kept too (`each_round`).
 
 The hub side is a real `Hub` (SQLite, then PostgreSQL): adapter → writer (batch commit,
 device state, alarm engine hook) → PUBACK; commits are seen on the hub's event bus.
@@ -27,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -44,7 +49,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from benchmarks.common import scratch_database, write_result
+from benchmarks.common import machine_load, scratch_database, write_result
 from camera_registry.events import DeviceEvent
 from hub.config import load_settings
 from hub.runtime import Hub, freeze_startup_heap
@@ -55,6 +60,9 @@ from tests.peers.mosquitto import MosquittoPeer, mosquitto_peer
 PREFIX = "gridwatch/v1"
 BUTTONS = 78
 RECEIVE_MAXIMUM = 1000
+#: The mixed load: one press in every MIX_EVERY messages, heartbeats between.
+MIX_EVERY = 10
+HEARTBEAT_DEVICES = 500
 #: Latency figures leave out presses sent in the first second (start-up).
 WARMUP_S = 1.0
 
@@ -62,8 +70,12 @@ WARMUP_S = 1.0
 # --------------------------------------------------------------------------- publisher
 
 
-def publish(host: str, port: int, count: int, rate: float, run: str) -> dict[str, Any]:
-    """Send `count` presses (rate 0 = as fast as possible); report first/last publish times."""
+def publish(
+    host: str, port: int, count: int, rate: float, run: str, mixed: bool = False
+) -> dict[str, Any]:
+    """Send `count` presses (rate 0 = as fast as possible) — or, `mixed`, one press in
+    every `MIX_EVERY` messages and heartbeats from `HEARTBEAT_DEVICES` units between —
+    and report the first and last publish times."""
     client = paho.Client(
         callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{run}"
     )
@@ -79,13 +91,19 @@ def publish(host: str, port: int, count: int, rate: float, run: str) -> dict[str
             delay = due - time.time()
             if delay > 0:
                 time.sleep(delay)
-        body = {
-            "v": 1,
-            "msg_id": f"{run}-{i}",
-            "type": "panic.press",
-            "time": datetime.now(UTC).isoformat(),
-        }
-        topic = f"{PREFIX}/bench-btn-{i % BUTTONS:03d}/event"
+        if mixed and i % MIX_EVERY:
+            # Each unit's heartbeat falls in a new 1-second interval bucket: stored, not
+            # a duplicate (units cycle every HEARTBEAT_DEVICES messages).
+            body = {"v": 1, "interval_s": 1, "time": datetime.now(UTC).isoformat()}
+            topic = f"{PREFIX}/bench-unit-{i % HEARTBEAT_DEVICES:03d}/heartbeat"
+        else:
+            body = {
+                "v": 1,
+                "msg_id": f"{run}-{i}",
+                "type": "panic.press",
+                "time": datetime.now(UTC).isoformat(),
+            }
+            topic = f"{PREFIX}/bench-btn-{i % BUTTONS:03d}/event"
         infos.append(client.publish(topic, json.dumps(body).encode(), qos=1))
     last_sent = time.time()
     for info in infos:
@@ -96,7 +114,9 @@ def publish(host: str, port: int, count: int, rate: float, run: str) -> dict[str
     return {"started": started, "last_sent": last_sent, "accepted": accepted}
 
 
-def run_publisher(peer: MosquittoPeer, count: int, rate: float, run: str) -> subprocess.Popen[str]:
+def run_publisher(
+    peer: MosquittoPeer, count: int, rate: float, run: str, mixed: bool = False
+) -> subprocess.Popen[str]:
     """Start the publisher process; its JSON report arrives on stdout."""
     return subprocess.Popen(
         [
@@ -109,6 +129,7 @@ def run_publisher(peer: MosquittoPeer, count: int, rate: float, run: str) -> sub
             str(count),
             str(rate),
             run,
+            "mixed" if mixed else "presses",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -150,7 +171,9 @@ def _sent_at(payload: bytes | bytearray) -> float:
 # --------------------------------------------------------------------------- bare paho
 
 
-def bare_subscriber(peer: MosquittoPeer, count: int, rate: float) -> dict[str, Any]:
+def bare_subscriber(
+    peer: MosquittoPeer, count: int, rate: float, mixed: bool = False
+) -> dict[str, Any]:
     """A bare paho MQTT 5 subscriber acking each message as it arrives."""
     run = uuid.uuid4().hex[:8]
     done = threading.Event()
@@ -160,7 +183,7 @@ def bare_subscriber(peer: MosquittoPeer, count: int, rate: float) -> dict[str, A
     latencies: list[tuple[float, float]] = []
 
     def on_connect(client: paho.Client, *_: Any) -> None:
-        client.subscribe(f"{PREFIX}/+/event", qos=1)
+        client.subscribe([(f"{PREFIX}/+/event", 1), (f"{PREFIX}/+/heartbeat", 1)])
 
     def on_subscribe(*_: Any) -> None:
         ready.set()
@@ -191,7 +214,7 @@ def bare_subscriber(peer: MosquittoPeer, count: int, rate: float) -> dict[str, A
     client.connect(peer.host, peer.port, properties=properties)
     client.loop_start()
     ready.wait(10)
-    publisher = run_publisher(peer, count, rate, run)
+    publisher = run_publisher(peer, count, rate, run, mixed)
     report = publisher_report(publisher)
     done.wait(300)
     client.disconnect()
@@ -215,6 +238,7 @@ async def through_hub(
     rate: float,
     *,
     alarm_engine: bool = True,
+    mixed: bool = False,
 ) -> dict[str, Any]:
     """The hub's adapter + writer: publish → committed (PUBACK sent after the commit)."""
     run = uuid.uuid4().hex[:8]
@@ -237,6 +261,9 @@ async def through_hub(
             hub._commit_hooks[:] = [hub.mqtt.in_transaction]
         for n in range(BUTTONS):
             await register_device(hub.store, f"bench-btn-{n:03d}", "alarm_point")
+        if mixed:
+            for n in range(HEARTBEAT_DEVICES):
+                await register_device(hub.store, f"bench-unit-{n:03d}", "alarm_point")
         await hub.mqtt.directory.refresh()
         freeze_startup_heap()  # as `gridwatch run` does once the hub is up
         adapter = hub.mqtt.adapter
@@ -248,10 +275,12 @@ async def through_hub(
         subscription = hub.events.subscribe(maxsize=100_000, name="bench")
         last_commit = 0.0
 
+        presses = count if not mixed else len(range(0, count, MIX_EVERY))
+
         async def watch() -> None:
             nonlocal last_commit
             seen = 0
-            while seen < count:
+            while seen < presses:
                 event: DeviceEvent = await subscription.get()
                 if event.kind != "panic.press":
                     continue
@@ -263,9 +292,14 @@ async def through_hub(
                     latencies.append((sent, last_commit - sent))
 
         watcher = asyncio.create_task(watch())
-        publisher = await asyncio.to_thread(run_publisher, peer, count, rate, run)
+        publisher = await asyncio.to_thread(run_publisher, peer, count, rate, run, mixed)
         report = await asyncio.to_thread(publisher_report, publisher)
         await asyncio.wait_for(watcher, 300)
+        # Heartbeats are not announced on the bus: the last acknowledgement (sent after
+        # its commit) ends the run when it comes after the last press.
+        while adapter.metrics.acked - acked_before < count:
+            await asyncio.sleep(0.005)
+            last_commit = time.time()
         # The writer calls the committed-callbacks (PUBACK) before it announces on the bus.
         assert adapter.metrics.acked - acked_before >= count
         stored = await hub.store.count_events(kind="panic.press")
@@ -276,7 +310,8 @@ async def through_hub(
     elapsed = last_commit - report["started"]
     return {
         "messages": count,
-        "stored": stored,
+        "presses": presses,
+        "stored_presses": stored,
         "msg_per_s": round(count / elapsed),
         "commits": batches,
         **(_latency_figures(latencies, report["started"]) if rate > 0 else {}),
@@ -291,19 +326,22 @@ async def hub_runs(peer: MosquittoPeer, messages: int, seconds: float) -> dict[s
         suffix = "" if engine else "_without_alarm_engine"
         for backend in ("sqlite", "postgresql"):
             figures = {}
-            for name, count, rate in (
-                ("throughput", messages, 0.0),
-                ("latency_1k", int((seconds + WARMUP_S) * 1000), 1000.0),
-            ):
+            runs = [
+                ("throughput", messages, 0.0, False),
+                ("latency_1k", int((seconds + WARMUP_S) * 1000), 1000.0, False),
+            ]
+            if engine:
+                runs.append(("mixed_throughput", messages, 0.0, True))
+            for name, count, rate, mixed in runs:
                 with tempfile.TemporaryDirectory() as tmp:
                     if backend == "sqlite":
                         figures[name] = await through_hub(
-                            peer, None, Path(tmp), count, rate, alarm_engine=engine
+                            peer, None, Path(tmp), count, rate, alarm_engine=engine, mixed=mixed
                         )
                         continue
                     with scratch_database() as url:
                         figures[name] = await through_hub(
-                            peer, url, Path(tmp), count, rate, alarm_engine=engine
+                            peer, url, Path(tmp), count, rate, alarm_engine=engine, mixed=mixed
                         )
             out[backend + suffix] = figures
     return out
@@ -312,21 +350,23 @@ async def hub_runs(peer: MosquittoPeer, messages: int, seconds: float) -> dict[s
 def main() -> None:
     """Run the benchmark, print the figures and write benchmarks/results/mqtt_ingest.json."""
     if len(sys.argv) > 1 and sys.argv[1] == "publish":
-        host, port, count, rate, run = sys.argv[2:7]
-        print(json.dumps(publish(host, int(port), int(count), float(rate), run)))
+        host, port, count, rate, run, shape = sys.argv[2:8]
+        report = publish(host, int(port), int(count), float(rate), run, shape == "mixed")
+        print(json.dumps(report))
         return
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    load_before = os.getloadavg()[0]
+    load = machine_load()
     rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, mosquitto_peer(Path(tmp)) as peer:
         for _ in range(args.rounds):
             bare = {
                 "throughput": bare_subscriber(peer, args.messages, 0),
                 "latency_1k": bare_subscriber(peer, int((args.seconds + WARMUP_S) * 1000), 1000),
+                "mixed_throughput": bare_subscriber(peer, args.messages, 0, mixed=True),
             }
             hub = asyncio.run(hub_runs(peer, args.messages, args.seconds))
             rounds.append({"bare_paho": bare, **{f"hub_{k}": v for k, v in hub.items()}})
@@ -337,32 +377,34 @@ def main() -> None:
         **_medians(rounds),
         "each_round": rounds,
     }
-    # Other work on the machine moves these figures: keep its load beside them.
-    figures["load_average_1m"] = {"before": load_before, "after": os.getloadavg()[0]}
     figures["goal"] = ">= 80% of the bare subscriber's rate; p99 <= 50 ms at 1,000 msg/s"
-    path = write_result("mqtt_ingest", figures)
+    path = write_result("mqtt_ingest", figures, load_at_start=load)
     print(json.dumps({k: v for k, v in figures.items() if k != "each_round"}, indent=2))
     print(f"written to {path}", file=sys.stderr)
 
 
 def _medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per configuration, the median over the rounds of every figure; the hub's
-    rate also as a ratio to the bare subscriber's (each round's ratio kept)."""
+    """Per configuration, the median over the rounds of every figure. The hub's rate
+    against the bare subscriber's is paired round by round (both measured back to
+    back): the headline is the median of those per-round ratios; the ratio of the
+    median rates is kept beside it."""
     out: dict[str, Any] = {}
     for name in rounds[0]:
-        out[name] = {
-            run: _median_tree([r[name][run] for r in rounds])
-            for run in ("throughput", "latency_1k")
-        }
-    bare = out["bare_paho"]["throughput"]["msg_per_s"]
+        out[name] = {run: _median_tree([r[name][run] for r in rounds]) for run in rounds[0][name]}
     for name, merged in out.items():
         if name == "bare_paho":
             continue
-        merged["ratio_to_bare"] = round(merged["throughput"]["msg_per_s"] / bare, 3)
-        merged["ratio_to_bare_each_round"] = [
-            round(r[name]["throughput"]["msg_per_s"] / r["bare_paho"]["throughput"]["msg_per_s"], 3)
-            for r in rounds
-        ]
+        for run, label in (("throughput", ""), ("mixed_throughput", "mixed_")):
+            if run not in merged:
+                continue
+            each = [
+                round(r[name][run]["msg_per_s"] / r["bare_paho"][run]["msg_per_s"], 3)
+                for r in rounds
+            ]
+            bare = out["bare_paho"][run]["msg_per_s"]
+            merged[f"{label}ratio_to_bare"] = round(statistics.median(each), 3)
+            merged[f"{label}ratio_to_bare_each_round"] = each
+            merged[f"{label}ratio_of_median_rates"] = round(merged[run]["msg_per_s"] / bare, 3)
     return out
 
 
