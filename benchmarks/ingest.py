@@ -317,7 +317,7 @@ async def bench_postgres(sizes: list[int], rounds: int, round_events: int) -> di
                 figures["grown_in_s"] = round(seconds, 1)
                 figures["load_at_start"] = load
                 figures["load_at_end"] = machine_load()
-                results[f"{size:_}_rows".replace("_", ",")] = figures
+                results[f"{size:,} rows"] = figures
                 print(f"postgresql at {size:,} rows: {figures}", flush=True)
     return results
 

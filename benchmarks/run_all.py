@@ -160,11 +160,14 @@ def _mqtt_ingest(data: dict[str, Any]) -> list[Row]:
         ):
             if _get(f, variant, run) is None:
                 continue
+            # Older result files hold the ratio of median rates under the same name.
+            paired = _get(f, variant, f"{ratio.removesuffix('ratio_to_bare')}ratio_of_median_rates")
+            how = "median of per-round ratios" if paired is not None else "ratio of median rates"
             rows.append(
                 (
-                    f"MQTT {label}/s ({backend}; paired rounds)",
+                    f"MQTT {label}/s ({backend})",
                     f"{_fmt(_get(f, variant, run, 'msg_per_s'))} "
-                    f"({_fmt(_get(f, variant, ratio))} of bare, median of per-round ratios)",
+                    f"({_fmt(_get(f, variant, ratio))} of bare, {how})",
                     f"{_fmt(_get(f, 'bare_paho', run, 'msg_per_s'))} (bare paho)",
                     goal,
                 )
