@@ -46,6 +46,8 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "patrol": ([], ["--cameras", "32", "--skip-process-pool"]),
     "onvif_channels": ([], ["--channels", "100", "1000", "--window", "20"]),
     "prebuffer": ([], ["--cameras", "20", "--alarms", "5", "--rounds", "2", "--window", "10"]),
+    # Last: it puts together the per-unit costs the others measured.
+    "scaling": ([], []),
 }
 
 
@@ -89,6 +91,7 @@ REQUIREMENTS: dict[str, tuple[Callable[[], str | None], ...]] = {
     "registry": (_postgresql,),
     "patrol": (_pyav, _rtsp_server),
     "onvif_channels": (),
+    "scaling": (),
 }
 
 
@@ -300,6 +303,23 @@ def _prebuffer(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _scaling(data: dict[str, Any]) -> list[Row]:
+    f = data.get("figures", {})
+    node = _get(f, "assumptions", "node_cores")
+    rows: list[Row] = []
+    for item in f.get("plans") or []:
+        bound = " (lower bound)" if item.get("nodes_is_a_lower_bound") else ""
+        rows.append(
+            (
+                f"nodes of {node} cores for {item['cameras']:,} cameras{bound}",
+                f"{item['nodes']} ({_fmt(item.get('cores_total'))} cores)",
+                "– (per-unit costs from the other result files, dated inside)",
+                "–",
+            )
+        )
+    return rows
+
+
 SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "ingest": _ingest,
     "mqtt_ingest": _mqtt_ingest,
@@ -308,6 +328,7 @@ SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "patrol": _patrol,
     "onvif_channels": _onvif_channels,
     "prebuffer": _prebuffer,
+    "scaling": _scaling,
 }
 
 
