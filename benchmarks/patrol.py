@@ -1,15 +1,24 @@
-"""Patrol throughput: RTSP probes per second and CPU per probe, next to the decode limit.
+"""Patrol throughput: RTSP probes per second and CPU per probe, beside a bare PyAV probe.
 
-Starts the GStreamer RTSP test server, points N cameras at its mounts (reused),
+For each resolution (`--resolutions`, default 640x360, 1280x720 and 1920x1080) it
+starts the GStreamer RTSP test server, points N cameras at its mounts (reused),
 and measures in one run:
 
-1. a patrol through `ProbePool` (threads, then processes): cameras per second,
-   CPU seconds per probe (this process and its workers), open latency;
-   and the same cameras through the hub's `PatrolService` (probe, VQD, samples,
-   transitions and evidence stored in SQLite, events written);
-2. the raw decode rate of the same stream (packets captured once, decoded in a
-   tight loop on one core) and the decode-bound patrol limit it implies;
-3. the VQD bundle's cost per frame next to the bare OpenCV operations it uses.
+1. a bare PyAV probe of the same shape: open the RTSP stream with the same
+   options, decode the same number of frames, scale each to the analysis width,
+   close — as many at a time as the patrol's workers;
+2. a patrol through `ProbePool` (threads, then processes) and the same cameras
+   through the hub's `PatrolService` (probe, VQD, samples, transitions and
+   evidence stored in SQLite, events written): cameras per second, CPU seconds
+   per probe, open latency. CPU is this process's own (and its reaped workers'),
+   from getrusage: the RTSP server and the rest of the machine are not charged;
+3. the raw decode rate of the same stream (packets captured once, decoded in a
+   tight loop on one core);
+4. the VQD bundle's cost per frame next to the bare OpenCV operations it uses.
+
+From the hub's CPU per probe it says how many cores, and nodes of 2 cores at
+70 %, a patrol of 6,314 and of 10,000 cameras every 10 minutes needs at each
+resolution (a camera with a sub-stream is patrolled on it: `choose_stream_url`).
 
 Usage: .venv/bin/python -m benchmarks.patrol [--cameras 64] [--workers 16]
 Writes benchmarks/results/patrol.json. Not a test: nothing here asserts.
@@ -20,8 +29,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -37,6 +48,7 @@ import numpy as np
 
 from adapters.rtsp import ProbePool, diagnose, probe_stream
 from adapters.rtsp.models import BgrFrame
+from benchmarks.common import machine_load
 from tests.peers.rtsp import start_rtsp_server
 
 RESULTS = Path(__file__).parent / "results" / "patrol.json"
@@ -47,6 +59,13 @@ def _system_busy_s() -> float:
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process (all its threads) and of its reaped children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _process_cpu(pid: int) -> float:
@@ -66,16 +85,15 @@ async def _patrol(
     try:
         # Warm the workers (process start-up, imports) outside the measurement.
         await asyncio.gather(*(pool.probe(urls[0], frames=1) for _ in range(workers)))
-        # Client CPU = the machine's busy time minus the RTSP server's, so that
-        # process-pool workers (still alive, not yet reaped) are counted too.
-        busy0, server0 = _system_busy_s(), _process_cpu(server_pid)
+        cpu0, server0 = _own_cpu_s(), _process_cpu(server_pid)
         wall0 = time.perf_counter()
         probes = await asyncio.gather(*(pool.probe(url) for url in urls))
         wall = time.perf_counter() - wall0
         server = _process_cpu(server_pid) - server0
-        cpu = _system_busy_s() - busy0 - server
     finally:
         await pool.aclose()
+    # After aclose: process-pool workers are reaped, so their CPU is counted too.
+    cpu = _own_cpu_s() - cpu0
     ok = [p for p in probes if p.ok and p.frames_decoded == frames]
     latencies = sorted(p.open_latency_s for p in probes if p.open_latency_s is not None)
     return {
@@ -116,12 +134,12 @@ async def _scheduler(
         patrol = PatrolService(settings, store=store, writer=writer)
         await patrol.start()
         try:
-            busy0, server0 = _system_busy_s(), _process_cpu(server_pid)
+            cpu0, server0 = _own_cpu_s(), _process_cpu(server_pid)
             wall0 = time.perf_counter()
             progress = await patrol.run_once(trigger="benchmark")
             wall = time.perf_counter() - wall0
             server = _process_cpu(server_pid) - server0
-            cpu = _system_busy_s() - busy0 - server
+            cpu = _own_cpu_s() - cpu0
         finally:
             await patrol.stop()
     return {
@@ -139,6 +157,56 @@ async def _scheduler(
         "cpu_s_per_probe": round(cpu / max(1, progress.done), 4),
         "cpu_cores_busy": round(cpu / wall, 2),
         "rtsp_server_cores_busy": round(server / wall, 2),
+    }
+
+
+def _bare_probe(url: str, frames: int, analysis_width: int) -> int:
+    """Open, decode `frames` frames scaled to the analysis width, close; frames decoded."""
+    container = av.open(
+        url,
+        options={"rtsp_transport": "tcp", "analyzeduration": "0", "probesize": "32"},
+        timeout=(5, 5),
+    )
+    decoded = 0
+    try:
+        stream = container.streams.video[0]
+        for frame in container.decode(stream):
+            height = round(frame.height * analysis_width / frame.width / 2) * 2
+            frame.to_ndarray(width=analysis_width, height=height, format="bgr24")
+            decoded += 1
+            if decoded >= frames:
+                break
+    finally:
+        container.close()
+    return decoded
+
+
+async def _bare_probes(
+    urls: list[str], workers: int, frames: int, analysis_width: int, server_pid: int
+) -> dict[str, Any]:
+    """The bare PyAV probe of every camera, `workers` at a time on threads."""
+    semaphore = asyncio.Semaphore(workers)
+
+    async def one(url: str) -> int:
+        async with semaphore:
+            return await asyncio.to_thread(_bare_probe, url, frames, analysis_width)
+
+    cpu0, server0 = _own_cpu_s(), _process_cpu(server_pid)
+    wall0 = time.perf_counter()
+    decoded = await asyncio.gather(*(one(url) for url in urls), return_exceptions=True)
+    wall = time.perf_counter() - wall0
+    cpu = _own_cpu_s() - cpu0
+    complete = sum(1 for d in decoded if d == frames)
+    return {
+        "path": "bare PyAV: open, decode and scale the same frames, close (threads)",
+        "cameras": len(urls),
+        "workers": workers,
+        "complete_probes": complete,
+        "wall_s": round(wall, 3),
+        "cameras_per_s": round(len(urls) / wall, 2),
+        "cpu_s_per_probe": round(cpu / len(urls), 4),
+        "cpu_cores_busy": round(cpu / wall, 2),
+        "rtsp_server_cores_busy": round((_process_cpu(server_pid) - server0) / wall, 2),
     }
 
 
@@ -236,6 +304,20 @@ def _vqd_costs(frames: list[BgrFrame]) -> dict[str, Any]:
     return {"vqd_ms_per_frame": per_frame, "bare_opencv_ms": bare}
 
 
+def _district(cpu_s_per_probe: float, cores: int) -> dict[str, Any]:
+    """Cores and 2-core nodes (70 % usable) a 10-minute patrol cycle needs at this cost."""
+    out: dict[str, Any] = {}
+    for cameras in (6_314, 10_000):
+        needed = cameras / 600 * cpu_s_per_probe
+        out[f"{cameras}_cameras"] = {
+            "probes_per_s": round(cameras / 600, 2),
+            "cores": round(needed, 2),
+            "nodes_of_2_cores_at_70_percent": max(1, math.ceil(needed / (2 * 0.7))),
+        }
+    out["note"] = f"CPU per probe measured on this {cores}-core machine, patrol process only"
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write benchmarks/results/patrol.json."""
     parser = argparse.ArgumentParser(description="RTSP patrol benchmark")
@@ -243,41 +325,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=32, help="the hub's default concurrency")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--mounts", default="ball,frozen,black,grey")
-    parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--height", type=int, default=360)
+    parser.add_argument("--resolutions", default="640x360,1280x720,1920x1080")
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--skip-process-pool", action="store_true")
     parser.add_argument("--skip-scheduler", action="store_true")
     args = parser.parse_args(argv)
 
     mounts = args.mounts.split(",")
-    with (
-        tempfile.TemporaryDirectory() as log_dir,
-        start_rtsp_server(
-            Path(log_dir), width=args.width, height=args.height, fps=args.fps
-        ) as peer,
-    ):
-        urls = [peer.url(mounts[i % len(mounts)]) for i in range(args.cameras)]
-        patrols = [asyncio.run(_patrol(urls, args.workers, args.frames, "thread", peer.pid))]
-        if not args.skip_process_pool:
-            patrols.append(
-                asyncio.run(_patrol(urls, args.workers, args.frames, "process", peer.pid))
-            )
-        scheduler = None
-        if not args.skip_scheduler:
-            scheduler = asyncio.run(
-                _scheduler(urls, args.workers, args.frames, peer.pid, Path(log_dir))
-            )
-        decode = _decode_rate(peer.url("ball"), 150, 320)
-        frames = list(probe_stream(peer.url("ball"), frames=args.frames).frames)
-
     cores = os.cpu_count() or 1
-    per_probe = decode["decode_fps_one_core"] / args.frames
-    limit = {
-        "decode_bound_cameras_per_s_all_cores": round(per_probe * cores, 1),
-        "note": f"{cores} cores x decode fps / {args.frames} frames per probe",
-    }
-    best = max(patrols, key=lambda p: p["cameras_per_s"])
+    load = machine_load()
+    by_resolution: dict[str, Any] = {}
+    frames: list[BgrFrame] = []
+    for resolution in args.resolutions.split(","):
+        width, height = (int(v) for v in resolution.split("x"))
+        with (
+            tempfile.TemporaryDirectory() as log_dir,
+            start_rtsp_server(Path(log_dir), width=width, height=height, fps=args.fps) as peer,
+        ):
+            urls = [peer.url(mounts[i % len(mounts)]) for i in range(args.cameras)]
+            bare = asyncio.run(_bare_probes(urls, args.workers, args.frames, 320, peer.pid))
+            patrols = [asyncio.run(_patrol(urls, args.workers, args.frames, "thread", peer.pid))]
+            if not args.skip_process_pool:
+                patrols.append(
+                    asyncio.run(_patrol(urls, args.workers, args.frames, "process", peer.pid))
+                )
+            scheduler = None
+            if not args.skip_scheduler:
+                scheduler = asyncio.run(
+                    _scheduler(urls, args.workers, args.frames, peer.pid, Path(log_dir))
+                )
+            decode = _decode_rate(peer.url("ball"), 150, 320)
+            if not frames:
+                frames = list(probe_stream(peer.url("ball"), frames=args.frames).frames)
+        hub = scheduler or patrols[0]
+        by_resolution[resolution] = {
+            "bare_pyav_probe": bare,
+            "patrol": patrols,
+            "scheduler": scheduler,
+            "decode": decode,
+            "hub_over_bare_cpu_per_probe": round(
+                hub["cpu_s_per_probe"] / max(bare["cpu_s_per_probe"], 1e-9), 2
+            ),
+            "district": _district(hub["cpu_s_per_probe"], cores),
+        }
+        print(f"{resolution}: {json.dumps(by_resolution[resolution])}", flush=True)
+
+    first = by_resolution[next(iter(by_resolution))]
     result = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -286,29 +379,19 @@ def main(argv: list[str] | None = None) -> int:
             "av": av.__version__,
             "opencv": cv2.__version__,
             "platform": platform.platform(),
+            "load_at_start": load,
+            "load_at_end": machine_load(),
         },
         "stream": {
-            "width": args.width,
-            "height": args.height,
+            "resolutions": list(by_resolution),
             "fps": args.fps,
             "codec": "h264 baseline (x264 ultrafast)",
             "mounts": mounts,
         },
-        "patrol": patrols,
-        "decode": decode,
-        "decode_limit": limit,
-        "patrol_vs_decode_limit": round(
-            best["cameras_per_s"] / limit["decode_bound_cameras_per_s_all_cores"], 3
-        ),
-        "scheduler": scheduler,
-        "scheduler_vs_decode_limit": round(
-            scheduler["cameras_per_s"] / limit["decode_bound_cameras_per_s_all_cores"], 3
-        )
-        if scheduler
-        else None,
-        "scheduler_vs_bare_pool": round(scheduler["cameras_per_s"] / patrols[0]["cameras_per_s"], 3)
-        if scheduler
-        else None,
+        "resolutions": by_resolution,
+        # The first resolution's figures, where the summary and scaling read them.
+        "scheduler": first["scheduler"],
+        "bare_pyav_probe": first["bare_pyav_probe"],
         "cameras_per_s_needed_for_10000_in_10_min": round(10_000 / 600, 1),
         **_vqd_costs(frames),
     }

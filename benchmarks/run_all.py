@@ -231,22 +231,46 @@ def _registry(data: dict[str, Any]) -> list[Row]:
 
 
 def _patrol(data: dict[str, Any]) -> list[Row]:
-    limit = _get(data, "decode_limit", "decode_bound_cameras_per_s_all_cores")
     needed = data.get("cameras_per_s_needed_for_10000_in_10_min")
-    return [
-        (
-            "patrol cameras/s (hub PatrolService)",
-            _fmt(_get(data, "scheduler", "cameras_per_s")),
-            f"{_fmt(limit)} (decode bound, all cores)",
-            f"≥ {_fmt(needed)} (10,000 cameras in 10 min)",
-        ),
+    rows: list[Row] = []
+    for resolution, r in (data.get("resolutions") or {}).items():
+        hub = r.get("scheduler") or (r.get("patrol") or [{}])[0]
+        bare = r.get("bare_pyav_probe") or {}
+        nodes = _get(r, "district", "10000_cameras", "nodes_of_2_cores_at_70_percent")
+        rows.append(
+            (
+                f"patrol cameras/s at {resolution} (hub PatrolService; CPU ms per probe; "
+                f"2-core nodes for 10,000 cameras)",
+                f"{_fmt(hub.get('cameras_per_s'))} ({_fmt(_ms(hub.get('cpu_s_per_probe')))} ms; "
+                f"{_fmt(nodes)} nodes)",
+                f"{_fmt(bare.get('cameras_per_s'))} ({_fmt(_ms(bare.get('cpu_s_per_probe')))} "
+                "ms) (bare PyAV probe, same shape)",
+                f"≥ {_fmt(needed)} (10,000 cameras in 10 min)",
+            )
+        )
+    if not rows:  # a result file from before the per-resolution runs
+        limit = _get(data, "decode_limit", "decode_bound_cameras_per_s_all_cores")
+        rows.append(
+            (
+                "patrol cameras/s (hub PatrolService)",
+                _fmt(_get(data, "scheduler", "cameras_per_s")),
+                f"{_fmt(limit)} (decode bound, all cores)",
+                f"≥ {_fmt(needed)} (10,000 cameras in 10 min)",
+            )
+        )
+    rows.append(
         (
             "VQD ms per frame (8 frames at 320 px)",
             _fmt(_get(data, "vqd_ms_per_frame", "diagnose_8_frames_at_320px_per_frame"), " ms"),
             _fmt(_get(data, "bare_opencv_ms", "laplacian_16s_meanStdDev"), " ms (bare Laplacian)"),
             "–",
-        ),
-    ]
+        )
+    )
+    return rows
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
 
 
 def _onvif_channels(data: dict[str, Any]) -> list[Row]:
@@ -312,7 +336,8 @@ def _scaling(data: dict[str, Any]) -> list[Row]:
         rows.append(
             (
                 f"nodes of {node} cores for {item['cameras']:,} cameras{bound}",
-                f"{item['nodes']} ({_fmt(item.get('cores_total'))} cores)",
+                f"{item['nodes']} ({_fmt(item.get('cores_total'))} cores); "
+                f"{_fmt(item.get('nodes_if_every_camera_has_a_sub_stream'))} with sub-streams",
                 "– (per-unit costs from the other result files, dated inside)",
                 "–",
             )

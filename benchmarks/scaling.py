@@ -7,7 +7,9 @@ buttons and 18 broadcast units over MQTT), and says how many cores, and so how
 many nodes of `--node-cores` cores each at `--usable` of their capacity, that
 takes. Every input names the result file and the date it was measured; a cost
 nobody measured is reported as missing, never guessed: the node count is then a
-lower bound and says so.
+lower bound and says so. Cameras are patrolled on the largest resolution the
+patrol benchmark measured (a camera without a sub-stream); the count for a
+district whose cameras all have sub-streams is beside it.
 
 Assumptions that are not measurements are arguments with defaults and are written
 into the result: ONVIF events per camera per minute (motion and tamper), the
@@ -54,14 +56,24 @@ def unit_costs() -> dict[str, Any]:
         "measured_at": _measured(onvif),
     }
     patrol = _load("patrol")
-    scheduler = (patrol or {}).get("scheduler") or {}
-    stream = (patrol or {}).get("stream")
+    by_resolution = {
+        resolution: (r.get("scheduler") or {}).get("cpu_s_per_probe")
+        for resolution, r in ((patrol or {}).get("resolutions") or {}).items()
+    }
+    by_pixels = sorted(by_resolution, key=lambda r: math.prod(int(v) for v in r.split("x")))
     costs["patrol_probe"] = {
-        "cpu_s": scheduler.get("cpu_s_per_probe"),
-        "stream": stream,
-        "source": "patrol.json, hub PatrolService",
+        # Cameras without a sub-stream are patrolled on their main stream: the largest.
+        "cpu_s": by_resolution[by_pixels[-1]] if by_pixels else None,
+        "resolution": by_pixels[-1] if by_pixels else None,
+        "cpu_s_by_resolution": by_resolution,
+        "source": "patrol.json, hub PatrolService, patrol process CPU only",
         "measured_at": _measured(patrol),
-        "missing": "cost per probe at 720p and 1080p (sub-stream vs main stream) is not measured",
+    }
+    costs["patrol_probe_sub_stream"] = {
+        "cpu_s": by_resolution[by_pixels[0]] if by_pixels else None,
+        "resolution": by_pixels[0] if by_pixels else None,
+        "source": "patrol.json, the smallest resolution measured (a sub-stream's size)",
+        "measured_at": _measured(patrol),
     }
     ingest = _load("ingest")
     at_10m = ((ingest or {}).get("figures", {}).get("postgresql") or {}).get("10,000,000 rows")
@@ -100,20 +112,21 @@ def plan(cameras: int, costs: dict[str, Any], args: argparse.Namespace) -> dict[
             missing.append(name)
     total = sum(c for c in cores.values() if c is not None)
     nodes = max(1, math.ceil(total / (args.node_cores * args.usable)))
+    sub_cpu = costs["patrol_probe_sub_stream"]["cpu_s"]
+    with_sub = total - (cores["patrol_probe"] or 0.0) + work["patrol_probe"] * (sub_cpu or 0.0)
     return {
         "cameras": cameras,
         "work_per_s": {k: round(v, 2) for k, v in work.items()},
         "cores": cores,
         "cores_total": round(total, 3),
         "nodes": nodes,
-        "nodes_is_a_lower_bound": True,
-        "why_a_lower_bound": "; ".join(
-            [
-                "patrol probes are measured on the benchmark's small stream only "
-                "(720p/1080p not measured)",
-                *([f"no measurement of: {', '.join(missing)}"] if missing else []),
-            ]
+        "patrolled_on": costs["patrol_probe"]["resolution"],
+        "nodes_if_every_camera_has_a_sub_stream": max(
+            1, math.ceil(with_sub / (args.node_cores * args.usable))
         ),
+        "sub_stream_resolution": costs["patrol_probe_sub_stream"]["resolution"],
+        "nodes_is_a_lower_bound": bool(missing),
+        **({"missing": f"no measurement of: {', '.join(missing)}"} if missing else {}),
     }
 
 
