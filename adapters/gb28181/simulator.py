@@ -3,7 +3,8 @@
 It registers with digest, sends keepalives, answers catalog queries with its
 channels in pages of `page_size` (as NVRs do), answers DeviceInfo and SetGuard,
 accepts SUBSCRIBEs (granting `subscription_grant_s` when set, else what was
-asked; an in-dialog refresh keeps its dialog, one it forgot gets 481), sends
+asked; an in-dialog refresh keeps its dialog, one it forgot gets 481; with
+`refuse_arming` it refuses SetGuard and the alarm subscription), sends
 catalog change NOTIFYs and alarms on request, and on INVITE streams MPEG-PS over RTP
 (`media` — a callable that starts the stream, e.g. `simulator_media.GstPsStream`).
 Over UDP by default; `transport="TCP"` connects to the platform instead.
@@ -112,6 +113,9 @@ class DeviceSimulator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._register_call = secrets.token_hex(8)
         self.subscription_grant_s: int | None = None
+        #: Refuse SetGuard (403) and alarm subscriptions (489), as devices whose alarm
+        #: output is switched off or unsupported do.
+        self.refuse_arming = False
         self._dialogs: dict[str, str] = {}  # subscription Call-ID -> our To tag
 
     # ------------------------------------------------------------------ transport
@@ -349,6 +353,9 @@ class DeviceSimulator:
         granted = int(asked) if asked.isdigit() else 3600
         if self.subscription_grant_s is not None:
             granted = min(granted, self.subscription_grant_s)
+        if self.refuse_arming and event == "presence":
+            self._answer(request, 489)  # Bad Event
+            return
         remote_tag = parse_name_addr(request.header("to")).tag
         own_tag = self._dialogs.get(request.call_id)
         if remote_tag and own_tag != remote_tag:
@@ -386,6 +393,9 @@ class DeviceSimulator:
         if request.method == "SUBSCRIBE":
             self._subscribe(request)
         elif request.method == "MESSAGE":
+            if self.refuse_arming and b"GuardCmd" in request.body:
+                self._answer(request, 403)
+                return
             self._answer(request, 200)
             if request.body:
                 await self._command(request)

@@ -3,6 +3,7 @@ import { api, h } from "./api.js";
 import { has, t, tOr, localTime } from "./i18n.js";
 import { jurisdictionName, knownJurisdictions, loadJurisdictions } from "./names.js";
 import { loadShortfalls } from "./evidence.js";
+import { armedCell, gbDevices, gbFields } from "./gb28181.js";
 
 function formParams(form) {
   const params = new URLSearchParams();
@@ -48,15 +49,16 @@ export async function loadDevices() {
   params.set("limit", "200");
   const body = document.getElementById("maint-body");
   try {
-    const page = await api(`/api/devices?${params}`);
+    const [page, gb] = await Promise.all([api(`/api/devices?${params}`), gbDevices()]);
     body.replaceChildren(...page.items.map((d) => h("tr", { dataset: { deviceId: d.id }, onclick: () => deviceDetail(d.id) },
       h("td", {}, h("div", { "data-raw": "name", text: d.name || d.id }), h("small", { class: "muted", "data-raw": "id", text: d.id })),
       h("td", { class: "kind", text: kindText(d.kind) }),
       h("td", { class: `health-${d.health ?? "unknown"}`, text: t(`health.${d.health ?? "unknown"}`) }),
-      h("td", { text: localTime(d.health_since, true) }))));
-    if (!page.items.length) body.replaceChildren(h("tr", {}, h("td", { colspan: "4", class: "muted", text: t("maint.none") })));
+      h("td", { text: localTime(d.health_since, true) }),
+      armedCell(gb.get(d.id)))));
+    if (!page.items.length) body.replaceChildren(h("tr", {}, h("td", { colspan: "5", class: "muted", text: t("maint.none") })));
   } catch (err) {
-    body.replaceChildren(h("tr", {}, h("td", { colspan: "4", class: "error", text: t("common.error", { m: err.message }) })));
+    body.replaceChildren(h("tr", {}, h("td", { colspan: "5", class: "error", text: t("common.error", { m: err.message }) })));
   }
 }
 
@@ -69,9 +71,10 @@ async function deviceDetail(id) {
   shownDevice = id;
   const pane = document.getElementById("maint-detail");
   try {
-    const [health, record] = await Promise.all([
+    const [health, record, gb] = await Promise.all([
       api(`/api/devices/${encodeURIComponent(id)}/health`),
       api(`/api/devices/${encodeURIComponent(id)}`).catch(() => null),
+      api(`/api/gb28181/devices/${encodeURIComponent(id)}`).catch(() => null),
     ]);
     const evidence = health.last_sample?.evidence_url || health.transitions.find((x) => x.evidence_url)?.evidence_url;
     const field = (label, ...value) => [h("dt", { text: t(label) }), h("dd", {}, ...value)];
@@ -85,7 +88,8 @@ async function deviceDetail(id) {
         field("maint.health", h("span", { class: `health-${health.health}`, text: t(`health.${health.health}`) })),
         field("maint.since", localTime(health.since, true)),
         field("maint.reason", reasonText(health)),
-        record?.address ? field("maint.location", h("span", { "data-raw": "text", text: record.address })) : []),
+        record?.address ? field("maint.location", h("span", { "data-raw": "text", text: record.address })) : [],
+        gb ? gbFields(gb, field) : []),
       evidence ? h("div", { class: "media" }, h("h4", { text: t("maint.evidence") }), h("img", { src: evidence, alt: t("maint.evidence") })) : "",
       h("h4", { text: t("maint.transitions") }),
       h("table", { class: "list transitions" },
