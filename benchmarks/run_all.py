@@ -46,6 +46,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "patrol": ([], ["--cameras", "32", "--skip-process-pool"]),
     "onvif_channels": ([], ["--channels", "100", "1000", "--window", "20"]),
     "prebuffer": ([], ["--cameras", "20", "--alarms", "5", "--rounds", "2", "--window", "10"]),
+    "cluster": ([], ["--paced", "600", "--burst", "1000"]),
     # Last: it puts together the per-unit costs the others measured.
     "scaling": ([], []),
 }
@@ -345,6 +346,37 @@ def _scaling(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _cluster(data: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    for item in _get(data, "figures", "ingest") or []:
+        db = item.get("database", {})
+        rows.append(
+            (
+                f"alarm ingest with {item['nodes']} node(s): burst presses/s; paced p99; "
+                "CPU per press",
+                f"{_fmt(_get(item, 'burst', 'presses_per_s'))}/s; "
+                f"p99 {_fmt(_get(item, 'paced', 'latency_p99_ms'), ' ms')}; "
+                f"{_fmt(_get(item, 'paced', 'cpu_ms_per_press_all_nodes'), ' ms')} "
+                f"({_fmt(item.get('cpu_per_press_vs_one_node'))}× one node)",
+                f"stored {db.get('presses_stored')} of {db.get('presses_sent')}, "
+                f"{db.get('alarms')} alarms: {'correct' if db.get('correct') else 'WRONG'}",
+                "every press once, one alarm per button; no speed-up expected on 2 cores",
+            )
+        )
+    city = _get(data, "figures", "city") or {}
+    if "nodes_needed_with_one_lost" in city:
+        rows.append(
+            (
+                f"nodes for {city['devices']:,} devices (one node lost)",
+                f"{city['nodes_needed_with_one_lost']} two-core nodes "
+                f"({city['nodes_needed_with_one_lost_patrol_every_1800s']} with a 30-min patrol)",
+                "model from per-device costs of onvif_channels, gb28181, patrol, registry",
+                f"≤ {_get(city, 'node_budget', 'cores')} cores per node",
+            )
+        )
+    return rows
+
+
 SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "ingest": _ingest,
     "mqtt_ingest": _mqtt_ingest,
@@ -353,6 +385,7 @@ SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "patrol": _patrol,
     "onvif_channels": _onvif_channels,
     "prebuffer": _prebuffer,
+    "cluster": _cluster,
     "scaling": _scaling,
 }
 

@@ -223,6 +223,17 @@ class Hub:
             address=settings.cluster.address or f"http://{settings.http.host}:{settings.http.port}",
             conninfo=settings.storage_url() if self.store.dialect.is_postgresql else None,
         )
+        # Devices are split over the live nodes: each feature works on its share.
+        self.onvif.use_assignment(self.cluster.is_mine)
+        self.cluster.on_change(self.onvif.reassign)
+        self.patrol.use_assignment(self.cluster.is_mine)
+        self.cluster.on_change(self.patrol.reassign)
+        self.evidence.use_assignment(self.cluster.is_mine)
+        self.cluster.on_change(self.evidence.request_refresh)
+        self.gb28181.use_assignment(
+            self.cluster.is_mine, lambda node: node in self.cluster.live_nodes
+        )
+        self.cluster.on_change(self.gb28181.reassign)
         # Jobs that act on the whole database run on one node of a cluster.
         self.cluster.add_singleton("alarm-sla", self.alarms.sla.run)
         self.cluster.add_singleton("task-deadlines", self.departments.run_deadline_loop)

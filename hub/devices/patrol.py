@@ -233,6 +233,17 @@ class PatrolService:
         #: Sources of cameras without RTSP URLs (GB/T 28181 channels).
         self.stream_sources: list[StreamSource] = []
         self._served_by: dict[str, StreamSource] = {}
+        #: Which cameras this node patrols (all, until a cluster says otherwise).
+        self._is_mine: Callable[[str], bool] = lambda _: True
+        self._reassigned = asyncio.Event()
+
+    def use_assignment(self, is_mine: Callable[[str], bool]) -> None:
+        """Patrol only the cameras `is_mine` names (this node's share of a cluster)."""
+        self._is_mine = is_mine
+
+    def reassign(self) -> None:
+        """This node's share changed: look for cameras now due here without waiting."""
+        self._reassigned.set()
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -329,7 +340,11 @@ class PatrolService:
                 raise
             except Exception:
                 log.exception("patrol pass failed; the next one starts on schedule")
-            await asyncio.sleep(await self._until_next_due())
+            # Cameras taken over from another node are due at once if it missed them.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(await self._until_next_due()):
+                    await self._reassigned.wait()
+            self._reassigned.clear()
 
     async def _until_next_due(self) -> float:
         interval = self.settings.interval_s
@@ -466,6 +481,10 @@ class PatrolService:
 
         async def worker() -> None:
             for target in pending:
+                if not self._is_mine(target.device_id):
+                    # Moved to another node during the pass: probed there, not twice.
+                    progress.total -= 1
+                    continue
                 try:
                     result = await self._probe_one(target, progress.run_id)
                     if result is None:
@@ -521,8 +540,8 @@ class PatrolService:
             )
 
     async def _targets(self) -> list[PatrolTarget]:
-        """Cameras with RTSP URLs, and those without that a stream source serves now."""
-        targets = await self.repository.patrol_targets()
+        """This node's cameras with RTSP URLs, and those without that a stream source serves."""
+        targets = [t for t in await self.repository.patrol_targets() if self._is_mine(t.device_id)]
         bare = [t.device_id for t in targets if not t.rtsp_urls]
         served: dict[str, StreamSource] = {}
         for source in self.stream_sources if bare else []:

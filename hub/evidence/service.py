@@ -146,8 +146,14 @@ class EvidenceService:
         self._writers.shutdown(wait=False)
         self._started = False
         self._stopping = False
+        #: Which cameras this node buffers and films (all, until a cluster says otherwise).
+        self._is_mine: Callable[[str], bool] = lambda _: True
 
     # -- wiring -------------------------------------------------------------
+
+    def use_assignment(self, is_mine: Callable[[str], bool]) -> None:
+        """Buffer, and cut clips of, only the cameras `is_mine` names (this node's share)."""
+        self._is_mine = is_mine
 
     def on_clips(self, listener: ClipListener) -> None:
         """Call `listener` with an alarm's evidence entries when its clips are complete."""
@@ -278,10 +284,12 @@ class EvidenceService:
         for camera in cameras:
             if camera.rtsp_url is None or _unreachable(camera.rtsp_url):
                 continue
+            if not self._is_mine(camera.device_id):
+                continue
             url = self._url(camera)
             if url is not None:
                 wanted[camera.device_id] = url
-        bare = [c.device_id for c in cameras if c.rtsp_url is None]
+        bare = [c.device_id for c in cameras if c.rtsp_url is None and self._is_mine(c.device_id)]
         for resolver in self._stream_urls if bare else []:
             for camera_id, url in (await resolver(bare)).items():
                 wanted.setdefault(camera_id, url)
@@ -360,7 +368,8 @@ class EvidenceService:
         if stored is None:
             return []
         linkage = stored.details.get("linkage") or {}
-        cameras = [str(c) for c in linkage.get("snapshot_cameras") or []]
+        # Another node's cameras are filmed by that node, from its own buffer.
+        cameras = [str(c) for c in linkage.get("snapshot_cameras") or [] if self._is_mine(str(c))]
         if not cameras:
             return []
         results = await asyncio.gather(

@@ -262,9 +262,10 @@ class Registrar:
         await self._service.health.device(device_id, HealthState.OFFLINE, reason, now)
 
     async def check_expiry(self, now: datetime) -> None:
-        """End the lapsed registrations this node holds (unless renewed through another node).
+        """End the lapsed registrations this node watches (unless renewed through another
+        node): its own, and those of a node that is gone that fall to this node.
 
-        Sessions of other nodes that lapsed are only dropped from memory.
+        Sessions of other live nodes that lapsed are only dropped from memory.
         """
         for device_id, session in list(self.sessions.items()):
             if session.expires_at > now:
@@ -272,7 +273,7 @@ class Registrar:
             row = await sessions_repo.load_session(self._service._store, device_id, now)
             if row is not None:
                 self.sessions[device_id] = DeviceSession.from_row(row)  # renewed elsewhere
-            elif session.node_id == self.node_id:
+            elif self._service.watches(device_id):
                 await self.unregister(device_id, now, "registration expired without renewal")
             else:
                 self.sessions.pop(device_id, None)

@@ -108,6 +108,10 @@ class Gb28181Service:
         self._handlers: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._refused_logged: dict[str, float] = {}
+        # In a cluster: which devices of a node that is gone this node watches.
+        self._is_mine: Callable[[str], bool] = lambda _: False
+        self._is_alive: Callable[[str], bool] = lambda _: True
+        self._reload_registrations = False
         # Keepalive times reach the database often enough for the holding node to
         # see them (through another node) well before it would call a device silent.
         self._flush_every_s = min(5.0, settings.offline_after_s / 3)
@@ -402,13 +406,37 @@ class Gb28181Service:
             except Exception:
                 log.exception("GB/T 28181: watch step failed; will retry")
 
+    def use_assignment(
+        self, is_mine: Callable[[str], bool], is_alive: Callable[[str], bool]
+    ) -> None:
+        """Watch, beside the devices registered here, those registered through a node
+        that is no longer alive (`is_alive`) and that `is_mine` gives this node."""
+        self._is_mine, self._is_alive = is_mine, is_alive
+
+    def reassign(self) -> None:
+        """The live nodes changed: re-read the registrations before the next check."""
+        self._reload_registrations = True
+
+    def watches(self, device_id: str) -> bool:
+        """True when this node judges the device's keepalives."""
+        session = self.sessions.get(device_id)
+        if session is None:
+            return False
+        if session.node_id == self.node_id:
+            return True
+        orphan = session.node_id is not None and not self._is_alive(session.node_id)
+        return orphan and self._is_mine(device_id)
+
     async def check_health(self, now: datetime) -> None:
-        """Offline for held devices that fell silent and for lapsed registrations.
+        """Offline for watched devices that fell silent and for lapsed registrations.
 
         A keepalive another node stored counts before a device is called silent.
         """
+        if self._reload_registrations:
+            self._reload_registrations = False
+            await self.registrar.restore(now)
         await self.registrar.check_expiry(now)
-        held = [d for d in self.sessions if self.registrar.holds(d)]
+        held = [d for d in self.sessions if self.watches(d)]
         silent = self.health.silent(held, now)
         if silent:
             elsewhere = await sessions_repo.keepalives_of(self._store, silent)

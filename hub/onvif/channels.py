@@ -146,6 +146,18 @@ class EventChannels:
         self._unsubscribe_registry: Callable[[], None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stats = ChannelStats(metrics, PARSERS.topics()) if metrics is not None else None
+        #: Which cameras this node subscribes to (all, until a cluster says otherwise).
+        self._is_mine: Callable[[str], bool] = lambda _: True
+        self._reassigned = False
+
+    def use_assignment(self, is_mine: Callable[[str], bool]) -> None:
+        """Subscribe only to the cameras `is_mine` names (a cluster's share of this node)."""
+        self._is_mine = is_mine
+
+    def reassign(self) -> None:
+        """This node's share changed: release what moved away, subscribe what moved here."""
+        self._reassigned = True
+        self._resync_wanted.set()
 
     @property
     def running(self) -> bool:
@@ -224,9 +236,14 @@ class EventChannels:
         if manager is None:
             return 0, 0
         async with self._resync_lock:
-            if not await self._registry_changed() and not force:
+            reassigned, self._reassigned = self._reassigned, False
+            if not await self._registry_changed() and not force and not reassigned:
                 return 0, 0
-            targets = {t.device_id: t for t in await repo.event_channel_targets(self._store)}
+            targets = {
+                t.device_id: t
+                for t in await repo.event_channel_targets(self._store)
+                if self._is_mine(t.device_id)
+            }
             stopped = 0
             for device_id, fingerprint in list(self._channels.items()):
                 target = targets.get(device_id)

@@ -128,6 +128,16 @@ class OnvifService:
         await self._channels.start()
         log.info("ONVIF event channels started for %d camera(s)", len(self._channels))
 
+    def use_assignment(self, is_mine: Callable[[str], bool]) -> None:
+        """Keep event channels only to the cameras `is_mine` names (this node's share)."""
+        if self._channels is not None:
+            self._channels.use_assignment(is_mine)
+
+    def reassign(self) -> None:
+        """This node's share of the cameras changed: bring the channels in step soon."""
+        if self._channels is not None:
+            self._channels.reassign()
+
     async def stop(self) -> None:
         """Stop every event channel (best-effort unsubscribe) and close connections."""
         if self._channels is not None:
