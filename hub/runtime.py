@@ -181,12 +181,13 @@ class Hub:
             submit=self.writer.submit,
             registry=self.registry,
         )
-        # Pre-alarm buffers of linked cameras; a clip per camera when an alarm opens.
+        # Pre-alarm buffers of linked cameras; a clip per camera when an alarm opens. It
+        # follows every node's alarms: the node that buffers a camera cuts its clips.
         self.evidence = EvidenceService(
             self.store,
             settings.evidence,
             settings.data_dir,
-            alarm_changes=self.alarm_changes,
+            alarm_changes=self.stream_changes,
             open_credentials=self.registry.cipher.open,
             base_url=settings.evidence.public_url
             or f"http://{settings.http.host}:{settings.http.port}",

@@ -14,7 +14,8 @@ twice: the cursor only moves forward.
 The streams (`/api/alarms/ws`, `/api/alarms/stream`) subscribe to this bus and keep
 their own `since` cursor semantics on top: replay from the log, then live changes
 with a `seq` above the replayed ones. This node's own changes come the same way
-(one path, one order); its in-process followers (evidence, automatic task rules)
+(one path, one order). Evidence follows this bus too (the node that buffers a
+camera cuts its clips, whichever node opened the alarm); automatic task rules
 keep the immediate local bus. On SQLite there is one node and no feed: the streams
 use the local bus as before.
 """
