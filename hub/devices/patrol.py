@@ -50,9 +50,8 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import cv2
@@ -86,6 +85,7 @@ from hub.devices.patrol_assess import (
     judge,
 )
 from hub.devices.patrol_config import PatrolSettings
+from hub.devices.patrol_progress import PatrolProgress
 from hub.devices.storage import PatrolTarget
 from hub.metrics import Metrics
 from hub.storage import SqlStore
@@ -150,45 +150,6 @@ def choose_stream_url(urls: Sequence[str]) -> str:
         if _SUB_STREAM.search(parts.path) or _SUB_STREAM.search(parts.query):
             return url
     return urls[1] if len(urls) > 1 else urls[0]
-
-
-@dataclass(slots=True)
-class PatrolProgress:
-    """How far a patrol pass has got."""
-
-    run_id: int | None
-    trigger: str
-    started_at: datetime
-    total: int
-    done: int = 0
-    failed: int = 0
-    degraded: int = 0
-    finished_at: datetime | None = None
-    transitions: int = 0
-    events: int = 0
-    #: Cameras this pass found not online: (device id, observed, reason), capped.
-    problems: list[tuple[str, str, str]] = field(default_factory=list)
-
-    @property
-    def running(self) -> bool:
-        """True until the pass has finished."""
-        return self.finished_at is None
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {
-            "run_id": self.run_id,
-            "trigger": self.trigger,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "running": self.running,
-            "total": self.total,
-            "done": self.done,
-            "failed": self.failed,
-            "degraded": self.degraded,
-            "transitions": self.transitions,
-            "events": self.events,
-        }
 
 
 class PatrolService:
