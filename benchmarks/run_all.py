@@ -92,6 +92,7 @@ REQUIREMENTS: dict[str, tuple[Callable[[], str | None], ...]] = {
     "registry": (_postgresql,),
     "patrol": (_pyav, _rtsp_server),
     "onvif_channels": (),
+    "cluster": (_test_support, _postgresql),
     "scaling": (),
 }
 
