@@ -16,7 +16,8 @@ the demo says so.
 A scenario (`hub.demo.scenario`) makes the district lively: a press at a random
 school every 30-60 s (the first a few seconds after start), motion on cameras, a
 camera that goes offline and comes back, a picture that goes blurred, heartbeats
-and a low battery. The terminal shows the banner and the scenario's lines; the
+and a low battery. A few Sharp Eyes cameras join over GB/T 28181 through simulated
+NVRs (`hub.demo.gb28181`). The terminal shows the banner and the scenario's lines; the
 hub's own log goes to `gridwatch.log` in the data directory.
 """
 
@@ -47,6 +48,7 @@ from hub.config import Settings
 from hub.demo.broker import DemoBroker
 from hub.demo.cameras import SimProbePool, attach_sim_cameras
 from hub.demo.devices import DemoFleet, injected_fleet, start_mqtt_devices, stop_mqtt_devices
+from hub.demo.gb28181 import DEMO_GB_PASSWORD, GbDemo, demo_gb_settings
 from hub.demo.scenario import Scenario, ScenarioOptions
 from hub.devices.registry import Actor
 from hub.runtime import Hub
@@ -158,6 +160,7 @@ def demo_settings(
             "frames": 6,
             "policy": {"failures_to_offline": 2, "faults_to_degrade": 1},
         },
+        gb28181=demo_gb_settings(),
     )
     return Settings(**data)
 
@@ -220,6 +223,7 @@ def _print_banner(
     broker: str,
     drill_key: str,
     started_s: float,
+    gb: tuple[GbDemo, int],
 ) -> None:
     url = f"http://{options.host}:{options.port}/"
     sharp = sum(1 for c in district.cameras if c.project == "sharp_eyes")
@@ -234,6 +238,8 @@ def _print_banner(
         f"buttons in {len(district.schools)} schools, {len(district.broadcast_units)} broadcast "
         "units",
         f"  MQTT:      {broker}",
+        f"  GB/T 28181: {gb[0].registered} NVRs with {gb[0].channels} 雪亮工程 channels "
+        f"registered to SIP 127.0.0.1:{gb[1]} (UDP/TCP, password {DEMO_GB_PASSWORD})",
         "  logins:",
     ]
     lines += [f"    {u.username:<12} {u.password:<20} {u.what}" for u in DEMO_USERS]
@@ -329,6 +335,7 @@ async def run_demo(
         cameras.add(camera.id)
     hub = Hub(demo_settings(base, options, data_dir, port))
     devices = DemoFleet()
+    nvrs = GbDemo()
     tasks: list[asyncio.Task[None]] = []
     server_task: asyncio.Task[None] | None = None
     try:
@@ -340,9 +347,19 @@ async def run_demo(
             times.district_loaded_s = time.perf_counter() - began
             drill_key = await _drill_key(hub, data_dir) if port is not None else ""
             devices = await _devices(hub, district, port)
+            await nvrs.start(hub, district, _ACTOR)
             server, server_task = await _serve(hub, options)
             times.serving_s = time.perf_counter() - began
-            _print_banner(out, options, data_dir, district, broker_text, drill_key, times.serving_s)
+            _print_banner(
+                out,
+                options,
+                data_dir,
+                district,
+                broker_text,
+                drill_key,
+                times.serving_s,
+                (nvrs, hub.gb28181.port),
+            )
             scenario: Scenario | None = None
             if options.scenario:
                 pace = ScenarioOptions(
@@ -365,8 +382,10 @@ async def run_demo(
                     await task
             server.should_exit = True
             await server_task
+            await nvrs.stop()
             await asyncio.to_thread(stop_mqtt_devices, devices)
     finally:
+        await nvrs.stop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         if server_task is not None and not server_task.done():

@@ -135,6 +135,8 @@ def test_demo_runs_a_district_and_stops_cleanly(tmp_path: Path, broker: str) -> 
         assert httpx.get(console, timeout=5).status_code == 200
         assert httpx.get(f"{console}healthz", timeout=5).status_code == 200
         output.wait_for("demo.admin", timeout=5)
+        gb_line = output.wait_for("GB/T 28181:", timeout=5)
+        assert "3 NVRs with 12 雪亮工程 channels registered" in gb_line, gb_line
         assert "simulated 九原区 (包头市, 150207)" in "".join(output.lines)
         output.wait_for("PRESS", timeout=30)
         # The scenario tells what the operators now see: the press's alarm opened.
@@ -171,7 +173,21 @@ def test_demo_runs_a_district_and_stops_cleanly(tmp_path: Path, broker: str) -> 
             " WHERE a.rule = 'panic_press' GROUP BY a.id"
         ).fetchall()
         towns = dict(db.execute("SELECT code, name FROM jurisdictions WHERE level = 'town'"))
-    assert kinds == {"camera": 300, "alarm_point": 78, "broadcast_unit": 18}
+        nvrs = db.execute(
+            "SELECT device_id, armed, channel_count, transport FROM gb28181_devices"
+            " WHERE registered_at IS NOT NULL AND expires_at > registered_at ORDER BY device_id"
+        ).fetchall()
+        gb_channels = db.execute(
+            "SELECT c.channel_id, d.kind, d.project FROM gb28181_channels c"
+            " JOIN devices d ON d.id = c.channel_id WHERE c.registered"
+        ).fetchall()
+    assert kinds == {"camera": 300, "alarm_point": 78, "broadcast_unit": 18, "nvr": 3}
+    # A few Sharp Eyes cameras joined over GB/T 28181: three NVRs registered over SIP,
+    # armed, each with its four cameras as catalog channels.
+    assert len(nvrs) == 3, nvrs
+    assert all(armed and count == 4 and transport == "UDP" for _, armed, count, transport in nvrs)
+    assert len(gb_channels) == 12
+    assert {(kind, project) for _, kind, project in gb_channels} == {("camera", "sharp_eyes")}
     assert towns["150207001000"] == "沙河街道" and len(towns) == 8
     assert presses[0] >= 1
     assert alarms[0] >= 1
