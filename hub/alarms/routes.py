@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import json
 import uuid
+import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import datetime
 from enum import StrEnum
@@ -198,6 +200,38 @@ async def enable_sink(
     return SinkStatusOut.of(state, types[name])
 
 
+class _EncodedChanges:
+    """Each change's WebSocket message, encoded once for every console that sees it.
+
+    A change reaches every console stream as one and the same object, and its message
+    does not depend on who receives it; encoded per console, one change with 100
+    consoles open cost 100 model dumps and JSON encodings on the event loop that
+    also commits the next presses. Keyed by `seq` (one change per seq); the newest
+    `size` are kept.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._texts: OrderedDict[int, str] = OrderedDict()
+        self._size = size
+
+    def text(self, change: AlarmChange) -> str:
+        """The message as `WebSocket.send_json` would encode it."""
+        text = self._texts.get(change.seq)
+        if text is None:
+            message = {"type": "change", **ChangeOut.of(change).model_dump(mode="json")}
+            text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+            self._texts[change.seq] = text
+            if len(self._texts) > self._size:
+                self._texts.popitem(last=False)
+        return text
+
+
+#: One cache per change bus (one per hub): sequence numbers restart in another database.
+_ENCODED: weakref.WeakKeyDictionary[EventBus[AlarmChange], _EncodedChanges] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _sse(change: AlarmChange) -> bytes:
     data = ChangeOut.of(change).model_dump_json()
     return f"id: {change.seq}\nevent: alarm\ndata: {data}\n\n".encode()
@@ -284,14 +318,14 @@ async def stream_ws(
 ) -> None:
     """WebSocket: {"type":"hello","cursor":n}, then {"type":"change",…}; "resync" if cut off."""
     await websocket.accept()
+    encoded = _ENCODED.setdefault(bus, _EncodedChanges())
 
     async def send_changes() -> None:
         async for kind, value in _replay_then_live(alarms, bus, principal, since):
             if kind == "hello":
                 await websocket.send_json({"type": "hello", "cursor": value})
             elif kind == "change":
-                message = ChangeOut.of(value).model_dump(mode="json")
-                await websocket.send_json({"type": "change", **message})
+                await websocket.send_text(encoded.text(value))
             elif kind == "resync":
                 await websocket.send_json({"type": "resync", "cursor": value})
                 await websocket.close(code=1013)
