@@ -1,8 +1,11 @@
 """The device registry service: devices and jurisdictions with scope, audit and encryption.
 
 Routes, the CLI and other services call this, never `hub.devices.storage`
-directly (its types are in `registry_types`, tree files are read by
-`jurisdiction_files`; both are re-exported here). It
+directly for the registry's own reads and writes (its types are in
+`registry_types`, tree files are read by `jurisdiction_files`; both are re-exported
+here). Its concerns live beside it: `registry_plan` (which devices a write creates,
+changes or refuses), `registry_tree` (tree changes), `registry_cache` (the lookup
+cache and change listeners), `registry_counts` (folding the count deltas). It
 
 - checks jurisdiction codes and scope before anything is written;
 - seals credentials with the hub's `CredentialCipher` (and decrypts them only for
@@ -18,13 +21,7 @@ directly (its types are in `registry_types`, tree files are read by
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from camera_registry.gb28181 import GbId, next_free_id
 from camera_registry.geo import GeoPoint, bounding_box, nearest
@@ -37,21 +34,19 @@ from camera_registry.importer import (
     export_xlsx,
     import_devices,
 )
-from camera_registry.jurisdiction import (
-    JurisdictionNode,
-    JurisdictionTreeError,
-    TreeProblem,
-    build_tree,
-    is_within,
-)
+from camera_registry.jurisdiction import JurisdictionNode
 from camera_registry.logins import LoginBudget
 from camera_registry.models import Credentials, DeviceIn
 from camera_registry.urls import with_credentials
 from hub.auth.audit_storage import record as audit_record
 from hub.clock import utcnow
-from hub.crypto import CredentialCipher, CredentialError
+from hub.crypto import CredentialCipher
 from hub.devices import storage as repo
 from hub.devices.jurisdiction_files import parse_jurisdictions
+from hub.devices.registry_cache import ChangeListeners, RegistryCache
+from hub.devices.registry_counts import FOLD_AFTER_DELTAS, CountFolder
+from hub.devices.registry_plan import Plan, apply_plan, in_scope, plan_changes, resolve_path
+from hub.devices.registry_tree import upsert_tree
 from hub.devices.registry_types import (
     Actor,
     CachedDevice,
@@ -77,20 +72,7 @@ __all__ = [
     "parse_jurisdictions",
 ]
 
-log = logging.getLogger(__name__)
-
 _EXPORT_PAGE = 1000
-# Count deltas: fold when this many have piled up since the last fold; look every
-# this many seconds (health changes add deltas without passing through here).
-_FOLD_AFTER_DELTAS = 5000
-_FOLD_CHECK_S = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    inserts: list[repo.DeviceRow]
-    updates: list[repo.DeviceRow]
-    unchanged: int
 
 
 class Registry:
@@ -110,14 +92,11 @@ class Registry:
         self.logins = LoginBudget()
         self.linkage_radius_m = linkage_radius_m
         self.linkage_limit = linkage_limit
-        self._by_id: dict[str, CachedDevice] = {}
-        self._by_mqtt: dict[str, CachedDevice] = {}
-        self._cache_lock = threading.Lock()
-        self._listeners: list[Callable[[DeviceChange], None]] = []
+        self._cache = RegistryCache()
+        self._listeners = ChangeListeners()
+        self._counts = CountFolder(store)
         self._write_lock = asyncio.Lock()
         self._jpaths: dict[str, str] | None = None
-        self._folded_rows = 0
-        self._fold_task: asyncio.Task[None] | None = None
 
     # -- lifecycle and cache ------------------------------------------------
 
@@ -125,96 +104,39 @@ class Registry:
         """Load the lookup cache and start folding count deltas in the background (unless
         a cluster runs `run_count_folding` on one node)."""
         await self.refresh()
-        if fold_counts and self._fold_task is None:
-            self._fold_task = asyncio.create_task(self.run_count_folding(), name="registry-counts")
+        if fold_counts:
+            self._counts.start()
 
     async def stop(self) -> None:
         """Stop the background folding."""
-        task, self._fold_task = self._fold_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._counts.stop()
 
     async def fold_counts(self, *, force: bool = False) -> int:
         """Fold the subtree count deltas when enough have piled up (or `force`)."""
-        if not force and await repo.count_deltas(self.store) < (
-            self._folded_rows + _FOLD_AFTER_DELTAS
-        ):
-            return 0
-        folded = await repo.compact_counts(self.store)
-        self._folded_rows = await repo.count_deltas(self.store)
-        return folded
+        return await self._counts.fold(force=force)
 
     async def run_count_folding(self) -> None:
         """Fold jurisdiction count deltas when enough piled up, until cancelled."""
-        while True:
-            await asyncio.sleep(_FOLD_CHECK_S)
-            try:
-                await self.fold_counts()
-            except Exception:
-                log.exception("folding device count deltas failed; will retry")
-
-    async def _fold_after(self, written: int) -> None:
-        # After a large write, right away: its deltas would slow every count read,
-        # and the planner would go on planning for the registry's old size.
-        if written < _FOLD_AFTER_DELTAS:
-            return
-        try:
-            await self.fold_counts(force=True)
-            await repo.refresh_statistics(self.store)
-        except Exception:
-            log.exception("folding device count deltas failed; the background loop will retry")
+        await self._counts.run()
 
     async def refresh(self) -> None:
         """Reload the lookup cache from storage (changes made by other hub nodes)."""
         rows = await repo.cached_rows(self.store)
         self._jpaths = None
-        by_id = {r[0]: CachedDevice(*r) for r in rows}
-        by_mqtt = {c.mqtt_device_id: c for c in by_id.values() if c.mqtt_device_id}
-        with self._cache_lock:
-            self._by_id, self._by_mqtt = by_id, by_mqtt
-        self._notify(DeviceChange("refreshed", ()))
+        self._cache.replace(CachedDevice(*r) for r in rows)
+        self._listeners.notify(DeviceChange("refreshed", ()))
 
     def lookup_cached(self, device_id: str) -> CachedDevice | None:
         """The cached device with this registry id (no I/O; safe from any thread)."""
-        return self._by_id.get(device_id)
+        return self._cache.lookup(device_id)
 
     def lookup_mqtt(self, mqtt_device_id: str) -> CachedDevice | None:
         """The cached device with this MQTT device id (no I/O; safe from any thread)."""
-        return self._by_mqtt.get(mqtt_device_id)
+        return self._cache.lookup_mqtt(mqtt_device_id)
 
     def on_change(self, listener: Callable[[DeviceChange], None]) -> Callable[[], None]:
         """Call `listener` after every committed change; returns an unsubscribe function."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
-
-    def _notify(self, change: DeviceChange) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(change)
-            except Exception:
-                log.exception("device change listener failed")
-
-    def _cache_put(self, rows: Iterable[repo.DeviceRow]) -> None:
-        with self._cache_lock:
-            for row in rows:
-                d = row.device
-                old = self._by_id.get(d.id)
-                if old is not None and old.mqtt_device_id:
-                    self._by_mqtt.pop(old.mqtt_device_id, None)
-                entry = CachedDevice(
-                    d.id, d.kind.value, d.mqtt_device_id, row.jurisdiction_path, d.enabled
-                )
-                self._by_id[d.id] = entry
-                if d.mqtt_device_id:
-                    self._by_mqtt[d.mqtt_device_id] = entry
-
-    def _cache_drop(self, device_id: str) -> None:
-        with self._cache_lock:
-            old = self._by_id.pop(device_id, None)
-            if old is not None and old.mqtt_device_id:
-                self._by_mqtt.pop(old.mqtt_device_id, None)
+        return self._listeners.add(listener)
 
     # -- reads --------------------------------------------------------------
 
@@ -351,18 +273,6 @@ class Registry:
             path = (await self._paths()).get(code)
         return path
 
-    def _resolve(
-        self, device: DeviceIn, paths: Mapping[str, str], scope: Sequence[str] | None
-    ) -> str | None:
-        path = None
-        if device.jurisdiction is not None:
-            path = paths.get(device.jurisdiction)
-            if path is None:
-                raise UnknownJurisdiction(f"unknown jurisdiction code {device.jurisdiction}")
-        if not _in_scope(path, scope):
-            raise OutOfScope("the device's jurisdiction is outside your scope")
-        return path
-
     async def _plan(
         self,
         tx: Tx,
@@ -370,98 +280,34 @@ class Registry:
         scope: Sequence[str] | None,
         *,
         clear_credentials: bool = False,
-    ) -> tuple[_Plan, dict[str, str]]:
-        """Split devices into inserts / updates / unchanged; problems by device id."""
-        problems: dict[str, str] = {}
-        existing = await repo.existing_for_compare(tx, self.store, [d.id for d, _ in devices])
-        mqtt_ids = [d.mqtt_device_id for d, _ in devices if d.mqtt_device_id]
-        taken = await repo.taken_mqtt_ids(tx, mqtt_ids) if mqtt_ids else {}
-        inserts: list[repo.DeviceRow] = []
-        updates: list[repo.DeviceRow] = []
-        unchanged = 0
-        for device, path in devices:
-            owner = taken.get(device.mqtt_device_id or "")
-            if owner is not None and owner != device.id:
-                problems[device.id] = f"MQTT device id already used by {owner}"
-                continue
-            old = existing.get(device.id)
-            if old is None:
-                sealed = (
-                    self.cipher.seal(device.id, device.credentials) if device.credentials else None
-                )
-                inserts.append(repo.DeviceRow(device, path, sealed))
-                continue
-            old_values, old_blob, old_path = old
-            if not _in_scope(old_path, scope):
-                problems[device.id] = "the id is in use outside your jurisdiction"
-                continue
-            same_fields = old_values == repo.compare_values(device, path)
-            sealed = None
-            same_credentials = True
-            if clear_credentials:
-                same_credentials = old_blob is None
-            elif device.credentials is not None:
-                same_credentials = old_blob is not None and self._same_login(
-                    device.id, old_blob, device.credentials
-                )
-                if not same_credentials:
-                    sealed = self.cipher.seal(device.id, device.credentials)
-            if same_fields and same_credentials:
-                unchanged += 1
-                continue
-            updates.append(
-                repo.DeviceRow(
-                    device,
-                    path,
-                    sealed,
-                    clear_credentials=clear_credentials and old_blob is not None,
-                )
-            )
-        return _Plan(inserts, updates, unchanged), problems
-
-    def _same_login(self, device_id: str, blob: bytes, credentials: Credentials) -> bool:
-        try:
-            stored = self.cipher.open(device_id, blob)
-        except CredentialError:
-            return False
-        return (
-            stored.username == credentials.username
-            and stored.password.get_secret_value() == credentials.password.get_secret_value()
+    ) -> tuple[Plan, dict[str, str]]:
+        return await plan_changes(
+            tx, self.store, self.cipher, devices, scope, clear_credentials=clear_credentials
         )
 
-    async def _apply(self, tx: Tx, plan: _Plan, actor: Actor, now: datetime) -> None:
-        await repo.insert_devices(tx, plan.inserts, now, dialect=self.store.dialect)
-        await repo.update_devices(tx, plan.updates, now)
-        # One row per device (who changed which device stays one indexed question);
-        # details never carry credentials.
-        await repo.audit_device_changes(
-            tx,
-            self.store,
-            [(action, r.device.id, _audit_details(r)) for action, r in _changes(plan)],
-            actor=actor.name,
-            remote_addr=actor.remote_addr,
-            now=now,
-        )
-
-    def _after_commit(self, plan: _Plan) -> None:
-        self._cache_put([*plan.inserts, *plan.updates])
+    def _after_commit(self, plan: Plan) -> None:
+        self._cache.put(plan.written)
         if plan.inserts:
-            self._notify(DeviceChange("created", tuple(r.device.id for r in plan.inserts)))
+            self._listeners.notify(
+                DeviceChange("created", tuple(r.device.id for r in plan.inserts))
+            )
         if plan.updates:
-            self._notify(DeviceChange("updated", tuple(r.device.id for r in plan.updates)))
+            self._listeners.notify(
+                DeviceChange("updated", tuple(r.device.id for r in plan.updates))
+            )
 
     async def create(
         self, device: DeviceIn, *, actor: Actor, scope: Sequence[str] | None
     ) -> repo.StoredDevice:
         """Create a device; RegistryConflict if the id exists."""
-        path = self._resolve(device, await self._paths(), scope)
+        path = resolve_path(device, await self._paths(), scope)
         async with self._write_lock, self.store.transaction() as tx:
             if await repo.device_exists(tx, device.id):
                 raise RegistryConflict(f"device {device.id} already exists")
             plan, problems = await self._plan(tx, [(device, path)], scope)
             if problems:
                 raise RegistryConflict(problems[device.id])
-            await self._apply(tx, plan, actor, utcnow())
+            await apply_plan(tx, self.store, plan, actor, utcnow())
         self._after_commit(plan)
         return await self._must_get(device.id)
 
@@ -476,14 +322,14 @@ class Registry:
         """Replace a device's fields (credentials kept unless given or cleared); None if absent."""
         if await self.get(device.id, scope=scope) is None:
             return None
-        path = self._resolve(device, await self._paths(), scope)
+        path = resolve_path(device, await self._paths(), scope)
         async with self._write_lock, self.store.transaction() as tx:
             plan, problems = await self._plan(
                 tx, [(device, path)], scope, clear_credentials=clear_credentials
             )
             if problems:
                 raise RegistryConflict(problems[device.id])
-            await self._apply(tx, plan, actor, utcnow())
+            await apply_plan(tx, self.store, plan, actor, utcnow())
         self._after_commit(plan)
         return await self._must_get(device.id)
 
@@ -502,8 +348,8 @@ class Registry:
                     tx, actor.name, "device.delete", device_id, actor.remote_addr, {}
                 )
         if gone:
-            self._cache_drop(device_id)
-            self._notify(DeviceChange("deleted", (device_id,)))
+            self._cache.drop(device_id)
+            self._listeners.notify(DeviceChange("deleted", (device_id,)))
         return gone
 
     async def bulk_upsert(
@@ -529,7 +375,7 @@ class Registry:
                 continue
             seen.add(device.id)
             try:
-                resolved.append((device, self._resolve(device, paths, scope)))
+                resolved.append((device, resolve_path(device, paths, scope)))
             except (UnknownJurisdiction, OutOfScope) as exc:
                 problems[device.id] = str(exc)
         async with self._write_lock, self.store.transaction() as tx:
@@ -538,9 +384,9 @@ class Registry:
             counts = UpsertCounts(len(plan.inserts), len(plan.updates), plan.unchanged)
             if problems or dry_run:
                 return counts, problems
-            await self._apply(tx, plan, actor, utcnow())
+            await apply_plan(tx, self.store, plan, actor, utcnow())
         self._after_commit(plan)
-        await self._fold_after(len(plan.inserts) + len(plan.updates))
+        await self._counts.after_write(len(plan.written))
         return counts, problems
 
     async def import_file(
@@ -572,7 +418,7 @@ class Registry:
         resolved: list[tuple[int, DeviceIn, str | None]] = []
         for row, device in report.rows:
             path = paths.get(device.jurisdiction) if device.jurisdiction else None
-            if not _in_scope(path, scope):
+            if not in_scope(path, scope):
                 outcome.errors.append(
                     RowError(row, "jurisdiction", device.jurisdiction, "outside your jurisdiction")
                 )
@@ -587,7 +433,7 @@ class Registry:
             outcome.counts = UpsertCounts(len(plan.inserts), len(plan.updates), plan.unchanged)
             if dry_run or (outcome.errors and not partial):
                 return outcome
-            await self._apply(tx, plan, actor, utcnow())
+            await apply_plan(tx, self.store, plan, actor, utcnow())
             await audit_record(
                 tx,
                 actor.name,
@@ -604,7 +450,7 @@ class Registry:
             )
         outcome.written = True
         self._after_commit(plan)
-        await self._fold_after(len(plan.inserts) + len(plan.updates))
+        await self._counts.after_write(len(plan.written))
         return outcome
 
     # -- jurisdictions ----------------------------------------------------------
@@ -620,7 +466,7 @@ class Registry:
     ) -> tuple[JurisdictionNode, str] | None:
         """One node within scope."""
         found = await repo.get_jurisdiction(self.store, code)
-        if found is None or not _in_scope(found[1], scope):
+        if found is None or not in_scope(found[1], scope):
             return None
         return found
 
@@ -633,48 +479,24 @@ class Registry:
         moved node follow it. Returns (created, updated).
         """
         async with self._write_lock, self.store.transaction() as tx:
-            current = await repo.all_jurisdictions(tx=tx)
-            old_nodes = {node.code: node for node, _ in current}
-            old_paths = {node.code: path for node, path in current}
-            codes = [n.code for n in nodes]
-            duplicates = (
-                sorted({c for c in codes if codes.count(c) > 1})
-                if len(set(codes)) != len(codes)
-                else []
-            )
-            if duplicates:
-                raise JurisdictionTreeError(
-                    TreeProblem(code, "code appears more than once") for code in duplicates
-                )
-            merged = {**old_nodes, **{n.code: n for n in nodes}}
-            paths = build_tree(merged.values())
-            changed = [
-                (node, paths[node.code])
-                for node in merged.values()
-                if old_nodes.get(node.code) != node or paths[node.code] != old_paths[node.code]
-            ]
-            created, updated = await repo.upsert_jurisdiction_rows(tx, changed, old_paths)
-            moved = [
-                (old_paths[node.code], path)
-                for node, path in changed
-                if node.code in old_paths and old_paths[node.code] != path
-            ]
-            # Deepest first is not needed: each device is rewritten from its own node's move.
-            for old, new in sorted(moved, key=lambda m: -m[0].count("/")):
-                await repo.move_subtree(tx, self.store, old, new)
+            change = await upsert_tree(tx, self.store, nodes)
             await audit_record(
                 tx,
                 actor.name,
                 "jurisdiction.upsert",
                 None,
                 actor.remote_addr,
-                {"created": created, "updated": updated, "codes": [n.code for n in nodes][:50]},
+                {
+                    "created": change.created,
+                    "updated": change.updated,
+                    "codes": [n.code for n in nodes][:50],
+                },
             )
         self._jpaths = None
-        if moved:
+        if change.moved:
             await self.refresh()
-            await self._fold_after(_FOLD_AFTER_DELTAS)
-        return created, updated
+            await self._counts.after_write(FOLD_AFTER_DELTAS)
+        return change.created, change.updated
 
     # -- keys -----------------------------------------------------------------
 
@@ -707,22 +529,3 @@ class Registry:
                 return stale
             stale += sum(1 for _, blob in rows if self.cipher.keyring.blob_key_id(blob) != active)
             after = rows[-1][0]
-
-
-def _in_scope(path: str | None, scope: Sequence[str] | None) -> bool:
-    if scope is None or "/" in scope:
-        return True
-    if path is None:
-        return False
-    return any(is_within(path, allowed) for allowed in scope)
-
-
-def _changes(plan: _Plan) -> Iterable[tuple[str, repo.DeviceRow]]:
-    for row in plan.inserts:
-        yield "device.create", row
-    for row in plan.updates:
-        yield "device.update", row
-
-
-def _audit_details(row: repo.DeviceRow) -> dict[str, Any]:
-    return {"credentials_changed": row.credentials is not None or row.clear_credentials}
