@@ -1,10 +1,14 @@
-"""Device health storage: probe samples, state transitions, baselines, evidence, patrol runs.
+"""Device health storage: probe samples, state transitions, evidence, retention, and the
+repository the patrol, the health API and the KPI report read through.
 
 A patrol's results are written by `HealthRepository.record` in one transaction:
 the samples, the transitions (history rows and the `device_state` columns the
-registry list shows), the evidence snapshots and the learned baselines. The KPI
-reader returns each device's state changes over a period, with the last change
-before it (the state the period started in).
+registry list shows), the evidence snapshots and the learned baselines. Other
+health sources (MQTT heartbeats, ONVIF, GB/T 28181) store their transitions with
+`insert_transitions` inside their own transactions. The repository hands on to its
+siblings: `patrol_storage` (runs, baselines), `kpi_storage` (state changes and
+probe counts over a period) and the device storage's projections (patrol targets,
+a device's current health, counts by state, jurisdictions).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from camera_registry.jurisdiction import JurisdictionNode
+from hub.devices import kpi_storage, patrol_storage
 from hub.devices import storage as devices_repo
 from hub.devices.health_rows import (
     BaselineRow,
@@ -263,69 +268,27 @@ class HealthRepository:
 
     async def baselines(self) -> dict[str, BaselineRow]:
         """Every camera's learned baseline."""
-        async with self.store.reading() as tx:
-            rows = await tx.fetchall(
-                "SELECT device_id, sharpness, samples, reference_png FROM vqd_baselines"
-            )
-        return {
-            str(r[0]): BaselineRow(
-                str(r[0]), r[1], int(r[2]), bytes(r[3]) if r[3] is not None else None
-            )
-            for r in rows
-        }
+        return await patrol_storage.baselines(self.store)
 
     async def last_evidence_times(self) -> dict[str, datetime]:
         """Per device, when its newest evidence snapshot was taken."""
-        async with self.store.reading() as tx:
-            rows = await tx.fetchall(
-                "SELECT device_id, MAX(taken_at) FROM evidence_media GROUP BY device_id"
-            )
-        return {str(r[0]): from_ts(r[1]) or _EPOCH for r in rows}
+        return await patrol_storage.last_evidence_times(self.store)
 
     async def start_run(self, at: datetime, total: int, trigger: str, node: str | None) -> int:
         """Record the start of a patrol pass; returns its id."""
-        async with self.store.transaction() as tx:
-            row = await tx.fetchone(
-                "INSERT INTO patrol_runs (started_at, total, trigger, node)"
-                " VALUES (%s, %s, %s, %s) RETURNING id",
-                (to_db_time(at), total, trigger, node),
-            )
-        if row is None:  # pragma: no cover - RETURNING always answers
-            raise RuntimeError("patrol run id not returned")
-        return int(row[0])
+        return await patrol_storage.start_run(self.store, at, total, trigger, node)
 
     async def update_run(
         self, run_id: int, *, done: int, failed: int, degraded: int, finished_at: datetime | None
     ) -> None:
         """Record a patrol pass's progress (and its end, when `finished_at` is given)."""
-        async with self.store.transaction() as tx:
-            await tx.execute(
-                "UPDATE patrol_runs SET done = %s, failed = %s, degraded = %s,"
-                " finished_at = %s WHERE id = %s",
-                (done, failed, degraded, to_db_time(finished_at) if finished_at else None, run_id),
-            )
+        await patrol_storage.update_run(
+            self.store, run_id, done=done, failed=failed, degraded=degraded, finished_at=finished_at
+        )
 
     async def recent_runs(self, limit: int = 5) -> list[PatrolRunRow]:
         """The newest patrol passes."""
-        async with self.store.reading() as tx:
-            rows = await tx.fetchall(
-                "SELECT id, started_at, finished_at, total, done, failed, degraded, trigger"
-                " FROM patrol_runs ORDER BY started_at DESC, id DESC LIMIT %s",
-                (limit,),
-            )
-        return [
-            PatrolRunRow(
-                id=int(r[0]),
-                started_at=from_ts(r[1]) or _EPOCH,
-                finished_at=from_ts(r[2]),
-                total=int(r[3]),
-                done=int(r[4]),
-                failed=int(r[5]),
-                degraded=int(r[6]),
-                trigger=str(r[7]),
-            )
-            for r in rows
-        ]
+        return await patrol_storage.recent_runs(self.store, limit)
 
     async def delete_before(self, *, samples_before: datetime, evidence_before: datetime) -> int:
         """Delete old samples (where no retention policy does it) and old evidence."""
@@ -468,34 +431,8 @@ class HealthRepository:
         start: datetime,
         end: datetime,
     ) -> list[StateChangeRow]:
-        """State changes in [start, end) plus each device's last change before `start`.
-
-        In time order per device (ties broken by insertion order).
-        """
-        members, base = devices_repo.device_ids_sql(scope_paths, subtree_path)
-        where = f"h.device_id IN ({members})"
-        async with self.store.reading() as tx:
-            inside = await tx.fetchall(
-                "SELECT h.device_id, h.at, h.to_state, h.id FROM device_health_history h"  # noqa: S608
-                f" WHERE {where} AND h.at >= %s AND h.at < %s",
-                (*base, to_db_time(start), to_db_time(end)),
-            )
-            before = await tx.fetchall(
-                "SELECT device_id, at, to_state, id FROM ("  # noqa: S608
-                " SELECT h.device_id, h.at, h.to_state, h.id, ROW_NUMBER() OVER ("
-                "  PARTITION BY h.device_id ORDER BY h.at DESC, h.id DESC) AS rn"
-                " FROM device_health_history h"
-                f" WHERE {where} AND h.at < %s) AS latest WHERE rn = 1",
-                (*base, to_db_time(start)),
-            )
-        rows = sorted(
-            (
-                (str(r[0]), from_ts(r[1]) or _EPOCH, int(r[3]), str(r[2]))
-                for r in [*before, *inside]
-            ),
-            key=lambda item: (item[0], item[1], item[2]),
-        )
-        return [StateChangeRow(device_id, at, state) for device_id, at, _, state in rows]
+        """State changes in [start, end) plus each device's last change before `start`."""
+        return await kpi_storage.state_changes(self.store, scope_paths, subtree_path, start, end)
 
     async def probe_counts(
         self,
@@ -505,26 +442,7 @@ class HealthRepository:
         end: datetime,
     ) -> dict[str, ProbeCounts]:
         """Per device, probes in [start, end) (reporting-day aligned on TimescaleDB)."""
-        members, params = devices_repo.device_ids_sql(scope_paths, subtree_path)
-        if self.store.backend == "timescaledb":
-            # The continuous aggregate's buckets are reporting days, so a period
-            # made of whole reporting days sums them exactly.
-            source = (
-                "SELECT a.device_id, SUM(a.probes), SUM(a.ok_probes), SUM(a.clean_probes)"  # noqa: S608
-                f" FROM health_samples_daily a WHERE a.device_id IN ({members})"
-                " AND a.day >= %s AND a.day < %s GROUP BY a.device_id"
-            )
-        else:
-            source = (
-                "SELECT s.device_id, COUNT(*),"  # noqa: S608
-                " SUM(CASE WHEN s.ok THEN 1 ELSE 0 END),"
-                " SUM(CASE WHEN s.observed = 'online' THEN 1 ELSE 0 END)"
-                f" FROM health_samples s WHERE s.device_id IN ({members})"
-                " AND s.time >= %s AND s.time < %s GROUP BY s.device_id"
-            )
-        async with self.store.reading() as tx:
-            rows = await tx.fetchall(source, (*params, to_db_time(start), to_db_time(end)))
-        return {str(r[0]): ProbeCounts(int(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in rows}
+        return await kpi_storage.probe_counts(self.store, scope_paths, subtree_path, start, end)
 
 
 async def insert_transitions(tx: Tx, transitions: Sequence[TransitionRow], now: datetime) -> None:
