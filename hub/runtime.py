@@ -112,7 +112,11 @@ class Hub:
         # Run inside every batch's transaction, in this order (see _in_transaction).
         self._commit_hooks: list[InTransaction] = []
         self.mqtt = MqttService(
-            settings.mqtt, store=self.store, writer=self.writer, metrics=self.metrics
+            settings.mqtt,
+            store=self.store,
+            writer=self.writer,
+            metrics=self.metrics,
+            node_id=self.node_id,
         )
         self._commit_hooks.append(self.mqtt.in_transaction)
         self.broadcast = BroadcastService(self.store, self.mqtt)
@@ -235,6 +239,7 @@ class Hub:
             self.cluster.is_mine, lambda node: node in self.cluster.live_nodes
         )
         self.cluster.on_change(self.gb28181.reassign)
+        self.mqtt.use_cluster(self.cluster)
         # Jobs that act on the whole database run on one node of a cluster.
         self.cluster.add_singleton("alarm-sla", self.alarms.sla.run)
         self.cluster.add_singleton("task-deadlines", self.departments.run_deadline_loop)

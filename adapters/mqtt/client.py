@@ -36,9 +36,7 @@ from typing import Any, Self
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from adapters.clock import utcnow
 from adapters.mqtt.models import (
@@ -56,8 +54,13 @@ from adapters.mqtt.parsers import (
     decode_message,
     encode_command,
     status_from_event,
-    subscriptions,
     to_rejected_message,
+)
+from adapters.mqtt.sharing import (
+    connect_properties,
+    disconnect_properties,
+    is_observer_copy,
+    subscribe,
 )
 from adapters.mqtt.status import (
     AdapterMetrics,
@@ -95,6 +98,7 @@ class _Received:
     mid: int
     qos: int
     generation: int
+    observer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +122,17 @@ class MqttAdapter:
         submit: Submit,
         device_lookup: DeviceLookup,
         clock: Callable[[], datetime] = utcnow,
+        drain_only: bool = False,
     ) -> None:
         self.settings = settings
+        # Taking over another node's session: no subscriptions, leave the shared group
+        # at once, take what the broker still holds for that session, then end it.
+        self._drain_only = drain_only
+        #: QoS 1/2 messages handed to `submit` whose commit (and ack) is still to come.
+        self.unacked = 0
+        #: When the last message arrived (event-loop time), for a drain's quiet period.
+        self.last_message_at: float | None = None
+        self._end_session = False
         self.metrics = AdapterMetrics()
         self._submit = submit
         self._lookup = device_lookup
@@ -141,7 +154,7 @@ class MqttAdapter:
         self._generation = 0
         self._closed = False
         self._attempt = 0
-        self._subscribe_mid: int | None = None
+        self._subscribe_mids: set[int] = set()
         self._pending: dict[str, asyncio.Future[_Ack]] = {}
         self._unit_status: dict[str, UnitStatus] = {}
         self._logged: set[tuple[str, str]] = set()
@@ -177,7 +190,7 @@ class MqttAdapter:
             self.settings.port,
             keepalive=self.settings.keepalive_s,
             clean_start=False if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
-            properties=self._connect_properties(),
+            properties=connect_properties(self.settings),
         )
         self._client.loop_start()
         return self
@@ -204,7 +217,10 @@ class MqttAdapter:
             # DISCONNECT from here: the other order races the thread into one more
             # select on the closed socket, which paho logs as an error.
             await asyncio.to_thread(client.loop_stop)
-            await asyncio.to_thread(client.disconnect)
+            await asyncio.to_thread(
+                client.disconnect,
+                properties=disconnect_properties(self.settings, self._end_session),
+            )
         self._connected.clear()
         self._set_status(ConnectionState.DISCONNECTED, "stopped")
 
@@ -298,15 +314,12 @@ class MqttAdapter:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_subscribe
         return client
 
-    def _connect_properties(self) -> Properties | None:
-        if self.settings.protocol != "5":
-            return None
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = self.settings.session_expiry_s
-        properties.ReceiveMaximum = self.settings.receive_maximum
-        return properties
+    def end_session_on_close(self) -> None:
+        """Ask the broker to delete this client's session when the adapter closes."""
+        self._end_session = True
 
     def _backoff_delay(self) -> float:
         """Full-jitter exponential backoff, so a fleet of hubs does not reconnect in step."""
@@ -359,16 +372,7 @@ class MqttAdapter:
             raise
 
     def _subscribe(self, client: paho.Client) -> None:
-        topics = subscriptions(self.settings.topic_prefix, self.settings.vendor_mappings)
-        if self.settings.protocol == "5":
-            # retainHandling=1: retained messages only for a new subscription, not on every
-            # reconnect of the persistent session.
-            options = SubscribeOptions(qos=self.settings.qos, retainHandling=1)
-            _, mid = client.subscribe([(topic, options) for topic in topics])
-        else:
-            levels: list[tuple[str, int]] = [(topic, self.settings.qos) for topic in topics]
-            _, mid = client.subscribe(levels)
-        self._subscribe_mid = mid
+        self._subscribe_mids = subscribe(client, self.settings, drain_only=self._drain_only)
 
     def _on_subscribe(
         self,
@@ -378,10 +382,10 @@ class MqttAdapter:
         reason_codes: list[Any],
         properties: Properties | None,
     ) -> None:
-        if mid != self._subscribe_mid:
+        if mid not in self._subscribe_mids:
             return
         refused = [str(code) for code in reason_codes if code.is_failure]
-        self._call_in_loop(self._subscribed, refused)
+        self._call_in_loop(self._subscribed, mid, refused)
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         self._plan_reconnect(client)
@@ -406,6 +410,7 @@ class MqttAdapter:
             topic = "<topic not UTF-8>"
         with self._ack_lock:
             generation = self._generation
+        identifiers = getattr(message.properties, "SubscriptionIdentifier", None) or []
         item = _Received(
             topic=topic,
             payload=bytes(message.payload),
@@ -413,6 +418,7 @@ class MqttAdapter:
             mid=message.mid,
             qos=message.qos,
             generation=generation,
+            observer=is_observer_copy(identifiers),
         )
         self._arrivals.append(item)
         if not self._wake_pending:
@@ -435,12 +441,14 @@ class MqttAdapter:
         logger.error("MQTT broker %s refused the connection: %s", self.settings.host, reason)
         self._set_status(ConnectionState.REFUSED, reason)
 
-    def _subscribed(self, refused: list[str]) -> None:
+    def _subscribed(self, mid: int, refused: list[str]) -> None:
         if refused:
             # The broker's ACL refused a filter: alarms on it would never arrive.
             logger.error("MQTT broker refused subscriptions: %s", ", ".join(refused))
             self.metrics.subscriptions_refused += len(refused)
-        self._connected.set()
+        self._subscribe_mids.discard(mid)
+        if not self._subscribe_mids:
+            self._connected.set()
 
     def _connected_now(self, session_present: bool) -> None:
         self.metrics.connects += 1
@@ -465,8 +473,10 @@ class MqttAdapter:
         if item.qos == 0:
             return None
         client = self._client
+        self.unacked += 1
 
         def on_committed() -> None:
+            self.unacked -= 1
             with self._ack_lock:
                 if self._closed or client is None or item.generation != self._generation:
                     self.metrics.stale_acks += 1
@@ -489,7 +499,11 @@ class MqttAdapter:
     async def _take(self, item: _Received) -> None:
         """Decode one message and queue its event (or its rejection) for the writer."""
         self.metrics.received += 1
+        self.last_message_at = asyncio.get_running_loop().time()
         message = InboundMessage(item.topic, item.payload, item.retained, self._clock())
+        if item.observer:
+            self._observe_copy(message)
+            return
         try:
             decoded = decode_message(
                 message,
@@ -513,6 +527,22 @@ class MqttAdapter:
             self.metrics.events += 1
             self._observe(decoded)
             await self._submit(decoded, on_committed)
+
+    def _observe_copy(self, message: InboundMessage) -> None:
+        """An observer copy (QoS 0, another node stores the shared one): it only
+        completes a command this node is waiting for."""
+        try:
+            decoded = decode_message(
+                message,
+                prefix=self.settings.topic_prefix,
+                lookup=self._lookup,
+                max_payload_bytes=self.settings.max_payload_bytes,
+            )
+        except Exception:
+            logger.exception("decoding an observed MQTT message on %s failed", message.topic)
+            return
+        if isinstance(decoded, DeviceEvent) and decoded.kind == COMMAND_ACK_KIND:
+            self._observe(decoded)
 
     def _note_rejection(self, message: InboundMessage, rejection: Rejection) -> None:
         self.metrics.rejected[rejection.reason.value] += 1

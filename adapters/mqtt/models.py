@@ -444,11 +444,22 @@ class MqttSettings(BaseModel):
     reconnect_max_s: float = Field(default=30.0, gt=0, le=600)
     max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=256, le=1 << 20)
     vendor_mappings: tuple[VendorMapping, ...] = ()
+    shared_group: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_\-]{1,64}$",
+        description=(
+            "MQTT 5 shared subscription group: every hub node subscribes as "
+            "$share/<group>/… so each message is consumed by one node (set on every "
+            "node of a cluster; each node then connects as <client_id>-<node id>)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _backoff_order(self) -> MqttSettings:
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        if self.shared_group is not None and self.protocol != "5":
+            raise ValueError("shared_group needs protocol 5 (shared subscriptions are MQTT 5)")
         names = [m.name for m in self.vendor_mappings]
         if len(names) != len(set(names)):
             raise ValueError("vendor mapping names must be unique")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -39,14 +40,17 @@ from adapters.mqtt import (
     UnitStatus,
 )
 from adapters.mqtt.parsers import HEARTBEAT_KIND, SOURCE
+from adapters.mqtt.sharing import node_client_id
 from camera_registry.events import DEVICE_ID_PATTERN, DeviceEvent
 from camera_registry.health import transition_event
 from camera_registry.models import DeviceKind, HealthState
+from hub.cluster import Cluster
 from hub.config import MqttHubSettings
 from hub.devices.health_storage import TransitionRow, current_health, insert_transitions
 from hub.devices.registry import DeviceChange, Registry
 from hub.metrics import Metrics
 from hub.mqtt.health import CHECK_S, MqttHealth, health_changes
+from hub.mqtt.sharing import SessionTakeover, SharedLiveness
 from hub.mqtt.storage import (
     MqttDeviceRow,
     last_heard,
@@ -184,9 +188,16 @@ class MqttService:
         store: SqlStore,
         writer: EventWriter,
         metrics: Metrics | None = None,
+        node_id: str = "hub",
     ) -> None:
         self.settings = settings
         self._store = store
+        self._writer = writer
+        self.node_id = node_id
+        #: Set with `mqtt.shared_group`: liveness judged from the database (hub.mqtt.sharing).
+        self.shared_liveness: SharedLiveness | None = None
+        self.takeover: SessionTakeover | None = None
+        self._cluster: Cluster | None = None
         self.directory = DeviceDirectory(store, refresh_s=settings.device_refresh_s)
         #: The devices' trackers of the one health machine (liveness included).
         self.health = MqttHealth(
@@ -195,14 +206,52 @@ class MqttService:
         self._submit = writer.submit
         self.adapter: MqttAdapter | None = None
         if settings.enabled:
+            adapter_settings = settings.adapter_settings()
+            if settings.shared_group is not None:
+                # Each node its own session: what the broker routed to it stays its own.
+                adapter_settings = adapter_settings.model_copy(
+                    update={"client_id": node_client_id(settings.client_id, node_id)}
+                )
+                self.shared_liveness = SharedLiveness(
+                    settings, store=store, writer=writer, device_ids=self.directory.device_ids
+                )
             self.adapter = MqttAdapter(
-                settings.adapter_settings(),
+                adapter_settings,
                 submit=writer.submit,
                 device_lookup=self.directory.lookup,
             )
         self._tasks: list[asyncio.Task[None]] = []
         if metrics is not None:
             metrics.registry.register(MqttCollector(self))
+
+    def use_cluster(self, cluster: Cluster) -> None:
+        """Judge liveness only for the devices this node owns, and drain the broker
+        sessions of departed nodes that fall to it (with `mqtt.shared_group`)."""
+        self._cluster = cluster
+        cluster.on_change(self._membership_changed)
+        if self.shared_liveness is None:
+            return
+        self.shared_liveness.cluster = cluster
+        self.takeover = SessionTakeover(
+            self.settings,
+            node_id=self.node_id,
+            cluster=cluster,
+            writer=self._writer,
+            device_lookup=self.directory.lookup,
+        )
+        cluster.on_change(self.takeover.wake)
+
+    def _membership_changed(self) -> None:
+        cluster = self._cluster
+        if cluster is None or self.adapter is None or self.shared_liveness is not None:
+            return
+        if len(cluster.live_nodes) > 1:
+            log.error(
+                "MQTT: %d hub nodes share this database but mqtt.shared_group is not set: "
+                "each takes every message under one client id; set mqtt.shared_group "
+                "on every node",
+                len(cluster.live_nodes),
+            )
 
     def watch_registry(self, registry: Registry) -> None:
         """Reload the device directory whenever the registry commits a device change."""
@@ -221,7 +270,20 @@ class MqttService:
         await self.directory.refresh()
         await self.adapter.__aenter__()
         self._tasks.append(asyncio.create_task(self.directory.run(), name="mqtt-directory"))
-        self._tasks.append(asyncio.create_task(self._watch_silence(), name="mqtt-liveness"))
+        shared = self.shared_liveness
+        if shared is None:
+            self._tasks.append(asyncio.create_task(self._watch_silence(), name="mqtt-liveness"))
+        else:
+            # This node sees only its share of the heartbeats: silence is judged from
+            # the database by each device's owner (hub.mqtt.sharing).
+            try:
+                await shared.seed()
+            except Exception:
+                log.exception("could not read when MQTT devices were last heard")
+            clock = functools.partial(datetime.now, UTC)
+            self._tasks.append(asyncio.create_task(shared.run(clock), name="mqtt-liveness"))
+            if self.takeover is not None:
+                self._tasks.append(asyncio.create_task(self.takeover.run(), name="mqtt-takeover"))
         log.info(
             "MQTT adapter started for %s:%d with %d registered devices",
             self.settings.host,
@@ -279,7 +341,11 @@ class MqttService:
         The `health.<state>` events of the transitions are stored and appended to
         `events`, so the hooks after this one (the alarm engine) see them in this batch.
         """
-        changes = health_changes(events)
+        judged = events
+        if self.shared_liveness is not None:
+            late = await self.shared_liveness.in_transaction(tx, events)
+            judged = [event for event in events if event.event_id.hex not in late]
+        changes = health_changes(judged)
         stored = await current_health(tx, [c.device_id for c in changes]) if changes else {}
         transitions = self.health.decide(changes, stored, events)
         if not transitions:
