@@ -434,7 +434,7 @@ class Gb28181Service:
         """
         if self._reload_registrations:
             self._reload_registrations = False
-            await self.registrar.restore(now)
+            self.subscriptions.restore(await self.registrar.restore(now))
         await self.registrar.check_expiry(now)
         held = [d for d in self.sessions if self.watches(d)]
         silent = self.health.silent(held, now)

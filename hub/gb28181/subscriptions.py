@@ -4,7 +4,8 @@ After every registration the device is armed (SetGuard and a `presence` alarm
 subscription) and subscribed to catalog changes (`Catalog`). A subscription
 lasts what the device granted in its 200 (`Expires`, which may be shorter than
 asked — RFC 6665 §4.1.2.1), else what was asked (`gb28181.subscription_expires_s`).
-Before it runs out the node holding the device renews it inside the
+Before it runs out the node watching the device (the one it registered
+through, or the one a dead node's devices fall to) renews it inside the
 subscription's dialog; a device that forgot the dialog (481, e.g. after a
 reboot) or a node that never had it (restart, another node) subscribes anew.
 Each subscription's end is stored, so a restarted node renews in time. An
@@ -81,10 +82,13 @@ class Subscriptions:
             self._subscriptions.pop((device_id, event), None)
 
     def restore(self, rows: list[sessions_repo.SessionRow]) -> None:
-        """Subscriptions stored by this node before a restart (renewed with a new dialog)."""
-        node_id = self._service.node_id
+        """Stored subscriptions of devices this node watches: its own after a restart, or
+        those of a node that is gone (renewed with a new dialog)."""
         for row in rows:
-            if row.node_id != node_id:
+            if not self._service.watches(row.device_id) or (
+                (row.device_id, CATALOG) in self._subscriptions
+                or (row.device_id, ALARMS) in self._subscriptions
+            ):
                 continue
             for event, until in (
                 (CATALOG, row.catalog_subscribed_until),
@@ -202,7 +206,7 @@ class Subscriptions:
         service = self._service
         for key, subscription in list(self._subscriptions.items()):
             device_id, event = key
-            if not service.registrar.holds(device_id):
+            if not service.watches(device_id):
                 self._subscriptions.pop(key, None)
                 continue
             if not subscription.due(now):

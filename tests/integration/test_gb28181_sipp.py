@@ -1,5 +1,6 @@
 """GB/T 28181 against sipp, an independent SIP peer: a device registering with digest,
-keepalive and alarm; a wrong-password flood; a malformed-message flood."""
+keepalive and alarm (SQLite and PostgreSQL); a wrong-password flood; a malformed-message
+flood."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tests.integration.test_gb28181_hub import (
     eventually,
     running_hub,
     simulator,
+    storage_url,
 )
 from tests.peers.sipp import run_sipp
 
@@ -23,8 +25,13 @@ def sipp_variables(*, channel: bool = False) -> dict[str, str]:
     return {**variables, "channel": CAMERA} if channel else variables
 
 
-async def test_sipp_device_registers_keepalives_and_raises_an_alarm(tmp_path: Path) -> None:
-    async with running_hub(tmp_path, None, auto_register=True) as (hub, client):
+__all__ = ["storage_url"]  # the SQLite/PostgreSQL fixture, shared with the hub tests
+
+
+async def test_sipp_device_registers_keepalives_and_raises_an_alarm(
+    tmp_path: Path, storage_url: str | None
+) -> None:
+    async with running_hub(tmp_path, storage_url, auto_register=True) as (hub, client):
         run = await run_sipp(
             "gb28181_device.xml",
             ("127.0.0.1", hub.gb28181.port),
@@ -47,6 +54,8 @@ async def test_sipp_device_registers_keepalives_and_raises_an_alarm(tmp_path: Pa
         row = (await client.get(f"/api/gb28181/devices/{CAMERA}")).json()
         assert row["version"] == "2.0" and row["last_alarm_at"] is not None
         assert row["last_keepalive_at"] is not None or CAMERA in hub.gb28181.sessions
+        assert row["node_id"] == hub.gb28181.node_id
+        assert row["contact"] is not None and CAMERA in row["contact"]
 
 
 async def test_sipp_wrong_password_flood_is_cut_off_and_others_still_register(
