@@ -28,6 +28,7 @@ from typing import Any
 
 from benchmarks.common import scratch_database, write_result
 from camera_registry.events import DeviceEvent, Severity
+from hub.alarms.outbox_storage import set_sink_disabled
 from hub.config import load_settings
 from hub.runtime import Hub
 from tests.integration.hub_mqtt_support import register_device
@@ -71,7 +72,7 @@ async def feed(url: str | None, data_dir: Path, count: int, buttons: int, engine
         for n in range(buttons):
             await register_device(hub.store, f"bench-btn-{n:03d}", "alarm_point")
         # Rows queue for the sink as in the field; nobody delivers them during the run.
-        await hub.alarms.repo.set_sink_disabled("center", True, "benchmark", datetime.now(UTC))
+        await set_sink_disabled(hub.store, "center", True, "benchmark", datetime.now(UTC))
         events = presses(count, buttons)
         done = asyncio.Event()
         committed = 0

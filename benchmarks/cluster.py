@@ -48,6 +48,7 @@ import psycopg
 
 from benchmarks.common import RESULTS, scratch_database, write_result
 from camera_registry.events import DeviceEvent, Severity
+from hub.alarms.outbox_storage import set_sink_disabled
 from hub.cluster.ring import Handover
 from hub.config import load_settings
 from hub.runtime import Hub
@@ -140,7 +141,7 @@ async def node_main(args: argparse.Namespace) -> None:
         },
     )
     async with Hub(settings) as hub:
-        await hub.alarms.repo.set_sink_disabled("center", True, "benchmark", datetime.now(UTC))
+        await set_sink_disabled(hub.store, "center", True, "benchmark", datetime.now(UTC))
         paced = [press(args.run, n, args.buttons) for n in share(args.paced, args.index, args.of)]
         burst_run = args.run + "b"
         burst = [press(burst_run, n, args.buttons) for n in share(args.burst, args.index, args.of)]

@@ -126,7 +126,7 @@ class Hub:
         )
         self._commit_hooks.append(self.alarms.in_transaction)
         self.dispatcher = Dispatcher.from_settings(
-            self.alarms.repo,
+            self.store,
             settings.alarms.delivery,
             list(settings.alarms.sinks),
             metrics=self.metrics,

@@ -18,17 +18,20 @@ from typing import Any
 from alarms.models import AlarmAction, HistoryEntry
 from alarms.sla import SlaPolicy
 from alarms.workflow import apply
+from hub.alarms import media_storage, outbox_storage, query_storage
 from hub.alarms.recording import Recorder, location_from
 from hub.alarms.storage import (
     AlarmChange,
     AlarmFilter,
-    AlarmRepository,
     DeliveryRow,
     MediaRow,
     SinkState,
     StoredAlarm,
+    get_alarm,
+    update_alarm,
 )
 from hub.alarms.text_storage import AlarmTexts, opening_texts
+from hub.auth import audit_storage
 from hub.clock import Clock, utcnow
 from hub.storage.base import SqlStore, Tx
 
@@ -63,14 +66,12 @@ class AlarmActions:
     def __init__(
         self,
         store: SqlStore,
-        repo: AlarmRepository,
         recorder: Recorder,
         policy: SlaPolicy,
         *,
         clock: Clock = utcnow,
     ) -> None:
         self._store = store
-        self.repo = repo
         self._recorder = recorder
         self._policy = policy
         self._clock = clock
@@ -86,7 +87,7 @@ class AlarmActions:
     async def get(self, alarm_id: uuid.UUID, visible: Visible) -> StoredAlarm:
         """The alarm, if the caller may see it; AlarmNotFound otherwise."""
         async with self._store.reading() as tx:
-            stored = await self.repo.get(tx, alarm_id)
+            stored = await get_alarm(tx, self._store.dialect, alarm_id)
         if stored is None or not visible(stored):
             raise AlarmNotFound(str(alarm_id))
         return stored
@@ -101,8 +102,8 @@ class AlarmActions:
     ) -> tuple[list[StoredAlarm], str | None]:
         """A page of alarms (newest first) and the next page's cursor; InvalidCursor for
         a cursor this never gave out."""
-        return await self.repo.search_page(
-            query, scope_paths=scope_paths, limit=limit, cursor=cursor
+        return await query_storage.search_page(
+            self._store, query, scope_paths=scope_paths, limit=limit, cursor=cursor
         )
 
     async def texts(self, alarm_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, AlarmTexts]:
@@ -116,9 +117,9 @@ class AlarmActions:
         return AlarmDetail(
             alarm=stored,
             texts=texts,
-            history=await self.repo.history(alarm_id),
-            media=await self.repo.media(alarm_id),
-            deliveries=await self.repo.deliveries(alarm_id),
+            history=await query_storage.history(self._store, alarm_id),
+            media=await media_storage.media(self._store, alarm_id),
+            deliveries=await query_storage.deliveries(self._store, alarm_id),
         )
 
     async def media_content(
@@ -126,7 +127,7 @@ class AlarmActions:
     ) -> tuple[str, bytes]:
         """(content type, bytes) of one snapshot; AlarmNotFound or KeyError when absent."""
         await self.get(alarm_id, visible)
-        return await self.repo.media_content(alarm_id, media_id)
+        return await media_storage.media_content(self._store, alarm_id, media_id)
 
     async def changes(
         self,
@@ -137,37 +138,37 @@ class AlarmActions:
         categories: Sequence[str] = (),
     ) -> list[AlarmChange]:
         """Committed changes after `since` in sequence order, within the scope."""
-        return await self.repo.changes(
-            since, limit=limit, scope_paths=scope_paths, categories=categories
+        return await query_storage.changes(
+            self._store, since, limit=limit, scope_paths=scope_paths, categories=categories
         )
 
     async def last_change_seq(self) -> int:
         """The newest change's sequence number (0 when there is none)."""
-        return await self.repo.last_change_seq()
+        return await query_storage.last_change_seq(self._store)
 
     async def sink_states(self, names: Sequence[str]) -> list[SinkState]:
         """Status and backlog per sink."""
-        return await self.repo.sink_states(names)
+        return await outbox_storage.sink_states(self._store, names)
 
     async def enable_sink(
         self, name: str, actor: str, remote_addr: str | None, *, requeue_dead: bool
     ) -> SinkState:
         """Re-enable a sink an endpoint disabled (and retry its dead rows); audited."""
         now = self._clock()
-        await self.repo.set_sink_disabled(name, False, None, now)
+        await outbox_storage.set_sink_disabled(self._store, name, False, None, now)
         if requeue_dead:
-            await self.repo.requeue_dead(name, now)
+            await outbox_storage.requeue_dead(self._store, name, now)
         async with self._store.transaction() as tx:
-            await self.repo.audit(
+            await audit_storage.record(
                 tx,
+                actor,
+                "sink.enable",
+                name,
+                remote_addr,
+                {"requeue_dead": requeue_dead},
                 at=now,
-                actor=actor,
-                action="sink.enable",
-                target=name,
-                remote_addr=remote_addr,
-                details={"requeue_dead": requeue_dead},
             )
-        (state,) = await self.repo.sink_states([name])
+        (state,) = await outbox_storage.sink_states(self._store, [name])
         return state
 
     # -- operator actions -------------------------------------------------------
@@ -195,7 +196,7 @@ class AlarmActions:
             raise ValueError(f"{action.value} is not an operator action")
         now = self._clock()
         async with self._store.transaction() as tx:
-            stored = await self.repo.get(tx, alarm_id, for_update=True)
+            stored = await get_alarm(tx, self._store.dialect, alarm_id, for_update=True)
             if stored is None or not visible(stored):
                 raise AlarmNotFound(str(alarm_id))
             for guard in self._close_guards:
@@ -213,7 +214,7 @@ class AlarmActions:
                 department=department,
                 resolve_due=resolve_due,
             )
-            await self.repo.update(tx, updated, previous_revision=stored.alarm.revision, now=now)
+            await update_alarm(tx, updated, previous_revision=stored.alarm.revision, now=now)
             change, queued = await self._recorder.record(
                 tx,
                 updated,
@@ -223,13 +224,13 @@ class AlarmActions:
                 notify=True,
                 now=now,
             )
-            await self.repo.audit(
+            await audit_storage.record(
                 tx,
+                actor,
+                f"alarm.{action.value}",
+                str(alarm_id),
+                remote_addr,
                 at=now,
-                actor=actor,
-                action=f"alarm.{action.value}",
-                target=str(alarm_id),
-                remote_addr=remote_addr,
                 details={
                     "from_state": entry.from_state.value if entry.from_state else None,
                     "to_state": entry.to_state.value,
@@ -250,7 +251,7 @@ class AlarmActions:
         None when the alarm does not exist."""
         now = self._clock()
         async with self._store.transaction() as tx:
-            stored = await self.repo.get(tx, alarm_id, for_update=True)
+            stored = await get_alarm(tx, self._store.dialect, alarm_id, for_update=True)
             if stored is None:
                 return None
             updated, entry = apply(
@@ -261,7 +262,7 @@ class AlarmActions:
                 note=note,
                 details={"evidence": [dict(item) for item in evidence]},
             )
-            await self.repo.update(tx, updated, previous_revision=stored.alarm.revision, now=now)
+            await update_alarm(tx, updated, previous_revision=stored.alarm.revision, now=now)
             change, queued = await self._recorder.record(
                 tx,
                 updated,

@@ -48,10 +48,10 @@ from alarms.outbox import OutboxState, after_failure
 from hub.alarms import outbox_storage
 from hub.alarms.config import DeliverySettings, SinkSettings
 from hub.alarms.outbox_storage import ClaimedDelivery
-from hub.alarms.storage import AlarmRepository
 from hub.clock import utcnow
 from hub.contracts import Sink
 from hub.metrics import Metrics
+from hub.storage.base import SqlStore
 
 __all__ = ["BROADCAST_SINK", "Dispatcher", "Sink", "build_sink", "encode_body"]
 
@@ -116,7 +116,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        repository: AlarmRepository,
+        store: SqlStore,
         settings: DeliverySettings,
         sinks: Mapping[str, tuple[Sink, SinkSettings | None]] | None = None,
         *,
@@ -125,7 +125,7 @@ class Dispatcher:
         worker: str | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        self._store = repository.store
+        self._store = store
         self._settings = settings
         self._sinks: dict[str, tuple[Sink, SinkSettings | None]] = dict(sinks or {})
         self._clock = clock
@@ -148,14 +148,14 @@ class Dispatcher:
     @classmethod
     def from_settings(
         cls,
-        repository: AlarmRepository,
+        store: SqlStore,
         settings: DeliverySettings,
         sinks: list[SinkSettings],
         **kwargs: Any,
     ) -> Dispatcher:
         """A dispatcher with one adapter per enabled configured sink."""
         built = {s.name: (build_sink(s), s) for s in sinks if s.enabled}
-        return cls(repository, settings, built, **kwargs)
+        return cls(store, settings, built, **kwargs)
 
     def add_sink(self, sink: Sink, config: SinkSettings | None = None) -> None:
         """Register a sink built in code (e.g. the broadcast feature's `broadcast` sink)."""

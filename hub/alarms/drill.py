@@ -44,6 +44,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from alarms.models import AlarmAction
 from camera_registry.events import DeviceEvent
 from hub.alarms.engine import AlarmChange, AlarmEngine
+from hub.alarms.query_storage import deliveries
 from hub.auth.principal import system_actor
 from hub.bus import EventBus
 from hub.config import MqttHubSettings
@@ -357,7 +358,7 @@ class DrillRunner:
         deadline = time.perf_counter() + timeout_s
         sample.sinks_s = dict.fromkeys(sorted(wanted))
         while True:
-            for row in await self.alarms.repo.deliveries(alarm_id):
+            for row in await deliveries(self.alarms.store, alarm_id):
                 first = sample.sinks_s.get(row.sink) is None
                 if row.sink in wanted and row.delivered_at is not None and first:
                     # Receipt time is the hub's clock, as is the publish time.

@@ -53,7 +53,9 @@ from alarms.rules import (
 )
 from camera_registry.events import DeviceEvent, RejectedMessage
 from camera_registry.logins import LoginBudget
+from hub.alarms import storage as alarm_storage
 from hub.alarms.actions import AlarmActions, AlarmNotFound, CloseGuard
+from hub.alarms.batch_storage import write_batch
 from hub.alarms.config import AlarmSettings
 from hub.alarms.dispatcher import BROADCAST_SINK
 from hub.alarms.linkage import (
@@ -65,9 +67,10 @@ from hub.alarms.linkage import (
 )
 from hub.alarms.recording import Recorder, location_from
 from hub.alarms.sla_loop import SlaLoop
-from hub.alarms.storage import AlarmChange, AlarmDevice, AlarmRepository, StoredAlarm
+from hub.alarms.storage import AlarmChange, AlarmDevice, StoredAlarm
 from hub.bus import EventBus
 from hub.clock import Clock, utcnow
+from hub.devices import storage as devices_repo
 from hub.metrics import Metrics
 from hub.storage.base import IngestResult, SqlStore, Tx
 
@@ -209,7 +212,7 @@ class AlarmEngine:
         fast_repeats: bool = True,
     ) -> None:
         self.store = store
-        self.repo = AlarmRepository(store)
+        self._device_columns: frozenset[str] | None = None
         self.settings = settings
         self.bus: EventBus[AlarmChange] = bus or EventBus("alarm-changes")
         self._clock = clock
@@ -225,13 +228,12 @@ class AlarmEngine:
         #: Presses recorded by `_joined_repeat` so far.
         self.short_repeats = 0
         self._metrics = metrics
-        self.recorder = Recorder(self.repo, settings.sinks, self.bus)
+        self.recorder = Recorder(store.dialect, settings.sinks, self.bus)
         #: Operator actions and the alarm API's reads (what the routes call).
-        self.actions = AlarmActions(store, self.repo, self.recorder, self._sla, clock=clock)
+        self.actions = AlarmActions(store, self.recorder, self._sla, clock=clock)
         #: Escalation of alarms whose stored deadline passed.
         self.sla = SlaLoop(
             store,
-            self.repo,
             self.recorder,
             self._sla,
             every_s=settings.escalation_check_s,
@@ -240,7 +242,7 @@ class AlarmEngine:
         )
         #: Snapshots of linked cameras when an alarm opens.
         self.linkage = SnapshotLinkage(
-            self.repo,
+            store,
             settings.linkage,
             clock=clock,
             snapshot_fetcher=snapshot_fetcher,
@@ -349,15 +351,23 @@ class AlarmEngine:
         if not events:
             return batch
         device_ids = {event.device_id for event in events}
+        dialect = self.store.dialect
+        if self._device_columns is None:
+            # The registry's migration adds device columns; read only those present.
+            self._device_columns = await devices_repo.device_columns(tx, dialect)
+        present = self._device_columns
         if self._keys_per_device:
             # Keys name the device: its alarms are found with it, in the same trip.
-            batch.devices, read = await self.repo.batch_context(tx, device_ids)
+            batch.devices, read = await alarm_storage.batch_context(
+                tx, dialect, device_ids, present
+            )
             contexts = _contexts(batch.devices)
         else:
             # A key may group several devices: the keys (from the registry facts) first.
-            batch.devices = await self.repo.devices(tx, device_ids)
+            batch.devices = await devices_repo.alarm_devices(tx, dialect, device_ids, present)
             contexts = _contexts(batch.devices)
-            read = await self.repo.open_alarms(tx, device_ids, self._keys_of(events, contexts))
+            keys = self._keys_of(events, contexts)
+            read = await alarm_storage.open_alarms(tx, dialect, device_ids, keys)
         read_by_id = {stored.alarm.id: stored for stored in read.values()}
         current = {key: stored.alarm for key, stored in read.items()}
         tracked: dict[uuid.UUID, _Tracked] = {}
@@ -566,8 +576,9 @@ class AlarmEngine:
                 records += await self.recorder.outbox_records(
                     tx, revision.alarm, entry, payload, revision.location, now
                 )
-        batch.changes = await self.repo.write_batch(
+        batch.changes = await write_batch(
             tx,
+            self.store.dialect,
             updates=[
                 (t.alarm, t.read_revision) for t in tracked.values() if t.read_revision is not None
             ],
@@ -593,7 +604,7 @@ class AlarmEngine:
             "kind": event.kind,
             "payload": dict(event.payload),
         }
-        await self.repo.insert_rejected(
+        await alarm_storage.insert_rejected(
             tx,
             RejectedMessage(
                 time=now,

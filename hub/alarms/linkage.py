@@ -24,8 +24,11 @@ from adapters.rtsp import ProbeFailure, StreamProbe, probe_stream
 from camera_registry.logins import LoginBudget, login_version
 from camera_registry.urls import redact_url, with_credentials
 from hub.alarms.config import LinkageSettings
-from hub.alarms.storage import AlarmDevice, AlarmRepository
+from hub.alarms.media_storage import add_media
+from hub.alarms.storage import AlarmDevice
 from hub.clock import Clock, utcnow
+from hub.devices import storage as devices_repo
+from hub.storage.base import SqlStore
 
 __all__ = [
     "CredentialResolver",
@@ -67,14 +70,14 @@ class SnapshotLinkage:
 
     def __init__(
         self,
-        repo: AlarmRepository,
+        store: SqlStore,
         settings: LinkageSettings,
         *,
         clock: Clock = utcnow,
         snapshot_fetcher: SnapshotFetcher | None = None,
         credentials: CredentialResolver | None = None,
     ) -> None:
-        self._repo = repo
+        self._store = store
         self._settings = settings
         self._clock = clock
         self._custom_snapshot = snapshot_fetcher
@@ -111,13 +114,15 @@ class SnapshotLinkage:
 
     async def _take_snapshots(self, alarm_id: uuid.UUID, cameras: Sequence[str]) -> None:
         try:
-            async with self._repo.store.reading() as tx:
-                devices = await self._repo.devices(tx, cameras)
+            async with self._store.reading() as tx:
+                dialect = self._store.dialect
+                present = await devices_repo.device_columns(tx, dialect)
+                linked = await devices_repo.alarm_devices(tx, dialect, cameras, present)
         except Exception:
             log.exception("cannot read linked cameras of alarm %s", alarm_id)
             return
         for camera in cameras:
-            device = devices.get(camera)
+            device = linked.get(camera)
             if device is None:
                 log.info("linked camera %s of alarm %s is not registered", camera, alarm_id)
                 continue
@@ -127,8 +132,8 @@ class SnapshotLinkage:
                     log.warning("no snapshot of %s for alarm %s", camera, alarm_id)
                     continue
                 content_type, data, source = shot
-                await self._repo.add_media(
-                    alarm_id, camera, content_type, data, self._clock(), source
+                await add_media(
+                    self._store, alarm_id, camera, content_type, data, self._clock(), source
                 )
             except Exception:
                 log.exception("snapshot of %s for alarm %s failed", camera, alarm_id)

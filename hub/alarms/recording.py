@@ -17,11 +17,13 @@ from typing import Any
 from adapters.sinks.cap import AlarmTexts, CapOptions, CapResource, encode_alert
 from alarms.models import Alarm, AlarmAction, HistoryEntry, Location
 from alarms.outbox import OutboxRecord, alarm_payload, new_outbox_record
+from hub.alarms import batch_storage
 from hub.alarms.config import SinkSettings
-from hub.alarms.storage import AlarmChange, AlarmRepository
+from hub.alarms.storage import AlarmChange, jurisdiction_names
 from hub.alarms.text_storage import opening_texts_in
 from hub.bus import EventBus
 from hub.storage.base import Tx
+from hub.storage.dialect import Dialect
 
 __all__ = ["Recorder", "location_from"]
 
@@ -75,9 +77,9 @@ class Recorder:
     """Writes alarm revisions' rows in a transaction and announces them after commit."""
 
     def __init__(
-        self, repo: AlarmRepository, sinks: Sequence[SinkSettings], bus: EventBus[AlarmChange]
+        self, dialect: Dialect, sinks: Sequence[SinkSettings], bus: EventBus[AlarmChange]
     ) -> None:
-        self.repo = repo
+        self._dialect = dialect
         self._sinks = [sink for sink in sinks if sink.enabled]
         self.bus = bus
         self._wake: list[Callable[[], None]] = []
@@ -124,7 +126,7 @@ class Recorder:
         evidence: Sequence[Mapping[str, Any]] = (),
     ) -> tuple[AlarmChange, bool]:
         """History, change log and (when notifying) outbox rows for one alarm revision."""
-        await self.repo.append_history(tx, entry)
+        await batch_storage.append_history_many(tx, self._dialect, [entry])
         await self.learn_places(tx, [jurisdiction_path])
         payload = alarm_payload(
             alarm,
@@ -133,11 +135,13 @@ class Recorder:
             address=self.address(jurisdiction_path, location),
             evidence=evidence,
         )
-        change = await self.repo.append_change(tx, alarm, entry, jurisdiction_path, payload)
+        (change,) = await batch_storage.append_changes(
+            tx, self._dialect, [(alarm, entry, jurisdiction_path, payload)]
+        )
         if not notify:
             return change, False
         records = await self.outbox_records(tx, alarm, entry, payload, location, now, supervisor)
-        await self.repo.insert_outbox(tx, records, now)
+        await batch_storage.insert_outbox(tx, self._dialect, records, now)
         return change, bool(records)
 
     async def outbox_records(
@@ -176,7 +180,7 @@ class Recorder:
             if code and code not in self._place_names
         }
         if missing:
-            names = await self.repo.jurisdiction_names(tx, sorted(missing))
+            names = await jurisdiction_names(tx, sorted(missing))
             for code in missing:
                 self._place_names[code] = names.get(code)
 

@@ -14,8 +14,9 @@ import logging
 from datetime import datetime
 
 from alarms.sla import SlaPolicy, check_escalation, escalate
+from hub.alarms.query_storage import due_for_escalation
 from hub.alarms.recording import Recorder, location_from
-from hub.alarms.storage import AlarmRepository
+from hub.alarms.storage import get_alarm, update_alarm
 from hub.clock import Clock, utcnow
 from hub.metrics import Metrics
 from hub.storage.base import SqlStore
@@ -31,7 +32,6 @@ class SlaLoop:
     def __init__(
         self,
         store: SqlStore,
-        repo: AlarmRepository,
         recorder: Recorder,
         policy: SlaPolicy,
         *,
@@ -40,7 +40,6 @@ class SlaLoop:
         metrics: Metrics | None = None,
     ) -> None:
         self._store = store
-        self._repo = repo
         self._recorder = recorder
         self._policy = policy
         self._every_s = every_s
@@ -66,20 +65,18 @@ class SlaLoop:
         now = now or self._clock()
         policy = self._policy
         escalated = 0
-        for alarm_id in await self._repo.due_for_escalation(
-            now, max_level=policy.escalation.max_level
+        for alarm_id in await due_for_escalation(
+            self._store, now, max_level=policy.escalation.max_level
         ):
             async with self._store.transaction() as tx:
-                stored = await self._repo.get(tx, alarm_id, for_update=True)
+                stored = await get_alarm(tx, self._store.dialect, alarm_id, for_update=True)
                 if stored is None:
                     continue
                 due = check_escalation(stored.alarm, now, policy)
                 if due is None:
                     continue
                 updated, entry = escalate(stored.alarm, due)
-                await self._repo.update(
-                    tx, updated, previous_revision=stored.alarm.revision, now=now
-                )
+                await update_alarm(tx, updated, previous_revision=stored.alarm.revision, now=now)
                 change, queued = await self._recorder.record(
                     tx,
                     updated,

@@ -275,7 +275,7 @@ async def task_detail(task_id: uuid.UUID, principal: TaskReader, service: Servic
     stored = await service.stored_alarm(task.alarm_id)
     if stored is None:
         raise not_found("task")
-    media = await service.alarm_repo.media(task.alarm_id)
+    media = await service.alarm_media(task.alarm_id)
     location = stored.details.get("location") if isinstance(stored.details, dict) else None
     alarm = stored.alarm
     mine = DEPARTMENT_ACTIONS if principal.role is Role.DEPARTMENT else CENTER_ACTIONS
@@ -368,7 +368,7 @@ async def alarm_snapshot(
     """One snapshot of the task's alarm (departments cannot read alarms otherwise)."""
     try:
         task = await service.visible_task(task_id, principal)
-        content_type, data = await service.alarm_repo.media_content(task.alarm_id, media_id)
+        content_type, data = await service.alarm_snapshot(task.alarm_id, media_id)
     except (TaskNotFound, KeyError) as exc:
         raise not_found("media") from exc
     return Response(

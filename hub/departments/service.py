@@ -38,7 +38,8 @@ from alarms.tasks import (
     escalate_task,
 )
 from alarms.workflow import InvalidTransition
-from hub.alarms.storage import AlarmChange, AlarmRepository, StoredAlarm
+from hub.alarms import batch_storage, media_storage
+from hub.alarms.storage import AlarmChange, StoredAlarm, get_alarm
 from hub.auth import audit_storage as audit
 from hub.auth.principal import Principal, Role, system_actor
 from hub.bus import EventBus
@@ -56,13 +57,7 @@ from hub.departments.storage import (
 )
 from hub.storage import SqlStore, Tx
 
-__all__ = [
-    "PHOTO_TYPES",
-    "DepartmentError",
-    "DepartmentService",
-    "TaskConflict",
-    "TaskNotFound",
-]
+__all__ = ["PHOTO_TYPES", "DepartmentError", "DepartmentService", "TaskConflict", "TaskNotFound"]
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +84,6 @@ class DepartmentService:
         self.store = store
         self.settings = settings
         self.repo = DepartmentRepository(store)
-        self.alarm_repo = AlarmRepository(store)
         self.bus: EventBus[AlarmChange] = bus or EventBus("alarm-changes")
         self._clock = clock
         self._sink_names = {sink.name for sink in settings.sinks if sink.enabled}
@@ -270,7 +264,7 @@ class DepartmentService:
             for sink in self._sinks_for(department, task, entry)
         ]
         if records:
-            await self.alarm_repo.insert_outbox(tx, records, now)
+            await batch_storage.insert_outbox(tx, self.store.dialect, records, now)
             written.queued = True
         await audit.record(
             tx,
@@ -296,7 +290,7 @@ class DepartmentService:
                 wake()
 
     async def _alarm(self, tx: Tx, alarm_id: uuid.UUID, *, for_update: bool = False) -> StoredAlarm:
-        stored = await self.alarm_repo.get(tx, alarm_id, for_update=for_update)
+        stored = await get_alarm(tx, self.store.dialect, alarm_id, for_update=for_update)
         if stored is None:
             raise TaskNotFound(str(alarm_id))
         return stored
@@ -621,7 +615,15 @@ class DepartmentService:
     async def stored_alarm(self, alarm_id: uuid.UUID) -> StoredAlarm | None:
         """The alarm a task belongs to."""
         async with self.store.reading() as tx:
-            return await self.alarm_repo.get(tx, alarm_id)
+            return await get_alarm(tx, self.store.dialect, alarm_id)
+
+    async def alarm_media(self, alarm_id: uuid.UUID) -> list[media_storage.MediaRow]:
+        """The snapshots of a task's alarm (the caller checked the task is visible)."""
+        return await media_storage.media(self.store, alarm_id)
+
+    async def alarm_snapshot(self, alarm_id: uuid.UUID, media_id: uuid.UUID) -> tuple[str, bytes]:
+        """(content type, bytes) of one snapshot of a task's alarm; KeyError when absent."""
+        return await media_storage.media_content(self.store, alarm_id, media_id)
 
     async def history(self, task_id: uuid.UUID) -> list[Any]:
         """A task's history rows."""

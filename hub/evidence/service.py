@@ -37,7 +37,7 @@ from adapters.media.spill import SpillRing
 from adapters.webrtc import SharedPlayer, SharedVideoTrack
 from camera_registry.models import Credentials
 from camera_registry.urls import with_credentials
-from hub.alarms.storage import AlarmChange, AlarmRepository
+from hub.alarms.storage import AlarmChange, get_alarm
 from hub.auth import audit_storage as audit_log
 from hub.auth.principal import Principal
 from hub.bus import EventBus, SubscriptionOverflow
@@ -128,7 +128,6 @@ class EvidenceService:
         self.settings = settings
         self.data_dir = data_dir
         self.directory = data_dir / settings.directory
-        self._alarms = AlarmRepository(store)
         self._changes = alarm_changes
         self._open_credentials = open_credentials
         self._clock = clock
@@ -364,7 +363,7 @@ class EvidenceService:
         # clock put it in the future or further back than the buffer reaches.
         press = opened if now - self.settings.prebuffer_s <= opened <= now else now
         async with self.store.reading() as tx:
-            stored = await self._alarms.get(tx, change.alarm_id)
+            stored = await get_alarm(tx, self.store.dialect, change.alarm_id)
         if stored is None:
             return []
         linkage = stored.details.get("linkage") or {}
@@ -500,7 +499,7 @@ class EvidenceService:
     async def alarm_path(self, alarm_id: uuid.UUID) -> tuple[str | None] | None:
         """(jurisdiction path,) of an alarm, None when there is no such alarm."""
         async with self.store.reading() as tx:
-            stored = await self._alarms.get(tx, alarm_id)
+            stored = await get_alarm(tx, self.store.dialect, alarm_id)
         return None if stored is None else (stored.jurisdiction_path,)
 
     async def visible_cameras(self, principal: Principal) -> set[str]:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from hub.alarms.config import AlarmSettings
 from hub.alarms.dispatcher import Dispatcher
-from hub.alarms.storage import AlarmRepository
 from hub.node import node_identity
 from hub.storage import open_store
 from tests.integration.alarm_support import SECRET
@@ -46,7 +45,7 @@ async def run(url: str, receiver: str, lease_s: float, worker: str) -> None:
     await store.open()
     configured = settings(receiver, lease_s)
     dispatcher = Dispatcher.from_settings(
-        AlarmRepository(store), configured.delivery, configured.sinks, worker=worker
+        store, configured.delivery, configured.sinks, worker=worker
     )
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -12,6 +12,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
+from hub.alarms import query_storage
 from hub.alarms.config import AlarmSettings
 from hub.alarms.dispatcher import Dispatcher
 from hub.alarms.engine import AlarmChange, AlarmEngine
@@ -78,7 +79,7 @@ async def test_broker_restart_mid_delivery_loses_nothing_and_counts_only_confirm
         }
     )
     engine = AlarmEngine(store, settings, bus=EventBus[AlarmChange]("c"))
-    dispatcher = Dispatcher.from_settings(engine.repo, settings.delivery, settings.sinks)
+    dispatcher = Dispatcher.from_settings(engine.store, settings.delivery, settings.sinks)
     engine.on_outbox(dispatcher.wake)
 
     async def press(n: int) -> None:
@@ -88,11 +89,11 @@ async def test_broker_restart_mid_delivery_loses_nothing_and_counts_only_confirm
         engine.after_commit(await store.ingest([event], in_transaction=engine.in_transaction))
 
     async def rows() -> dict[str, str]:
-        found = await engine.repo.search(AlarmFilter(), scope_paths=None, limit=100)
+        found = await query_storage.search(engine.store, AlarmFilter(), scope_paths=None, limit=100)
         return {
             d.idempotency_key: d.state
             for s in found
-            for d in await engine.repo.deliveries(s.alarm.id)
+            for d in await query_storage.deliveries(engine.store, s.alarm.id)
         }
 
     await dispatcher.start()

@@ -14,6 +14,7 @@ import pytest
 
 from adapters.sinks.cap import CAP_NS, validate_alert
 from alarms.rules import DEFAULT_RULES
+from hub.alarms import query_storage
 from hub.alarms.config import AlarmSettings
 from hub.alarms.dispatcher import Dispatcher
 from hub.alarms.engine import AlarmChange, AlarmEngine
@@ -102,7 +103,7 @@ async def test_cap_receiver_gets_each_revision_as_valid_cap(store: SqlStore) -> 
         }
     )
     engine = AlarmEngine(store, settings, bus=EventBus[AlarmChange]("c"))
-    dispatcher = Dispatcher.from_settings(engine.repo, settings.delivery, settings.sinks)
+    dispatcher = Dispatcher.from_settings(engine.store, settings.delivery, settings.sinks)
     engine.on_outbox(dispatcher.wake)
     for device, name in (("btn-real", "No. 1 School"), ("btn-drill", "No. 2 School")):
         await add_device(
@@ -114,8 +115,8 @@ async def test_cap_receiver_gets_each_revision_as_valid_cap(store: SqlStore) -> 
             1, device_id=device, kind="panic.press", at=engine.now(), payload={"drill": drill}
         )
         engine.after_commit(await store.ingest([event], in_transaction=engine.in_transaction))
-        (found,) = await engine.repo.search(
-            AlarmFilter(device_id=device), scope_paths=None, limit=1
+        (found,) = await query_storage.search(
+            engine.store, AlarmFilter(device_id=device), scope_paths=None, limit=1
         )
         return found.alarm.id
 
@@ -138,7 +139,7 @@ async def test_cap_receiver_gets_each_revision_as_valid_cap(store: SqlStore) -> 
             await dispatcher.stop()
 
     assert receiver.content_types == {"application/cap+xml"}
-    history = {alarm: await engine.repo.history(alarm) for alarm in (real, drill)}
+    history = {alarm: await query_storage.history(engine.store, alarm) for alarm in (real, drill)}
     alerts: dict[tuple[uuid.UUID, int], ET.Element] = {}
     for key, body in receiver.bodies.items():
         alarm_id, revision_text, sink = key.split(":")

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from hub.alarms import outbox_storage, query_storage
 from hub.alarms.config import AlarmSettings
 from hub.alarms.dispatcher import Dispatcher
 from hub.alarms.engine import AlarmChange, AlarmEngine
@@ -66,17 +67,17 @@ async def open_alarms(engine: AlarmEngine, count: int) -> list[str]:
         events.append(make_event(n, device_id=device, kind="panic.press", payload={"n": n}))
     result = await engine.store.ingest(events, in_transaction=engine.in_transaction)
     engine.after_commit(result)
-    found = await engine.repo.search(AlarmFilter(), scope_paths=None, limit=100)
+    found = await query_storage.search(engine.store, AlarmFilter(), scope_paths=None, limit=100)
     return [f"{stored.alarm.id}:1:center" for stored in found]
 
 
 async def wait_delivered(engine: AlarmEngine, keys: list[str]) -> None:
     async def all_done() -> bool:
-        found = await engine.repo.search(AlarmFilter(), scope_paths=None, limit=100)
+        found = await query_storage.search(engine.store, AlarmFilter(), scope_paths=None, limit=100)
         states = {
             d.idempotency_key: d.state
             for stored in found
-            for d in await engine.repo.deliveries(stored.alarm.id)
+            for d in await query_storage.deliveries(engine.store, stored.alarm.id)
         }
         return all(states.get(key) == "delivered" for key in keys)
 
@@ -91,7 +92,7 @@ async def test_every_alarm_is_delivered_once_per_revision_through_failures(
     port = free_port()
     settings = settings_for(port)
     engine = AlarmEngine(store, settings, bus=EventBus[AlarmChange]("c"))
-    dispatcher = Dispatcher.from_settings(engine.repo, settings.delivery, settings.sinks)
+    dispatcher = Dispatcher.from_settings(engine.store, settings.delivery, settings.sinks)
     engine.on_outbox(dispatcher.wake)
     keys = await open_alarms(engine, 6)
     receiver = Receiver(script=["500", "slow", "500", "503", "slow"], slow_seconds=2.0)
@@ -118,8 +119,10 @@ async def test_every_alarm_is_delivered_once_per_revision_through_failures(
     assert set(seen) == {key.split(":")[0] for key in keys}
     rows = [
         d
-        for stored in await engine.repo.search(AlarmFilter(), scope_paths=None, limit=100)
-        for d in await engine.repo.deliveries(stored.alarm.id)
+        for stored in await query_storage.search(
+            engine.store, AlarmFilter(), scope_paths=None, limit=100
+        )
+        for d in await query_storage.deliveries(engine.store, stored.alarm.id)
     ]
     assert all(row.receipt == "HTTP 204" and row.delivered_at for row in rows)
     assert any(row.attempts > 1 for row in rows)
@@ -129,7 +132,7 @@ async def test_410_disables_the_sink_until_an_operator_re_enables_it(store: SqlS
     port = free_port()
     settings = settings_for(port)
     engine = AlarmEngine(store, settings, bus=EventBus[AlarmChange]("c"))
-    dispatcher = Dispatcher.from_settings(engine.repo, settings.delivery, settings.sinks)
+    dispatcher = Dispatcher.from_settings(engine.store, settings.delivery, settings.sinks)
     engine.on_outbox(dispatcher.wake)
     # Both rows are claimed together and in flight at once: both hear 410.
     receiver = Receiver(script=["410", "410"])
@@ -138,12 +141,12 @@ async def test_410_disables_the_sink_until_an_operator_re_enables_it(store: SqlS
         await dispatcher.start()
         try:
             async with asyncio.timeout(10):
-                while not (await engine.repo.disabled_sinks()):  # noqa: ASYNC110 - storage
+                while not (await outbox_storage.disabled_sinks(engine.store)):  # noqa: ASYNC110 - storage
                     await asyncio.sleep(0.05)
             # Both 410 answers recorded: nothing is being delivered any more.
             async with asyncio.timeout(10):
                 while True:
-                    (state,) = await engine.repo.sink_states(["center"])
+                    (state,) = await outbox_storage.sink_states(engine.store, ["center"])
                     if not state.counts.get("delivering"):
                         break
                     await asyncio.sleep(0.05)
@@ -152,7 +155,9 @@ async def test_410_disables_the_sink_until_an_operator_re_enables_it(store: SqlS
             assert state.counts.get("pending") == 2  # waiting, not lost and not dead
             assert len(receiver.received) == 2  # nothing more after the sink was disabled
 
-            await engine.repo.set_sink_disabled("center", False, None, engine.now())
+            await outbox_storage.set_sink_disabled(
+                engine.store, "center", False, None, engine.now()
+            )
             dispatcher.wake()
             await wait_delivered(engine, keys)
         finally:
@@ -164,7 +169,7 @@ async def test_attempt_limit_dead_letters_the_row(store: SqlStore) -> None:
     port = free_port()
     settings = settings_for(port, max_attempts=3)
     engine = AlarmEngine(store, settings, bus=EventBus[AlarmChange]("c"))
-    dispatcher = Dispatcher.from_settings(engine.repo, settings.delivery, settings.sinks)
+    dispatcher = Dispatcher.from_settings(engine.store, settings.delivery, settings.sinks)
     receiver = Receiver(script=["500"] * 10)
     async with running_receiver(receiver, port):
         (key,) = await open_alarms(engine, 1)
@@ -172,7 +177,7 @@ async def test_attempt_limit_dead_letters_the_row(store: SqlStore) -> None:
         try:
             async with asyncio.timeout(10):
                 while True:
-                    (state,) = await engine.repo.sink_states(["center"])
+                    (state,) = await outbox_storage.sink_states(engine.store, ["center"])
                     if state.counts.get("dead"):
                         break
                     await asyncio.sleep(0.05)
@@ -180,8 +185,8 @@ async def test_attempt_limit_dead_letters_the_row(store: SqlStore) -> None:
             await dispatcher.stop()
     assert len(receiver.received) == 3
     alarm_id = key.split(":")[0]
-    found = await engine.repo.search(AlarmFilter(), scope_paths=None, limit=1)
-    (row,) = await engine.repo.deliveries(found[0].alarm.id)
+    found = await query_storage.search(engine.store, AlarmFilter(), scope_paths=None, limit=1)
+    (row,) = await query_storage.deliveries(engine.store, found[0].alarm.id)
     assert str(found[0].alarm.id) == alarm_id
     assert row.state == "dead" and row.attempts == 3 and row.last_error == "HTTP 500"
 
@@ -192,7 +197,7 @@ async def test_a_row_whose_dispatchers_keep_dying_is_dead_lettered(store: SqlSto
     port = free_port()
     settings = settings_for(port, max_attempts=3)
     engine = AlarmEngine(store, settings, bus=EventBus[AlarmChange]("c"))
-    dispatcher = Dispatcher.from_settings(engine.repo, settings.delivery, settings.sinks)
+    dispatcher = Dispatcher.from_settings(engine.store, settings.delivery, settings.sinks)
     receiver = Receiver()
     async with running_receiver(receiver, port):
         keys = await open_alarms(engine, 2)
@@ -212,8 +217,10 @@ async def test_a_row_whose_dispatchers_keep_dying_is_dead_lettered(store: SqlSto
             await dispatcher.stop()  # closes the sink's connections
     deliveries = {
         d.idempotency_key: d
-        for stored in await engine.repo.search(AlarmFilter(), scope_paths=None, limit=10)
-        for d in await engine.repo.deliveries(stored.alarm.id)
+        for stored in await query_storage.search(
+            engine.store, AlarmFilter(), scope_paths=None, limit=10
+        )
+        for d in await query_storage.deliveries(engine.store, stored.alarm.id)
     }
     assert deliveries[doomed].state == "dead" and deliveries[doomed].attempts == 3
     assert "lease ran out" in (deliveries[doomed].last_error or "")

@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from hub.alarms import outbox_storage
 from hub.alarms.config import AlarmSettings
 from hub.alarms.dispatcher import Dispatcher
 from hub.alarms.engine import AlarmChange, AlarmEngine
@@ -181,7 +182,7 @@ async def test_two_dispatchers_on_postgres_never_send_a_row_twice_at_once(
         keys = await queue_alarms(stores[0], settings, 60)
         dispatchers = [
             Dispatcher.from_settings(
-                AlarmEngine(store, settings).repo,
+                store,
                 settings.delivery,
                 settings.sinks,
                 worker=f"node-{n}",
@@ -220,7 +221,6 @@ async def test_claim_skips_rows_another_transaction_holds(pg_dsn: str) -> None:
     await store.open()
     try:
         await queue_alarms(store, settings, 6)
-        repo = AlarmEngine(store, settings).repo
         holder = await psycopg.AsyncConnection.connect(pg_dsn)
         async with holder, holder.transaction():
             cursor = await holder.execute(
@@ -230,7 +230,7 @@ async def test_claim_skips_rows_another_transaction_holds(pg_dsn: str) -> None:
             now = AlarmEngine(store, settings).now()
             started = time.monotonic()
             claimed = await asyncio.wait_for(
-                repo.claim("other", ["center"], now, lease_until=now, limit=10), 5
+                outbox_storage.claim(store, "other", ["center"], now, lease_until=now, limit=10), 5
             )
             elapsed = time.monotonic() - started
     finally:

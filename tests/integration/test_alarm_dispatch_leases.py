@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from hub.alarms import outbox_storage
 from hub.alarms.config import AlarmSettings
 from hub.alarms.dispatcher import Dispatcher
 from hub.alarms.engine import AlarmChange, AlarmEngine
@@ -141,9 +142,8 @@ async def test_a_lease_is_extended_while_its_delivery_is_in_flight(store: SqlSto
     receiver = KeyedReceiver(delay_s=3.0)
     settings = slow_receiver_settings(receiver.url(port))
     keys = await queue_alarms(store, settings, 2)
-    repo = AlarmEngine(store, settings).repo
-    first = Dispatcher.from_settings(repo, settings.delivery, settings.sinks, worker="node-a")
-    second = Dispatcher.from_settings(repo, settings.delivery, settings.sinks, worker="node-b")
+    first = Dispatcher.from_settings(store, settings.delivery, settings.sinks, worker="node-a")
+    second = Dispatcher.from_settings(store, settings.delivery, settings.sinks, worker="node-b")
     async with serve_receiver(receiver, port):
         await first.start()
         try:
@@ -192,13 +192,13 @@ async def test_no_request_reaches_a_sink_after_it_answered_410(store: SqlStore) 
             await add_device(store, device, kind="panic")
             events.append(make_event(n, device_id=device, kind="panic.press"))
         await store.ingest(events, in_transaction=engine.in_transaction)
-        dispatcher = Dispatcher.from_settings(engine.repo, settings.delivery, settings.sinks)
+        dispatcher = Dispatcher.from_settings(engine.store, settings.delivery, settings.sinks)
         async with serve_receiver(receiver, port):
             await dispatcher.start()
             try:
                 async with asyncio.timeout(30):
                     while True:
-                        (state,) = await engine.repo.sink_states([name])
+                        (state,) = await outbox_storage.sink_states(engine.store, [name])
                         if state.disabled and not state.counts.get("delivering"):
                             break
                         await asyncio.sleep(0.02)

@@ -14,6 +14,7 @@ import hub.alarms.engine as alarm_engine_module
 from alarms.models import AlarmState
 from alarms.rules import evaluate as real_evaluate
 from camera_registry.events import DeviceEvent
+from hub.alarms import query_storage
 from hub.alarms.config import AlarmSettings
 from hub.alarms.engine import AlarmChange, AlarmEngine
 from hub.alarms.storage import AlarmFilter
@@ -81,12 +82,12 @@ async def test_panic_press_opens_a_p1_alarm_announced_only_after_commit(store: S
 
     change = await asyncio.wait_for(listener.get(), 1)
     assert change.action == "open" and change.jurisdiction_path == "/150102/150102001/"
-    (alarm,) = await engine.repo.search(AlarmFilter(), scope_paths=None, limit=10)
+    (alarm,) = await query_storage.search(engine.store, AlarmFilter(), scope_paths=None, limit=10)
     assert alarm.alarm.priority.level == 1 and alarm.alarm.state is AlarmState.NEW
     assert alarm.alarm.title == "Panic alarm: School 1"
     assert alarm.rule == "panic_press"
     assert alarm.details["linkage"]["snapshot_cameras"] == ["cam-001"]
-    deliveries = await engine.repo.deliveries(alarm.alarm.id)
+    deliveries = await query_storage.deliveries(engine.store, alarm.alarm.id)
     # The supervisor sink only hears escalations.
     assert [(d.sink, d.revision, d.state) for d in deliveries] == [("center", 1, "pending")]
     assert deliveries[0].idempotency_key == f"{alarm.alarm.id}:1:center"
@@ -114,12 +115,16 @@ async def test_repeats_update_one_open_alarm(store: SqlStore) -> None:
     clock.advance(5)
     await ingest(engine, press(3))
 
-    (stored,) = await engine.repo.search(AlarmFilter(), scope_paths=None, limit=10)
+    (stored,) = await query_storage.search(engine.store, AlarmFilter(), scope_paths=None, limit=10)
     assert stored.alarm.count == 3 and stored.alarm.revision == 3
-    history = await engine.repo.history(stored.alarm.id)
+    history = await query_storage.history(engine.store, stored.alarm.id)
     assert [h.action.value for h in history] == ["open", "repeat", "repeat"]
     # P1 repeats are never grouped: every revision goes out.
-    assert [d.revision for d in await engine.repo.deliveries(stored.alarm.id)] == [1, 2, 3]
+    assert [d.revision for d in await query_storage.deliveries(engine.store, stored.alarm.id)] == [
+        1,
+        2,
+        3,
+    ]
 
 
 async def test_maintenance_alarm_closes_itself_when_the_device_recovers(store: SqlStore) -> None:
@@ -130,10 +135,10 @@ async def test_maintenance_alarm_closes_itself_when_the_device_recovers(store: S
     clock.advance(600)
     await ingest(engine, make_event(2, device_id="cam-009", kind="health.online"))
 
-    (stored,) = await engine.repo.search(AlarmFilter(), scope_paths=None, limit=10)
+    (stored,) = await query_storage.search(engine.store, AlarmFilter(), scope_paths=None, limit=10)
     assert stored.alarm.state is AlarmState.CLOSED
     assert stored.alarm.closed_reason is not None and "recovered" in stored.alarm.closed_reason
-    history = await engine.repo.history(stored.alarm.id)
+    history = await query_storage.history(engine.store, stored.alarm.id)
     assert [(h.action.value, h.actor) for h in history] == [
         ("open", "rules"),
         ("auto_close", "system"),
@@ -159,7 +164,7 @@ async def test_an_event_the_rules_cannot_evaluate_is_rejected_and_the_batch_goes
     monkeypatch.setattr(alarm_engine_module, "evaluate", flaky)
     await ingest(engine, press(1, "btn-001"), press(2, "btn-002"))
 
-    alarms = await engine.repo.search(AlarmFilter(), scope_paths=None, limit=9)
+    alarms = await query_storage.search(engine.store, AlarmFilter(), scope_paths=None, limit=9)
     assert [a.alarm.device_id for a in alarms] == ["btn-002"]
     assert await count(store, "events") == 2
     (rejected,) = await store.rejected_messages()
@@ -185,13 +190,18 @@ async def test_unacknowledged_alarm_escalates_on_time_across_a_restart(
         clock.advance(31)
         engine2 = engine_for(restarted, clock)
         assert await engine2.escalate_due() == 1
-        (stored,) = await engine2.repo.search(AlarmFilter(), scope_paths=None, limit=10)
+        (stored,) = await query_storage.search(
+            engine2.store, AlarmFilter(), scope_paths=None, limit=10
+        )
         assert stored.alarm.escalation_level == 1
         assert stored.alarm.ack_due == clock() + timedelta(seconds=60)
-        history = await engine2.repo.history(stored.alarm.id)
+        history = await query_storage.history(engine2.store, stored.alarm.id)
         assert history[-1].action.value == "escalate"
         assert history[-1].details["breaches"] == ["acknowledge"]
-        sinks = [(d.sink, d.revision) for d in await engine2.repo.deliveries(stored.alarm.id)]
+        sinks = [
+            (d.sink, d.revision)
+            for d in await query_storage.deliveries(engine2.store, stored.alarm.id)
+        ]
         assert sinks == [("center", 1), ("center", 2), ("supervisor", 2)]
         # Not again until the re-notify interval passed.
         assert await engine2.escalate_due() == 0

@@ -167,7 +167,7 @@ async def test_alarms_reach_a_subscriber_at_qos1_with_their_key(store: SqlStore)
     topic = f"{unique_prefix()}/alarms"
     settings = settings_for(port, topic)
     engine = AlarmEngine(store, settings, bus=EventBus[AlarmChange]("c"))
-    dispatcher = Dispatcher.from_settings(engine.repo, settings.delivery, settings.sinks)
+    dispatcher = Dispatcher.from_settings(engine.store, settings.delivery, settings.sinks)
     engine.on_outbox(dispatcher.wake)
     with subscriber(host, port, topic) as sub:
         await dispatcher.start()
@@ -199,7 +199,7 @@ async def test_rows_wait_pending_while_the_broker_is_down_or_silent(
     with mosquitto_peer(tmp_path, persistence=True) as broker:
         settings = settings_for(broker.port, topic)
         engine = AlarmEngine(store, settings, bus=EventBus[AlarmChange]("c"))
-        dispatcher = Dispatcher.from_settings(engine.repo, settings.delivery, settings.sinks)
+        dispatcher = Dispatcher.from_settings(engine.store, settings.delivery, settings.sinks)
         engine.on_outbox(dispatcher.wake)
         with subscriber(broker.host, broker.port, topic, persistent=True) as sub:
             await dispatcher.start()

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from alarms.workflow import InvalidTransition
 from camera_registry.events import DeviceEvent
+from hub.alarms import query_storage
 from hub.alarms.config import AlarmSettings
 from hub.alarms.engine import AlarmChange, AlarmEngine
 from hub.alarms.storage import AlarmFilter
@@ -99,7 +100,7 @@ async def _rows(store: SqlStore) -> dict[str, list[Any]]:
 
 
 async def _act(engine: AlarmEngine, index: int, action: str) -> str:
-    found = await engine.repo.search(AlarmFilter(), scope_paths=None, limit=100)
+    found = await query_storage.search(engine.store, AlarmFilter(), scope_paths=None, limit=100)
     active = sorted(
         (stored for stored in found if stored.alarm.is_active), key=lambda s: str(s.alarm.id)
     )

@@ -14,6 +14,7 @@ import yaml
 
 from alarms.models import AlarmCategory
 from alarms.rules import DEFAULT_RULES
+from hub.alarms import query_storage
 from hub.alarms.config import AlarmSettings
 from hub.alarms.engine import AlarmChange, AlarmEngine
 from hub.alarms.storage import AlarmFilter
@@ -151,7 +152,7 @@ async def test_a_site_override_decides_the_stored_alarm(store: SqlStore) -> None
     result = await store.ingest([offline], in_transaction=engine.in_transaction)
     engine.after_commit(result)
 
-    (stored,) = await engine.repo.search(AlarmFilter(), scope_paths=None, limit=10)
+    (stored,) = await query_storage.search(engine.store, AlarmFilter(), scope_paths=None, limit=10)
     assert stored.alarm.priority.level == 2
     assert stored.alarm.title == "Offline: School 1 button"
     assert stored.alarm.category is AlarmCategory.MAINTENANCE  # kept from the built-in
@@ -159,5 +160,5 @@ async def test_a_site_override_decides_the_stored_alarm(store: SqlStore) -> None
     # The built-in's auto-close still applies to the changed rule.
     online = make_event(2, device_id="btn-001", kind="health.online", source="mqtt")
     engine.after_commit(await store.ingest([online], in_transaction=engine.in_transaction))
-    (closed,) = await engine.repo.search(AlarmFilter(), scope_paths=None, limit=10)
+    (closed,) = await query_storage.search(engine.store, AlarmFilter(), scope_paths=None, limit=10)
     assert closed.alarm.state.value == "closed"

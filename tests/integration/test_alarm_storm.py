@@ -12,6 +12,7 @@ import pytest
 
 from alarms.models import AlarmState
 from camera_registry.events import DeviceEvent
+from hub.alarms import query_storage
 from hub.alarms.config import AlarmSettings
 from hub.alarms.engine import AlarmChange, AlarmEngine
 from hub.alarms.storage import AlarmFilter, StoredAlarm
@@ -67,7 +68,7 @@ def drain(listener: Any) -> list[AlarmChange]:
 
 
 async def alarms_by_device(engine: AlarmEngine) -> dict[str, StoredAlarm]:
-    found = await engine.repo.search(AlarmFilter(), scope_paths=None, limit=100)
+    found = await query_storage.search(engine.store, AlarmFilter(), scope_paths=None, limit=100)
     return {stored.alarm.device_id or "": stored for stored in found}
 
 
@@ -99,7 +100,7 @@ async def test_a_press_storm_keeps_exact_counts_complete_history_and_few_deliver
         # One revision for the opening press, then one per batch for the repeats.
         assert alarm.revision == 1 + len(batches)
 
-        history = await engine.repo.history(alarm.id)
+        history = await query_storage.history(engine.store, alarm.id)
         assert [h.action.value for h in history] == ["open"] + ["repeat"] * len(batches)
         assert [h.revision for h in history] == list(range(1, alarm.revision + 1))
         # Every press of this button is accounted for, once, in order.
@@ -113,7 +114,7 @@ async def test_a_press_storm_keeps_exact_counts_complete_history_and_few_deliver
         assert recorded == pressed
 
         # P1: every revision is delivered, but once per batch, not once per press.
-        deliveries = await engine.repo.deliveries(alarm.id)
+        deliveries = await query_storage.deliveries(engine.store, alarm.id)
         assert [(d.sink, d.revision) for d in deliveries] == [
             ("center", revision) for revision in range(1, alarm.revision + 1)
         ]
@@ -150,16 +151,16 @@ async def test_one_batch_closes_an_outage_and_opens_the_next(store: SqlStore) ->
         ],
     )
 
-    found = await engine.repo.search(AlarmFilter(), scope_paths=None, limit=10)
+    found = await query_storage.search(engine.store, AlarmFilter(), scope_paths=None, limit=10)
     by_state = {stored.alarm.state: stored.alarm for stored in found}
     assert set(by_state) == {AlarmState.CLOSED, AlarmState.NEW}
     closed, reopened = by_state[AlarmState.CLOSED], by_state[AlarmState.NEW]
     assert closed.revision == 2 and reopened.count == 2 and reopened.revision == 2
-    history = await engine.repo.history(reopened.id)
+    history = await query_storage.history(engine.store, reopened.id)
     assert [(h.action.value, h.revision) for h in history] == [("open", 1), ("repeat", 2)]
     # P3 repeats within the dedup window are recorded quietly: no delivery for them.
-    assert [d.revision for d in await engine.repo.deliveries(reopened.id)] == [1]
-    assert [d.revision for d in await engine.repo.deliveries(closed.id)] == [1, 2]
+    assert [d.revision for d in await query_storage.deliveries(engine.store, reopened.id)] == [1]
+    assert [d.revision for d in await query_storage.deliveries(engine.store, closed.id)] == [1, 2]
 
 
 async def test_a_dedup_key_shared_by_devices_repeats_across_batches(store: SqlStore) -> None:
@@ -185,7 +186,7 @@ async def test_a_dedup_key_shared_by_devices_repeats_across_batches(store: SqlSt
     # Another button of the same school: the open alarm is found by its key, not its device.
     await ingest(engine, [make_event(2, device_id="btn-002", kind="panic.press")])
 
-    (stored,) = await engine.repo.search(AlarmFilter(), scope_paths=None, limit=10)
+    (stored,) = await query_storage.search(engine.store, AlarmFilter(), scope_paths=None, limit=10)
     assert stored.alarm.count == 2 and stored.alarm.device_id == "btn-001"
 
 

@@ -18,6 +18,7 @@ import pytest
 from adapters.rtsp import StreamProbe
 from camera_registry.models import Credentials
 from hub.config import load_settings
+from hub.devices import storage as devices_repo
 from hub.runtime import Hub
 from tests.helpers import act_as
 from tests.integration.health_seed import TOWN_A, seed_camera, seed_tree
@@ -177,7 +178,10 @@ async def test_alarm_snapshots_share_the_login_budget(hub: Hub, peer: RtspPeer) 
 
     async def snapshot() -> tuple[str, bytes, str] | None:
         async with hub.store.reading() as tx:
-            device = (await linkage._repo.devices(tx, ["cam-snap"]))["cam-snap"]
+            dialect = hub.store.dialect
+            present = await devices_repo.device_columns(tx, dialect)
+            found = await devices_repo.alarm_devices(tx, dialect, ["cam-snap"], present)
+            device = found["cam-snap"]
         return await linkage._snapshot(device)
 
     await hub.patrol.run_once()

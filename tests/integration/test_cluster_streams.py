@@ -20,6 +20,7 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
 from camera_registry.events import DeviceEvent
+from hub.alarms import query_storage
 from hub.config import load_settings
 from hub.runtime import Hub
 from hub.storage import Tx
@@ -117,7 +118,7 @@ def device(message: dict[str, Any]) -> str:
 
 
 async def stored_changes(hub: Hub) -> list[int]:
-    changes = await hub.alarms.repo.changes(0, limit=10_000, scope_paths=None)
+    changes = await query_storage.changes(hub.alarms.store, 0, limit=10_000, scope_paths=None)
     return [change.seq for change in changes]
 
 

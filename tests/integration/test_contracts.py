@@ -11,6 +11,7 @@ import pytest
 
 from adapters.sinks.errors import DeliveryFailed
 from adapters.sinks.webhook import WebhookSink
+from hub.alarms import query_storage
 from hub.alarms.config import AlarmSettings
 from hub.alarms.dispatcher import Dispatcher
 from hub.alarms.engine import AlarmChange, AlarmEngine
@@ -74,7 +75,7 @@ async def test_the_dispatcher_delivers_through_any_sink(store: SqlStore) -> None
     assert isinstance(fake, Sink)
     assert isinstance(WebhookSink("w", "http://127.0.0.1:9/x", [SECRET]), Sink)
     engine = AlarmEngine(store, settings, bus=EventBus[AlarmChange]("c"))
-    dispatcher = Dispatcher(engine.repo, settings.delivery, {"center": (fake, settings.sinks[0])})
+    dispatcher = Dispatcher(engine.store, settings.delivery, {"center": (fake, settings.sinks[0])})
     engine.on_outbox(dispatcher.wake)
     await add_device(store, "btn-001", kind="panic")
     result = await store.ingest(
@@ -82,12 +83,14 @@ async def test_the_dispatcher_delivers_through_any_sink(store: SqlStore) -> None
         in_transaction=engine.in_transaction,
     )
     engine.after_commit(result)
-    (stored,) = await engine.repo.search(AlarmFilter(), scope_paths=None, limit=5)
+    (stored,) = await query_storage.search(engine.store, AlarmFilter(), scope_paths=None, limit=5)
     await dispatcher.start()
     try:
         # Until the delivery is recorded (the sink's answer alone is not yet stored).
         async with asyncio.timeout(20):
-            while [d.state for d in await engine.repo.deliveries(stored.alarm.id)] != ["delivered"]:  # noqa: ASYNC110 - storage
+            while [  # noqa: ASYNC110 - polling storage
+                d.state for d in await query_storage.deliveries(engine.store, stored.alarm.id)
+            ] != ["delivered"]:
                 await asyncio.sleep(0.02)
     finally:
         await dispatcher.stop()
@@ -95,7 +98,7 @@ async def test_the_dispatcher_delivers_through_any_sink(store: SqlStore) -> None
     assert fake.started and fake.closed
     assert fake.attempts == [key, key]  # retried after the temporary failure
     assert b'"event":"alarm.open"' in fake.delivered[key]
-    (delivery,) = await engine.repo.deliveries(stored.alarm.id)
+    (delivery,) = await query_storage.deliveries(engine.store, stored.alarm.id)
     assert delivery.state == "delivered" and delivery.receipt == "kept 1"
 
 
@@ -141,7 +144,9 @@ async def test_the_hub_runs_an_adapter_handed_to_it(tmp_path: Path) -> None:
     async with hub:
         assert buttons.running
         async with asyncio.timeout(20):
-            while not await hub.alarms.repo.search(AlarmFilter(), scope_paths=None, limit=5):  # noqa: ASYNC110
+            while not await query_storage.search(  # noqa: ASYNC110 - polling storage
+                hub.store, AlarmFilter(), scope_paths=None, limit=5
+            ):
                 await asyncio.sleep(0.02)
     assert not buttons.running
     reopened = open_store(settings.storage_url())

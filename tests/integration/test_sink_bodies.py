@@ -15,6 +15,7 @@ import jsonschema
 import pytest
 
 from adapters.sinks import ALARM_BODY_SCHEMA
+from hub.alarms import query_storage
 from hub.alarms.config import AlarmSettings
 from hub.alarms.dispatcher import Dispatcher
 from hub.alarms.engine import AlarmChange, AlarmEngine
@@ -110,7 +111,7 @@ async def test_delivered_bodies_match_the_schema_on_every_sink(store: SqlStore) 
         }
     )
     engine = AlarmEngine(store, settings, bus=EventBus[AlarmChange]("c"))
-    dispatcher = Dispatcher.from_settings(engine.repo, settings.delivery, settings.sinks)
+    dispatcher = Dispatcher.from_settings(engine.store, settings.delivery, settings.sinks)
     engine.on_outbox(dispatcher.wake)
     await add_device(
         store, "btn-1", kind="panic", name="九原区实验小学门卫室", latitude=40.6, longitude=109.9
@@ -123,8 +124,8 @@ async def test_delivered_bodies_match_the_schema_on_every_sink(store: SqlStore) 
                 engine.after_commit(
                     await store.ingest([event], in_transaction=engine.in_transaction)
                 )
-                (found,) = await engine.repo.search(
-                    AlarmFilter(device_id="btn-1"), scope_paths=None, limit=1
+                (found,) = await query_storage.search(
+                    engine.store, AlarmFilter(device_id="btn-1"), scope_paths=None, limit=1
                 )
                 alarm = found.alarm.id
                 await engine.act(alarm, "acknowledge", "user:op1", visible=lambda s: True)
