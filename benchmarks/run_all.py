@@ -47,6 +47,10 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "onvif_channels": ([], ["--channels", "100", "1000", "--window", "20"]),
     "prebuffer": ([], ["--cameras", "20", "--alarms", "5", "--rounds", "2", "--window", "10"]),
     "cluster": ([], ["--paced", "600", "--burst", "1000"]),
+    "gb28181": (
+        [],
+        ["--devices", "20", "--channels", "600", "--steady", "20", "--alarms", "200"],
+    ),
     # Last: it puts together the per-unit costs the others measured.
     "scaling": ([], []),
 }
@@ -80,6 +84,11 @@ def _rtsp_server() -> str | None:
     return gstreamer_available()
 
 
+def _gstreamer() -> str | None:
+    # The simulated GB/T 28181 device streams through gst-launch-1.0.
+    return None if shutil.which("gst-launch-1.0") else "gst-launch-1.0 is not installed"
+
+
 def _pyav() -> str | None:
     return None if importlib.util.find_spec("av") else "PyAV is not installed"
 
@@ -94,6 +103,7 @@ REQUIREMENTS: dict[str, tuple[Callable[[], str | None], ...]] = {
     "onvif_channels": (),
     "cluster": (_test_support, _postgresql),
     "scaling": (),
+    "gb28181": (_gstreamer,),
 }
 
 
@@ -329,6 +339,45 @@ def _prebuffer(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _gb28181(data: dict[str, Any]) -> list[Row]:
+    f = data.get("figures", {})
+    hub, bare = f.get("hub", {}), f.get("bare_udp_responder", {})
+    goals = f.get("goals", {})
+    invite = hub.get("invite_to_first_frame", {})
+    devices = _get(f, "load", "devices")
+    return [
+        (
+            f"GB/T 28181: {_fmt(hub.get('registered'))} of {_fmt(devices)} devices registered "
+            f"({_fmt(_get(f, 'load', 'channels'))} channels)",
+            _fmt(hub.get("register_all_s"), " s"),
+            _fmt(bare.get("register_all_s"), " s (bare UDP responder)"),
+            f"≤ {_fmt(goals.get('register_s'))} s",
+        ),
+        (
+            "GB/T 28181: steady CPU / RSS growth at 60 s keepalives",
+            f"{_fmt(hub.get('steady_cpu_cores'))} cores / {_fmt(hub.get('rss_growth_mib'))} MiB",
+            f"{_fmt(bare.get('steady_cpu_cores'))} cores (bare UDP responder)",
+            f"≤ {_fmt(goals.get('cpu_cores'))} cores, ≤ {_fmt(goals.get('rss_growth_mib'))} MiB",
+        ),
+        (
+            "GB/T 28181: alarm MESSAGE → 200 after commit p99 "
+            f"({_fmt(_get(hub, 'alarm_ack', 'samples'))} samples)",
+            _fmt(_get(hub, "alarm_ack", "p99_ms"), " ms"),
+            _fmt(_get(bare, "alarm_ack", "p99_ms"), " ms (bare UDP responder)"),
+            f"≤ {_fmt(goals.get('alarm_p99_ms'))} ms",
+        ),
+        (
+            "GB/T 28181: INVITE → first decoded picture p50/max "
+            f"({_fmt(_get(invite, 'frame', 'samples'))} rounds)",
+            f"{_fmt(_get(invite, 'frame', 'p50_ms'))}/{_fmt(_get(invite, 'frame', 'max_ms'))} ms",
+            f"{_fmt(_get(invite, 'bare_first_frame', 'p50_ms'))}/"
+            f"{_fmt(_get(invite, 'bare_first_frame', 'max_ms'))} ms (GStreamer's pipe decoded, "
+            "paired rounds)",
+            f"≤ {_fmt(goals.get('invite_to_first_frame_ms'))} ms",
+        ),
+    ]
+
+
 def _scaling(data: dict[str, Any]) -> list[Row]:
     f = data.get("figures", {})
     node = _get(f, "assumptions", "node_cores")
@@ -387,6 +436,7 @@ SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "onvif_channels": _onvif_channels,
     "prebuffer": _prebuffer,
     "cluster": _cluster,
+    "gb28181": _gb28181,
     "scaling": _scaling,
 }
 

@@ -52,6 +52,8 @@ FrameGrabber = Callable[[str, float], Awaitable[StreamProbe]]
 StreamSnapshot = Callable[[str, float], Awaitable[bytes | None]]
 #: RTSP frame grabs at once per engine (each decodes in a worker thread).
 _RTSP_GRABS = 2
+#: Snapshots from received streams at once (each may start a stream: a GB/T 28181 INVITE).
+_STREAM_GRABS = 4
 
 
 def _origin(url: str) -> tuple[str, int]:
@@ -89,6 +91,7 @@ class SnapshotLinkage:
         #: Snapshots of devices without URLs, from streams the hub receives.
         self.stream_snapshots: list[StreamSnapshot] = []
         self._rtsp_slots = asyncio.Semaphore(_RTSP_GRABS)
+        self._stream_slots = asyncio.Semaphore(_STREAM_GRABS)
         self._linkage_tasks: set[asyncio.Task[None]] = set()
 
     def snapshots(self, alarm_id: uuid.UUID, cameras: Sequence[str]) -> None:
@@ -145,7 +148,8 @@ class SnapshotLinkage:
             return None if shot is None else (*shot, "snapshot")
         if not device.snapshot_url and not device.rtsp_urls:
             for source in self.stream_snapshots:
-                jpeg = await source(device.device_id, self._settings.snapshot_timeout_s)
+                async with self._stream_slots:
+                    jpeg = await source(device.device_id, self._settings.snapshot_timeout_s)
                 if jpeg is not None and len(jpeg) <= self._settings.snapshot_max_bytes:
                     return "image/jpeg", jpeg, "stream-frame"
             return None

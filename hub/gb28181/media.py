@@ -182,6 +182,7 @@ class Media:
         self._ports: set[int] = set()
         self._serial = 0
         self._lock = asyncio.Lock()
+        self._closed = False
 
     def session(self, channel_id: str) -> MediaSession | None:
         """The running stream of a channel, if any."""
@@ -198,6 +199,8 @@ class Media:
     async def acquire(self, channel_id: str) -> MediaSession:
         """The channel's stream, INVITEd when it is not running yet (one per channel)."""
         async with self._lock:
+            if self._closed:
+                raise MediaError("the GB/T 28181 service is stopping")
             session = self._sessions.get(channel_id)
             if session is None or session.ended:
                 if session is not None:
@@ -228,7 +231,8 @@ class Media:
             await self.release(session)
 
     async def close(self) -> None:
-        """End every stream."""
+        """End every stream; no new one starts."""
+        self._closed = True
         for session in list(self._sessions.values()):
             self._sessions.pop(session.channel_id, None)
             await self._bye(session)
@@ -321,6 +325,9 @@ class Media:
         except (RequestTimeout, SdpError, MediaError) as exc:
             await self._free(session)
             raise MediaError(f"channel {channel_id}: {exc}") from exc
+        except BaseException:
+            await self._free(session)  # cancelled while waiting: the port goes back
+            raise
         number, _ = request.cseq
         from_tag = parse_name_addr(request.header("from")).tag or ""
         session.dialog = Dialog(

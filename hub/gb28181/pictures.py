@@ -50,7 +50,10 @@ class ChannelPictures:
             return set()
         ids = [d for d in device_ids if is_gb_id(d) and self._is_camera(d)]
         found = {d for d in ids if d in service.sessions}
-        owners = await repo.channel_owners(self._store, [d for d in ids if d not in found])
+        rest = [d for d in ids if d not in found]
+        if not rest:
+            return found  # no query: this runs for every linked camera of every alarm
+        owners = await repo.channel_owners(self._store, rest)
         return found | {channel for channel, owner in owners.items() if owner in service.sessions}
 
     def _is_camera(self, device_id: str) -> bool:
