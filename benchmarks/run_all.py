@@ -317,7 +317,8 @@ def _prebuffer(data: dict[str, Any]) -> list[Row]:
             "≤ 0.2 core",
         ),
         (
-            "pre-alarm ring per camera (2 Mbit/s)",
+            "pre-alarm ring per camera (35 s of pictures, at "
+            f"{_fmt(_get(f, 'hub', 'memory', 'bitrate_mbit_per_s_mean'), ' Mbit/s')} arrived)",
             _fmt(_get(f, "hub", "memory", "ring_mib_per_camera_max"), " MiB"),
             f"RSS +{_fmt(_get(f, 'hub', 'memory', 'rss_growth_mib_per_camera'), ' MiB')}",
             "≤ 12 MiB",
