@@ -240,12 +240,12 @@ class HealthRepository:
         Used at start-up: after a restart nothing is known until new evidence
         arrives, and the KPIs must not count the hub's down time as online.
         """
-        of_kind, params = devices_repo.device_ids_sql(None, kind=kind)
+        of_kind = devices_repo.devices_join("s.device_id", None, kind=kind)
         async with self.store.transaction() as tx:
             rows = await tx.fetchall(
-                "SELECT s.device_id, s.health FROM device_state s"  # noqa: S608
-                f" WHERE s.device_id IN ({of_kind}) AND s.health <> 'unknown'",
-                params,
+                f"SELECT s.device_id, s.health FROM device_state s{of_kind.join}"  # noqa: S608
+                f" WHERE {of_kind.where} AND s.health <> 'unknown'",
+                of_kind.params,
             )
             await self._insert_transitions(
                 tx,
@@ -384,12 +384,12 @@ class HealthRepository:
         self, evidence_id: uuid.UUID, scope_paths: Sequence[str] | None
     ) -> EvidenceImage | None:
         """An evidence snapshot, or None when missing or its device is out of scope."""
-        in_scope, params = devices_repo.device_ids_sql(scope_paths)
+        in_scope = devices_repo.devices_join("e.device_id", scope_paths)
         async with self.store.reading() as tx:
             row = await tx.fetchone(
                 "SELECT e.id, e.device_id, e.data, e.taken_at, e.source, e.content_type"  # noqa: S608
-                f" FROM evidence_media e WHERE e.id = %s AND e.device_id IN ({in_scope})",
-                (evidence_id, *params),
+                f" FROM evidence_media e{in_scope.join} WHERE e.id = %s AND {in_scope.where}",
+                (evidence_id, *in_scope.params),
             )
         if row is None:
             return None

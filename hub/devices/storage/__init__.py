@@ -11,8 +11,8 @@ Modules: `rows` (row types and shared SQL fragments), `listing` (reads),
 projections: `protocol_views` (ONVIF targets and the fields a probe updates,
 broadcast units), `media_views` (live view sources, alarm points' camera links,
 patrol targets), `alarm_views` (the facts the alarm engine reads per batch) and
-`health_views` (current health, counts by state, the device set health queries
-filter by).
+`health_views` (current health, counts by state, the join health queries
+restrict their tables by).
 
 Every read takes the caller's scope (materialized jurisdiction paths; see
 `scope_condition`): a device outside it is simply not there. Credentials are
@@ -38,9 +38,10 @@ from hub.devices.storage.alarm_views import (
 )
 from hub.devices.storage.health_views import (
     DeviceHealthRow,
+    DeviceJoin,
     device_health,
-    device_ids_sql,
     device_paths,
+    devices_join,
     health_counts,
 )
 from hub.devices.storage.jurisdictions import (
@@ -125,6 +126,7 @@ __all__ = [
     "CursorError",
     "DeviceFilter",
     "DeviceHealthRow",
+    "DeviceJoin",
     "DevicePage",
     "DeviceRow",
     "DeviceSort",
@@ -153,8 +155,8 @@ __all__ = [
     "device_credentials",
     "device_exists",
     "device_health",
-    "device_ids_sql",
     "device_paths",
+    "devices_join",
     "devices_of_kinds",
     "existing_for_compare",
     "gb_ids_with_prefix",

@@ -5,12 +5,14 @@
 state, the devices of a subtree, and the set of device ids that health queries filter by.
 
 The health tables (samples, history, evidence, aggregates) belong to the health storage;
-it restricts them to a caller's devices with `device_ids_sql`, a subquery over `devices`
-that it places in its own statements, so a KPI read stays one statement.
+it restricts them to a caller's devices with `devices_join`, a join to `devices` and a
+condition on it that it places in its own statements, so a KPI read stays one statement
+(and plans as a join on both backends).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,9 +22,10 @@ from hub.storage.base import SqlStore, from_json, from_ts, scope_condition
 
 __all__ = [
     "DeviceHealthRow",
+    "DeviceJoin",
     "device_health",
-    "device_ids_sql",
     "device_paths",
+    "devices_join",
     "health_counts",
 ]
 
@@ -57,19 +60,36 @@ def _within(
     return f"{scope} AND {subtree}", [*params, *subtree_params]
 
 
-def device_ids_sql(
+@dataclass(frozen=True, slots=True)
+class DeviceJoin:
+    """What a health query adds to keep only the caller's devices: a join of its
+    device column to `devices` (as `d`), the condition on `d`, and its parameters."""
+
+    join: str
+    where: str
+    params: list[Any]
+
+
+_COLUMN = re.compile(r"[a-z_]+\.[a-z_]+")
+
+
+def devices_join(
+    column: str,
     scope_paths: Sequence[str] | None,
     subtree_path: str | None = None,
     *,
     kind: str | None = None,
-) -> tuple[str, list[Any]]:
-    """`SELECT id FROM devices …` of the devices within the scope, the subtree and of
-    `kind` (each optional), with its parameters: for `column IN (…)` in health queries."""
-    where, params = _within(scope_paths, subtree_path, "jurisdiction_path")
+) -> DeviceJoin:
+    """Join `column` (`alias.device_id` of the caller's table) to the devices within the
+    scope, the subtree and of `kind` (each optional); devices that no longer exist drop
+    their rows."""
+    if not _COLUMN.fullmatch(column):
+        raise ValueError(f"not a qualified column name: {column!r}")
+    where, params = _within(scope_paths, subtree_path, "d.jurisdiction_path")
     if kind is not None:
-        where += " AND kind = %s"
+        where += " AND d.kind = %s"
         params = [*params, kind]
-    return f"SELECT id FROM devices WHERE {where}", params
+    return DeviceJoin(f" JOIN devices d ON d.id = {column}", where, params)
 
 
 def _params(value: Any) -> dict[str, Any]:
