@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -42,6 +43,8 @@ __all__ = ["DeviceSession", "Registrar"]
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str, str]
+_ABSENT_FOR_S = 1.0
+_ABSENT_MAX = 4096
 
 
 @dataclass(slots=True)
@@ -80,6 +83,9 @@ class Registrar:
         self.sessions: dict[str, DeviceSession] = {}
         self._nonces = NonceKeeper()
         self._budget = FailureBudget(service.settings.auth_failures_per_minute)
+        # Ids found unregistered a moment ago: a flood of messages from an unregistered
+        # sender costs one database read a second, not one per message.
+        self._absent: OrderedDict[str, float] = OrderedDict()
 
     @property
     def node_id(self) -> str:
@@ -110,8 +116,15 @@ class Registrar:
         session = self.sessions.get(device_id)
         if session is not None and session.expires_at > now:
             return session
+        checked = self._absent.get(device_id)
+        if checked is not None and time.monotonic() - checked < _ABSENT_FOR_S:
+            return None
         row = await sessions_repo.load_session(self._service._store, device_id, now)
         if row is None:
+            self._absent[device_id] = time.monotonic()
+            self._absent.move_to_end(device_id)
+            if len(self._absent) > _ABSENT_MAX:
+                self._absent.popitem(last=False)
             return None
         session = self.sessions[device_id] = DeviceSession.from_row(row)
         log.info(
@@ -205,6 +218,7 @@ class Registrar:
             contact=contact,
         )
         self.sessions[device_id] = session
+        self._absent.pop(device_id, None)
         await sessions_repo.record_registration(
             service._store,
             device_id,
