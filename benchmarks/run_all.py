@@ -249,14 +249,17 @@ def _patrol(data: dict[str, Any]) -> list[Row]:
         hub = r.get("scheduler") or (r.get("patrol") or [{}])[0]
         bare = r.get("bare_pyav_probe") or {}
         nodes = _get(r, "district", "10000_cameras", "nodes_of_2_cores_at_70_percent")
+        nodes_text = f"{_fmt(nodes)} nodes"
+        if r.get("incomplete"):
+            nodes_text = f"≥ {_fmt(nodes)} nodes; {r['incomplete'].split(' (')[0]}"
         rows.append(
             (
                 f"patrol cameras/s at {resolution} (hub PatrolService; CPU ms per probe; "
                 f"2-core nodes for 10,000 cameras)",
                 f"{_fmt(hub.get('cameras_per_s'))} ({_fmt(_ms(hub.get('cpu_s_per_probe')))} ms; "
-                f"{_fmt(nodes)} nodes)",
+                f"{nodes_text})",
                 f"{_fmt(bare.get('cameras_per_s'))} ({_fmt(_ms(bare.get('cpu_s_per_probe')))} "
-                "ms) (bare PyAV probe, same shape)",
+                f"ms) (bare PyAV probe, same shape, {_fmt(bare.get('at_a_time'))} at a time)",
                 f"≥ {_fmt(needed)} (10,000 cameras in 10 min)",
             )
         )

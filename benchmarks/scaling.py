@@ -56,16 +56,23 @@ def unit_costs() -> dict[str, Any]:
         "measured_at": _measured(onvif),
     }
     patrol = _load("patrol")
+    resolutions = (patrol or {}).get("resolutions") or {}
+    # Where the hub's probes did not all complete, the bare probe's cost stands in
+    # (the least a complete probe costs), and the count becomes a lower bound.
     by_resolution = {
         resolution: (r.get("scheduler") or {}).get("cpu_s_per_probe")
-        for resolution, r in ((patrol or {}).get("resolutions") or {}).items()
+        if r.get("hub_over_bare_cpu_per_probe") is not None
+        else (r.get("bare_pyav_probe") or {}).get("cpu_s_per_probe")
+        for resolution, r in resolutions.items()
     }
+    from_bare = [res for res, r in resolutions.items() if r.get("incomplete")]
     by_pixels = sorted(by_resolution, key=lambda r: math.prod(int(v) for v in r.split("x")))
     costs["patrol_probe"] = {
         # Cameras without a sub-stream are patrolled on their main stream: the largest.
         "cpu_s": by_resolution[by_pixels[-1]] if by_pixels else None,
         "resolution": by_pixels[-1] if by_pixels else None,
         "cpu_s_by_resolution": by_resolution,
+        "bare_probe_cost_stands_in_at": from_bare,
         "source": "patrol.json, hub PatrolService, patrol process CPU only",
         "measured_at": _measured(patrol),
     }
@@ -105,10 +112,12 @@ def plan(cameras: int, costs: dict[str, Any], args: argparse.Namespace) -> dict[
     }
     cores: dict[str, float | None] = {}
     missing = []
+    if costs["patrol_probe"].get("bare_probe_cost_stands_in_at"):
+        missing.append("patrol_probe (the hub's probes at that resolution did not complete)")
     for name, per_s in work.items():
         cpu = costs[name]["cpu_s"]
         cores[name] = round(per_s * cpu, 3) if cpu is not None else None
-        if cpu is None:
+        if cpu is None and name not in missing:
             missing.append(name)
     total = sum(c for c in cores.values() if c is not None)
     nodes = max(1, math.ceil(total / (args.node_cores * args.usable)))
