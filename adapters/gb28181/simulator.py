@@ -110,6 +110,7 @@ class DeviceSimulator:
         self._sn = itertools.count(1)
         self._waiting: dict[tuple[str, int], asyncio.Future[SipResponse]] = {}
         self._calls: dict[str, Callable[[], Awaitable[None]]] = {}
+        self._inviting: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._register_call = secrets.token_hex(8)
         self.subscription_grant_s: int | None = None
@@ -493,6 +494,15 @@ class DeviceSimulator:
         )
 
     async def _invite(self, request: SipRequest) -> None:
+        if request.call_id in self._inviting or request.call_id in self._calls:
+            return  # a retransmission of an INVITE being answered (or answered)
+        self._inviting.add(request.call_id)
+        try:
+            await self._answer_invite(request)
+        finally:
+            self._inviting.discard(request.call_id)
+
+    async def _answer_invite(self, request: SipRequest) -> None:
         self.stats.invites += 1
         try:
             offer = parse_sdp(request.body)

@@ -181,7 +181,7 @@ class Media:
         self._sessions: dict[str, MediaSession] = {}
         self._ports: set[int] = set()
         self._serial = 0
-        self._lock = asyncio.Lock()
+        self._starting: dict[str, asyncio.Future[MediaSession]] = {}
         self._closed = False
 
     def session(self, channel_id: str) -> MediaSession | None:
@@ -197,29 +197,57 @@ class Media:
         return list(self._sessions.values())
 
     async def acquire(self, channel_id: str) -> MediaSession:
-        """The channel's stream, INVITEd when it is not running yet (one per channel)."""
-        async with self._lock:
+        """The channel's stream, INVITEd when it is not running yet (one per channel).
+
+        Channels start independently: a device that is slow to answer its INVITE holds
+        up only the users of its own channels, who wait for that one INVITE."""
+        while True:
             if self._closed:
                 raise MediaError("the GB/T 28181 service is stopping")
             session = self._sessions.get(channel_id)
-            if session is None or session.ended:
-                if session is not None:
-                    # The device stopped sending: the next user INVITEs again.
-                    del self._sessions[channel_id]
-                    self.spawn(self._bye(session))
-                session = await self._invite(channel_id)
-                self._sessions[channel_id] = session
-            session.users += 1
-            return session
+            if session is not None and not session.ended:
+                session.users += 1
+                return session
+            starting = self._starting.get(channel_id)
+            if starting is not None:
+                await asyncio.shield(starting)  # its MediaError is this user's too
+                continue
+            if session is not None:
+                # The device stopped sending: the next user INVITEs again.
+                del self._sessions[channel_id]
+                self.spawn(self._bye(session))
+            return await self._start(channel_id)
+
+    async def _start(self, channel_id: str) -> MediaSession:
+        started: asyncio.Future[MediaSession] = asyncio.get_running_loop().create_future()
+        # Waiters see the outcome; nobody waiting must not make it an unretrieved error.
+        started.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._starting[channel_id] = started
+        try:
+            session = await self._invite(channel_id)
+            if self._closed:
+                await self._bye(session)  # the service stopped while the device answered
+                raise MediaError("the GB/T 28181 service is stopping")
+        except MediaError as exc:
+            started.set_exception(exc)
+            raise
+        except BaseException:
+            started.set_exception(MediaError(f"the INVITE of {channel_id} was abandoned"))
+            raise
+        finally:
+            self._starting.pop(channel_id, None)
+        self._sessions[channel_id] = session
+        session.users += 1
+        started.set_result(session)
+        return session
 
     async def release(self, session: MediaSession) -> None:
         """One user less; BYE after the last."""
-        async with self._lock:
-            session.users -= 1
-            if session.users > 0:
-                return
-            if self._sessions.get(session.channel_id) is session:
-                del self._sessions[session.channel_id]
+        session.users -= 1
+        if session.users > 0:
+            return
+        if self._sessions.get(session.channel_id) is session:
+            del self._sessions[session.channel_id]
         await self._bye(session)
 
     async def picture(self, channel_id: str, timeout_s: float) -> Any:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from adapters.gb28181.ps_stream import gst_available, start_gst_stream
 from adapters.gb28181.rtp import RtpPacket, frame_rtp
+from adapters.gb28181.sdp import MediaAnswer
 from adapters.gb28181.simulator import SimChannel
 from tests.integration.test_gb28181_hub import NVR, eventually, running_hub, simulator
 from tests.peers import peer_missing
@@ -188,3 +190,48 @@ async def test_an_h265_channel_is_decoded_for_a_viewer_that_takes_h264(tmp_path:
         finally:
             await viewer.pc.close()
         await eventually(lambda: _async(device.stats.byes == 1), "BYE after the last viewer")
+
+
+async def test_a_device_slow_to_answer_its_invite_holds_up_only_its_own_channel(
+    tmp_path: Path,
+) -> None:
+    slow_channel = "15020700001320000002"
+    answer = asyncio.Event()
+
+    async def slow_stream(offer: MediaAnswer, ssrc: int) -> Callable[[], Awaitable[None]]:
+        await answer.wait()  # the device answers the INVITE only when told
+        return await start_gst_stream(offer, ssrc)
+
+    async with (
+        running_hub(tmp_path, None, auto_register=True, media_ports=[31400, 31500]) as (hub, _),
+        simulator(
+            hub,
+            NVR,
+            "platform-default",
+            channels=[SimChannel(CHANNEL, "通道1")],
+            media=start_gst_stream,
+        ) as device,
+        simulator(
+            hub,
+            "15020700001180000002",
+            "platform-default",
+            channels=[SimChannel(slow_channel, "通道2")],
+            media=slow_stream,
+        ) as slow_device,
+    ):
+        assert await device.register() == 200
+        assert await slow_device.register() == 200
+        await eventually(lambda: hub.registry.get(CHANNEL, scope=None), "registered")
+        await eventually(lambda: hub.registry.get(slow_channel, scope=None), "registered")
+        media = hub.gb28181.media
+        slow = asyncio.create_task(media.acquire(slow_channel))
+        also_slow = asyncio.create_task(media.acquire(slow_channel))
+        await eventually(lambda: _async(slow_device.stats.invites >= 1), "INVITE sent")
+        # The other device's channel starts while the first INVITE is unanswered.
+        session = await media.acquire(CHANNEL)
+        assert not slow.done() and not also_slow.done()
+        answer.set()
+        first, second = await asyncio.gather(slow, also_slow)
+        assert first is second and first.users == 2  # one INVITE for both users
+        for user in (session, first, second):
+            await media.release(user)
