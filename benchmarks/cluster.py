@@ -9,7 +9,10 @@ phases per run:
 - paced: `--rate` presses/s in total for `--paced` presses: latency submit → committed
   callback (p50/p99 over every press of every node) and CPU per press (all nodes' process
   time over the presses);
-- burst: `--burst` presses as fast as the writers take them: aggregate presses/s.
+- burst: `--burst` presses as fast as the writers take them: aggregate presses/s;
+- burst by button: as many presses again, but each button's presses all to one node,
+  so no two nodes update the same open alarm at once: beside the burst, it shows what
+  nodes waiting on each other's alarm rows costs.
 Afterwards the database must hold every press once, one open alarm per button whose
 trigger count is the button's presses, and no more. On a 2-core machine shared with
 PostgreSQL, more nodes cannot be faster: the figures say what a node costs and that
@@ -46,7 +49,8 @@ from typing import Any
 
 import psycopg
 
-from benchmarks.common import RESULTS, scratch_database, write_result
+from benchmarks.common import RESULTS, machine_load, scratch_database, write_result
+from benchmarks.scaling import unit_costs
 from camera_registry.events import DeviceEvent, Severity
 from hub.alarms.outbox_storage import set_sink_disabled
 from hub.cluster.ring import Handover
@@ -58,6 +62,7 @@ from tests.integration.hub_mqtt_support import register_device
 _NOWHERE = "http://127.0.0.1:9/hook"
 KEY = "whsec_" + base64.b64encode(bytes(32)).decode()
 REDELIVERED = 0.02
+PHASES = ("paced", "burst", "burst_by_button")
 
 
 def press(run: str, n: int, buttons: int) -> DeviceEvent:
@@ -142,20 +147,45 @@ async def node_main(args: argparse.Namespace) -> None:
     )
     async with Hub(settings) as hub:
         await set_sink_disabled(hub.store, "center", True, "benchmark", datetime.now(UTC))
-        paced = [press(args.run, n, args.buttons) for n in share(args.paced, args.index, args.of)]
-        burst_run = args.run + "b"
-        burst = [press(burst_run, n, args.buttons) for n in share(args.burst, args.index, args.of)]
+        phases: list[tuple[str, list[DeviceEvent], float | None]] = [
+            (
+                "paced",
+                [press(args.run, n, args.buttons) for n in share(args.paced, args.index, args.of)],
+                args.rate / args.of,
+            ),
+            (
+                "burst",
+                [
+                    press(args.run + "b", n, args.buttons)
+                    for n in share(args.burst, args.index, args.of)
+                ],
+                None,
+            ),
+            (
+                "burst_by_button",
+                [
+                    press(args.run + "d", n, args.buttons)
+                    for n in range(args.burst)
+                    if (n % args.buttons) % args.of == args.index
+                ],
+                None,
+            ),
+        ]
         sys.stdout.write("READY\n")
         sys.stdout.flush()
+        seen: dict[str, Any] = {}
+        # The parent starts each phase on every node at once (a line on stdin each).
+        for name, events, rate in phases:
+            await asyncio.to_thread(sys.stdin.readline)
+            if not seen:
+                seen = {"live_nodes": sorted(hub.cluster.live_nodes), "jobs": hub.cluster.jobs}
+            result = await _feed(hub, events, rate)
+            sys.stdout.write(json.dumps({"phase": name, **result}) + "\n")
+            sys.stdout.flush()
+        sys.stdout.write(json.dumps(seen) + "\n")
+        sys.stdout.flush()
+        # Stay a member until every node is done, so no node's work moves mid-run.
         await asyncio.to_thread(sys.stdin.readline)
-        figures = {
-            "paced": await _feed(hub, paced, args.rate / args.of),
-            "burst": await _feed(hub, burst, None),
-            "live_nodes": sorted(hub.cluster.live_nodes),
-            "jobs": hub.cluster.jobs,
-        }
-    sys.stdout.write(json.dumps(figures) + "\n")
-    sys.stdout.flush()
 
 
 # -- the parent -------------------------------------------------------------------------
@@ -240,21 +270,31 @@ def run_nodes(nodes: int, args: argparse.Namespace) -> dict[str, Any]:
                     raise RuntimeError(f"a node did not start ({child.poll()})")
             # The membership settles (every node sees the others) before the presses.
             time.sleep(4.0)
+            results: list[dict[str, Any]] = [{} for _ in children]
+            for _phase in PHASES:
+                for child in children:
+                    assert child.stdin is not None
+                    child.stdin.write("GO\n")
+                    child.stdin.flush()
+                for n, child in enumerate(children):
+                    assert child.stdout is not None
+                    line = json.loads(child.stdout.readline())
+                    results[n][line.pop("phase")] = line
+            for n, child in enumerate(children):
+                assert child.stdout is not None and child.stdin is not None
+                results[n].update(json.loads(child.stdout.readline()))
             for child in children:
                 assert child.stdin is not None
-                child.stdin.write("GO\n")
+                child.stdin.write("STOP\n")
                 child.stdin.flush()
-            results = []
             for child in children:
-                assert child.stdout is not None
-                results.append(json.loads(child.stdout.readline()))
                 child.wait(timeout=120)
         finally:
             for child in children:
                 if child.poll() is None:
                     child.kill()
                     child.wait(timeout=10)
-        sent = args.paced + args.burst
+        sent = args.paced + 2 * args.burst
         check = _check(url, sent, args.buttons)
     return _summarise(nodes, results, check)
 
@@ -266,13 +306,21 @@ async def _register_after_migrating(url: str, buttons: int) -> None:
     await _register(url, buttons)
 
 
+def _burst(results: list[dict[str, Any]], phase: str) -> dict[str, Any]:
+    presses = sum(r[phase]["presses"] for r in results)
+    wall = max(r[phase]["ended"] for r in results) - min(r[phase]["started"] for r in results)
+    return {
+        "presses_submitted": presses,
+        "presses_per_s": round(presses / wall),
+        "cpu_ms_per_press_all_nodes": round(
+            1000 * sum(r[phase]["cpu_s"] for r in results) / presses, 3
+        ),
+    }
+
+
 def _summarise(nodes: int, results: list[dict[str, Any]], check: dict[str, Any]) -> dict[str, Any]:
     paced_lat = [v for r in results for v in r["paced"]["latencies_ms"]]
     paced_presses = sum(r["paced"]["presses"] for r in results)
-    burst_presses = sum(r["burst"]["presses"] for r in results)
-    burst_wall = max(r["burst"]["ended"] for r in results) - min(
-        r["burst"]["started"] for r in results
-    )
     jobs = [job for r in results for job in r["jobs"]]
     return {
         "nodes": nodes,
@@ -285,18 +333,66 @@ def _summarise(nodes: int, results: list[dict[str, Any]], check: dict[str, Any])
                 1000 * sum(r["paced"]["cpu_s"] for r in results) / paced_presses, 3
             ),
         },
-        "burst": {
-            "presses_submitted": burst_presses,
-            "presses_per_s": round(burst_presses / burst_wall),
-            "cpu_ms_per_press_all_nodes": round(
-                1000 * sum(r["burst"]["cpu_s"] for r in results) / burst_presses, 3
-            ),
-        },
+        "burst": _burst(results, "burst"),
+        "burst_by_button": _burst(results, "burst_by_button"),
         "every_node_saw": [len(r["live_nodes"]) for r in results],
         "singleton_jobs_running": sorted(jobs),
         "singleton_jobs_once": len(jobs) == len(set(jobs)),
         "database": check,
     }
+
+
+def _median(runs: list[dict[str, Any]], *path: str) -> float | None:
+    values = []
+    for run in runs:
+        value: Any = run
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, int | float):
+            values.append(float(value))
+    return round(statistics.median(values), 2) if values else None
+
+
+def _by_nodes(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per node count: medians over the rounds, ratios paired within each round."""
+    rows = []
+    for nodes in sorted({r["nodes"] for r in runs}):
+        mine = [r for r in runs if r["nodes"] == nodes]
+        rows.append(
+            {
+                "nodes": nodes,
+                "rounds": len(mine),
+                "all_correct": all(r["database"]["correct"] for r in mine),
+                "singleton_jobs_once": all(r["singleton_jobs_once"] for r in mine),
+                "paced_p50_ms": _median(mine, "paced", "latency_p50_ms"),
+                "paced_p99_ms": _median(mine, "paced", "latency_p99_ms"),
+                "paced_samples_per_round": mine[0]["paced"]["samples"],
+                "cpu_ms_per_press": _median(mine, "paced", "cpu_ms_per_press_all_nodes"),
+                "cpu_per_press_vs_one_node": _median(mine, "cpu_per_press_vs_one_node"),
+                "burst_presses_per_s": _median(mine, "burst", "presses_per_s"),
+                "burst_vs_one_node": _median(mine, "burst_rate_vs_one_node"),
+                "burst_by_button_presses_per_s": _median(mine, "burst_by_button", "presses_per_s"),
+                "burst_by_button_vs_one_node": _median(mine, "burst_by_button_rate_vs_one_node"),
+            }
+        )
+    return rows
+
+
+def _reading(row: dict[str, Any]) -> str:
+    """What one node count says beside the single node, in a sentence of facts."""
+    verdict = (
+        "every press stored once, one alarm per button, each singleton job on one node"
+        if row["all_correct"] and row["singleton_jobs_once"]
+        else "NOT CORRECT (see ingest[].database)"
+    )
+    return (
+        f"{row['nodes']} nodes: {verdict}; burst {row['burst_vs_one_node']}× one node with "
+        f"presses dealt round-robin, {row['burst_by_button_vs_one_node']}× with each button on "
+        f"one node; CPU per paced press {row['cpu_per_press_vs_one_node']}× (medians of ratios "
+        "paired within a round). The processes share 2 cores with PostgreSQL and the other "
+        "work on the machine (see the load): a node count costs throughput here, it cannot add "
+        "any."
+    )
 
 
 # -- the city model -----------------------------------------------------------------------
@@ -350,6 +446,13 @@ def city_model(devices: int, assignment: dict[str, Any]) -> dict[str, Any]:
     largest = onvif["figures"]["comparison"][-1]
     smallest = onvif["figures"]["comparison"][0]
     pull_s = onvif["figures"]["pull_timeout_s"]
+    # The same per-unit costs the district scaling benchmark uses, where it has them.
+    units = unit_costs()
+    probe_cpu_s = units["patrol_probe_sub_stream"]["cpu_s"]
+    probe_source = f"scaling.unit_costs: patrol at {units['patrol_probe_sub_stream']['resolution']}"
+    if probe_cpu_s is None:
+        probe_cpu_s = patrol["scheduler"]["cpu_s_per_probe"]
+        probe_source = "patrol.json scheduler (one resolution)"
     hub_gb = gb["figures"]["hub"]
     gb_load = gb["figures"]["load"]
     reg = registry["figures"]
@@ -360,8 +463,9 @@ def city_model(devices: int, assignment: dict[str, Any]) -> dict[str, Any]:
     counts = {kind: round(devices * part) for kind, part in mix.items()}
     cameras = counts["gb28181_channels"] + counts["onvif_cameras"]
     per_channel_gb_cores = hub_gb["steady_cpu_cores"] / gb_load["channels"]
-    per_channel_onvif_cores = largest["hub_cores"] / largest["channels"]
-    per_camera_patrol_cores = patrol["scheduler"]["cpu_s_per_probe"] / 600.0
+    onvif_pull = units["onvif_pull"]
+    per_channel_onvif_cores = onvif_pull["cpu_s"] * onvif_pull["pulls_per_camera_per_s"]
+    per_camera_patrol_cores = probe_cpu_s / 600.0
     onvif_mib = (largest["hub_rss_mib"] - smallest["hub_rss_mib"]) / (
         largest["channels"] - smallest["channels"]
     )
@@ -419,6 +523,8 @@ def city_model(devices: int, assignment: dict[str, Any]) -> dict[str, Any]:
             "onvif_mib_per_channel": round(onvif_mib, 4),
             "gb_mib_per_channel": round(gb_mib, 4),
             "registry_mib_per_device": round(registry_mib, 5),
+            "patrol_probe_cpu_s": probe_cpu_s,
+            "patrol_probe_source": probe_source,
         },
         "sources": {
             name: data["measured_at"]
@@ -456,7 +562,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=250.0)
     parser.add_argument("--burst", type=int, default=3_000)
     parser.add_argument("--buttons", type=int, default=78)
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--city", type=int, default=100_000)
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -468,33 +574,41 @@ def main() -> None:
     if args.child:
         asyncio.run(node_main(args))
         return
-    load_start = os.getloadavg()
-    runs = [run_nodes(n, args) for _ in range(args.rounds) for n in args.nodes]
-    base = next((r for r in runs if r["nodes"] == 1), None)
-    if base is not None:
-        for r in runs:
+    load_start = machine_load()
+    runs: list[dict[str, Any]] = []
+    for round_no in range(args.rounds):
+        # Alternate the order, so a load that changes over the run favours no node count.
+        order = args.nodes if round_no % 2 == 0 else list(reversed(args.nodes))
+        this_round = [{"round": round_no, **run_nodes(n, args)} for n in order]
+        base = next((r for r in this_round if r["nodes"] == 1), None)
+        for r in this_round if base is not None else []:
+            assert base is not None
             r["cpu_per_press_vs_one_node"] = round(
                 r["paced"]["cpu_ms_per_press_all_nodes"]
                 / base["paced"]["cpu_ms_per_press_all_nodes"],
                 2,
             )
-            r["burst_rate_vs_one_node"] = round(
-                r["burst"]["presses_per_s"] / base["burst"]["presses_per_s"], 2
-            )
+            for phase in ("burst", "burst_by_button"):
+                r[f"{phase}_rate_vs_one_node"] = round(
+                    r[phase]["presses_per_s"] / base[phase]["presses_per_s"], 2
+                )
+        runs += this_round
     assignment = measure_assignment(args.city, 3)
+    by_nodes = _by_nodes(runs)
     figures: dict[str, Any] = {
         "method": __doc__.split("\n\n")[1] if __doc__ else "",
         "cpu_count": len(os.sched_getaffinity(0)),
+        "by_nodes": by_nodes,
+        "reading": [_reading(row) for row in by_nodes if row["nodes"] != 1],
         "ingest": runs,
-        "all_correct": all(r["database"]["correct"] and r["singleton_jobs_once"] for r in runs),
+        "all_correct": all(row["all_correct"] and row["singleton_jobs_once"] for row in by_nodes),
         "assignment": assignment,
         "city": city_model(args.city, assignment),
-        "load_start": [round(v, 2) for v in load_start],
-        "load_end": [round(v, 2) for v in os.getloadavg()],
+        "load_end": machine_load(),
     }
     print(json.dumps(figures, indent=2, ensure_ascii=False))
     if not args.no_write:
-        path = write_result("cluster", figures)
+        path = write_result("cluster", figures, load_at_start=load_start)
         print(f"written to {path}", file=sys.stderr)
 
 

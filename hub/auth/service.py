@@ -109,6 +109,7 @@ class Authenticator:
         password_hash = await asyncio.to_thread(_HASHER.hash, password)
         now = datetime.now(UTC)
         async with self.store.transaction() as tx:
+            await repo.hold_first_user_lock(tx, postgresql=self.store.dialect.is_postgresql)
             if await repo.count_users(tx) > 0:
                 return None
             await repo.insert_user(

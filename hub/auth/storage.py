@@ -21,6 +21,7 @@ __all__ = [
     "get_api_key_by_name",
     "get_user",
     "get_user_by_name",
+    "hold_first_user_lock",
     "insert_api_key",
     "insert_session",
     "insert_user",
@@ -151,6 +152,17 @@ def _key(row: Row) -> ApiKeyRecord:
 
 
 # -- users -------------------------------------------------------------------
+
+
+#: Transaction lock key ("gwfu") under which a starting node checks for the first user.
+_FIRST_USER_LOCK = 0x67776675
+
+
+async def hold_first_user_lock(tx: Tx, *, postgresql: bool) -> None:
+    """Until `tx` ends, be the only node deciding whether the first user is needed
+    (hub nodes starting together on an empty database would each create one)."""
+    if postgresql:
+        await tx.execute("SELECT pg_advisory_xact_lock(%s)", (_FIRST_USER_LOCK,))
 
 
 async def count_users(tx: Tx) -> int:

@@ -260,3 +260,29 @@ async def test_sqlite_hub_is_one_node_running_everything(tmp_path: Path) -> None
             "retention",
             "registry-counts",
         }
+
+
+async def test_nodes_starting_together_on_an_empty_database_all_start(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    hubs = [
+        Hub(
+            load_settings(
+                None,
+                data_dir=tmp_path / name,
+                node_id=name,
+                storage={"url": pg_dsn},
+                cluster={"heartbeat_s": 0.5, "node_timeout_s": 5.0, "handover_s": 1.0},
+            )
+        )
+        for name in ("hub-a", "hub-b", "hub-c")
+    ]
+    try:
+        await asyncio.gather(*(hub.start() for hub in hubs))
+        # One first administrator for the cluster, told to whichever node made it.
+        assert [hub.first_admin_password is not None for hub in hubs].count(True) == 1
+        users = await hubs[0].auth.users()
+        assert [user.username for user in users] == ["admin"]
+    finally:
+        for hub in hubs:
+            await hub.stop()
