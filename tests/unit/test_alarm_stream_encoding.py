@@ -30,7 +30,7 @@ def test_the_text_is_the_message_send_json_would_send() -> None:
     text = _EncodedChanges().text(change)
     expected = {"type": "change", **ChangeOut.of(change).model_dump(mode="json")}
     assert json.loads(text) == expected
-    assert "一键报警" in text  # not \\u-escaped, as Starlette's send_json writes it
+    assert "一键报警" in text  # not \u-escaped, as Starlette's send_json writes it
 
 
 def test_the_newest_changes_are_kept_and_each_hub_has_its_own() -> None:
