@@ -47,6 +47,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "onvif_channels": ([], ["--channels", "100", "1000", "--window", "20"]),
     "prebuffer": ([], ["--cameras", "20", "--alarms", "5", "--rounds", "2", "--window", "10"]),
     "cluster": ([], ["--paced", "600", "--burst", "1000"]),
+    "cluster_console": ([], ["--samples", "500", "--rate", "20"]),
     "gb28181": (
         [],
         ["--devices", "20", "--channels", "600", "--steady", "20", "--alarms", "200"],
@@ -102,6 +103,7 @@ REQUIREMENTS: dict[str, tuple[Callable[[], str | None], ...]] = {
     "patrol": (_pyav, _rtsp_server),
     "onvif_channels": (),
     "cluster": (_test_support, _postgresql),
+    "cluster_console": (_test_support, _postgresql),
     "scaling": (),
     "gb28181": (_gstreamer,),
 }
@@ -432,6 +434,26 @@ def _cluster(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _cluster_console(data: dict[str, Any]) -> list[Row]:
+    figures = data.get("figures") or {}
+    seen = figures.get("commit_on_b_to_console_on_a") or {}
+    bare = figures.get("bare_notify_round_trip") or {}
+    if not seen:
+        return []
+    missed = figures.get("missed_by_ms")
+    return [
+        (
+            f"commit on node B → console WebSocket on node A p50/p99/max "
+            f"({figures.get('samples')} samples at {figures.get('rate_per_s')}/s)",
+            f"{seen.get('p50_ms')}/{seen.get('p99_ms')}/{seen.get('max_ms')} ms, "
+            f"lost {figures.get('lost')}" + (f" (p99 missed by {missed} ms)" if missed else ""),
+            f"{bare.get('p50_ms')}/{bare.get('p99_ms')}/{bare.get('max_ms')} ms "
+            "(bare NOTIFY round trip, same run)",
+            "p99 ≤ 100 ms, nothing lost or twice",
+        )
+    ]
+
+
 SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "ingest": _ingest,
     "mqtt_ingest": _mqtt_ingest,
@@ -441,6 +463,7 @@ SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "onvif_channels": _onvif_channels,
     "prebuffer": _prebuffer,
     "cluster": _cluster,
+    "cluster_console": _cluster_console,
     "gb28181": _gb28181,
     "scaling": _scaling,
 }
