@@ -106,6 +106,10 @@ async def record_clip(
                     deadline = 0.0  # end with what there is
             if cutter.no_key_frame or writer is None:
                 return "the buffer holds no key frame"
+            if cutter.end_received <= press:
+                # A stream that stopped before the press: pictures of before only are no
+                # clip of the alarm (and must not be delivered as one).
+                return "the camera sent nothing after the alarm (its stream had stopped)"
             written = await _off_loop(executor, writer.close)
             writer = None
         finally:
