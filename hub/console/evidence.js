@@ -33,6 +33,8 @@ function clipFigure(clip) {
   });
   caption.append(
     h("span", { class: "muted", text: t("evidence.span", { before: clock(clip.seconds_before), after: clock((clip.duration_s ?? 0) - (clip.seconds_before ?? 0)) }) }), " ",
+    // A clip cut short by a stalled stream is kept but must not pass for a whole one.
+    ...(clip.reason ? [h("span", { class: "clip-short", text: t("evidence.short", { m: clip.reason }) }), " "] : []),
     h("button", { class: "clip-before", type: "button", text: t("evidence.from_start"), onclick: () => { video.currentTime = 0; video.play().catch(() => {}); } }), " ",
     h("button", { class: "clip-press", type: "button", text: t("evidence.at_press"), onclick: () => { video.currentTime = clip.seconds_before ?? 0; video.play().catch(() => {}); } }), " ",
     h("a", { class: "clip-download", href: `${clip.url}?download=true`, download: "", text: t("evidence.download") }));

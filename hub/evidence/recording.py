@@ -54,6 +54,20 @@ class Recorded:
     press_offset_s: float
     complete: bool  # the whole post-roll is in
 
+    def shortfall(self, post_s: float) -> str | None:
+        """Why the clip holds less than the post-roll after the press; None when it is whole.
+
+        A clip ended by a stalled stream (or the hub stopping) is still evidence and is
+        kept, but it must say that it is short rather than pass for a whole one.
+        """
+        if self.complete:
+            return None
+        after = max(self.file.duration_s - self.press_offset_s, 0.0)
+        return (
+            f"the post-roll is short: {after:.0f} s of {post_s:.0f} s after the alarm"
+            " (the camera's stream stalled or the hub stopped)"
+        )
+
 
 async def record_clip(
     buffer: CameraBuffer,

@@ -30,7 +30,9 @@ class ClipOut(BaseModel):
     size: int | None = Field(description="bytes")
     sha256: str | None = Field(description="hex SHA-256 of the file")
     tracks: list[str] = Field(description="kind:codec of each track, e.g. video:h264")
-    reason: str | None = Field(description="why a failed clip has no video")
+    reason: str | None = Field(
+        description="why a failed clip has no video, or why a complete one is short after it"
+    )
     url: str | None = Field(description="where the complete clip is served (scoped)")
     expires_at: datetime
 

@@ -468,6 +468,7 @@ class EvidenceService:
                 sha1=written.sha1,
                 file_name=path.name,
                 tracks=json.dumps(tracks),
+                reason=recorded.shortfall(self.settings.postroll_s),
                 now=_utc(self._clock()),
             )
         return None
@@ -590,7 +591,8 @@ def clip_entries(rows: Sequence[ClipRow], base_url: str) -> list[dict[str, objec
             "camera_id": row.camera_id,
             "description": f"video of camera {row.camera_id}, "
             f"{round(row.seconds_before or 0)} s before the alarm to "
-            f"{round((row.duration_s or 0) - (row.seconds_before or 0))} s after",
+            f"{round((row.duration_s or 0) - (row.seconds_before or 0))} s after"
+            + (f"; {row.reason}" if row.reason else ""),
             "url": f"{base_url}/api/evidence/clips/{row.id}",
             "type": row.content_type,
             "size": row.size,

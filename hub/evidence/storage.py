@@ -135,12 +135,13 @@ async def complete_clip(
     file_name: str,
     tracks: str,
     now: datetime,
+    reason: str | None = None,
 ) -> None:
-    """Mark a clip complete with its file and digests."""
+    """Mark a clip complete with its file and digests (`reason`: why it is short, if it is)."""
     await tx.execute(
         "UPDATE alarm_clips SET state = 'complete', start_at = %s, end_at = %s,"
         " seconds_before = %s, duration_s = %s, size = %s, sha256 = %s, sha1 = %s,"
-        " file_name = %s, tracks = %s, completed_at = %s WHERE id = %s",
+        " file_name = %s, tracks = %s, reason = %s, completed_at = %s WHERE id = %s",
         (
             to_db_time(start_at),
             to_db_time(end_at),
@@ -151,6 +152,7 @@ async def complete_clip(
             sha1,
             file_name,
             tracks,
+            reason[:500] if reason else None,
             to_db_time(now),
             str(clip_id),
         ),

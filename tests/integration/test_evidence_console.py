@@ -145,7 +145,23 @@ async def test_alarm_detail_plays_the_clip_from_the_press_and_scrubs_back(
         assert download[0] == 200 and download[1].startswith("attachment")
         caption = await page.inner_text("#detail figure.clip[data-camera=cam-gate] figcaption")
         assert "第三小学 校门" in caption and "报警前" in caption
+        assert "不完整" not in caption  # a whole clip carries no warning
         await page.screenshot(path=str(SCREENSHOTS / "evidence-detail.png"), full_page=True)
+
+        # A clip the stall guard cut short says so in the detail, in the operator's language.
+        async def mark_short() -> None:
+            async with running.hub.store.transaction() as tx:
+                await tx.execute(
+                    "UPDATE alarm_clips SET reason = %s WHERE camera_id = 'cam-gate'",
+                    ("the post-roll is short: 1 s of 3 s after the alarm",),
+                )
+
+        running.run(mark_short())
+        await page.reload()
+        await page.click(row("btn-gate"))
+        await page.wait_for_selector("#detail figure.clip[data-camera=cam-gate] .clip-short")
+        caption = await page.inner_text("#detail figure.clip[data-camera=cam-gate] figcaption")
+        assert "⚠ 报警后录像不完整：the post-roll is short: 1 s of 3 s" in caption
 
         async def audited() -> list[tuple[Any, ...]]:
             async with running.hub.store.reading() as tx:

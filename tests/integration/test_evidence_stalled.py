@@ -94,3 +94,61 @@ async def test_a_stream_that_stopped_before_the_press_gives_a_reason_not_a_clip(
         )
     assert outcome == "the camera sent nothing after the alarm (its stream had stopped)"
     assert not (tmp_path / "clip.mp4").exists() and not (tmp_path / "clip.part").exists()
+
+
+async def test_a_stream_that_stalls_after_the_press_gives_a_clip_that_says_it_is_short(
+    tmp_path: Path,
+) -> None:
+    # 8 s of pictures whose last 2 s arrived after the press; the post-roll asks for 5 s.
+    header, packets = _packets(tmp_path, 8)
+    press = packets[0].received + 6.0
+    buffer = CameraBuffer("cam-1", "rtsp://x/1", PacketRing(35, 12 << 20), _StoppedSource())
+    buffer.ring.reset(header)
+    for packet in packets:
+        buffer.ring.push(packet)
+    with ThreadPoolExecutor(2) as executor:
+        outcome = await record_clip(
+            buffer,
+            tmp_path / "clip.mp4",
+            press=press,
+            pre_s=3,
+            post_s=5,
+            max_bytes=1 << 30,
+            late_s=0.5,
+            title="",
+            clock=lambda: press + 5.0,  # the post-roll was due: the stream stalled
+            stopping=lambda: False,
+            executor=executor,
+        )
+    assert not isinstance(outcome, str), outcome
+    assert not outcome.complete
+    assert (tmp_path / "clip.mp4").exists()
+    reason = outcome.shortfall(5)
+    assert reason is not None
+    assert reason.startswith("the post-roll is short: 2 s of 5 s after the alarm"), reason
+
+
+async def test_a_whole_clip_says_nothing_is_short(tmp_path: Path) -> None:
+    header, packets = _packets(tmp_path, 8)
+    press = packets[0].received + 4.0
+    buffer = CameraBuffer("cam-1", "rtsp://x/1", PacketRing(35, 12 << 20), _StoppedSource())
+    buffer.ring.reset(header)
+    for packet in packets:
+        buffer.ring.push(packet)
+    with ThreadPoolExecutor(2) as executor:
+        outcome = await record_clip(
+            buffer,
+            tmp_path / "clip.mp4",
+            press=press,
+            pre_s=3,
+            post_s=2,
+            max_bytes=1 << 30,
+            late_s=0.5,
+            title="",
+            clock=lambda: press + 2.0,
+            stopping=lambda: False,
+            executor=executor,
+        )
+    assert not isinstance(outcome, str), outcome
+    assert outcome.complete
+    assert outcome.shortfall(2) is None
