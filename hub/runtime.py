@@ -231,7 +231,7 @@ class Hub:
         # Devices are split over the live nodes: each feature works on its share.
         self.onvif.use_assignment(self.cluster.is_mine)
         self.cluster.on_change(self.onvif.reassign)
-        self.patrol.use_assignment(self.cluster.is_mine)
+        self.patrol.use_assignment(self.cluster.is_mine, self.cluster.others_alive)
         self.cluster.on_change(self.patrol.reassign)
         self.evidence.use_assignment(self.cluster.is_mine)
         self.cluster.on_change(self.evidence.request_refresh)

@@ -139,6 +139,18 @@ class Cluster:
         except (StorageError, OSError) as exc:
             log.warning("cluster: could not mark %s stopped (%s); it times out", self.node_id, exc)
 
+    async def others_alive(self) -> bool:
+        """True when another node's heartbeat is fresh (read from the database; usable
+        before this node joins). A node starting beside live ones keeps their state."""
+        if not self.multi_node:
+            return False
+        try:
+            rows = await storage.list_nodes(self._store, now=self._clock())
+        except (StorageError, OSError) as exc:
+            log.warning("cluster: membership not readable (%s); assuming no other node", exc)
+            return False
+        return any(r.node_id != self.node_id and self._state(r) == "alive" for r in rows)
+
     async def nodes(self) -> list[NodeStatus]:
         """Every node in the membership table with its state."""
         rows = await storage.list_nodes(self._store, now=self._clock())

@@ -48,7 +48,7 @@ import logging
 import re
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -196,11 +196,18 @@ class PatrolService:
         self._served_by: dict[str, StreamSource] = {}
         #: Which cameras this node patrols (all, until a cluster says otherwise).
         self._is_mine: Callable[[str], bool] = lambda _: True
+        self._others_alive: Callable[[], Awaitable[bool]] | None = None
         self._reassigned = asyncio.Event()
 
-    def use_assignment(self, is_mine: Callable[[str], bool]) -> None:
-        """Patrol only the cameras `is_mine` names (this node's share of a cluster)."""
+    def use_assignment(
+        self,
+        is_mine: Callable[[str], bool],
+        others_alive: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
+        """Patrol only the cameras `is_mine` names (this node's share of a cluster);
+        `others_alive` says at start whether other nodes keep the cameras' health."""
         self._is_mine = is_mine
+        self._others_alive = others_alive
 
     def reassign(self) -> None:
         """This node's share changed: look for cameras now due here without waiting."""
@@ -222,9 +229,14 @@ class PatrolService:
         )
         self._vqd_executor = ThreadPoolExecutor(s.concurrency, thread_name_prefix="vqd")
         now = self._clock()
-        reset = await self.repository.reset_to_unknown(now, _RESTART_REASON)
-        if reset:
-            log.info("patrol: %d cameras are unknown until their next probe", len(reset))
+        if self._others_alive is not None and await self._others_alive():
+            # One node of several restarting: the live nodes patrol the cameras (and took
+            # this node's share over while it was away), so what they know stays true.
+            log.info("patrol: other nodes are running; camera health is kept")
+        else:
+            reset = await self.repository.reset_to_unknown(now, _RESTART_REASON)
+            if reset:
+                log.info("patrol: %d cameras are unknown until their next probe", len(reset))
         await self._load_memory()
         await self.repository.apply_timescale_policies(
             retention_days=s.sample_retention_days,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -63,3 +64,32 @@ async def test_restart_makes_cameras_unknown_and_lists_filter_by_health(
             # Devices the patrol does not judge keep the state their own source gave them.
             panic = await client.get("/api/devices/panic-1/health")
             assert panic.json()["health"] == "online"
+
+
+@pytest.mark.postgres
+async def test_a_node_joining_live_ones_keeps_camera_health(pg_dsn: str, tmp_path: Path) -> None:
+    # Restarting one node of several must not mark the other nodes' cameras unknown:
+    # they were patrolled all along. A whole cluster starting again does.
+    def settings(name: str) -> Any:
+        return load_settings(
+            None,
+            data_dir=tmp_path / name,
+            node_id=name,
+            storage={"url": pg_dsn},
+            patrol={"enabled": False},
+            cluster={"heartbeat_s": 0.5, "node_timeout_s": 3.0},
+        )
+
+    async with Hub(settings("node-a")) as hub_a:
+        await seed_tree(hub_a.store)
+        await seed_camera(hub_a.store, "cam-1", urls=["rtsp://127.0.0.1:9/x"])
+        await HealthRepository(hub_a.store).record(
+            transitions=[TransitionRow("cam-1", AT, "unknown", "online", "picture ok")], now=AT
+        )
+        async with Hub(settings("node-b")) as hub_b:
+            history = await HealthRepository(hub_b.store).transitions("cam-1")
+            assert [(t.from_state, t.to_state) for t in history] == [("unknown", "online")]
+    # Both stopped: the next start knows nothing of the cameras until evidence.
+    async with Hub(settings("node-a")) as hub_a:
+        history = await HealthRepository(hub_a.store).transitions("cam-1")
+        assert (history[0].from_state, history[0].to_state) == ("online", "unknown")
