@@ -97,7 +97,13 @@ class GbHealth:
         return tracker.state if tracker is not None else None
 
     async def device(self, device_id: str, state: HealthState, reason: str, now: datetime) -> None:
-        """Evidence about a registered device (keepalive, message, unregistration)."""
+        """Evidence about a registered device (keepalive, message, unregistration).
+
+        Ignored until the registry holds the device: a device registering for the
+        first time is added just after its 200, and its history starts there.
+        """
+        if self._registry.lookup_cached(device_id) is None:
+            return
         tracker = self._trackers.get(device_id)
         if tracker is None:
             tracker = self._trackers[device_id] = HealthTracker(device_id, self._device_policy, now)

@@ -203,8 +203,6 @@ class Registrar:
             )
             return
         granted = min(expires, settings.register_expires_max_s)
-        if not known:
-            await service.catalog.register_device(device_id)
         contact = (request.header("contact") or "")[:256] or None
         version = request.header("x-gb-ver")
         fresh = device_id not in self.sessions
@@ -253,10 +251,33 @@ class Registrar:
             peer.transport,
             granted,
         )
+        service.spawn(self._welcome(session, added=not known, now=now))
+
+    async def _welcome(self, session: DeviceSession, *, added: bool, now: datetime) -> None:
+        """After the 200: add a new device to the registry, mark it online, then arm it
+        and read its catalog.
+
+        The registry write waits its turn behind catalog pages of other devices, so it
+        is not part of the REGISTER transaction: a device waiting for its answer
+        retransmits, and a district's devices starting together would time out.
+        """
+        service = self._service
+        device_id = session.device_id
+        if added:
+            try:
+                await service.catalog.register_device(device_id)
+            except ValueError as exc:
+                log.error("GB/T 28181: %s registered but was not added: %s", device_id, exc)
+                await sessions_repo.record_unregistration(service._store, device_id, now)
+                if self.sessions.get(device_id) is session:
+                    del self.sessions[device_id]
+                return
+        if self.sessions.get(device_id) is not session:
+            return  # unregistered or registered again meanwhile: that one is welcomed
         await service.health.device(
             device_id, HealthState.ONLINE, "registered over GB/T 28181", now
         )
-        service.spawn(service.after_registration(session))
+        await service.after_registration(session)
 
     def _challenge(self, request: SipRequest, peer: Peer, key: Key, now: datetime) -> None:
         header = challenge_header(self._service.settings.domain, self._nonces.issue(now))
