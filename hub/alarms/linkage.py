@@ -41,6 +41,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: How long a stopping hub waits for snapshot work already started.
+_STOP_GRACE_S = 5.0
+
 #: (device) -> (content type, bytes) or None; replaces the built-in HTTP/RTSP fetch.
 SnapshotFetcher = Callable[[AlarmDevice], Awaitable[tuple[str, bytes] | None]]
 #: (device id, sealed credentials) -> (username, password); the registry's cipher opens them.
@@ -99,10 +102,23 @@ class SnapshotLinkage:
         if cameras and self._settings.snapshots:
             self._spawn(self._take_snapshots(alarm_id, cameras))
 
-    async def stop(self) -> None:
-        """Wait for running snapshot work; close the camera HTTP client."""
+    async def stop(self, *, grace_s: float = _STOP_GRACE_S) -> None:
+        """Give snapshot work `grace_s` to finish, cancel what is left (queued behind
+        unreachable cameras, say), then close the camera HTTP client.
+
+        A snapshot is an attachment: the alarm is committed without it, and a stop
+        must not wait for hundreds of grabs queued after an alarm storm."""
         if self._linkage_tasks:
-            await asyncio.gather(*self._linkage_tasks, return_exceptions=True)
+            _, pending = await asyncio.wait(set(self._linkage_tasks), timeout=grace_s)
+            if pending:
+                log.warning(
+                    "stopping: snapshot work of %d alarm(s) cancelled (cameras still being "
+                    "asked); those alarms are stored without the missing snapshots",
+                    len(pending),
+                )
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
         if self.http is not None:
             client, self.http = self.http, None
             await client.aclose()

@@ -204,3 +204,73 @@ async def test_a_camera_without_snapshot_url_gives_one_rtsp_frame(
     assert got.headers["content-type"] == "image/jpeg"
     picture = cv2.imdecode(np.frombuffer(got.content, np.uint8), cv2.IMREAD_COLOR)
     assert picture is not None and picture.shape[:2] == (360, 640)
+
+
+async def test_a_stopping_hub_does_not_wait_for_snapshots_of_cameras_that_never_answer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cameras that take connections and never answer (60 s snapshot timeout): the alarm
+    is stored, and stopping the hub cancels the hanging grabs instead of waiting them out."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hang(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # read nothing, answer nothing, keep the connection open
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = load_settings(
+        None, data_dir=tmp_path, alarms={"linkage": {"snapshot_timeout_s": 60}}
+    )
+    try:
+        hub = Hub(settings)
+        await hub.start()
+        stopped = False
+        try:
+            cameras = [f"cam-hang-{n}" for n in range(4)]
+            for name in cameras:
+                await camera(hub, name, snapshot_url=f"http://127.0.0.1:{port}/snap.jpg")
+            app = hub.app()
+            act_as(app, role="operator", scope=(TOWN,))
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+                await add_device(
+                    hub.store, "btn-001", kind="panic", linked_cameras=cameras, name="School"
+                )
+                await hub.writer.submit(
+                    make_event(1, device_id="btn-001", kind="panic.press", source="mqtt")
+                )
+                async with asyncio.timeout(10):
+                    while not (await client.get("/api/alarms")).json()["items"]:  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+            async with asyncio.timeout(10):
+                while not held:  # noqa: ASYNC110 - a grab is hanging on the camera
+                    await asyncio.sleep(0.02)
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            await hub.stop()
+            stopped = True
+            took = loop.time() - began
+        finally:
+            if not stopped:
+                await hub.stop()
+        # Stopping gave the grabs their grace (5 s), not the 60 s a camera may take, and
+        # the alarm engine stopped by itself rather than being abandoned by the hub.
+        assert took < 12, f"stopping waited {took:.1f} s for hanging snapshots"
+        assert "did not stop" not in caplog.text
+        assert "snapshot work of 1 alarm(s) cancelled" in caplog.text
+        again = Hub(settings)
+        await again.start()
+        try:
+            app = again.app()
+            act_as(app, role="operator", scope=(TOWN,))
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+                (alarm,) = (await client.get("/api/alarms")).json()["items"]
+                detail = (await client.get(f"/api/alarms/{alarm['id']}")).json()
+            assert detail["alarm"]["device_id"] == "btn-001" and detail["media"] == []
+        finally:
+            await again.stop()
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
