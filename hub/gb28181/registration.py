@@ -268,9 +268,8 @@ class Registrar:
                 await service.catalog.register_device(device_id)
             except ValueError as exc:
                 log.error("GB/T 28181: %s registered but was not added: %s", device_id, exc)
-                await sessions_repo.record_unregistration(service._store, device_id, now)
                 if self.sessions.get(device_id) is session:
-                    del self.sessions[device_id]
+                    await self.unregister(device_id, now, f"not added to the registry: {exc}")
                 return
         if self.sessions.get(device_id) is not session:
             return  # unregistered or registered again meanwhile: that one is welcomed
