@@ -218,6 +218,7 @@ class Hub:
         # through their shared stream.
         gb_pictures = ChannelPictures(self.gb28181, self.store, self.registry)
         self.alarms.linkage.stream_snapshots.append(gb_pictures.snapshot)
+        self.alarms.linkage.buffered_snapshots.append(self.evidence.snapshot)
         self.patrol.stream_sources.append(gb_pictures)
         self.evidence.add_stream_urls(gb_pictures.stream_urls)
         self.evidence.open_sources("gb28181", gb_pictures.open_source)

@@ -9,6 +9,7 @@ they all feed the same ring.
 
 from adapters.media.clip import ClipCut, ClipCutter, Placed, cut_clip, press_position, rebased
 from adapters.media.feed import FrameTap, StreamFeed
+from adapters.media.picture import key_picture
 from adapters.media.pull import PacketPull, stream_header
 from adapters.media.remux import TRANSCODED_AUDIO, ClipFile, ClipWriter, write_mp4
 from adapters.media.ring import MediaPacket, PacketRing, RingStats, StreamHeader, Timeline
@@ -32,6 +33,7 @@ __all__ = [
     "StreamHeader",
     "Timeline",
     "cut_clip",
+    "key_picture",
     "press_position",
     "rebased",
     "stream_header",

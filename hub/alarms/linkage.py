@@ -3,8 +3,12 @@
 The camera's snapshot URL is fetched through the hardened camera HTTP client
 (only to the URL's own host and port, answering a Basic or Digest challenge
 with the stored login); without one, or when it fails, one decoded frame of
-its RTSP stream. A camera with neither (a GB/T 28181 channel) is asked of the
-`stream_snapshots` sources, which take a frame from a stream the hub receives.
+its RTSP stream. A camera the hub already pulls into a pre-alarm buffer gives its
+picture from there (`buffered_snapshots`) before an RTSP session of its own is
+opened: an alarm storm at a school must not open dozens of sessions to cameras
+that allow a few. A camera with neither URL (a GB/T 28181 channel) is asked of
+the buffers and the `stream_snapshots` sources, which take a frame from a stream
+the hub receives.
 Runs after the opening committed, in tasks of its own; a failure is logged and
 never touches the alarm. (A broadcast is queued as an
 outbox row for the `broadcast` sink by the batch itself.)
@@ -93,6 +97,9 @@ class SnapshotLinkage:
         self.logins: LoginBudget | None = None
         #: Snapshots of devices without URLs, from streams the hub receives.
         self.stream_snapshots: list[StreamSnapshot] = []
+        #: Pictures of cameras the hub already pulls (pre-alarm buffers): asked before
+        #: opening an RTSP session of the snapshot's own.
+        self.buffered_snapshots: list[StreamSnapshot] = []
         self._rtsp_slots = asyncio.Semaphore(_RTSP_GRABS)
         self._stream_slots = asyncio.Semaphore(_STREAM_GRABS)
         self._linkage_tasks: set[asyncio.Task[None]] = set()
@@ -163,13 +170,19 @@ class SnapshotLinkage:
             shot = await self._custom_snapshot(device)
             return None if shot is None else (*shot, "snapshot")
         if not device.snapshot_url and not device.rtsp_urls:
-            for source in self.stream_snapshots:
-                async with self._stream_slots:
-                    jpeg = await source(device.device_id, self._settings.snapshot_timeout_s)
-                if jpeg is not None and len(jpeg) <= self._settings.snapshot_max_bytes:
-                    return "image/jpeg", jpeg, "stream-frame"
-            return None
-        if not self._may_log_in(device):
+            return await self._received_frame(
+                device, [*self.buffered_snapshots, *self.stream_snapshots]
+            )
+        may_log_in = self._may_log_in(device)
+        if device.snapshot_url and may_log_in:
+            fetched = await self._http_snapshot(device)
+            if fetched is not None:
+                return (*fetched, "snapshot")
+        # A camera the hub already pulls: its picture, without a second RTSP session.
+        buffered = await self._received_frame(device, self.buffered_snapshots)
+        if buffered is not None:
+            return buffered
+        if not may_log_in:
             # Cameras lock out an address after a few refused logins: a camera whose
             # login ran out of its budget is not asked again for a snapshot.
             log.warning(
@@ -178,14 +191,22 @@ class SnapshotLinkage:
                 self.logins.blocked_reason(device.device_id) if self.logins else "",
             )
             return None
-        if device.snapshot_url:
-            fetched = await self._http_snapshot(device)
-            if fetched is not None:
-                return (*fetched, "snapshot")
         if device.rtsp_urls:
             frame = await self._rtsp_snapshot(device)
             if frame is not None:
                 return "image/jpeg", frame, "rtsp-frame"
+        return None
+
+    async def _received_frame(
+        self, device: AlarmDevice, sources: Sequence[StreamSnapshot]
+    ) -> tuple[str, bytes, str] | None:
+        """A picture from a stream the hub receives (its buffer's pull, a GB/T 28181
+        channel's session); None when no source serves the device."""
+        for source in sources:
+            async with self._stream_slots:
+                jpeg = await source(device.device_id, self._settings.snapshot_timeout_s)
+            if jpeg is not None and len(jpeg) <= self._settings.snapshot_max_bytes:
+                return "image/jpeg", jpeg, "stream-frame"
         return None
 
     def _may_log_in(self, device: AlarmDevice) -> bool:

@@ -32,8 +32,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from adapters.media import MediaPacket, PacketRing, PacketSource, StreamHeader
+from adapters.media import MediaPacket, PacketRing, PacketSource, StreamHeader, key_picture
 from adapters.media.spill import SpillRing
+from adapters.rtsp import jpeg_of
 from adapters.webrtc import SharedPlayer, SharedVideoTrack
 from camera_registry.models import Credentials
 from camera_registry.urls import with_credentials
@@ -217,6 +218,29 @@ class EvidenceService:
         """The running source of one camera, if it is buffered (for other taps)."""
         buffer = self._buffers.get(camera_id)
         return buffer.source if buffer else None
+
+    async def snapshot(self, camera_id: str, timeout_s: float) -> bytes | None:
+        """A buffered camera's newest key frame as JPEG, decoded from its ring: a snapshot
+        that opens no second session to the camera; None when it is not buffered here or
+        its ring holds no picture yet."""
+        buffer = self._buffers.get(camera_id)
+        if buffer is None:
+            return None
+        ring = buffer.ring
+
+        def take() -> bytes | None:
+            header, newest = ring.header, ring.newest_received
+            if header is None or newest is None:
+                return None
+            packets, _ = ring.window(newest)  # from the newest key frame on
+            picture = key_picture(header, packets)
+            return None if picture is None else jpeg_of(picture)
+
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await asyncio.to_thread(take)
+        except TimeoutError:
+            return None
 
     async def start(self) -> None:
         """Start buffering and following alarm openings."""
