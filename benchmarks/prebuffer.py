@@ -199,6 +199,14 @@ def _stream_seconds(hub: Hub, camera_id: str) -> float:
     return float((video[-1].pts - video[0].pts) * video[0].time_base) if len(video) > 1 else 0.0
 
 
+def _against(figures: dict[str, Any], key: str, goal_s: float) -> str:
+    """ "met", "missed by N s", or why there is no figure (no clip completed)."""
+    if key not in figures:
+        return "missed: no clip completed"
+    value = float(figures[key])
+    return "met" if value <= goal_s else f"missed by {value - goal_s:.2f} s"
+
+
 def _percentiles(values: list[float]) -> dict[str, Any]:
     """n, min, p50, p99, max of `values` (p99 by the nearest-rank rule)."""
     if not values:
@@ -372,6 +380,20 @@ async def _press_round(
     }
 
 
+async def _buffers_full(hub: Hub, cameras: int, pre: float) -> float:
+    """Wait until every buffer holds `pre` seconds of pictures; the monotonic time then."""
+    deadline = time.monotonic() + 3 * pre + 60
+    while True:
+        states = hub.evidence.buffered()
+        # Full means `pre` seconds of pictures (a server behind real time takes longer).
+        full = [s for s in states if s.connected and _stream_seconds(hub, s.camera_id) >= pre]
+        if len(states) == cameras and len(full) == cameras:
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(full)} of {cameras} buffers reached {pre} s")
+        await asyncio.sleep(1)
+
+
 async def _hub_run(
     url: str,
     cameras: int,
@@ -404,16 +426,7 @@ async def _hub_run(
         buttons = await _seed(hub, url, cameras // 2)
         hub.evidence.request_refresh()
         pre = settings.evidence.prebuffer_s
-        deadline = time.monotonic() + 3 * pre + 60
-        while True:
-            states = hub.evidence.buffered()
-            # Full means `pre` seconds of pictures (a server behind real time takes longer).
-            full = [s for s in states if _stream_seconds(hub, s.camera_id) >= pre]
-            if len(states) == cameras and len(full) == cameras:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {len(full)} of {cameras} buffers reached {pre} s")
-            await asyncio.sleep(1)
+        await _buffers_full(hub, cameras, pre)
         states = hub.evidence.buffered()
         ring = [s.bytes for s in states]
         # The ring is bounded in the stream's own seconds: bytes per second of pictures,
@@ -442,6 +455,12 @@ async def _hub_run(
         }
         figures["buffering"] = await _buffering(hub, url, cameras, window_s, windows, server_pid)
         print("buffering:", figures["buffering"], flush=True)
+        # The paired windows doubled the sessions on the test server, which may have
+        # dropped some of the hub's: the alarms are pressed on full buffers again.
+        refill = time.monotonic()
+        figures["buffering"]["refill_after_windows_s"] = round(
+            await _buffers_full(hub, cameras, pre) - refill, 1
+        )
 
         for _, mqtt_id in buttons:
             while not hub.mqtt.directory.lookup(mqtt_id):  # noqa: ASYNC110 - polled state
@@ -529,16 +548,10 @@ def main() -> None:
         "verdict": {
             "buffering_cpu": "met" if over <= 0.2 else f"missed by {over - 0.2:.3f} cores",
             "memory": "met" if hub["memory"]["ring_mib_per_camera_max"] <= 12 else "missed",
-            "press_to_complete_p99": "met"
-            if latency.get("p99", 1e9) <= goal_s
-            else f"missed by {latency['p99'] - goal_s:.2f} s",
-            "press_to_complete_max": "met"
-            if latency.get("max", 1e9) <= goal_s
-            else f"missed by {latency['max'] - goal_s:.2f} s",
+            "press_to_complete_p99": _against(latency, "p99", goal_s),
+            "press_to_complete_max": _against(latency, "max", goal_s),
             "ten_at_once_complete": hub["alarms"]["rounds"][0]["clips_complete"] == 2 * args.alarms,
-            "press_to_complete_ten_at_once_max": "met"
-            if ten.get("max", 1e9) <= goal_s
-            else f"missed by {ten['max'] - goal_s:.2f} s",
+            "press_to_complete_ten_at_once_max": _against(ten, "max", goal_s),
         },
         # Figures of a round whose source stopped (its clips end before the press) or ran
         # far behind real time measure the test server, not the hub: said here.

@@ -158,6 +158,7 @@ class PacketRing:
         self._newest_video_s = 0.0
         self._bytes = 0
         self._overflow_drops = 0
+        self._holds = 0  # while above 0, nothing older than keep_s is dropped
         self._lock = threading.Lock()
 
     # -- feeding ----------------------------------------------------------------
@@ -194,9 +195,20 @@ class PacketRing:
                     self._keys.append((seq, packet.received, self._newest_video_s))
             self._trim(self._newest_video_s)
 
+    def hold(self) -> None:
+        """Keep every picture held now until `release` (the memory bound still applies):
+        an alarm's pre-roll must not age out while its clip is being set up."""
+        with self._lock:
+            self._holds += 1
+
+    def release(self) -> None:
+        """End one `hold`."""
+        with self._lock:
+            self._holds = max(self._holds - 1, 0)
+
     def _trim(self, newest: float) -> None:
         # Drop the oldest group while the next one alone still reaches back keep_s.
-        while len(self._keys) >= 2 and self._keys[1][2] <= newest - self.keep_s:
+        while not self._holds and len(self._keys) >= 2 and self._keys[1][2] <= newest - self.keep_s:
             self._drop_group()
         while self._bytes > self.max_bytes and len(self._keys) >= 2:
             self._drop_group()

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from adapters.media import MediaPacket, PacketPull, PacketRing, PacketSource, StreamHeader
 from adapters.media.spill import SpillRing
 
-__all__ = ["CameraBuffer", "ClipWatch", "SourceOpener", "open_pull"]
+__all__ = ["CameraBuffer", "ClipWatch", "RingHolds", "SourceOpener", "open_pull"]
 
 #: Opens the source of one camera: (camera id, stream URL, label for the log).
 SourceOpener = Callable[[str, str, str], PacketSource]
@@ -101,3 +101,31 @@ class CameraBuffer:
         finally:
             with self._lock:
                 self._watches = tuple(w for w in self._watches if w is not watch)
+
+
+class RingHolds:
+    """Rings held from the moment the hub hears of an alarm until each linked camera's
+    clip has read its pre-roll: setting up dozens of clips (rows, reads) takes seconds
+    in a storm, and the pictures before the press must not age out meanwhile."""
+
+    def __init__(self, buffers: Iterable[CameraBuffer]) -> None:
+        self._rings: dict[str, PacketRing] = {}
+        for buffer in buffers:
+            buffer.ring.hold()
+            self._rings[buffer.camera_id] = buffer.ring
+
+    def release(self, camera_id: str) -> None:
+        """Let one camera's ring age again (its clip has its pre-roll, or needs none)."""
+        ring = self._rings.pop(camera_id, None)
+        if ring is not None:
+            ring.release()
+
+    def keep_only(self, camera_ids: Iterable[str]) -> None:
+        """Release every ring but those of `camera_ids`."""
+        keep = set(camera_ids)
+        for camera_id in [c for c in self._rings if c not in keep]:
+            self.release(camera_id)
+
+    def release_all(self) -> None:
+        for camera_id in list(self._rings):
+            self.release(camera_id)

@@ -82,6 +82,7 @@ async def record_clip(
     clock: Callable[[], float],
     stopping: Callable[[], bool],
     executor: Executor,
+    pre_roll_read: Callable[[], None] = lambda: None,
 ) -> Recorded | str:
     """Record the clip into `path`; the reason when there is none."""
     ring = buffer.ring
@@ -92,6 +93,7 @@ async def record_clip(
         # All the ring holds (bounded): the cut finds the key frame pre_s of pictures back.
         # Read in a thread: a spilling ring reads its files back.
         batch, seq = await _off_loop(executor, ring.window, float("-inf"))
+        pre_roll_read()  # the ring may age again: what follows comes by `after(seq)`
         header = ring.header
         if header is None or not batch:
             return "the camera sent no video"

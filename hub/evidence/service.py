@@ -44,7 +44,7 @@ from hub.auth.principal import Principal
 from hub.bus import EventBus, SubscriptionOverflow
 from hub.devices.storage import camera_source
 from hub.evidence import storage
-from hub.evidence.buffers import CameraBuffer, SourceOpener, open_pull
+from hub.evidence.buffers import CameraBuffer, RingHolds, SourceOpener, open_pull
 from hub.evidence.config import EvidenceSettings
 from hub.evidence.recording import record_clip
 from hub.evidence.storage import ClipRow
@@ -386,18 +386,20 @@ class EvidenceService:
         # The press as this hub saw it: the alarm's change time, unless a wrong device
         # clock put it in the future or further back than the buffer reaches.
         press = opened if now - self.settings.prebuffer_s <= opened <= now else now
-        async with self.store.reading() as tx:
-            stored = await get_alarm(tx, self.store.dialect, change.alarm_id)
-        if stored is None:
-            return []
-        linkage = stored.details.get("linkage") or {}
-        # Another node's cameras are filmed by that node, from its own buffer.
-        cameras = [str(c) for c in linkage.get("snapshot_cameras") or [] if self._is_mine(str(c))]
-        if not cameras:
-            return []
-        results = await asyncio.gather(
-            *(self._record_camera(change, camera, press) for camera in cameras)
-        )
+        holds = RingHolds(self._buffers.values())  # until each clip has its pre-roll
+        try:
+            async with self.store.reading() as tx:
+                stored = await get_alarm(tx, self.store.dialect, change.alarm_id)
+            linkage = (stored.details.get("linkage") if stored else None) or {}
+            # Another node's cameras are filmed by that node, from its own buffer.
+            linked = [str(c) for c in linkage.get("snapshot_cameras") or []]
+            cameras = [c for c in linked if self._is_mine(c)]
+            holds.keep_only(cameras)
+            results = await asyncio.gather(
+                *(self._record_camera(change, camera, press, holds) for camera in cameras)
+            )
+        finally:
+            holds.release_all()
         rows = [row for row in results if row is not None]
         entries = clip_entries(rows, self.base_url)
         if entries:
@@ -409,7 +411,7 @@ class EvidenceService:
         return rows
 
     async def _record_camera(
-        self, change: AlarmChange, camera: str, press: float
+        self, change: AlarmChange, camera: str, press: float, holds: RingHolds
     ) -> ClipRow | None:
         clip_id = uuid.uuid4()
         created = _utc(self._clock())
@@ -426,9 +428,10 @@ class EvidenceService:
                 expires,
             )
         if not fresh:
+            holds.release(camera)
             return None
         try:
-            reason = await self._capture(clip_id, change.alarm_id, camera, press)
+            reason = await self._capture(clip_id, change.alarm_id, camera, press, holds)
         except Exception as exc:
             log.exception("evidence: clip of %s for alarm %s failed", camera, change.alarm_id)
             reason = f"recording failed: {type(exc).__name__}"
@@ -440,7 +443,7 @@ class EvidenceService:
             return await storage.clip(tx, clip_id)
 
     async def _capture(
-        self, clip_id: uuid.UUID, alarm_id: uuid.UUID, camera: str, press: float
+        self, clip_id: uuid.UUID, alarm_id: uuid.UUID, camera: str, press: float, holds: RingHolds
     ) -> str | None:
         """Record, write and store one clip; the reason when there is none."""
         buffer = self._buffers.get(camera)
@@ -459,6 +462,7 @@ class EvidenceService:
             clock=self._clock,
             stopping=lambda: self._stopping,
             executor=self._writers,
+            pre_roll_read=lambda: holds.release(camera),
         )
         if isinstance(recorded, str):
             return recorded

@@ -211,3 +211,24 @@ def test_cutter_stops_at_its_size_bound() -> None:
     settled = cutter.feed([_video(n, size=1000) for n in range(60 * FPS)])
     assert cutter.truncated and cutter.done and not cutter.complete
     assert sum(len(p.data) for p, _, _ in settled) <= 100_000
+
+
+def test_a_held_ring_keeps_what_it_held_until_released_within_its_memory_bound() -> None:
+    ring = PacketRing(keep_s=30, max_bytes=1 << 30)
+    for n in range(40 * FPS):
+        ring.push(_video(n))
+    first = ring.window(0)[0][0].received
+    ring.hold()  # an alarm: its clip reads the pre-roll seconds later
+    for n in range(40 * FPS, 50 * FPS):
+        ring.push(_video(n))
+    assert ring.window(0)[0][0].received == first  # nothing aged out while held
+    ring.release()
+    ring.push(_video(50 * FPS))
+    packets, _ = ring.window(0)
+    assert packets[-1].received - packets[0].received < 30 + GOP / FPS + 1e-9
+    # The memory bound holds even while held.
+    small = PacketRing(keep_s=30, max_bytes=200_000)
+    small.hold()
+    for n in range(20 * FPS):
+        small.push(_video(n))
+    assert small.stats().bytes <= 200_000 and small.stats().overflow_drops > 0
