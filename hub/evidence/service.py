@@ -70,8 +70,10 @@ _START_SPACING_S = 0.05
 _MIN_CAMERAS = 2
 _RETENTION_EVERY_S = 3600.0
 # Clips are written while they record (a few milliseconds a second each), and finished
-# (index, digests) a few at a time, off the event loop.
-_WRITER_THREADS = 4
+# (index, digests) off the event loop. A storm films 70 cameras at once on a node whose
+# pull threads hold the interpreter lock between packets: each clip's small jobs spend
+# most of their time waiting for it, so more threads than cores keep them moving.
+_WRITER_THREADS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,7 @@ class EvidenceService:
         self._tasks: list[asyncio.Task[None]] = []
         self._clip_tasks: set[asyncio.Task[None]] = set()
         self._refresh_now = asyncio.Event()
+        self._completions = storage.Completions(store)
         # Clip reading and writing: threads of its own (see hub/evidence/recording.py).
         self._writers = ThreadPoolExecutor(_WRITER_THREADS, thread_name_prefix="evidence-clip")
         self._writers.shutdown(wait=False)
@@ -483,9 +486,8 @@ class EvidenceService:
             # A transcoded track is named by what the clip holds (G.711 becomes AAC).
             transcoded = f"{label}->aac" in written.transcoded_tracks
             tracks.append(f"{kind}:aac" if transcoded else label)
-        async with self.store.transaction() as tx:
-            await storage.complete_clip(
-                tx,
+        await self._completions.complete(
+            storage.Completed(
                 clip_id,
                 start_at=_utc(recorded.start_received),
                 end_at=_utc(recorded.end_received),
@@ -499,6 +501,7 @@ class EvidenceService:
                 reason=recorded.shortfall(self.settings.postroll_s),
                 now=_utc(self._clock()),
             )
+        )
         return None
 
     # -- reading ------------------------------------------------------------

@@ -3,6 +3,7 @@ device storage's alarm-point links, which cameras to buffer and which school but
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,16 +11,17 @@ from datetime import datetime
 from typing import Any
 
 from hub.devices import storage as devices_repo
-from hub.storage.base import Row, Tx, from_ts, to_db_time
+from hub.storage.base import Row, SqlStore, Tx, from_ts, to_db_time
 
 __all__ = [
     "BufferedCamera",
     "ClipRow",
+    "Completed",
+    "Completions",
     "SchoolButton",
     "buffered_cameras",
     "clip",
     "clips_of",
-    "complete_clip",
     "delete_clips",
     "expired_clips",
     "fail_clip",
@@ -121,42 +123,80 @@ async def insert_clip(
     return count > 0
 
 
-async def complete_clip(
-    tx: Tx,
-    clip_id: uuid.UUID,
-    *,
-    start_at: datetime,
-    end_at: datetime,
-    seconds_before: float,
-    duration_s: float,
-    size: int,
-    sha256: str,
-    sha1: str,
-    file_name: str,
-    tracks: str,
-    now: datetime,
-    reason: str | None = None,
-) -> None:
-    """Mark a clip complete with its file and digests (`reason`: why it is short, if it is)."""
-    await tx.execute(
-        "UPDATE alarm_clips SET state = 'complete', start_at = %s, end_at = %s,"
-        " seconds_before = %s, duration_s = %s, size = %s, sha256 = %s, sha1 = %s,"
-        " file_name = %s, tracks = %s, reason = %s, completed_at = %s WHERE id = %s",
-        (
-            to_db_time(start_at),
-            to_db_time(end_at),
-            seconds_before,
-            duration_s,
-            size,
-            sha256,
-            sha1,
-            file_name,
-            tracks,
-            reason[:500] if reason else None,
-            to_db_time(now),
-            str(clip_id),
-        ),
-    )
+_COMPLETE = (
+    "UPDATE alarm_clips SET state = 'complete', start_at = %s, end_at = %s,"
+    " seconds_before = %s, duration_s = %s, size = %s, sha256 = %s, sha1 = %s,"
+    " file_name = %s, tracks = %s, reason = %s, completed_at = %s WHERE id = %s"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """A written clip's file and digests, to be marked complete."""
+
+    clip_id: uuid.UUID
+    start_at: datetime
+    end_at: datetime
+    seconds_before: float
+    duration_s: float
+    size: int
+    sha256: str
+    sha1: str
+    file_name: str
+    tracks: str
+    now: datetime
+    reason: str | None = None  # why it is short, if it is
+
+    def params(self) -> tuple[object, ...]:
+        return (
+            to_db_time(self.start_at),
+            to_db_time(self.end_at),
+            self.seconds_before,
+            self.duration_s,
+            self.size,
+            self.sha256,
+            self.sha1,
+            self.file_name,
+            self.tracks,
+            self.reason[:500] if self.reason else None,
+            to_db_time(self.now),
+            str(self.clip_id),
+        )
+
+
+class Completions:
+    """Clips marked complete together: the clips of a storm end within the same second,
+    and one transaction for those waiting (while one commits, the next gather) keeps
+    the last of seventy from queueing behind sixty-nine commits."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+        self._waiting: list[tuple[Completed, asyncio.Future[None]]] = []
+        self._committing: asyncio.Task[None] | None = None
+
+    async def complete(self, clip: Completed) -> None:
+        """Mark `clip` complete; returns once committed (raises what the commit raised)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((clip, done))
+        if self._committing is None:
+            self._committing = asyncio.create_task(self._commit(), name="evidence-complete")
+        await done
+
+    async def _commit(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    async with self._store.transaction() as tx:
+                        await tx.executemany(_COMPLETE, [clip.params() for clip, _ in batch])
+                except Exception as exc:
+                    for _, done in batch:
+                        done.set_exception(exc)
+                else:
+                    for _, done in batch:
+                        done.set_result(None)
+        finally:
+            self._committing = None
 
 
 async def fail_clip(tx: Tx, clip_id: uuid.UUID, reason: str, now: datetime) -> None:
