@@ -201,6 +201,17 @@ def _stream_seconds(hub: Hub, camera_id: str) -> float:
     return float((video[-1].pts - video[0].pts) * video[0].time_base) if len(video) > 1 else 0.0
 
 
+def _buffering_verdict(over: float, buffering: dict[str, Any], cameras: int) -> str:
+    """ "met" / "missed by" for the CPU over bare, or why the windows measured nothing:
+    a window in which the test server sent less than half of real time compares idle
+    threads, and its difference is no figure (it would flatter the hub)."""
+    fractions = [w["hub_packets_per_s"] / (cameras * _FPS) for w in buffering["paired_windows"]]
+    if not fractions or min(fractions) < 0.5:
+        shown = ", ".join(f"{x:.2f}" for x in fractions)
+        return f"not measured: the test server sent {shown} of real time in the windows"
+    return "met" if over <= 0.2 else f"missed by {over - 0.2:.3f} cores"
+
+
 def _against(figures: dict[str, Any], key: str, goal_s: float) -> str:
     """ "met", "missed by N s", or why there is no figure (no clip completed)."""
     if key not in figures:
@@ -548,7 +559,7 @@ def main() -> None:
             "simultaneous_alarms_complete": args.alarms,
         },
         "verdict": {
-            "buffering_cpu": "met" if over <= 0.2 else f"missed by {over - 0.2:.3f} cores",
+            "buffering_cpu": _buffering_verdict(over, hub["buffering"], args.cameras),
             "memory": "met" if hub["memory"]["ring_mib_per_camera_max"] <= 12 else "missed",
             "press_to_complete_p99": _against(latency, "p99", goal_s),
             "press_to_complete_max": _against(latency, "max", goal_s),

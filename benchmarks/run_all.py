@@ -314,10 +314,12 @@ def _prebuffer(data: dict[str, Any]) -> list[Row]:
     latency = _get(f, "hub", "alarms", "press_to_complete_s") or {}
     goal_s = _get(f, "targets", "press_to_complete_max_s")
     ten = (_get(f, "hub", "alarms", "rounds") or [{}])[0]
+    verdict = str(_get(f, "verdict", "buffering_cpu") or "")
+    over = _fmt(buffering.get("buffering_over_bare_cores_mean"), " cores")
     return [
         (
             f"pre-alarm buffering of {_fmt(cameras)} cameras: CPU over a bare demux",
-            _fmt(buffering.get("buffering_over_bare_cores_mean"), " cores"),
+            verdict if verdict.startswith("not measured") else over,
             f"{_fmt(round(bare, 3), ' cores')} (bare PyAV demux, same windows)",
             "≤ 0.2 core",
         ),
