@@ -191,10 +191,12 @@ class Completions:
                         await tx.executemany(_COMPLETE, [clip.params() for clip, _ in batch])
                 except Exception as exc:
                     for _, done in batch:
-                        done.set_exception(exc)
+                        if not done.done():  # its clip may have been cancelled meanwhile
+                            done.set_exception(exc)
                 else:
                     for _, done in batch:
-                        done.set_result(None)
+                        if not done.done():
+                            done.set_result(None)
         finally:
             self._committing = None
 
