@@ -369,6 +369,35 @@ def _child(role: str, *args: str, timeout: float) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def verdict(comparison: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each goal met, or by how much it is missed and why."""
+    out: dict[str, Any] = {}
+    for row in comparison:
+        ratio = row["hub_over_bare"]
+        name = f"{row['channels']} channels, ≤ 2× bare per pull"
+        if ratio is None:
+            out[name] = "not measured"
+        else:
+            out[name] = "met" if ratio <= 2 else f"missed by {ratio - 2:.2f}× ({ratio}× bare)"
+    district = next((r for r in comparison if r["channels"] >= 6314), None)
+    if district is not None:
+        fits = district["hub_cores"] <= 1 and district["hub_rss_mib"] <= 600
+        out["6,314 channels ≤ 1 core, ≤ 600 MiB"] = (
+            "met"
+            if fits
+            else f"missed: {district['hub_cores']} cores, {district['hub_rss_mib']} MiB"
+        )
+    if any(str(v).startswith("missed by") for v in out.values()):
+        out["why"] = (
+            "Per pull the hub signs the request (WS-Security digest), parses the answer with "
+            "the hardened parser, keeps the channel's health and renews its subscription; "
+            "the bare client POSTs a fixed envelope and drops the answer. Between runs of "
+            "the same code the ratio moves by 0.2-0.7x (100 channels pull 300 times in a "
+            "window), so a size just past 2x in one run is met in another: see NOTES.md."
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the comparison and write benchmarks/results/onvif_channels.json."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -474,6 +503,7 @@ def main(argv: list[str] | None = None) -> None:
         "event_every": args.event_every,
         "goal": "6,314 channels ≤ 1 core and ≤ 600 MiB on one node; ≤ 2× bare CPU per pull; linear",
         "comparison": comparison,
+        "verdict": verdict(comparison),
         "district_projection_from_largest_run": projection,
         "runs": runs,
     }
