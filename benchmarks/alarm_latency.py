@@ -417,6 +417,7 @@ def why_missed(figures: dict[str, Any]) -> str:
     gc_max = max((g["max_ms"] or 0.0) for g in diagnosed["gc_pauses"].values())
     raw = figures["raw_broker_round_trip"]
     load = figures["load_at_start"]["load1"], figures["load_at_end"]["load1"]
+    cores = os.cpu_count() or 1
     return (
         f"p99 {figures['publish_to_console_websocket']['p99_ms']} ms against "
         f"{_GOAL_P99_MS:g} ms. In the same run the writer's batch commits took p50 "
@@ -424,8 +425,13 @@ def why_missed(figures: dict[str, Any]) -> str:
         f"ahead of it and its own), the hub's event loop stalled p99 {stall['p99_ms']} / "
         f"max {stall['max_ms']} ms per 10 ms tick, the longest GC pause was {gc_max} ms, "
         f"and the bare broker round trip had a p99 of {raw['p99_ms']} ms; the machine's "
-        f"1-minute load went from {load[0]} to {load[1]} on {os.cpu_count()} cores, so "
-        "the hub and PostgreSQL waited for a core."
+        f"1-minute load went from {load[0]} to {load[1]} on {cores} cores"
+        + (
+            ", so the hub and PostgreSQL waited for a core."
+            if max(load) >= cores
+            else ", below its cores: the commits and the event loop were slow without a "
+            "queue for the cores (a machine slower that hour; NOTES.md compares runs)."
+        )
     )
 
 
