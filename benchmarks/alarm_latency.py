@@ -430,7 +430,8 @@ def why_missed(figures: dict[str, Any]) -> str:
             ", so the hub and PostgreSQL waited for a core."
             if max(load) >= cores
             else ", below its cores: the commits and the event loop were slow without a "
-            "queue for the cores (a machine slower that hour; NOTES.md compares runs)."
+            "queue for the cores (the machine's own speed varies between runs; NOTES.md "
+            "compares them)."
         )
     )
 
