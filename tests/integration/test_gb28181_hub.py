@@ -202,7 +202,13 @@ async def test_silence_takes_the_device_offline_and_expires_zero_unregisters(
             body = (await client.get(f"/api/devices/{CAMERA}")).json()
             return bool(body.get("health") == state)  # 404 until the registry adds it
 
-        await eventually(lambda: health("online"), "online after keepalive")
+        async def online_while_alive() -> bool:
+            # Kept alive while polled: at a 0.5 s keepalive interval the device goes
+            # offline a second after its last one, sooner than a slow machine's poll.
+            assert await device.keepalive() == 200
+            return await health("online")
+
+        await eventually(online_while_alive, "online after keepalive")
         await eventually(lambda: health("offline"), "offline after missed keepalives")
 
         async def offline_alarm() -> list[str] | None:
@@ -212,7 +218,7 @@ async def test_silence_takes_the_device_offline_and_expires_zero_unregisters(
         assert await eventually(offline_alarm, "device_offline alarm") == [CAMERA]
 
         assert await device.register() == 200
-        await eventually(lambda: health("online"), "online after re-registration")
+        await eventually(online_while_alive, "online after re-registration")
         assert await device.register(expires=0) == 200
         await eventually(lambda: health("offline"), "offline after Expires: 0")
         assert CAMERA not in hub.gb28181.sessions
