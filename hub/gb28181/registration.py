@@ -292,8 +292,11 @@ class Registrar:
         await sessions_repo.record_unregistration(self._service._store, device_id, now)
         self.sessions.pop(device_id, None)
         self._service.subscriptions.forget(device_id)
-        # Unregistering is conclusive (the policy takes one failure to offline).
-        await self._service.health.device(device_id, HealthState.OFFLINE, reason, now)
+        # Unregistering is conclusive (the policy takes one failure to offline), and it is
+        # taken at the time it is applied: evidence stamped while this REGISTER was being
+        # checked (a keepalive) must not make it look late and leave the device online.
+        applied = max(now, self._service._clock())
+        await self._service.health.device(device_id, HealthState.OFFLINE, reason, applied)
 
     async def check_expiry(self, now: datetime) -> None:
         """End the lapsed registrations this node watches (unless renewed through another
