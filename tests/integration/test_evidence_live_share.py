@@ -22,6 +22,20 @@ from tests.peers.rtsp import rtsp_peer
 pytestmark = [pytest.mark.rtsp, pytest.mark.slow]
 
 
+async def buffered_ball_camera(hub: Hub, url: str) -> None:
+    """cam-ball linked to panic button btn-1, its buffer filling (over a second held)."""
+    await seed_tree(hub.store)
+    await seed_camera(hub.store, "cam-ball", urls=[url])
+    await seed_camera(hub.store, "btn-1", kind="alarm_point")
+    async with hub.store.transaction() as tx:
+        await tx.execute(
+            "UPDATE devices SET linked_cameras = %s WHERE id = 'btn-1'",
+            (Json(["cam-ball"]),),
+        )
+    hub.evidence.request_refresh()
+    await eventually(lambda: any(b.seconds > 1 for b in hub.evidence.buffered()), "buffering")
+
+
 async def test_live_view_of_a_buffered_camera_shares_the_buffer_pull(tmp_path: Path) -> None:
     with rtsp_peer(tmp_path) as peer:
         settings = load_settings(
@@ -32,18 +46,7 @@ async def test_live_view_of_a_buffered_camera_shares_the_buffer_pull(tmp_path: P
             evidence={"prebuffer_s": 3, "refresh_s": 1},
         )
         async with Hub(settings) as hub:
-            await seed_tree(hub.store)
-            await seed_camera(hub.store, "cam-ball", urls=[peer.url("ball")])
-            await seed_camera(hub.store, "btn-1", kind="alarm_point")
-            async with hub.store.transaction() as tx:
-                await tx.execute(
-                    "UPDATE devices SET linked_cameras = %s WHERE id = 'btn-1'",
-                    (Json(["cam-ball"]),),
-                )
-            hub.evidence.request_refresh()
-            await eventually(
-                lambda: any(b.seconds > 1 for b in hub.evidence.buffered()), "buffering"
-            )
+            await buffered_ball_camera(hub, peer.url("ball"))
             assert rtsp_connections(peer.port) == 1
 
             app = hub.app()
@@ -82,18 +85,7 @@ async def test_an_alarm_snapshot_of_a_buffered_camera_comes_from_the_buffer_pull
             evidence={"prebuffer_s": 3, "postroll_s": 1, "refresh_s": 1},
         )
         async with Hub(settings) as hub:
-            await seed_tree(hub.store)
-            await seed_camera(hub.store, "cam-ball", urls=[peer.url("ball")])
-            await seed_camera(hub.store, "btn-1", kind="alarm_point")
-            async with hub.store.transaction() as tx:
-                await tx.execute(
-                    "UPDATE devices SET linked_cameras = %s WHERE id = 'btn-1'",
-                    (Json(["cam-ball"]),),
-                )
-            hub.evidence.request_refresh()
-            await eventually(
-                lambda: any(b.seconds > 1 for b in hub.evidence.buffered()), "buffering"
-            )
+            await buffered_ball_camera(hub, peer.url("ball"))
             connections: set[int] = set()
 
             async def count() -> None:
