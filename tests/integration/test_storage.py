@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -118,6 +119,27 @@ async def test_large_batches_dedupe_and_touch_devices_like_small_ones(store: Sql
     assert await store.count_events() == 500
     recorded = await _last_event_at(store)
     assert recorded == BASE_TIME + timedelta(seconds=499)
+
+
+async def test_a_replayed_batch_and_racing_batches_store_each_key_once(store: SqlStore) -> None:
+    """Bulk batches claim their keys optimistically on PostgreSQL (COPY, with ON CONFLICT
+    after a stored key turns up): a whole batch replayed, the clean batches after it, and
+    two batches of the same keys committed at once by two connections each store a key
+    exactly once."""
+    await _register_camera(store)
+    fresh = [make_event(i, key=f"r{i}") for i in range(300)]
+    assert len((await store.ingest(fresh)).stored) == 300
+    replay = await store.ingest([make_event(i, key=f"r{i}") for i in range(300)])
+    assert replay.stored == [] and replay.duplicates == 300
+    for start in (300, 600):  # the first after a replay, then one after a clean batch
+        batch = await store.ingest([make_event(i, key=f"r{i}") for i in range(start, start + 300)])
+        assert len(batch.stored) == 300 and batch.duplicates == 0
+    racing = [make_event(i, key=f"r{i}") for i in range(900, 1200)]
+    one, other = await asyncio.gather(store.ingest(racing), store.ingest(racing))
+    assert len(one.stored) + len(other.stored) == 300
+    assert one.duplicates + other.duplicates == 300
+    assert await store.count_events() == 1200
+    assert await _last_event_at(store) == BASE_TIME + timedelta(seconds=1199)
 
 
 async def test_rejected_messages_keep_reason_and_bytes(store: SqlStore) -> None:
