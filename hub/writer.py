@@ -3,8 +3,9 @@
 Producers `submit` events (and rejected messages) into a bounded queue and
 wait when it is full — backpressure, never a drop. The writer takes what is
 queued (up to `batch_max`) and commits it in one transaction. Only a writer
-that found its queue empty (a trickle: one press, say) waits up to `batch_delay`
-for company before committing; a writer that comes back from a commit to a
+that found its queue empty (a trickle) waits up to `batch_delay` for company
+before committing, unless a critical event (a panic press) is among what it
+holds; a writer that comes back from a commit to a
 queue that filled meanwhile commits what is there at once, so under load the
 batch size follows the commit time instead of adding the delay to every event's
 latency. Only after the commit does it call each item's `on_committed`
@@ -24,7 +25,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from camera_registry.events import DeviceEvent, RejectedMessage
+from camera_registry.events import DeviceEvent, RejectedMessage, Severity
 from hub.bus import EventBus
 from hub.metrics import Metrics
 from hub.storage.base import IngestResult, InTransaction, SqlStore
@@ -119,6 +120,13 @@ class _Backlog:
         await self._drained.wait()
 
 
+def _critical(entries: list[_Entry]) -> bool:
+    return any(
+        isinstance(entry.item, DeviceEvent) and entry.item.severity is Severity.CRITICAL
+        for entry in entries
+    )
+
+
 class EventWriter:
     """Bounded queue → batched transactional commits → callbacks → bus."""
 
@@ -206,7 +214,8 @@ class EventWriter:
 
     async def _next_batch(self, *, behind: bool) -> list[_Entry]:
         """What is queued; unless the writer is `behind` (events queued up while
-        the last batch committed), also whatever else arrives within the batch delay.
+        the last batch committed), also whatever else arrives within the batch delay,
+        up to the first critical event (a panic press does not wait for company).
 
         One timeout covers the whole collection: a per-entry `wait_for` would
         cost a task per event under a steady trickle."""
@@ -216,14 +225,17 @@ class EventWriter:
         batch = queue.take(limit)
         if self._metrics is not None:
             self._metrics.writer_queue.set(len(queue))
-        if behind or len(batch) >= limit or self._batch_delay <= 0:
+        if behind or len(batch) >= limit or self._batch_delay <= 0 or _critical(batch):
             return batch
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout_at(loop.time() + self._batch_delay):
                 while len(batch) < limit:
                     await queue.wait()
-                    batch.extend(queue.take(limit - len(batch)))
+                    more = queue.take(limit - len(batch))
+                    batch.extend(more)
+                    if _critical(more):
+                        break
         except TimeoutError:
             pass
         return batch

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from camera_registry.events import DeviceEvent, RejectedMessage
+from camera_registry.events import DeviceEvent, RejectedMessage, Severity
 from hub.bus import EventBus
 from hub.metrics import Metrics
 from hub.storage import IngestResult, SqlStore
@@ -212,3 +212,30 @@ async def test_events_queued_during_a_commit_do_not_wait_for_the_batch_delay(
     assert batches == [1, 3]
     # Well under the 2 s delay the lone event waited.
     assert max(committed[n] for n in (1, 2, 3)) - released < 1.0
+
+
+async def test_a_panic_press_does_not_wait_the_batch_delay_for_company(wstore: SqlStore) -> None:
+    """Heartbeats trickling in wait the batch delay for company; a critical event
+    (a panic press) among them ends the wait: it commits at once, with them."""
+    loop = asyncio.get_running_loop()
+    committed: dict[str, float] = {}
+    pressed = asyncio.Event()
+
+    def mark(name: str) -> Any:
+        def record() -> None:
+            committed[name] = loop.time()
+            if name == "press":
+                pressed.set()
+
+        return record
+
+    async with EventWriter(wstore, batch_delay=3.0) as writer:
+        started = loop.time()
+        await writer.submit(make_event(0, key="beat-0", kind="mqtt.heartbeat"), mark("beat-0"))
+        await asyncio.sleep(0.3)
+        assert committed == {}  # a lone heartbeat waits for company
+        press = make_event(1, key="press", kind="panic.press", severity=Severity.CRITICAL)
+        await writer.submit(press, mark("press"))
+        await asyncio.wait_for(pressed.wait(), 10)
+        assert committed["press"] - started < 1.5  # well inside the 3 s delay
+        assert set(committed) == {"beat-0", "press"}  # in one batch with the heartbeat
