@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Generic, TypeVar
 
 __all__ = ["EventBus", "Subscription", "SubscriptionOverflow"]
@@ -89,12 +89,18 @@ class EventBus(Generic[M]):
     def __init__(self, name: str) -> None:
         self.name = name
         self._subscribers: list[Subscription[M]] = []
+        self._listeners: list[Callable[[M], None]] = []
 
     def subscribe(self, *, maxsize: int = 1000, name: str = "subscriber") -> Subscription[M]:
         """A new subscription receiving every message published from now on."""
         sub = Subscription(self, maxsize, f"{self.name}/{name}")
         self._subscribers.append(sub)
         return sub
+
+    def on_publish(self, listener: Callable[[M], None]) -> None:
+        """Call `listener` with each message as it is published, after the subscribers'
+        queues have it. It runs inside `publish` and must not block."""
+        self._listeners.append(listener)
 
     def unsubscribe(self, sub: Subscription[M]) -> None:
         """Remove a subscription and wake its reader."""
@@ -106,6 +112,11 @@ class EventBus(Generic[M]):
         """Hand a committed message to every subscriber without waiting."""
         for sub in list(self._subscribers):
             sub._offer(message)
+        for listener in self._listeners:
+            try:
+                listener(message)
+            except Exception:
+                log.exception("a listener of %s failed", self.name)
 
     def publish_all(self, messages: Iterable[M]) -> None:
         """Publish several messages in order."""

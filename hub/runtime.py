@@ -145,6 +145,7 @@ class Hub:
                 ChangeListener(settings.storage_url(), name=f"gridwatch-feed:{self.node_id}"),
                 self.stream_changes,
             )
+            self.alarm_changes.on_publish(self.change_feed.committed_here)
         self.departments = DepartmentService(
             self.store, settings.departments, bus=self.alarm_changes
         )

@@ -11,6 +11,13 @@ when a notification is (the connection was down, say): after every reconnect, an
 every `poll_s` regardless, the feed reads the log anyway. Nothing is published
 twice: the cursor only moves forward.
 
+This node's own changes need no notification and no read: `committed_here` gets
+each right after its commit, and publishes it at once when it is the next in the
+log (`seq` = cursor + 1). One that is not (another node committed in between, or a
+rolled-back transaction left a gap in the sequence) is left to the log read, which
+publishes it in order; the notification of a change already published this way
+causes no read.
+
 The streams (`/api/alarms/ws`, `/api/alarms/stream`) subscribe to this bus and keep
 their own `since` cursor semantics on top: replay from the log, then live changes
 with a `seq` above the replayed ones. This node's own changes come the same way
@@ -59,6 +66,8 @@ class ChangeFeed:
         #: The highest `seq` published (or present when the feed started).
         self.cursor = 0
         self.published = 0
+        #: Of `published`, this node's own changes published without reading the log.
+        self.published_here = 0
         self.reconnects = 0
 
     async def start(self) -> None:
@@ -80,6 +89,15 @@ class ChangeFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._listener.close()
+
+    def committed_here(self, change: AlarmChange) -> None:
+        """This node's own change, just committed: published now when it is next in `seq`."""
+        if self._task is None or change.seq != self.cursor + 1:
+            return
+        self.cursor = change.seq
+        self.bus.publish(change)
+        self.published += 1
+        self.published_here += 1
 
     async def catch_up(self) -> int:
         """Read the log after the cursor and publish what is there; how many were published."""

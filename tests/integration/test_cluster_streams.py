@@ -220,3 +220,40 @@ async def test_only_committed_changes_cross_nodes(cluster: Cluster) -> None:
                         data.append(json.loads(line.removeprefix("data: ")))
                         break
         assert [d["seq"] for d in data] == [message["seq"]]
+
+
+async def test_a_nodes_own_changes_reach_its_consoles_without_reading_the_log(
+    cluster: Cluster,
+) -> None:
+    """Node A's own committed changes go to its consoles straight after commit (the
+    next `seq` each time); after a rolled-back transaction leaves a gap in the
+    sequence, A's next change comes through the log read instead: in order, once."""
+    a = cluster.a
+    assert a.hub.change_feed is not None
+    async with connect(a.ws_url, additional_headers=bearer(cluster.admin)) as ws:
+        await receive(ws)
+        for n in range(10):
+            await press(a.hub, "btn-town" if n % 2 else "btn-other", n)
+        await a.hub.writer.flush()
+        expected = await stored_changes(a.hub)
+        seen = [(await receive(ws))["seq"] for _ in expected]
+        assert seen == expected
+        assert a.hub.change_feed.published_here == len(expected)
+
+        class RolledBack(Exception):
+            pass
+
+        async def failing_hook(tx: Tx, events: list[DeviceEvent]) -> object:
+            await a.hub.alarms.in_transaction(tx, events)
+            raise RolledBack
+
+        held = make_event(99, device_id="btn-town", kind="panic.press", source="mqtt", key="gap")
+        with pytest.raises(RolledBack):
+            await a.hub.store.ingest([held], in_transaction=failing_hook)
+        fast = a.hub.change_feed.published_here
+        await press(a.hub, "btn-other", 100)
+        after_gap = await receive(ws)
+        assert after_gap["seq"] > seen[-1] + 1  # the rolled-back seq is never shown
+        assert device(after_gap) == "btn-other"
+        assert a.hub.change_feed.published_here == fast  # read from the log
+        assert await nothing_within(ws, 0.5)
