@@ -281,7 +281,7 @@ def explain(bare: list[float], claimed: list[float], writer: list[float]) -> dic
         why.append("A negative share is noise: rounds differ more than that part costs.")
     if against_claim < GOAL:
         why.append(
-            f"Against bare COPY + the same claim the writer reaches {against_claim:.0%}, "
+            f"Against bare COPY + the same claim the writer reaches {against_claim:.1%}, "
             f"short of {GOAL:.0%}."
         )
         why.append("The machine's load (recorded) moves single rounds by a factor of two.")

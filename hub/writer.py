@@ -79,10 +79,13 @@ class _Backlog:
                 if waiter.done() and not waiter.cancelled():
                     self._make_room()  # pass the wake-up on
                 raise
-        self._entries.append(entry)
+        entries = self._entries
+        entries.append(entry)
         self._unfinished += 1
-        self._drained.clear()
-        self._arrived.set()
+        if self._unfinished == 1:
+            self._drained.clear()
+        if len(entries) == 1:  # the consumer waits only on an empty backlog
+            self._arrived.set()
 
     async def wait(self) -> None:
         """Until something is queued."""

@@ -191,6 +191,9 @@ def dedupe_batch(
 
 def first_per_key(events: Sequence[DeviceEvent]) -> list[DeviceEvent]:
     """The first event of each dedup key in a batch, in order."""
+    keys = [event.dedup_key for event in events]
+    if len(set(keys)) == len(keys) and None not in keys:
+        return list(events)  # the bulk case: every event keyed, no key twice
     seen: set[str] = set()
     firsts: list[DeviceEvent] = []
     for event in events:
@@ -393,7 +396,10 @@ class SqlStore(ABC):
         last-seen times; (the events stored, how many were duplicates)."""
         keyed = first_per_key(events)
         fresh = await self._claim_keys(tx, keyed) if keyed else set()
-        stored, duplicates = dedupe_batch(events, fresh)
+        if len(fresh) == len(events):  # every event keyed, once each, and new
+            stored, duplicates = list(events), 0
+        else:
+            stored, duplicates = dedupe_batch(events, fresh)
         if stored:
             await self._insert_events(tx, stored)
             await self._touch_devices(tx, latest_per_device(stored))

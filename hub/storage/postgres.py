@@ -302,7 +302,7 @@ class PostgresStore(SqlStore):
                         e.event_id,
                         e.device_id,
                         e.kind,
-                        e.severity.value,
+                        e.severity,  # a StrEnum: dumped as its text
                         e.source,
                         e.dedup_key,
                         dict(e.payload),
@@ -310,17 +310,20 @@ class PostgresStore(SqlStore):
                 )
 
     async def _touch_devices(self, tx: Tx, latest: Mapping[str, datetime]) -> None:
-        # One statement for the whole batch instead of one UPDATE per device.
+        # One statement for the whole batch instead of one UPDATE per device. The
+        # devices and times travel as one JSON object (orjson, in C) and are taken
+        # apart by the server: dumping two arrays of thousands of elements costs
+        # the event loop several milliseconds per batch in Python.
         await tx.execute(
             "UPDATE device_state AS s SET"
-            " last_event_at = GREATEST(s.last_event_at, v.at),"
-            " last_seen_at = GREATEST(s.last_seen_at, v.at)"
-            " FROM unnest(%b::text[], %b::timestamptz[]) AS v(device_id, at)"
+            " last_event_at = GREATEST(s.last_event_at, v.at::timestamptz),"
+            " last_seen_at = GREATEST(s.last_seen_at, v.at::timestamptz)"
+            " FROM jsonb_each_text(%s::jsonb) AS v(device_id, at)"
             " WHERE s.device_id = v.device_id"
             # Only devices whose times move: a replayed batch writes no row versions.
-            " AND (s.last_event_at IS NULL OR s.last_event_at < v.at"
-            " OR s.last_seen_at IS NULL OR s.last_seen_at < v.at)",
-            (list(latest), list(latest.values())),
+            " AND (s.last_event_at IS NULL OR s.last_event_at < v.at::timestamptz"
+            " OR s.last_seen_at IS NULL OR s.last_seen_at < v.at::timestamptz)",
+            (orjson.dumps(latest, option=orjson.OPT_NAIVE_UTC).decode(),),
         )
 
     async def _claim_keys(self, tx: Tx, events: Sequence[DeviceEvent]) -> set[str]:
