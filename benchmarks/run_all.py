@@ -148,12 +148,14 @@ def _ingest(data: dict[str, Any]) -> list[Row]:
         writer = r.get("writer_events_per_s") or []
         bare = r.get("bare_copy_rows_per_s") or []
         claim = r.get("bare_copy_and_key_claim_rows_per_s") or []
+        state = r.get("bare_copy_key_claim_and_device_state_rows_per_s") or []
         rows.append(
             (
                 f"writer events/s ({label}, registered devices, dedup keys; median of rounds)",
                 f"{_fmt(_median(writer))} ({_fmt(r.get('median_ratio_to_bare_copy'))} of COPY, "
                 f"{_fmt(r.get('median_ratio_to_bare_copy_and_key_claim'))} of COPY + key claim)",
-                f"{_fmt(_median(bare))} (bare COPY); {_fmt(_median(claim))} (bare COPY + claim)",
+                f"{_fmt(_median(bare))} (bare COPY); {_fmt(_median(claim))} (bare COPY + claim)"
+                + (f"; {_fmt(_median(state))} (+ device state)" if state else ""),
                 goal,
             )
         )

@@ -37,7 +37,7 @@ from hub.storage.base import (
 )
 from hub.storage.dialect import POSTGRESQL
 
-__all__ = ["PostgresStore", "dump_json"]
+__all__ = ["TOUCH_DEVICES", "PostgresStore", "dump_json", "touched_devices"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,21 @@ _COPY_EVENTS = (
     " FROM STDIN (FORMAT BINARY)"
 )
 _COPY_TYPES = ["timestamptz", "uuid", "text", "text", "text", "text", "text", "jsonb"]
+#: Move the last-seen times of a batch's devices (the argument: `touched_devices`).
+#: The devices and times travel as one JSON object (orjson, in C) that the server
+#: takes apart, each time cast once: dumping two arrays of thousands of elements
+#: costs the event loop several milliseconds per batch in Python. Only devices
+#: whose times move are written: a replayed batch writes no row versions.
+TOUCH_DEVICES = (
+    "UPDATE device_state AS s SET"
+    " last_event_at = GREATEST(s.last_event_at, v.at),"
+    " last_seen_at = GREATEST(s.last_seen_at, v.at)"
+    " FROM (SELECT key AS device_id, value::timestamptz AS at"
+    " FROM jsonb_each_text(%s::jsonb)) AS v"
+    " WHERE s.device_id = v.device_id"
+    " AND (s.last_event_at IS NULL OR s.last_event_at < v.at"
+    " OR s.last_seen_at IS NULL OR s.last_seen_at < v.at)"
+)
 _COPY_KEYS = "COPY event_keys (dedup_key, time, event_id) FROM STDIN (FORMAT BINARY)"
 _COPY_KEY_TYPES = ["text", "timestamptz", "uuid"]
 _CLAIM_KEYS = (
@@ -137,6 +152,11 @@ async def _copy_keys(conn: psycopg.AsyncConnection[Any], events: Sequence[Device
         copy.set_types(_COPY_KEY_TYPES)
         for e in events:
             await copy.write_row((e.dedup_key, e.time, e.event_id))
+
+
+def touched_devices(latest: Mapping[str, datetime]) -> str:
+    """The argument of `TOUCH_DEVICES`: each device's newest time, as JSON."""
+    return orjson.dumps(latest, option=orjson.OPT_NAIVE_UTC).decode()
 
 
 def dump_json(value: Any) -> bytes | str:
@@ -310,21 +330,8 @@ class PostgresStore(SqlStore):
                 )
 
     async def _touch_devices(self, tx: Tx, latest: Mapping[str, datetime]) -> None:
-        # One statement for the whole batch instead of one UPDATE per device. The
-        # devices and times travel as one JSON object (orjson, in C) and are taken
-        # apart by the server: dumping two arrays of thousands of elements costs
-        # the event loop several milliseconds per batch in Python.
-        await tx.execute(
-            "UPDATE device_state AS s SET"
-            " last_event_at = GREATEST(s.last_event_at, v.at::timestamptz),"
-            " last_seen_at = GREATEST(s.last_seen_at, v.at::timestamptz)"
-            " FROM jsonb_each_text(%s::jsonb) AS v(device_id, at)"
-            " WHERE s.device_id = v.device_id"
-            # Only devices whose times move: a replayed batch writes no row versions.
-            " AND (s.last_event_at IS NULL OR s.last_event_at < v.at::timestamptz"
-            " OR s.last_seen_at IS NULL OR s.last_seen_at < v.at::timestamptz)",
-            (orjson.dumps(latest, option=orjson.OPT_NAIVE_UTC).decode(),),
-        )
+        # One statement for the whole batch instead of one UPDATE per device.
+        await tx.execute(TOUCH_DEVICES, (touched_devices(latest),))
 
     async def _claim_keys(self, tx: Tx, events: Sequence[DeviceEvent]) -> set[str]:
         """Claim the batch's dedup keys; the keys that were new.
