@@ -94,6 +94,9 @@ def parse_untrusted_xml(data: bytes, *, max_bytes: int = MAX_XML_BYTES) -> Any:
     return root
 
 
+_BEYOND_MICROSECONDS = re.compile(r"(\.\d{6})\d+")
+
+
 def parse_xs_datetime(text: str | None) -> datetime | None:
     """Parse an xs:dateTime into aware UTC; None when absent or unreadable."""
     if not text:
@@ -102,7 +105,8 @@ def parse_xs_datetime(text: str | None) -> datetime | None:
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
     # Python accepts at most microseconds; some cameras send nanoseconds.
-    value = re.sub(r"(\.\d{6})\d+", r"\1", value)
+    if "." in value:
+        value = _BEYOND_MICROSECONDS.sub(r"\1", value)
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:

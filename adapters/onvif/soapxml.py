@@ -36,9 +36,15 @@ def first(element: Any, *path: str) -> Any | None:
     """The first child named `path[0]` (any namespace), then its child `path[1]`, ..."""
     current = element
     for name in path:
-        # "{*}name" matches the local name in any namespace, or none (lxml, in C).
-        current = current.find(f"{{*}}{name}")
-        if current is None:
+        # A plain walk over the children: SOAP elements have few, and lxml's
+        # `find("{*}name")` compiles an ElementPath expression on every call.
+        suffix = "}" + name
+        for child in current:
+            tag = child.tag
+            if isinstance(tag, str) and (tag == name or tag.endswith(suffix)):
+                current = child
+                break
+        else:
             return None
     return current
 
