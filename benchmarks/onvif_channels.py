@@ -6,23 +6,26 @@ answers: its clock, its event service address, a PullPoint subscription, and
 PullMessages long-polls held for the pull timeout and answered empty (a motion
 notification every `--event-every`-th pull when asked). Keep-alive as cameras do.
 
-For each channel count N, two clients run one after the other, each in a
-process of its own, against the same server:
+For each channel count N, two clients run at the same time, each in a process
+of its own and each against a fake camera server of its own (so neither's
+answers wait for the other's):
 - **bare**: N asyncio tasks on one aiohttp session, each POSTing a fixed
   PullMessages envelope and reading the answer, in a loop — the least any
   client can do per pull;
 - **hub**: GridWatch's `EventChannelManager` with N channels (clock sync,
   subscription, signed pulls, parsing, renewals, health), events counted.
 
-Each client measures, over a window after all its channels pulled once, its
-own process CPU time (user + system), pulls completed, RSS; the server reports
-the turnaround (answer sent → the channel's next pull arrived, ≥ 500 samples
-for a p99). CPU per pull = CPU / pulls. The machine's load average is recorded
-at the start and end of every run. Results go to
-benchmarks/results/onvif_channels.json.
+Once both have every channel pulling, the parent opens `--rounds` windows,
+each on both clients at the same moment: each client measures its own process
+CPU time (user + system) and pulls completed in it, so every window gives a
+ratio hub ÷ bare under the same load at the same time (a paired ratio); the
+headline is the median of those ratios. RSS is read at the end; each server
+reports its turnaround (answer sent → the channel's next pull arrived, ≥ 500
+samples for a p99). The machine's load average is recorded per window.
+Results go to benchmarks/results/onvif_channels.json.
 
 Usage: python -m benchmarks.onvif_channels [--channels 100 1000 6314]
-       [--pull-timeout 20] [--window 60] [--ports 64] [--event-every 0]
+       [--pull-timeout 20] [--window 60] [--rounds 3] [--ports 64] [--event-every 0]
 
 The fake camera server is one Python process: on a loaded 2-core machine it
 answers some hundreds of pulls a second, so at thousands of channels a short
@@ -39,13 +42,14 @@ import json
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from benchmarks.common import write_result
+from benchmarks.common import machine_load, write_result
 
 __all__ = ["main"]
 
@@ -253,44 +257,63 @@ async def _stats(port: int, reset: bool) -> dict[str, Any]:
     return dict(json.loads(body))
 
 
-async def _measure(
-    count_pulls: Any, channels: int, window: float, ports: list[int], settle_s: float
-) -> dict[str, Any]:
-    """Wait until every channel pulled once, then measure one window."""
+async def _settle(count_pulls: Any, channels: int, settle_s: float) -> int:
+    """Wait until every channel pulled once (or `settle_s` passed); how many did."""
     started = time.monotonic()
     while time.monotonic() - started < settle_s:
         if count_pulls(ready=True) >= channels:
             break
         await asyncio.sleep(0.5)
-    ready = count_pulls(ready=True)
     await asyncio.sleep(1.0)
-    await _stats(ports[0], reset=True)
-    pulls0, cpu0, t0 = count_pulls(), _cpu(), time.monotonic()
-    await asyncio.sleep(window)
-    pulls1, cpu1, t1 = count_pulls(), _cpu(), time.monotonic()
-    server = await _stats(ports[0], reset=False)
+    return int(count_pulls(ready=True))
+
+
+async def _windows(
+    count_pulls: Any, channels: int, port: int, settle_s: float, extra: Any = None
+) -> None:
+    """The client's side of the parent's protocol: print `ready` once every channel
+    pulls, then measure one window per `window <seconds>` line from the parent (one
+    JSON line each), and at `end` print the closing figures."""
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    ready = await _settle(count_pulls, channels, settle_s)
+    print(json.dumps({"ready": ready, "setup_s": round(time.monotonic() - started - 1, 1)}))
+    sys.stdout.flush()
+    while True:
+        line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
+        if not line or line[0] == "end":
+            break
+        window = float(line[1])
+        await _stats(port, reset=True)
+        pulls0, cpu0, t0 = count_pulls(), _cpu(), time.monotonic()
+        await asyncio.sleep(window)
+        pulls1, cpu1, t1 = count_pulls(), _cpu(), time.monotonic()
+        server = await _stats(port, reset=False)
+        pulls, cpu = pulls1 - pulls0, cpu1 - cpu0
+        print(
+            json.dumps(
+                {
+                    "window_s": round(t1 - t0, 1),
+                    "pulls": pulls,
+                    "pulls_per_s": round(pulls / (t1 - t0), 1),
+                    "cpu_s": round(cpu, 3),
+                    "cores": round(cpu / (t1 - t0), 3),
+                    "cpu_per_pull_ms": round(1000 * cpu / pulls, 4) if pulls else None,
+                    "turnaround_p50_ms": round(server["turnaround_p50_ms"], 2),
+                    "turnaround_p99_ms": round(server["turnaround_p99_ms"], 2),
+                    "turnaround_samples": server["turnaround_samples"],
+                }
+            )
+        )
+        sys.stdout.flush()
     rss, peak = _rss_mib()
-    pulls = pulls1 - pulls0
-    cpu = cpu1 - cpu0
-    return {
-        "channels": channels,
-        "channels_ready": ready,
-        "setup_s": round(t0 - started - 1.0, 1),
-        "window_s": round(t1 - t0, 1),
-        "pulls": pulls,
-        "pulls_per_s": round(pulls / (t1 - t0), 1),
-        "cpu_s": round(cpu, 3),
-        "cores": round(cpu / (t1 - t0), 3),
-        "cpu_per_pull_ms": round(1000 * cpu / pulls, 4) if pulls else None,
-        "rss_mib": round(rss, 1),
-        "peak_rss_mib": round(peak, 1),
-        "turnaround_p50_ms": round(server["turnaround_p50_ms"], 2),
-        "turnaround_p99_ms": round(server["turnaround_p99_ms"], 2),
-        "turnaround_samples": server["turnaround_samples"],
-    }
+    closing: dict[str, Any] = {"rss_mib": round(rss, 1), "peak_rss_mib": round(peak, 1)}
+    if extra is not None:
+        closing |= extra()
+    print(json.dumps(closing), flush=True)
 
 
-async def _bare(channels: int, ports: list[int], pull_timeout: float, window: float) -> None:
+async def _bare(channels: int, ports: list[int], pull_timeout: float) -> None:
     import aiohttp
 
     from adapters.onvif import soap
@@ -314,14 +337,13 @@ async def _bare(channels: int, ports: list[int], pull_timeout: float, window: fl
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         tasks = [asyncio.create_task(channel(n, session)) for n in range(channels)]
-        result = await _measure(count, channels, window, ports, settle_s=120)
+        await _windows(count, channels, ports[0], settle_s=300)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    print(json.dumps(result), flush=True)
 
 
-async def _hub(channels: int, ports: list[int], pull_timeout: float, window: float) -> None:
+async def _hub(channels: int, ports: list[int], pull_timeout: float) -> None:
     from adapters.onvif.client import EventChannelManager
     from hub.onvif.config import OnvifSettings
 
@@ -344,29 +366,152 @@ async def _hub(channels: int, ports: list[int], pull_timeout: float, window: flo
             pulls = manager.pull_counts().values()
             return sum(1 for p in pulls if p) if ready else sum(pulls)
 
-        result = await _measure(count, channels, window, ports, settle_s=300)
-        health = manager.health().values()
-        result["events"] = events[0]  # channel_lost / channel_restored included
-        result["channels_failed_at_end"] = sum(1 for h in health if h.state != "subscribed")
-        result["resubscriptions"] = sum(h.resubscriptions for h in health)
-    print(json.dumps(result), flush=True)
+        def closing() -> dict[str, Any]:
+            health = manager.health().values()
+            return {
+                "events": events[0],  # channel_lost / channel_restored included
+                "channels_failed_at_end": sum(1 for h in health if h.state != "subscribed"),
+                "resubscriptions": sum(h.resubscriptions for h in health),
+            }
+
+        await _windows(count, channels, ports[0], settle_s=300, extra=closing)
 
 
 # ---------------------------------------------------------------------------
 # The parent
 
 
-def _child(role: str, *args: str, timeout: float) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.onvif_channels", f"--{role}", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{role} run failed: {done.stderr[-2000:]}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+class _Server:
+    """A fake camera server process; `ports` once it listens."""
+
+    def __init__(self, ports: int, pull_timeout: float, event_every: int) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.onvif_channels",
+                "--serve",
+                "--ports",
+                str(ports),
+                "--pull-timeout",
+                str(pull_timeout),
+                "--event-every",
+                str(event_every),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None  # piped above
+        self.ports = ",".join(str(p) for p in json.loads(self.process.stdout.readline()))
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class _Client:
+    """A client process (`bare` or `hub`) driven window by window over its pipes."""
+
+    def __init__(self, role: str, channels: int, server: _Server, pull_timeout: float) -> None:
+        self.role = role
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.onvif_channels",
+                f"--{role}",
+                str(channels),
+                "--server-ports",
+                server.ports,
+                "--pull-timeout",
+                str(pull_timeout),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def send(self, line: str) -> None:
+        assert self.process.stdin is not None  # piped above
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def receive(self) -> dict[str, Any]:
+        assert self.process.stdout is not None  # piped above
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.wait()
+            raise RuntimeError(f"the {self.role} client ended (exit {self.process.returncode})")
+        return dict(json.loads(line))
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+def _paired_size(
+    channels: int, servers: dict[str, _Server], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Both clients at `channels`, `args.rounds` windows opened on both at once."""
+    clients = {role: _Client(role, channels, servers[role], args.pull_timeout) for role in servers}
+    try:
+        ready = {role: client.receive() for role, client in clients.items()}
+        windows: list[dict[str, Any]] = []
+        for _ in range(args.rounds):
+            load_start = os.getloadavg()
+            for client in clients.values():
+                client.send(f"window {args.window}")
+            measured = {role: client.receive() for role, client in clients.items()}
+            hub, bare = measured["hub"], measured["bare"]
+            ratio = None
+            if hub["cpu_per_pull_ms"] and bare["cpu_per_pull_ms"]:
+                ratio = round(hub["cpu_per_pull_ms"] / bare["cpu_per_pull_ms"], 3)
+            windows.append(
+                {
+                    "hub": hub,
+                    "bare": bare,
+                    "hub_over_bare": ratio,
+                    "load_start": [round(v, 2) for v in load_start],
+                    "load_end": [round(v, 2) for v in os.getloadavg()],
+                }
+            )
+            print(json.dumps({"channels": channels, **windows[-1]}), flush=True)
+        for client in clients.values():
+            client.send("end")
+        closing = {role: client.receive() for role, client in clients.items()}
+    finally:
+        for client in clients.values():
+            client.close()
+    return {"channels": channels, "ready": ready, "windows": windows, "closing": closing}
+
+
+def _compare(run: dict[str, Any], pull_timeout: float) -> dict[str, Any]:
+    windows = run["windows"]
+    ratios = [w["hub_over_bare"] for w in windows if w["hub_over_bare"] is not None]
+
+    def median_of(role: str, figure: str) -> float | None:
+        values = [w[role][figure] for w in windows if w[role][figure] is not None]
+        return round(statistics.median(values), 4) if values else None
+
+    return {
+        "channels": run["channels"],
+        "hub_cpu_per_pull_ms": median_of("hub", "cpu_per_pull_ms"),
+        "bare_cpu_per_pull_ms": median_of("bare", "cpu_per_pull_ms"),
+        "hub_over_bare": round(statistics.median(ratios), 2) if ratios else None,
+        "hub_over_bare_per_window": ratios,
+        "hub_cores": median_of("hub", "cores"),
+        "hub_pulls_per_s": median_of("hub", "pulls_per_s"),
+        "rhythm_pulls_per_s": round(run["channels"] / pull_timeout, 1),
+        "hub_rss_mib": run["closing"]["hub"]["rss_mib"],
+    }
 
 
 def verdict(comparison: list[dict[str, Any]]) -> dict[str, Any]:
@@ -391,9 +536,10 @@ def verdict(comparison: list[dict[str, Any]]) -> dict[str, Any]:
         out["why"] = (
             "Per pull the hub signs the request (WS-Security digest), parses the answer with "
             "the hardened parser, keeps the channel's health and renews its subscription; "
-            "the bare client POSTs a fixed envelope and drops the answer. Between runs of "
-            "the same code the ratio moves by 0.2-0.7x (100 channels pull 300 times in a "
-            "window), so a size just past 2x in one run is met in another: see NOTES.md."
+            "the bare client POSTs a fixed envelope and drops the answer. The ratio is the "
+            "median of windows measured on both clients at once; hub_over_bare_per_window "
+            "shows how far single windows spread (100 channels pull only a few hundred "
+            "times in a window)."
         )
     return out
 
@@ -404,6 +550,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--channels", type=int, nargs="+", default=[100, 1000, 6314])
     parser.add_argument("--pull-timeout", type=float, default=20.0)
     parser.add_argument("--window", type=float, default=60.0)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ports", type=int, default=64)
     parser.add_argument("--event-every", type=int, default=0)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -418,70 +565,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.bare or args.hub:
         ports = [int(p) for p in args.server_ports.split(",")]
         client = _bare if args.bare else _hub
-        asyncio.run(client(args.bare or args.hub, ports, args.pull_timeout, args.window))
+        asyncio.run(client(args.bare or args.hub, ports, args.pull_timeout))
         return
 
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.onvif_channels",
-            "--serve",
-            "--ports",
-            str(args.ports),
-            "--pull-timeout",
-            str(args.pull_timeout),
-            "--event-every",
-            str(args.event_every),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    load = machine_load()
+    servers = {
+        role: _Server(args.ports, args.pull_timeout, args.event_every) for role in ("bare", "hub")
+    }
     runs: list[dict[str, Any]] = []
     try:
-        assert server.stdout is not None
-        listening = ",".join(str(p) for p in json.loads(server.stdout.readline()))
-        common = ["--server-ports", listening, "--pull-timeout", str(args.pull_timeout)]
-        common += ["--window", str(args.window)]
         for channels in args.channels:
-            for role in ("bare", "hub"):
-                load_start = os.getloadavg()
-                figures = _child(role, str(channels), *common, timeout=args.window + 600)
-                figures["client"] = role
-                figures["load_start"] = [round(v, 2) for v in load_start]
-                figures["load_end"] = [round(v, 2) for v in os.getloadavg()]
-                runs.append(figures)
-                print(json.dumps(figures), flush=True)
+            runs.append(_paired_size(channels, servers, args))
     finally:
-        if server.stdin is not None:
-            with contextlib.suppress(BrokenPipeError):
-                server.stdin.close()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-    comparison = []
-    for channels in args.channels:
-        bare = next(r for r in runs if r["channels"] == channels and r["client"] == "bare")
-        hub = next(r for r in runs if r["channels"] == channels and r["client"] == "hub")
-        ratio = None
-        if bare["cpu_per_pull_ms"] and hub["cpu_per_pull_ms"]:
-            ratio = round(hub["cpu_per_pull_ms"] / bare["cpu_per_pull_ms"], 2)
-        comparison.append(
-            {
-                "channels": channels,
-                "hub_cpu_per_pull_ms": hub["cpu_per_pull_ms"],
-                "bare_cpu_per_pull_ms": bare["cpu_per_pull_ms"],
-                "hub_over_bare": ratio,
-                "hub_cores": hub["cores"],
-                "hub_pulls_per_s": hub["pulls_per_s"],
-                "rhythm_pulls_per_s": round(channels / args.pull_timeout, 1),
-                "hub_rss_mib": hub["rss_mib"],
-            }
-        )
+        for server in servers.values():
+            server.stop()
+    comparison = [_compare(run, args.pull_timeout) for run in runs]
     district = 6314
     largest = max(comparison, key=lambda c: c["channels"])
     projection = None
@@ -492,13 +590,15 @@ def main(argv: list[str] | None = None) -> None:
             projection[f"pull_timeout_{timeout_s:g}s_cores"] = round(cores, 3)
     figures = {
         "method": (
-            "fake camera server in its own process; bare aiohttp long-poll and the hub's "
-            "EventChannelManager each in its own process, one after the other; CPU = the "
-            "client process's user+system time over the window; turnaround = answer sent "
-            "→ the channel's next pull arrived, measured by the server"
+            "bare aiohttp long-poll and the hub's EventChannelManager, each in its own "
+            "process against a fake camera server of its own, running at the same time; "
+            "windows opened on both at once, CPU = each client process's user+system time "
+            "over the window, hub ÷ bare per window (paired), median of the windows; "
+            "turnaround = answer sent → the channel's next pull arrived, measured by the server"
         ),
         "pull_timeout_s": args.pull_timeout,
         "window_s": args.window,
+        "rounds": args.rounds,
         "server_ports": args.ports,
         "event_every": args.event_every,
         "goal": "6,314 channels ≤ 1 core and ≤ 600 MiB on one node; ≤ 2× bare CPU per pull; linear",
@@ -507,7 +607,7 @@ def main(argv: list[str] | None = None) -> None:
         "district_projection_from_largest_run": projection,
         "runs": runs,
     }
-    path = write_result("onvif_channels", figures)
+    path = write_result("onvif_channels", figures, load_at_start=load)
     print(json.dumps(comparison, indent=2))
     print(f"written {path}")
 
