@@ -41,7 +41,14 @@ async def test_sipp_device_registers_keepalives_and_raises_an_alarm(
             workdir=tmp_path,
         )
         assert run.returncode == 0, run.output[-3000:]
-        device = (await client.get(f"/api/devices/{CAMERA}")).json()
+
+        async def registered() -> dict[str, Any] | None:
+            # The registry write follows the 200 OK (the REGISTER never waits for it),
+            # so it may land after the scenario's last message.
+            answer = await client.get(f"/api/devices/{CAMERA}")
+            return dict(answer.json()) if answer.status_code == 200 else None
+
+        device = await eventually(registered, "the registered device in the registry")
         assert device["kind"] == "camera"
 
         async def alarm() -> dict[str, Any] | None:
