@@ -263,7 +263,9 @@ async def _replay_then_live(
                 break
         while True:
             try:
-                change = await asyncio.wait_for(subscription.get(), _KEEPALIVE_S)
+                # A timeout scope, not `wait_for`: no task per change per console.
+                async with asyncio.timeout(_KEEPALIVE_S):
+                    change = await subscription.get()
             except TimeoutError:
                 yield "keepalive", None
                 continue
