@@ -5,14 +5,13 @@ wait when it is full — backpressure, never a drop. The writer takes what is
 queued (up to `batch_max`) and commits it in one transaction. Only a writer
 that found its queue empty (a trickle) waits up to `batch_delay` for company
 before committing, unless a critical event (a panic press) is among what it
-holds; a writer that comes back from a commit to a
-queue that filled meanwhile commits what is there at once, so under load the
-batch size follows the commit time instead of adding the delay to every event's
-latency. Only after the commit does it call each item's `on_committed`
-callback and announce the stored events on the bus. A failed
-commit is retried with backoff until it succeeds or the writer is stopped; the
-callbacks of an uncommitted batch never fire, so the producer's source (an MQTT
-broker, say) redelivers after a crash.
+holds; a writer that comes back from a commit to a queue that filled meanwhile
+commits what is there at once, so under load the batch size follows the commit
+time instead of adding the delay to every event's latency. Only after the
+commit does it call each item's `on_committed` callback and announce the stored
+events on the bus. A failed commit is retried with backoff until it succeeds
+or the writer is stopped; the callbacks of an uncommitted batch never fire, so
+the producer's source (an MQTT broker, say) redelivers after a crash.
 """
 
 from __future__ import annotations

@@ -113,6 +113,22 @@ async def press(hub: Hub, device: str, n: int) -> None:
     )
 
 
+class RolledBack(Exception):
+    pass
+
+
+async def rolled_back_press(hub: Hub, n: int, key: str) -> None:
+    """A press whose transaction runs the alarm engine (taking a change-log seq), then fails."""
+
+    async def failing_hook(tx: Tx, events: list[DeviceEvent]) -> object:
+        await hub.alarms.in_transaction(tx, events)
+        raise RolledBack
+
+    held = make_event(n, device_id="btn-town", kind="panic.press", source="mqtt", key=key)
+    with pytest.raises(RolledBack):
+        await hub.store.ingest([held], in_transaction=failing_hook)
+
+
 def device(message: dict[str, Any]) -> str:
     return str(message["payload"]["alarm"]["device_id"])
 
@@ -191,17 +207,7 @@ async def test_only_committed_changes_cross_nodes(cluster: Cluster) -> None:
     a, b = cluster.a, cluster.b
     async with connect(a.ws_url, additional_headers=bearer(cluster.admin)) as ws:
         await receive(ws)
-
-        class RolledBack(Exception):
-            pass
-
-        async def failing_hook(tx: Tx, events: list[DeviceEvent]) -> object:
-            await b.hub.alarms.in_transaction(tx, events)
-            raise RolledBack
-
-        held = make_event(1, device_id="btn-town", kind="panic.press", source="mqtt", key="gone")
-        with pytest.raises(RolledBack):
-            await b.hub.store.ingest([held], in_transaction=failing_hook)
+        await rolled_back_press(b.hub, 1, "gone")
         assert await nothing_within(ws, 1.0)
         assert await stored_changes(a.hub) == []
 
@@ -239,17 +245,7 @@ async def test_a_nodes_own_changes_reach_its_consoles_without_reading_the_log(
         seen = [(await receive(ws))["seq"] for _ in expected]
         assert seen == expected
         assert a.hub.change_feed.published_here == len(expected)
-
-        class RolledBack(Exception):
-            pass
-
-        async def failing_hook(tx: Tx, events: list[DeviceEvent]) -> object:
-            await a.hub.alarms.in_transaction(tx, events)
-            raise RolledBack
-
-        held = make_event(99, device_id="btn-town", kind="panic.press", source="mqtt", key="gap")
-        with pytest.raises(RolledBack):
-            await a.hub.store.ingest([held], in_transaction=failing_hook)
+        await rolled_back_press(a.hub, 99, "gap")
         fast = a.hub.change_feed.published_here
         await press(a.hub, "btn-other", 100)
         after_gap = await receive(ws)
